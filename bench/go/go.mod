@@ -1,0 +1,3 @@
+module ringctx.bench/go
+
+go 1.19

@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ringctx.h - Go's context package for C, built on io_uring.
+ *
+ * This header is the whole contract: nothing outside it is API.
+ *
+ * Conventions that hold for every function below:
+ *  - Functions that can fail return 0 (or a count) on success and a negative
+ *    errno on failure; errno is never the channel and is left untouched.
+ *  - Functions that return a pointer return NULL only for invalid arguments or
+ *    out-of-memory; each one says which inputs are invalid.
+ *  - Time is int64_t nanoseconds of CLOCK_MONOTONIC (rctx_now()); deadlines are
+ *    absolute. RCTX_FOREVER means "no deadline".
+ *  - Contexts are reference counted and may be shared freely between threads.
+ *    Every function taking an rctx_t is thread-safe unless it says otherwise.
+ *  - A context's error, once non-zero, never changes. The errors are
+ *    -ECANCELED (Go's Canceled) and -ETIMEDOUT (Go's DeadlineExceeded).
+ *
+ * See docs/lifecycle.md for the numbered lifecycle rules of contexts, rings and
+ * requests, and ringctx(7) for an overview.
+ */
+#ifndef RINGCTX_H
+#define RINGCTX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <liburing.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RINGCTX_VERSION_MAJOR 0
+#define RINGCTX_VERSION_MINOR 1
+
+/* "No deadline": the largest representable instant. */
+#define RCTX_FOREVER INT64_MAX
+
+/* A node of the cancellation tree. Opaque. */
+typedef struct rctx rctx_t;
+/* A registered after-func (Go's AfterFunc). Opaque. */
+typedef struct rctx_after rctx_after_t;
+/* An io_uring instance that runs requests under contexts. Opaque. */
+typedef struct rctx_ring rctx_ring_t;
+
+/* ------------------------------------------------------------------------ */
+/* Time                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Current CLOCK_MONOTONIC time in nanoseconds. Thread-safe, never fails. */
+int64_t rctx_now(void);
+
+/* ------------------------------------------------------------------------ */
+/* Root contexts                                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The root of every tree: never done, no deadline, no values. A static object:
+ * no allocation; ref/unref/release on it are no-ops. Thread-safe.
+ */
+rctx_t *rctx_background(void);
+
+/* Like rctx_background(), but formats as "context.TODO". */
+rctx_t *rctx_todo(void);
+
+/* ------------------------------------------------------------------------ */
+/* Derived contexts                                                         */
+/*                                                                          */
+/* Every constructor returns a new context holding one reference, owned by  */
+/* the caller, who must drop it with rctx_release() (cancel + unref) or     */
+/* rctx_unref(). The new context holds a reference to its parent, so the    */
+/* caller may drop its own reference to the parent at any time.             */
+/* Constructors are thread-safe and may race with a cancel of the parent:   */
+/* the child is then either registered before the cancel (and cancelled by  */
+/* it) or created already done with the parent's error and cause.          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Go's WithCancel. Returns NULL if parent is NULL (invalid) or on
+ * out-of-memory. If the parent is already done, the child is done at creation
+ * with the parent's error and cause.
+ */
+rctx_t *rctx_with_cancel(rctx_t *parent);
+
+/*
+ * Go's WithDeadline: done with -ETIMEDOUT at abs_ns (CLOCK_MONOTONIC), armed as
+ * an IORING_OP_TIMEOUT on the library's runtime ring. A deadline at or before
+ * now gives a context done at creation with -ETIMEDOUT. A deadline later than
+ * the parent's gives a plain cancel context (as Go), which still reports the
+ * parent's deadline. Returns NULL if parent is NULL (invalid) or on
+ * out-of-memory.
+ */
+rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns);
+
+/*
+ * As rctx_with_deadline(), but when the deadline expires rctx_cause() reports
+ * `cause` (nonzero; 0 means "no cause", i.e. -ETIMEDOUT).
+ */
+rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause);
+
+/*
+ * Go's WithTimeout: rctx_with_deadline(parent, rctx_now() + rel_ns).
+ * Returns NULL if parent is NULL, rel_ns is negative, or now + rel_ns
+ * overflows int64_t (all invalid), or on out-of-memory. rel_ns == 0 gives a
+ * context done at creation with -ETIMEDOUT.
+ */
+rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns);
+
+/* As rctx_with_timeout(), with a cause reported on expiry (see above). */
+rctx_t *rctx_with_timeout_cause(rctx_t *parent, int64_t rel_ns, int cause);
+
+/*
+ * Go's WithValue: a context that carries val under key. Keys are compared by
+ * pointer identity; use the address of a static object of your own. val may be
+ * NULL (it then shadows an earlier value of the same key). The context does not
+ * own key or val. Returns NULL if parent or key is NULL (invalid) or on
+ * out-of-memory.
+ */
+rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val);
+
+/*
+ * Go's WithoutCancel: keeps parent's values, drops its cancellation and
+ * deadline. The result is never done, its cause is 0. Returns NULL if parent
+ * is NULL (invalid) or on out-of-memory.
+ */
+rctx_t *rctx_without_cancel(rctx_t *parent);
+
+/* ------------------------------------------------------------------------ */
+/* Cancelling, references                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Cancel ctx and its whole subtree with -ECANCELED: every descendant (through
+ * value contexts too) becomes done with the same error and cause before this
+ * returns; their done fds become readable, their waiters wake, their
+ * after-funcs are queued to the runtime thread (never run under a library
+ * lock, and cancel never waits for them), and every io_uring request in flight
+ * under the subtree gets an IORING_OP_ASYNC_CANCEL on the ring that holds it.
+ * ctx is removed from its parent's child set.
+ * Returns 1 if this call ended ctx, 0 if it was already done, -EINVAL if ctx is
+ * NULL or not cancellable (background, todo, value and without-cancel
+ * contexts). Idempotent; callable from any thread, including from callbacks.
+ */
+int rctx_cancel(rctx_t *ctx);
+
+/*
+ * Go's WithCancelCause cancel function: as rctx_cancel(), and rctx_cause()
+ * then reports `cause` for ctx and every descendant cancelled by this call.
+ * cause == 0 is a plain cancel (the cause is then -ECANCELED).
+ */
+int rctx_cancel_cause(rctx_t *ctx, int cause);
+
+/*
+ * Take one more reference to ctx. Returns ctx (NULL if ctx is NULL).
+ * Thread-safe. The caller owns the reference and drops it with rctx_unref().
+ */
+rctx_t *rctx_ref(rctx_t *ctx);
+
+/*
+ * Drop one reference. When the last one goes the context is removed from its
+ * parent, its done fd is closed and its memory freed; it then drops its own
+ * reference to its parent. Note that a pending deadline timer and every request
+ * in flight under a context hold a reference to it. NULL is ignored.
+ */
+void rctx_unref(rctx_t *ctx);
+
+/*
+ * Go's `defer cancel()`: cancel ctx if it is cancellable and not done yet, then
+ * drop the caller's reference. NULL is ignored.
+ */
+void rctx_release(rctx_t *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Queries                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Go's ctx.Err(): 0 while not done, then -ECANCELED or -ETIMEDOUT forever.
+ * Lock-free (one acquire load after at most one pointer hop). NULL: -EINVAL.
+ */
+int rctx_err(const rctx_t *ctx);
+
+/*
+ * Go's context.Cause(ctx): 0 while ctx is not done; then the cause given to
+ * rctx_cancel_cause() or to a *_cause constructor, inherited from the ancestor
+ * whose cancellation reached ctx; when there was none, the same as
+ * rctx_err(). A racing reader sees 0 or the final cause, never anything else.
+ * NULL: -EINVAL.
+ */
+int rctx_cause(const rctx_t *ctx);
+
+/*
+ * Go's ctx.Deadline(): true and *abs_ns set if ctx (or an ancestor up to a
+ * without-cancel boundary) has a deadline; false otherwise (and for NULL).
+ * abs_ns may be NULL.
+ */
+bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns);
+
+/*
+ * Go's ctx.Value(key): the value of the nearest context carrying key, or NULL
+ * if none (or if ctx or key is NULL). Lock-free walk up the chain.
+ */
+void *rctx_value(const rctx_t *ctx, const void *key);
+
+/*
+ * Go's ctx.Done() as a file descriptor: an eventfd, created on first call and
+ * owned by the context (closed when the context is freed; do not close it),
+ * that becomes readable when ctx is done and stays readable. Poll it (poll,
+ * epoll, IORING_OP_POLL_ADD); do not read it. Value contexts return the fd of
+ * their nearest cancellable ancestor.
+ * Returns the fd, -ENOENT for a context that can never be done (background,
+ * todo, without-cancel and values above them: Go's nil channel), -EINVAL for
+ * NULL, or the negative errno of eventfd(2).
+ */
+int rctx_done_fd(rctx_t *ctx);
+
+/*
+ * Block the calling thread until ctx is done or abs_deadline passes
+ * (RCTX_FOREVER: no limit). Uses a futex on the context; no fd is created.
+ * Returns 0 once ctx is done (read the reason with rctx_err()), -EAGAIN if
+ * abs_deadline passed first, -EDEADLK if ctx can never be done and
+ * abs_deadline is RCTX_FOREVER (it would block forever), -EINVAL for NULL.
+ */
+int rctx_wait(rctx_t *ctx, int64_t abs_deadline);
+
+/*
+ * Go's String(): write a description such as
+ * "context.Background.WithCancel.WithValue(key=0x..., val=0x...)" into buf
+ * (always NUL-terminated when len > 0). Returns the length of the full
+ * description (like snprintf: a result >= len means it was truncated), or
+ * -EINVAL if ctx is NULL, or buf is NULL with len > 0.
+ */
+int rctx_format(const rctx_t *ctx, char *buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* After-funcs                                                              */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Go's AfterFunc: arrange for fn(arg) to run once after ctx is done. fn runs on
+ * the library's runtime thread, never under a library lock, and a cancel never
+ * waits for it; if ctx is already done it is queued at once. fn should not
+ * block for long: it delays the other after-funcs and deadline processing.
+ * Returns a handle owned by the caller, who must drop it with
+ * rctx_after_release() (which does not stop fn). NULL if ctx or fn is NULL
+ * (invalid) or on out-of-memory. The handle keeps ctx alive.
+ */
+rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *arg), void *arg);
+
+/*
+ * Go's stop(): prevent fn from running. Returns true if this call stopped it
+ * (fn will never run); false if fn has already been queued or run, or if it
+ * was already stopped (a second stop returns false). NULL returns false.
+ * Thread-safe; never waits for fn.
+ */
+bool rctx_after_stop(rctx_after_t *h);
+
+/* Drop the caller's handle. Does not stop fn. NULL is ignored. */
+void rctx_after_release(rctx_after_t *h);
+
+/* ------------------------------------------------------------------------ */
+/* Rings and requests                                                       */
+/*                                                                          */
+/* A ring wraps one struct io_uring and is driven by one thread at a time   */
+/* (its owner: the thread that calls rctx_ring_run()). Any SQE prepared with */
+/* liburing's io_uring_prep_* helpers can be submitted under a context. A   */
+/* cancel of the context from any thread aborts the request in the kernel:  */
+/* the canceller queues the request to the ring and wakes it, and the ring's */
+/* owner issues IORING_OP_ASYNC_CANCEL by user_data (the canceller never    */
+/* touches the ring's submission queue).                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Completion callback. Called exactly once per request (for multishot
+ * requests: once per CQE, the last one without IORING_CQE_F_MORE in flags),
+ * on the ring's owner thread, from rctx_ring_run() or rctx_ring_destroy(),
+ * only when the kernel is done with the request's memory. res is the kernel's
+ * result (possibly a success that raced with a cancel: an accepted fd, bytes
+ * read; it is never dropped), -ECANCELED if the request was aborted, or the
+ * context's error if the context was already done at submission. The callback
+ * may submit, cancel contexts and release them.
+ */
+typedef void (*rctx_cb_t)(void *arg, int res, uint32_t flags);
+
+/*
+ * Create a ring with an SQ of `entries` (0: 256). Returns 0 and *ringp, or the
+ * negative errno of io_uring_queue_init (-ENOMEM, -EPERM, -ENOSYS...),
+ * -EINVAL if ringp is NULL. The creating thread becomes its owner; ownership
+ * passes to whichever single thread runs it next.
+ */
+int rctx_ring_create(rctx_ring_t **ringp, unsigned entries);
+
+/*
+ * Cancel every request of the ring, run until every callback has run, then
+ * free the ring. Owner thread only. Waits for requests the kernel cannot abort
+ * (stuck disk I/O) until the kernel lets them go. NULL is ignored.
+ */
+void rctx_ring_destroy(rctx_ring_t *ring);
+
+/* Escape hatch: the underlying io_uring (owner thread only; do not submit
+ * requests with user_data of your own on it, ringctx owns user_data). */
+struct io_uring *rctx_ring_uring(rctx_ring_t *ring);
+
+/* A file descriptor that polls readable when the ring has completions to run:
+ * integrate the ring into another event loop, then call rctx_ring_run() with
+ * deadline 0. -EINVAL for NULL. */
+int rctx_ring_fd(rctx_ring_t *ring);
+
+/*
+ * Submit a copy of *sqe under ctx with callback cb(arg, res, flags). The SQE
+ * is typically prepared on the stack with an io_uring_prep_* helper; ringctx
+ * overwrites its user_data. The request is tracked by ctx's nearest
+ * cancellable ancestor (untracked under background or without-cancel). If that
+ * context has a deadline and sqe carries no IOSQE_IO_LINK/IOSQE_IO_HARDLINK,
+ * an IORING_OP_LINK_TIMEOUT for the deadline is linked to it, so the kernel
+ * ends it on time even if no thread runs the ring. If ctx is already done, the
+ * request never reaches the kernel and cb runs from the next rctx_ring_run()
+ * with the context's error. Memory referenced by the SQE belongs to the kernel
+ * until cb runs. The SQE is queued, not sent: rctx_ring_run() (or
+ * rctx_ring_flush()) sends queued SQEs in one io_uring_enter.
+ * Owner thread only. Returns 0 (cb will be called exactly once), or -EINVAL
+ * (NULL ring, ctx, sqe or cb), -ENOMEM, or the negative errno of a failed
+ * io_uring_submit when the SQ was full (cb will then never be called).
+ */
+int rctx_submit(rctx_ring_t *ring, rctx_t *ctx, const struct io_uring_sqe *sqe,
+		rctx_cb_t cb, void *arg);
+
+/* Send queued SQEs to the kernel now. Owner thread only. Returns the number
+ * submitted or a negative errno from io_uring_submit. */
+int rctx_ring_flush(rctx_ring_t *ring);
+
+/*
+ * Send queued SQEs and cancels, wait until at least one completion (of any
+ * kind, including a cross-thread cancel wake-up) arrives or abs_deadline passes
+ * (0: do not wait; RCTX_FOREVER: no limit), and run the callbacks of every
+ * completion available. Owner thread only; not re-entrant (-EDEADLK from a
+ * callback). Returns the number of callbacks run (0 when the deadline passed
+ * with nothing to do), or a negative errno.
+ */
+int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline);
+
+/* Requests of the ring whose callback has not run yet. Owner thread only. */
+unsigned rctx_ring_pending(const rctx_ring_t *ring);
+
+/*
+ * Honest accounting of what the kernel did with the ring's requests.
+ * Counters are cumulative since creation; gauges are current.
+ */
+struct rctx_ring_stats {
+	uint64_t submitted;        /* requests sent to the kernel */
+	uint64_t short_circuited;  /* ended at submission: context already done */
+	uint64_t completed;        /* callbacks run (all kinds) */
+	uint64_t cancels_issued;   /* IORING_OP_ASYNC_CANCEL sent */
+	uint64_t cancel_found;     /* cancel result 0: found and aborted */
+	uint64_t cancel_ealready;  /* cancel result -EALREADY: was running */
+	uint64_t cancel_enoent;    /* cancel result -ENOENT: not found */
+	uint64_t aborted;          /* cancelled requests that ended -ECANCELED/-EINTR */
+	uint64_t completed_anyway; /* cancelled requests that ended with their own result */
+	uint64_t link_timeouts;    /* deadline link timeouts attached */
+	uint64_t link_timeouts_fired; /* ... that expired and ended their request */
+	uint64_t in_flight;        /* gauge: requests held by the kernel */
+	uint64_t held_after_cancel;/* gauge: cancelled, still held by the kernel */
+};
+
+/* Copy the ring's counters into *st. Thread-safe (a racy but consistent-enough
+ * snapshot). -EINVAL for NULL. */
+int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
+
+/* ------------------------------------------------------------------------ */
+/* Blocking calls, in the Go style                                          */
+/*                                                                          */
+/* Each runs one request on the calling thread's own ring (created on first */
+/* use, destroyed at thread exit) and returns its result, or the context's  */
+/* error (-ECANCELED / -ETIMEDOUT) as soon as the context is done.          */
+/* A result that completed in the kernel despite a cancel (bytes read, an   */
+/* accepted fd) is returned, never dropped.                                 */
+/*                                                                          */
+/* Buffer policy (docs/stuck-io.md): for sockets, pipes and character       */
+/* devices the kernel's I/O is always abortable, so the caller's buffer is  */
+/* used directly and the call returns only after the kernel has let go of  */
+/* it. For regular files and block devices, whose issued I/O the kernel may */
+/* be unable to abort (a hung disk or FUSE server), the I/O goes through a  */
+/* library-owned bounce buffer with IOSQE_ASYNC, and on cancel the call     */
+/* returns at once, abandoning the request: the kernel can never write into */
+/* the caller's buffer after the call returns, and the submitting thread    */
+/* never blocks in the kernel. Abandoned requests are counted in the ring's */
+/* held_after_cancel gauge and their memory is freed when the kernel ends   */
+/* them. -EINVAL for a NULL ctx; -EDEADLK if called from a callback running */
+/* on the thread's ring; -ENOMEM.                                           */
+/* ------------------------------------------------------------------------ */
+
+ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off);
+ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len, int64_t off);
+ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags);
+ssize_t rctx_send(rctx_t *ctx, int fd, const void *buf, size_t len, int flags);
+/* Returns the new fd (owned by the caller) or a negative errno. */
+int rctx_accept(rctx_t *ctx, int fd, struct sockaddr *addr, socklen_t *addrlen,
+		int flags);
+int rctx_connect(rctx_t *ctx, int fd, const struct sockaddr *addr,
+		 socklen_t addrlen);
+int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags);
+/* Returns the new fd or a negative errno; an open that completes after the
+ * call gave up is closed by the library. */
+int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags, mode_t mode);
+/* Returns the revents mask (> 0) or a negative errno. */
+int rctx_poll(rctx_t *ctx, int fd, unsigned poll_mask);
+/* Sleep rel_ns; 0 after the full sleep, else the context's error. */
+int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
+
+/*
+ * The calling thread's ring used by the blocking calls (created on first use;
+ * -errno of rctx_ring_create is reported as NULL). Use it to read its stats.
+ * Owned by the thread; do not destroy it.
+ */
+rctx_ring_t *rctx_thread_ring(void);
+
+/* ------------------------------------------------------------------------ */
+/* Runtime                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Process-wide counters of the library's runtime thread (deadlines and
+ * after-funcs), for tests and observability.
+ */
+struct rctx_runtime_stats {
+	uint64_t timers_armed;    /* IORING_OP_TIMEOUT submitted */
+	uint64_t timers_skipped;  /* deadline contexts cancelled before arming */
+	uint64_t timers_fired;    /* expired and cancelled their context */
+	uint64_t timers_removed;  /* IORING_OP_TIMEOUT_REMOVE submitted */
+	uint64_t timers_live;     /* gauge: armed, not yet completed */
+	uint64_t after_funcs_run; /* after-funcs called */
+	uint64_t wakeups;         /* runtime thread wake-ups by eventfd */
+	bool running;             /* the runtime thread exists */
+};
+
+/* Snapshot of the runtime counters. -EINVAL for NULL. Thread-safe. */
+int rctx_runtime_stats(struct rctx_runtime_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RINGCTX_H */

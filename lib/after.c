@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * After-funcs (Go's AfterFunc). A record sits in the child set of the
+ * context's governor like a child context. Whoever detaches it from that set
+ * owns its "registration" reference: a cancel moves it to the runtime's run
+ * queue (state ARMED -> QUEUED), a stop drops it (ARMED -> STOPPED). The state
+ * CAS decides which of a racing cancel and stop wins.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *arg)
+{
+	struct rctx_cancel *g;
+	struct rctx_after *a;
+	int e = 0;
+
+	if (!ctx || !fn || ctx->kind == RCTX_AFTER)
+		return NULL;
+	a = malloc(sizeof(*a));
+	if (!a)
+		return NULL;
+	atomic_init(&a->c.hdr.refs, 2); /* the caller's handle + registration */
+	a->c.hdr.kind = RCTX_AFTER;
+	a->c.hdr.tstate = 0;
+	atomic_init(&a->c.hdr.waiters, 0);
+	a->c.hdr.parent = rctx_ref(ctx);
+	a->c.sib.next = NULL;
+	a->c.sib.pprev = NULL;
+	a->fn = fn;
+	a->arg = arg;
+	atomic_init(&a->state, AFTER_ARMED);
+	a->run_next = NULL;
+
+	g = rctx_governor(ctx);
+	if (!g) {
+		/* Never done: fn can never run; only a stop remains possible. */
+		rctx_obj_put(&a->c.hdr);
+		return a;
+	}
+	rlock(&g->lock);
+	e = atomic_load_explicit(&g->err, memory_order_relaxed);
+	if (!e)
+		hlist_add(&g->children, &a->c.sib);
+	runlock(&g->lock);
+	if (e) {
+		atomic_store(&a->state, AFTER_QUEUED);
+		rt_queue_after(a);
+	}
+	return a;
+}
+
+RCTX_API bool rctx_after_stop(rctx_after_t *a)
+{
+	struct rctx_cancel *g;
+	int armed = AFTER_ARMED;
+	bool detached = false;
+
+	if (!a)
+		return false;
+	if (!atomic_compare_exchange_strong(&a->state, &armed, AFTER_STOPPED))
+		return false;
+	g = rctx_governor(a->c.hdr.parent);
+	if (g) {
+		rlock(&g->lock);
+		if (a->c.sib.pprev) {
+			hlist_del(&a->c.sib);
+			detached = true;
+		}
+		runlock(&g->lock);
+	}
+	if (detached)
+		rctx_obj_put(&a->c.hdr);
+	return true;
+}
+
+RCTX_API void rctx_after_release(rctx_after_t *a)
+{
+	if (a)
+		rctx_obj_put(&a->c.hdr);
+}

@@ -1,0 +1,519 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The context tree: constructors, references, cancellation cascade, queries.
+ *
+ * Cancellation follows Go's cancelCtx: a cancellable context keeps its
+ * cancellable children (and after-func records) in a child set under its own
+ * lock. Cancelling a context sets its error and cause under its lock, detaches
+ * its child set and walks the detached subtree iteratively (no recursion, no
+ * allocation), taking a reference on each child so that a concurrent release
+ * cannot free it under the walk.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+static struct rctx background_ctx = { .refs = 1, .kind = RCTX_BACKGROUND };
+static struct rctx todo_ctx = { .refs = 1, .kind = RCTX_TODO };
+
+RCTX_API int64_t rctx_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+RCTX_API rctx_t *rctx_background(void) { return &background_ctx; }
+RCTX_API rctx_t *rctx_todo(void) { return &todo_ctx; }
+
+static bool is_root(const struct rctx *c)
+{
+	return c->kind == RCTX_BACKGROUND || c->kind == RCTX_TODO;
+}
+
+/* ---- references ---------------------------------------------------------- */
+
+void rctx_obj_get(struct rctx *c)
+{
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+bool rctx_obj_get_unless_zero(struct rctx *c)
+{
+	uint32_t r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+
+	while (r != 0) {
+		if (atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
+				memory_order_relaxed, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+/* Remove a canceler from the child set it is registered in, if any. */
+static void unregister(struct rctx_canceler *k)
+{
+	struct rctx_cancel *g = rctx_governor(k->hdr.parent);
+
+	if (!g)
+		return;
+	rlock(&g->lock);
+	if (k->sib.pprev)
+		hlist_del(&k->sib);
+	runlock(&g->lock);
+}
+
+/* Free one object whose count reached zero; return its parent. */
+static struct rctx *obj_free(struct rctx *c)
+{
+	struct rctx *parent = c->parent;
+
+	switch (c->kind) {
+	case RCTX_CANCEL:
+	case RCTX_DEADLINE:
+		unregister(&((struct rctx_cancel *)c)->c);
+		rctx_done_close((struct rctx_cancel *)c);
+		break;
+	case RCTX_AFTER:
+		/* A record at zero has been detached by whoever dropped its
+		 * registration reference. */
+		break;
+	default:
+		break;
+	}
+	free(c);
+	return parent;
+}
+
+void rctx_obj_put(struct rctx *c)
+{
+	/* Iterative, so that freeing a long chain does not recurse. */
+	while (c && !is_root(c)) {
+		if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+			return;
+		c = obj_free(c);
+	}
+}
+
+RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
+{
+	if (ctx && !is_root(ctx))
+		rctx_obj_get(ctx);
+	return ctx;
+}
+
+RCTX_API void rctx_unref(rctx_t *ctx)
+{
+	if (ctx && ctx->kind != RCTX_AFTER)
+		rctx_obj_put(ctx);
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+static void hdr_init(struct rctx *c, enum rctx_kind kind, struct rctx *parent)
+{
+	atomic_init(&c->refs, 1);
+	c->kind = (uint8_t)kind;
+	c->tstate = 0;
+	atomic_init(&c->waiters, 0);
+	c->unused = 0;
+	rctx_obj_get(parent); /* no-op count on the static roots */
+	c->parent = parent;
+}
+
+static int64_t effective_deadline(const struct rctx *c)
+{
+	const struct rctx_cancel *g = rctx_governor(c);
+
+	return g ? g->deadline : RCTX_FOREVER;
+}
+
+/*
+ * Register a new cancellable context with its parent's governor, or make it
+ * done at once with the governor's error and cause. Returns true if it was
+ * registered (it can be cancelled later by the parent).
+ */
+static bool cancel_attach(struct rctx_cancel *c)
+{
+	struct rctx_cancel *g = rctx_governor(c->c.hdr.parent);
+	int e;
+
+	if (!g)
+		return true;
+	rlock(&g->lock);
+	e = atomic_load_explicit(&g->err, memory_order_relaxed);
+	if (e) {
+		c->cause = g->cause;
+		atomic_store_explicit(&c->err, e, memory_order_release);
+	} else {
+		hlist_add(&g->children, &c->c.sib);
+	}
+	runlock(&g->lock);
+	return e == 0;
+}
+
+static void cancel_init(struct rctx_cancel *c, enum rctx_kind kind,
+			struct rctx *parent, int64_t deadline)
+{
+	hdr_init(&c->c.hdr, kind, parent);
+	c->c.sib.next = NULL;
+	c->c.sib.pprev = NULL;
+	atomic_init(&c->lock.v, 0);
+	atomic_init(&c->err, 0);
+	c->cause = 0;
+	atomic_init(&c->done_fd, -1);
+	c->children = NULL;
+	c->reqs = NULL;
+	c->deadline = deadline;
+}
+
+RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
+{
+	struct rctx_cancel *c;
+
+	if (!parent || parent->kind == RCTX_AFTER)
+		return NULL;
+	c = malloc(sizeof(*c));
+	if (!c)
+		return NULL;
+	cancel_init(c, RCTX_CANCEL, parent, effective_deadline(parent));
+	cancel_attach(c);
+	return &c->c.hdr;
+}
+
+RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
+{
+	struct rctx_deadline *d;
+
+	if (!parent || parent->kind == RCTX_AFTER)
+		return NULL;
+	/* The parent's deadline is sooner: a plain cancel context (as Go). */
+	if (effective_deadline(parent) < abs_ns)
+		return rctx_with_cancel(parent);
+	d = malloc(sizeof(*d));
+	if (!d)
+		return NULL;
+	cancel_init(&d->cc, RCTX_DEADLINE, parent, abs_ns);
+	d->arm_next = NULL;
+	d->remove_next = NULL;
+	d->timeout_cause = cause;
+	if (!cancel_attach(&d->cc))
+		return &d->cc.c.hdr;
+	if (abs_ns <= rctx_now()) {
+		rctx_timer_expired(d); /* no timer was armed */
+		return &d->cc.c.hdr;
+	}
+	if (rt_arm_deadline(d) < 0) {
+		rctx_release(&d->cc.c.hdr);
+		return NULL;
+	}
+	return &d->cc.c.hdr;
+}
+
+RCTX_API rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns)
+{
+	return rctx_with_deadline_cause(parent, abs_ns, 0);
+}
+
+RCTX_API rctx_t *rctx_with_timeout_cause(rctx_t *parent, int64_t rel_ns, int cause)
+{
+	int64_t abs_ns;
+
+	if (rel_ns < 0 || __builtin_add_overflow(rctx_now(), rel_ns, &abs_ns) ||
+	    abs_ns == RCTX_FOREVER)
+		return NULL;
+	return rctx_with_deadline_cause(parent, abs_ns, cause);
+}
+
+RCTX_API rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns)
+{
+	return rctx_with_timeout_cause(parent, rel_ns, 0);
+}
+
+RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
+{
+	struct rctx_value *v;
+
+	if (!parent || !key || parent->kind == RCTX_AFTER)
+		return NULL;
+	v = malloc(sizeof(*v));
+	if (!v)
+		return NULL;
+	hdr_init(&v->hdr, RCTX_VALUE, parent);
+	v->canc = rctx_governor(parent);
+	v->key = key;
+	v->val = val;
+	return &v->hdr;
+}
+
+RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
+{
+	struct rctx_without *w;
+
+	if (!parent || parent->kind == RCTX_AFTER)
+		return NULL;
+	w = malloc(sizeof(*w));
+	if (!w)
+		return NULL;
+	hdr_init(&w->hdr, RCTX_WITHOUT, parent);
+	return &w->hdr;
+}
+
+/* ---- cancellation -------------------------------------------------------- */
+
+/*
+ * Detach one child set entry during a cascade. Cancellable children are
+ * pushed on the walk stack (linked through their now unused sib.next) with a
+ * reference; after-func records go to *afters (their registration reference
+ * moves with them).
+ */
+static void detach_child(struct hnode *h, struct hnode **stack,
+			 struct rctx_after **afters)
+{
+	struct rctx_canceler *k = container_of(h, struct rctx_canceler, sib);
+
+	h->pprev = NULL;
+	h->next = NULL;
+	if (k->hdr.kind == RCTX_AFTER) {
+		struct rctx_after *a = (struct rctx_after *)k;
+
+		a->run_next = *afters;
+		*afters = a;
+		return;
+	}
+	/* A child at zero references is being freed: it has no descendants
+	 * and no requests left, and its free path waits for our lock. */
+	if (rctx_obj_get_unless_zero(&k->hdr)) {
+		h->next = *stack;
+		*stack = h;
+	}
+}
+
+/* End one context: set err/cause, detach its children onto the walk. */
+static bool cancel_one(struct rctx_cancel *c, int err, int cause,
+		       struct hnode **stack, struct cancel_batch *b,
+		       bool from_timer)
+{
+	struct rctx_after *afters = NULL, *a;
+	struct hnode *h, *next;
+
+	rlock(&c->lock);
+	if (atomic_load_explicit(&c->err, memory_order_relaxed)) {
+		runlock(&c->lock);
+		return false;
+	}
+	c->cause = cause;
+	atomic_store_explicit(&c->err, err, memory_order_seq_cst);
+	for (h = c->children; h; h = next) {
+		next = h->next;
+		detach_child(h, stack, &afters);
+	}
+	c->children = NULL;
+	if (c->reqs)
+		ring_cancel_reqs_locked(c, b);
+	runlock(&c->lock);
+
+	rctx_done_notify(c);
+	if (c->c.hdr.kind == RCTX_DEADLINE && !from_timer)
+		rt_remove_deadline((struct rctx_deadline *)c);
+	while ((a = afters)) {
+		int armed = AFTER_ARMED;
+
+		afters = a->run_next;
+		if (atomic_compare_exchange_strong(&a->state, &armed, AFTER_QUEUED))
+			rt_queue_after(a);
+		else
+			rctx_obj_put(&a->c.hdr); /* stopped: drop registration */
+	}
+	return true;
+}
+
+static bool cancel_tree(struct rctx_cancel *c, int err, int cause,
+			bool remove_from_parent, bool from_timer)
+{
+	struct cancel_batch b = { .n = 0 };
+	struct hnode *stack = NULL, *h;
+
+	if (cause == 0)
+		cause = err;
+	if (!cancel_one(c, err, cause, &stack, &b, from_timer))
+		return false;
+	while ((h = stack)) {
+		struct rctx_canceler *k = container_of(h, struct rctx_canceler, sib);
+
+		stack = h->next;
+		h->next = NULL;
+		cancel_one((struct rctx_cancel *)k, err, cause, &stack, &b, false);
+		rctx_obj_put(&k->hdr);
+	}
+	ring_wake_batch(&b);
+	if (remove_from_parent)
+		unregister(&c->c);
+	return true;
+}
+
+bool rctx_cancel_internal(struct rctx_cancel *c, int err, int cause,
+			  bool remove_from_parent)
+{
+	return cancel_tree(c, err, cause, remove_from_parent, false);
+}
+
+bool rctx_timer_expired(struct rctx_deadline *d)
+{
+	return cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true, true);
+}
+
+RCTX_API int rctx_cancel_cause(rctx_t *ctx, int cause)
+{
+	if (!ctx || !kind_cancellable(ctx))
+		return -EINVAL;
+	return cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, cause, true,
+			   false) ? 1 : 0;
+}
+
+RCTX_API int rctx_cancel(rctx_t *ctx)
+{
+	return rctx_cancel_cause(ctx, 0);
+}
+
+RCTX_API void rctx_release(rctx_t *ctx)
+{
+	if (!ctx || ctx->kind == RCTX_AFTER)
+		return;
+	if (kind_cancellable(ctx))
+		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, true, false);
+	rctx_obj_put(ctx);
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+RCTX_API int rctx_err(const rctx_t *ctx)
+{
+	const struct rctx_cancel *g;
+
+	if (unlikely(!ctx))
+		return -EINVAL;
+	g = rctx_governor(ctx);
+	return g ? cancel_err(g) : 0;
+}
+
+RCTX_API int rctx_cause(const rctx_t *ctx)
+{
+	const struct rctx_cancel *g;
+
+	if (!ctx)
+		return -EINVAL;
+	g = rctx_governor(ctx);
+	if (!g || !cancel_err(g))
+		return 0;
+	return g->cause; /* published by the release store of err */
+}
+
+RCTX_API bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns)
+{
+	int64_t d;
+
+	if (!ctx || ctx->kind == RCTX_AFTER)
+		return false;
+	d = effective_deadline(ctx);
+	if (d == RCTX_FOREVER)
+		return false;
+	if (abs_ns)
+		*abs_ns = d;
+	return true;
+}
+
+RCTX_API void *rctx_value(const rctx_t *ctx, const void *key)
+{
+	if (!key)
+		return NULL;
+	for (const struct rctx *c = ctx; c; c = c->parent) {
+		if (c->kind == RCTX_VALUE) {
+			const struct rctx_value *v = (const struct rctx_value *)c;
+
+			if (v->key == key)
+				return v->val;
+		} else if (c->kind == RCTX_AFTER) {
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* snprintf-like appender: keeps counting past the end of the buffer. */
+struct fmtbuf {
+	char *buf;
+	size_t len;
+	size_t pos;
+};
+
+static void fmt_add(struct fmtbuf *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void fmt_add(struct fmtbuf *f, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room = f->pos < f->len ? f->len - f->pos : 0;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room ? f->buf + f->pos : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		f->pos += (size_t)n;
+}
+
+static void fmt_ctx(struct fmtbuf *f, const struct rctx *c)
+{
+	if (c->parent)
+		fmt_ctx(f, c->parent);
+	switch (c->kind) {
+	case RCTX_BACKGROUND:
+		fmt_add(f, "context.Background");
+		break;
+	case RCTX_TODO:
+		fmt_add(f, "context.TODO");
+		break;
+	case RCTX_CANCEL:
+		fmt_add(f, ".WithCancel");
+		break;
+	case RCTX_DEADLINE: {
+		int64_t d = ((const struct rctx_cancel *)c)->deadline;
+		int64_t left = d - rctx_now();
+
+		fmt_add(f, ".WithDeadline(%lld.%09llds [%s%lld.%09llds])",
+			(long long)(d / 1000000000), (long long)(d % 1000000000),
+			left < 0 ? "-" : "",
+			(long long)(llabs(left) / 1000000000),
+			(long long)(llabs(left) % 1000000000));
+		break;
+	}
+	case RCTX_VALUE: {
+		const struct rctx_value *v = (const struct rctx_value *)c;
+
+		fmt_add(f, ".WithValue(key=%p, val=%p)", v->key, v->val);
+		break;
+	}
+	case RCTX_WITHOUT:
+		fmt_add(f, ".WithoutCancel");
+		break;
+	default:
+		break;
+	}
+}
+
+RCTX_API int rctx_format(const rctx_t *ctx, char *buf, size_t len)
+{
+	struct fmtbuf f = { .buf = buf, .len = len, .pos = 0 };
+
+	if (!ctx || (!buf && len) || ctx->kind == RCTX_AFTER)
+		return -EINVAL;
+	if (len)
+		buf[0] = '\0';
+	fmt_ctx(&f, ctx);
+	return f.pos > INT_MAX ? INT_MAX : (int)f.pos;
+}

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting for a context: the futex mutex behind per-node locks, the lazily
+ * created done eventfd, and rctx_wait() on the error word itself.
+ */
+#include <linux/futex.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static long sys_futex(void *addr, int op, int val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, addr, op, val, ts, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+void rlock_slow(rlock_t *l)
+{
+	uint32_t c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+
+	while (c != 0) {
+		sys_futex(&l->v, FUTEX_WAIT_PRIVATE, 2, NULL);
+		c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	}
+}
+
+void rlock_wake(rlock_t *l)
+{
+	sys_futex(&l->v, FUTEX_WAKE_PRIVATE, 1, NULL);
+}
+
+/* Wait while *addr == val, until abs_deadline (CLOCK_MONOTONIC).
+ * Returns 0 when woken or the value changed, -ETIMEDOUT, or -EINTR. */
+int rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline)
+{
+	struct timespec ts, *tp = NULL;
+
+	if (abs_deadline != RCTX_FOREVER) {
+		ts.tv_sec = abs_deadline / 1000000000;
+		ts.tv_nsec = abs_deadline % 1000000000;
+		tp = &ts;
+	}
+	if (sys_futex(addr, FUTEX_WAIT_BITSET_PRIVATE, val, tp) == 0)
+		return 0;
+	if (errno == ETIMEDOUT)
+		return -ETIMEDOUT;
+	if (errno == EINTR)
+		return -EINTR;
+	return 0; /* EAGAIN: the value had changed */
+}
+
+void rfutex_wake_all(_Atomic int *addr)
+{
+	sys_futex(addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+}
+
+/* Called once, by the canceller, after err is set and the lock dropped. */
+void rctx_done_notify(struct rctx_cancel *c)
+{
+	int fd = atomic_load_explicit(&c->done_fd, memory_order_seq_cst);
+
+	if (fd >= 0)
+		eventfd_write(fd, 1);
+	if (atomic_load_explicit(&c->c.hdr.waiters, memory_order_seq_cst))
+		rfutex_wake_all(&c->err);
+}
+
+void rctx_done_close(struct rctx_cancel *c)
+{
+	int fd = atomic_load_explicit(&c->done_fd, memory_order_relaxed);
+
+	if (fd >= 0)
+		close(fd);
+}
+
+RCTX_API int rctx_done_fd(rctx_t *ctx)
+{
+	struct rctx_cancel *g;
+	int fd, old = -1;
+
+	if (!ctx || ctx->kind == RCTX_AFTER)
+		return -EINVAL;
+	g = rctx_governor(ctx);
+	if (!g)
+		return -ENOENT;
+	fd = atomic_load_explicit(&g->done_fd, memory_order_acquire);
+	if (fd >= 0)
+		return fd;
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	/*
+	 * Publish the fd and look at err in one step: the canceller reads the
+	 * fd after setting err (both seq_cst), so exactly one of us sees the
+	 * other and the fd is always signalled.
+	 */
+	if (!atomic_compare_exchange_strong(&g->done_fd, &old, fd)) {
+		close(fd);
+		return old;
+	}
+	if (atomic_load_explicit(&g->err, memory_order_seq_cst))
+		eventfd_write(fd, 1);
+	return fd;
+}
+
+RCTX_API int rctx_wait(rctx_t *ctx, int64_t abs_deadline)
+{
+	struct rctx_cancel *g;
+
+	if (!ctx || ctx->kind == RCTX_AFTER)
+		return -EINVAL;
+	g = rctx_governor(ctx);
+	if (!g) {
+		struct timespec ts = {
+			.tv_sec = abs_deadline / 1000000000,
+			.tv_nsec = abs_deadline % 1000000000,
+		};
+
+		if (abs_deadline == RCTX_FOREVER)
+			return -EDEADLK;
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+		return -EAGAIN;
+	}
+	if (cancel_err(g))
+		return 0;
+	atomic_store_explicit(&g->c.hdr.waiters, 1, memory_order_seq_cst);
+	for (;;) {
+		if (atomic_load_explicit(&g->err, memory_order_seq_cst))
+			return 0;
+		if (rfutex_wait(&g->err, 0, abs_deadline) == -ETIMEDOUT)
+			return cancel_err(g) ? 0 : -EAGAIN;
+	}
+}

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal structures of ringctx. Nothing here is API.
+ *
+ * Object model (see docs/lifecycle.md):
+ *  - Every tree object starts with struct rctx (refcount, kind, parent).
+ *  - A "canceler" is what a cancellable context keeps in its child set: a
+ *    cancellable child context or an after-func record. Value and
+ *    without-cancel contexts keep nothing; their children register with the
+ *    nearest cancellable ancestor (value contexts cache it in ->canc).
+ *  - The child set and the request list of a cancellable context are
+ *    protected by its own lock (no global lock on the cancel path). Lock
+ *    order: a context's lock, then a ring's (none today: rings are reached
+ *    through lock-free stacks).
+ */
+#ifndef RINGCTX_INTERNAL_H
+#define RINGCTX_INTERNAL_H
+
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringctx.h"
+
+#define RCTX_API __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define container_of(p, type, member) \
+	((type *)((char *)(p) - offsetof(type, member)))
+
+/* ---- small intrusive list: one-pointer head, O(1) unlink ---------------- */
+struct hnode {
+	struct hnode *next;
+	struct hnode **pprev; /* NULL when not on a list */
+};
+
+static inline void hlist_add(struct hnode **head, struct hnode *n)
+{
+	n->next = *head;
+	if (n->next)
+		n->next->pprev = &n->next;
+	*head = n;
+	n->pprev = head;
+}
+
+static inline void hlist_del(struct hnode *n)
+{
+	*n->pprev = n->next;
+	if (n->next)
+		n->next->pprev = n->pprev;
+	n->next = NULL;
+	n->pprev = NULL;
+}
+
+/* ---- a 4-byte futex mutex (Drepper, "Futexes are tricky", mutex 3) ------ */
+typedef struct {
+	_Atomic uint32_t v; /* 0 free, 1 locked, 2 locked with waiters */
+} rlock_t;
+
+void rlock_slow(rlock_t *l);
+void rlock_wake(rlock_t *l);
+
+static inline void rlock(rlock_t *l)
+{
+	uint32_t z = 0;
+	if (likely(atomic_compare_exchange_strong_explicit(
+		    &l->v, &z, 1, memory_order_acquire, memory_order_relaxed)))
+		return;
+	rlock_slow(l);
+}
+
+static inline void runlock(rlock_t *l)
+{
+	if (unlikely(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2))
+		rlock_wake(l);
+}
+
+int rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline);
+void rfutex_wake_all(_Atomic int *addr);
+
+/* ---- the tree ---------------------------------------------------------- */
+enum rctx_kind {
+	RCTX_BACKGROUND,
+	RCTX_TODO,
+	RCTX_CANCEL,   /* WithCancel (or a deadline later than the parent's) */
+	RCTX_DEADLINE, /* WithDeadline/WithTimeout with a kernel timer */
+	RCTX_VALUE,
+	RCTX_WITHOUT,  /* WithoutCancel */
+	RCTX_AFTER,    /* an after-func record (not a context) */
+};
+
+struct rctx {
+	_Atomic uint32_t refs;
+	uint8_t kind;
+	uint8_t tstate;            /* deadline contexts: runtime-thread state */
+	_Atomic uint8_t waiters;   /* cancellable: someone may sleep on ->err */
+	uint8_t unused;
+	struct rctx *parent;       /* holds a reference; NULL for roots */
+};
+
+/* Something a cancellable context keeps in its child set. */
+struct rctx_canceler {
+	struct rctx hdr;
+	struct hnode sib;
+};
+
+struct rctx_req;
+
+/* WithCancel. 72 bytes on x86-64. */
+struct rctx_cancel {
+	struct rctx_canceler c;
+	rlock_t lock;
+	_Atomic int err;           /* 0, -ECANCELED, -ETIMEDOUT; futex word */
+	int cause;                 /* valid once err != 0 (published by err) */
+	_Atomic int done_fd;       /* -1 until rctx_done_fd() */
+	struct hnode *children;    /* cancelers registered here */
+	struct hnode *reqs;        /* in-flight requests tracked here */
+	int64_t deadline;          /* effective deadline (own or inherited) */
+};
+
+/* WithDeadline with its own kernel timer. */
+struct rctx_deadline {
+	struct rctx_cancel cc;
+	struct rctx_deadline *arm_next;    /* runtime arm queue */
+	struct rctx_deadline *remove_next; /* runtime remove queue */
+	int timeout_cause;
+};
+
+struct rctx_value {
+	struct rctx hdr;
+	struct rctx_cancel *canc;  /* nearest cancellable ancestor or NULL */
+	const void *key;
+	void *val;
+};
+
+struct rctx_without {
+	struct rctx hdr;
+};
+
+enum { AFTER_ARMED, AFTER_QUEUED, AFTER_STOPPED };
+
+struct rctx_after {
+	struct rctx_canceler c;    /* hdr.parent: the context it watches */
+	void (*fn)(void *);
+	void *arg;
+	_Atomic int state;
+	struct rctx_after *run_next; /* runtime run queue */
+};
+
+static inline bool kind_cancellable(const struct rctx *c)
+{
+	return c->kind == RCTX_CANCEL || c->kind == RCTX_DEADLINE;
+}
+
+/* The cancellable context that governs c: itself, or the nearest
+ * cancellable ancestor (NULL under background/without-cancel). */
+static inline struct rctx_cancel *rctx_governor(const struct rctx *c)
+{
+	if (kind_cancellable(c))
+		return (struct rctx_cancel *)c;
+	if (c->kind == RCTX_VALUE)
+		return ((const struct rctx_value *)c)->canc;
+	return NULL;
+}
+
+static inline int cancel_err(const struct rctx_cancel *c)
+{
+	return atomic_load_explicit(&c->err, memory_order_acquire);
+}
+
+void rctx_obj_get(struct rctx *c);
+void rctx_obj_put(struct rctx *c);
+bool rctx_obj_get_unless_zero(struct rctx *c);
+
+/* Cancel c's subtree with err/cause; returns true if this call ended c. */
+bool rctx_cancel_internal(struct rctx_cancel *c, int err, int cause,
+			  bool remove_from_parent);
+/* The deadline of d expired (runtime thread, or at creation). */
+bool rctx_timer_expired(struct rctx_deadline *d);
+void rctx_done_notify(struct rctx_cancel *c);
+void rctx_done_close(struct rctx_cancel *c);
+
+/* ---- runtime thread (lib/runtime.c) ------------------------------------- */
+int rt_arm_deadline(struct rctx_deadline *d);
+void rt_remove_deadline(struct rctx_deadline *d);
+void rt_queue_after(struct rctx_after *a);
+void rt_stat_add(_Atomic uint64_t *ctr, uint64_t n);
+
+/* ---- rings (lib/ring.c) ------------------------------------------------- */
+/* Collects the rings a cancel must wake, so wake-ups happen after the
+ * context locks are dropped and once per ring. */
+#define CANCEL_WAKE_MAX 8
+struct cancel_batch {
+	struct rctx_ring *rings[CANCEL_WAKE_MAX];
+	unsigned n;
+};
+void ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b);
+void ring_wake_batch(struct cancel_batch *b);
+int ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline);
+void ring_free(struct rctx_ring *ring);
+bool ring_in_run(const struct rctx_ring *ring);
+
+#endif /* RINGCTX_INTERNAL_H */

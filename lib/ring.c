@@ -1,0 +1,657 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Rings and the requests submitted under contexts.
+ *
+ * A request lives in a slot of its ring; its user_data is
+ * tag(2) | generation(30) | slot(32), so a late cancel aimed at a finished
+ * request can never hit the slot's next occupant. While in flight a request is
+ * linked in the request list of its governing context (under that context's
+ * lock) and holds a reference to it.
+ *
+ * Cancelling a context walks its request list under its lock and pushes each
+ * request, once, on its ring's lock-free cancel stack; after the locks are
+ * dropped each ring is woken once (an eventfd write that completes a read the
+ * ring keeps pending). The ring's owner pops the stack and issues one
+ * IORING_OP_ASYNC_CANCEL by user_data per request, as many per io_uring_enter
+ * as its SQ holds. Only the owner touches the SQ.
+ *
+ * A slot is freed by the owner only once its CQE arrived and it is off the
+ * cancel stack (a request that completes while queued becomes a zombie until
+ * popped).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define REQ_CHUNK 256
+#define DEFAULT_ENTRIES 256
+
+enum { UD_REQ = 0, UD_LINK = 1, UD_CANCEL = 2, UD_WAKE = 3 };
+enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE };
+
+struct rctx_req {
+	union {
+		struct hnode link;     /* in ctx->reqs while in flight */
+		int res;               /* short-circuited: the result to deliver */
+	};
+	struct rctx_req *cnext;        /* cancel stack, free list, local FIFO */
+	struct rctx_cancel *ctx;       /* governor (holds a reference) or NULL */
+	rctx_cb_t cb;
+	void *arg;
+	uint32_t gen;
+	uint8_t queued;                /* pushed on the cancel stack (ctx lock) */
+	uint8_t state;                 /* owner only */
+	uint8_t cissued;               /* owner only: cancel sent */
+	uint8_t popped;                /* owner only: taken off the stack */
+	uint64_t unused;
+};
+_Static_assert(sizeof(struct rctx_req) == 64, "a request slot is one cache line");
+
+/*
+ * Slots come in chunks of REQ_CHUNK, aligned to their size; slot 0 of a chunk
+ * is its header. A request's ring and index follow from its address.
+ */
+#define CHUNK_BYTES (REQ_CHUNK * sizeof(struct rctx_req))
+struct chunk_hdr {
+	struct rctx_ring *ring;
+	uint32_t index;
+};
+
+static inline struct chunk_hdr *req_chunk(const struct rctx_req *r)
+{
+	return (struct chunk_hdr *)((uintptr_t)r & ~(uintptr_t)(CHUNK_BYTES - 1));
+}
+
+static inline struct rctx_ring *req_ring(const struct rctx_req *r)
+{
+	return req_chunk(r)->ring;
+}
+
+static inline uint32_t req_index(const struct rctx_req *r)
+{
+	struct chunk_hdr *c = req_chunk(r);
+
+	return c->index * REQ_CHUNK +
+	       (uint32_t)(((uintptr_t)r - (uintptr_t)c) / sizeof(struct rctx_req));
+}
+
+static inline uint64_t req_ud(const struct rctx_req *r, unsigned tag)
+{
+	return ((uint64_t)tag << 62) | ((uint64_t)(r->gen & 0x3fffffff) << 32) |
+	       req_index(r);
+}
+
+#define STAT_ADD(r, f, n) atomic_store_explicit(&(r)->st.f, \
+	atomic_load_explicit(&(r)->st.f, memory_order_relaxed) + (n), memory_order_relaxed)
+#define STAT_SUB(r, f, n) STAT_ADD(r, f, (uint64_t)0 - (n))
+
+struct rctx_ring {
+	struct io_uring ring;
+	struct rctx_req **chunks;
+	unsigned nchunks;
+	unsigned pending;              /* callbacks not yet run */
+	struct rctx_req *free_list;
+	struct rctx_req *local_head, *local_tail; /* short-circuited, FIFO */
+	_Atomic(struct rctx_req *) cancel_q;
+	_Atomic int wake_pending;
+	_Atomic int wakers;            /* cancellers between push and wake */
+	int efd;
+	uint64_t efd_buf;
+	bool in_run;
+	struct __kernel_timespec *ts;  /* one per SQE slot, live until submit */
+	struct {
+		_Atomic uint64_t submitted, short_circuited, completed,
+			cancels_issued, cancel_found, cancel_ealready,
+			cancel_enoent, aborted, completed_anyway, link_timeouts,
+			link_timeouts_fired, in_flight, held_after_cancel;
+	} st;
+};
+
+/* The ring whose rctx_ring_run() is executing on this thread, if any. */
+static __thread struct rctx_ring *tls_running;
+
+static struct rctx_req *slot_alloc(struct rctx_ring *ring)
+{
+	struct rctx_req *r = ring->free_list, *chunk, **chunks;
+
+	if (likely(r)) {
+		ring->free_list = r->cnext;
+		return r;
+	}
+	chunks = realloc(ring->chunks, (ring->nchunks + 1) * sizeof(*chunks));
+	if (!chunks)
+		return NULL;
+	ring->chunks = chunks;
+	chunk = aligned_alloc(CHUNK_BYTES, CHUNK_BYTES);
+	if (!chunk)
+		return NULL;
+	memset(chunk, 0, CHUNK_BYTES);
+	((struct chunk_hdr *)chunk)->ring = ring;
+	((struct chunk_hdr *)chunk)->index = ring->nchunks;
+	chunks[ring->nchunks++] = chunk;
+	for (unsigned i = REQ_CHUNK - 1; i >= 2; i--) {
+		chunk[i].cnext = ring->free_list;
+		ring->free_list = &chunk[i];
+	}
+	return &chunk[1];
+}
+
+static void slot_free(struct rctx_ring *ring, struct rctx_req *r)
+{
+	r->gen++;
+	r->state = RS_FREE;
+	r->cnext = ring->free_list;
+	ring->free_list = r;
+}
+
+static struct rctx_req *slot_lookup(struct rctx_ring *ring, uint64_t ud)
+{
+	uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32) & 0x3fffffff;
+	struct rctx_req *r;
+
+	if (idx / REQ_CHUNK >= ring->nchunks || idx % REQ_CHUNK == 0)
+		return NULL;
+	r = &ring->chunks[idx / REQ_CHUNK][idx % REQ_CHUNK];
+	if (r->state == RS_FREE || (r->gen & 0x3fffffff) != gen)
+		return NULL;
+	return r;
+}
+
+/* ---- SQEs ---------------------------------------------------------------- */
+
+/* An SQE, submitting what is queued if the SQ is full. NULL only if the
+ * submit failed; *err then holds its error. */
+static struct io_uring_sqe *ring_sqe(struct rctx_ring *ring, unsigned need, int *err)
+{
+	if (io_uring_sq_space_left(&ring->ring) < need) {
+		int ret = io_uring_submit(&ring->ring);
+
+		if (ret < 0 && ret != -EBUSY) {
+			*err = ret;
+			return NULL;
+		}
+		if (io_uring_sq_space_left(&ring->ring) < need) {
+			*err = ret < 0 ? ret : -EBUSY;
+			return NULL;
+		}
+	}
+	return io_uring_get_sqe(&ring->ring);
+}
+
+static void arm_wake_read(struct rctx_ring *ring)
+{
+	int err;
+	struct io_uring_sqe *sqe = ring_sqe(ring, 1, &err);
+
+	if (!sqe)
+		return; /* retried on the next run: wake_pending stays set */
+	io_uring_prep_read(sqe, ring->efd, &ring->efd_buf, sizeof(ring->efd_buf), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)UD_WAKE << 62);
+	atomic_store(&ring->wake_pending, 0);
+}
+
+/* ---- cancellation (called by any thread) ------------------------------- */
+
+static void wake_ring(struct rctx_ring *ring)
+{
+	if (ring != tls_running &&
+	    !atomic_exchange_explicit(&ring->wake_pending, 1, memory_order_acq_rel))
+		eventfd_write(ring->efd, 1);
+	atomic_fetch_sub_explicit(&ring->wakers, 1, memory_order_release);
+}
+
+static void batch_add(struct cancel_batch *b, struct rctx_ring *ring)
+{
+	for (unsigned i = 0; i < b->n; i++)
+		if (b->rings[i] == ring)
+			return;
+	atomic_fetch_add_explicit(&ring->wakers, 1, memory_order_acquire);
+	if (b->n == CANCEL_WAKE_MAX)
+		wake_ring(b->rings[--b->n]); /* make room: wake one now */
+	b->rings[b->n++] = ring;
+}
+
+/* Queue every request of c on its ring's cancel stack. Under c->lock. */
+void ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b)
+{
+	for (struct hnode *h = c->reqs; h; h = h->next) {
+		struct rctx_req *r = container_of(h, struct rctx_req, link);
+		struct rctx_ring *ring = req_ring(r);
+		struct rctx_req *head;
+
+		if (r->queued)
+			continue;
+		r->queued = 1;
+		head = atomic_load_explicit(&ring->cancel_q, memory_order_relaxed);
+		do {
+			r->cnext = head;
+		} while (!atomic_compare_exchange_weak_explicit(&ring->cancel_q,
+				&head, r, memory_order_release, memory_order_relaxed));
+		batch_add(b, ring);
+	}
+}
+
+void ring_wake_batch(struct cancel_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++)
+		wake_ring(b->rings[i]);
+	b->n = 0;
+}
+
+/* Owner: issue a cancel for one in-flight request. */
+static void issue_cancel(struct rctx_ring *ring, struct rctx_req *r)
+{
+	struct io_uring_sqe *sqe;
+	int err;
+
+	sqe = ring_sqe(ring, 1, &err);
+	if (!sqe)
+		return; /* the SQ is wedged; the request ends on its own */
+	io_uring_prep_cancel64(sqe, req_ud(r, UD_REQ), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)UD_CANCEL << 62);
+	r->cissued = 1;
+	STAT_ADD(ring, cancels_issued, 1);
+	STAT_ADD(ring, held_after_cancel, 1);
+}
+
+/* Owner: pop the cancel stack and send one cancel per live request. */
+static void drain_cancels(struct rctx_ring *ring)
+{
+	struct rctx_req *r, *next;
+
+	if (!atomic_load_explicit(&ring->cancel_q, memory_order_relaxed))
+		return;
+	r = atomic_exchange_explicit(&ring->cancel_q, NULL, memory_order_acquire);
+	for (; r; r = next) {
+		next = r->cnext;
+		r->popped = 1;
+		if (r->state == RS_ZOMBIE)
+			slot_free(ring, r);
+		else if (!r->cissued)
+			issue_cancel(ring, r);
+	}
+}
+
+/* ---- submission ---------------------------------------------------------- */
+
+RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
+			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+{
+	struct rctx_cancel *g;
+	struct io_uring_sqe *s;
+	struct rctx_req *r;
+	unsigned need = 1;
+	int err = 0;
+
+	if (unlikely(!ring || !ctx || !sqe || !cb || ctx->kind == RCTX_AFTER))
+		return -EINVAL;
+	r = slot_alloc(ring);
+	if (unlikely(!r))
+		return -ENOMEM;
+	r->cb = cb;
+	r->arg = arg;
+	r->queued = 0;
+	r->popped = 0;
+	r->cissued = 0;
+	r->state = RS_INFLIGHT;
+	r->ctx = NULL;
+	g = rctx_governor(ctx);
+	if (g) {
+		rlock(&g->lock);
+		err = atomic_load_explicit(&g->err, memory_order_relaxed);
+		if (!err) {
+			hlist_add(&g->reqs, &r->link);
+			rctx_obj_get(&g->c.hdr);
+			r->ctx = g;
+		}
+		runlock(&g->lock);
+		if (err) {
+			/* Done already: never reaches the kernel. */
+			r->res = err;
+			r->cnext = NULL;
+			if (ring->local_tail)
+				ring->local_tail->cnext = r;
+			else
+				ring->local_head = r;
+			ring->local_tail = r;
+			ring->pending++;
+			STAT_ADD(ring, short_circuited, 1);
+			return 0;
+		}
+		if (g->deadline != RCTX_FOREVER &&
+		    !(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)))
+			need = 2;
+	}
+	s = ring_sqe(ring, need, &err);
+	if (unlikely(!s)) {
+		if (g) {
+			rlock(&g->lock);
+			hlist_del(&r->link);
+			runlock(&g->lock);
+			if (r->queued) {
+				/* A cancel raced in and queued it: let the
+				 * stack free the slot. */
+				r->state = RS_ZOMBIE;
+				rctx_obj_put(&g->c.hdr);
+				return err;
+			}
+			rctx_obj_put(&g->c.hdr);
+		}
+		slot_free(ring, r);
+		return err;
+	}
+	*s = *sqe;
+	s->user_data = req_ud(r, UD_REQ);
+	if (need == 2) {
+		struct io_uring_sqe *l = io_uring_get_sqe(&ring->ring);
+		struct __kernel_timespec *ts = &ring->ts[l - ring->ring.sq.sqes];
+
+		s->flags |= IOSQE_IO_LINK;
+		ts->tv_sec = g->deadline / 1000000000;
+		ts->tv_nsec = g->deadline % 1000000000;
+		io_uring_prep_link_timeout(l, ts, IORING_TIMEOUT_ABS);
+		io_uring_sqe_set_data64(l, req_ud(r, UD_LINK));
+		STAT_ADD(ring, link_timeouts, 1);
+	}
+	ring->pending++;
+	STAT_ADD(ring, in_flight, 1);
+	STAT_ADD(ring, submitted, 1);
+	return 0;
+}
+
+/* ---- completion ---------------------------------------------------------- */
+
+static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
+			 uint32_t flags)
+{
+	struct rctx_cancel *g = r->ctx;
+	bool queued = false;
+
+	if (flags & IORING_CQE_F_MORE) {
+		r->cb(r->arg, res, flags);
+		STAT_ADD(ring, completed, 1);
+		return;
+	}
+	if (g) {
+		rlock(&g->lock);
+		hlist_del(&r->link);
+		queued = r->queued;
+		runlock(&g->lock);
+	}
+	if (r->cissued) {
+		STAT_SUB(ring, held_after_cancel, 1);
+		if (res == -ECANCELED || res == -EINTR)
+			STAT_ADD(ring, aborted, 1);
+		else
+			STAT_ADD(ring, completed_anyway, 1);
+	}
+	STAT_SUB(ring, in_flight, 1);
+	STAT_ADD(ring, completed, 1);
+	ring->pending--;
+	r->state = (queued && !r->popped) ? RS_ZOMBIE : RS_FREE;
+	r->cb(r->arg, res, flags);
+	if (g)
+		rctx_obj_put(&g->c.hdr);
+	if (r->state == RS_FREE)
+		slot_free(ring, r);
+}
+
+static void handle_cqe(struct rctx_ring *ring, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	struct rctx_req *r;
+
+	switch (ud >> 62) {
+	case UD_REQ:
+		r = slot_lookup(ring, ud);
+		if (r)
+			complete_req(ring, r, cqe->res, cqe->flags);
+		break;
+	case UD_LINK:
+		if (cqe->res == -ETIME)
+			STAT_ADD(ring, link_timeouts_fired, 1);
+		break;
+	case UD_CANCEL:
+		if (cqe->res == 0)
+			STAT_ADD(ring, cancel_found, 1);
+		else if (cqe->res == -EALREADY)
+			STAT_ADD(ring, cancel_ealready, 1);
+		else
+			STAT_ADD(ring, cancel_enoent, 1);
+		break;
+	case UD_WAKE:
+		arm_wake_read(ring);
+		drain_cancels(ring);
+		break;
+	}
+}
+
+/* Run the callbacks of short-circuited requests. */
+static int run_local(struct rctx_ring *ring)
+{
+	struct rctx_req *r = ring->local_head, *next;
+	int n = 0;
+
+	ring->local_head = ring->local_tail = NULL;
+	for (; r; r = next) {
+		next = r->cnext;
+		ring->pending--;
+		STAT_ADD(ring, completed, 1);
+		r->cb(r->arg, r->res, 0);
+		slot_free(ring, r);
+		n++;
+	}
+	return n;
+}
+
+/* Handle every CQE available; returns the number of callbacks run. */
+static int reap(struct rctx_ring *ring)
+{
+	uint64_t before = atomic_load_explicit(&ring->st.completed, memory_order_relaxed);
+	struct io_uring_cqe *cqes[32];
+	unsigned n;
+
+	/* Copy a batch out and release it before running callbacks, which
+	 * may submit and reap themselves. */
+	while ((n = io_uring_peek_batch_cqe(&ring->ring, cqes, 32)) > 0) {
+		struct io_uring_cqe copy[32];
+
+		for (unsigned i = 0; i < n; i++)
+			copy[i] = *cqes[i];
+		io_uring_cq_advance(&ring->ring, n);
+		for (unsigned i = 0; i < n; i++)
+			handle_cqe(ring, &copy[i]);
+	}
+	return (int)(atomic_load_explicit(&ring->st.completed, memory_order_relaxed) - before);
+}
+
+RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
+{
+	struct rctx_ring *prev;
+	int n, ret = 0;
+
+	if (!ring)
+		return -EINVAL;
+	if (ring->in_run)
+		return -EDEADLK;
+	ring->in_run = true;
+	prev = tls_running;
+	tls_running = ring;
+
+	drain_cancels(ring); /* same-thread cancels skip the eventfd */
+	n = run_local(ring);
+	if (n > 0 || abs_deadline == 0 || io_uring_cq_ready(&ring->ring)) {
+		ret = io_uring_submit(&ring->ring);
+	} else if (abs_deadline == RCTX_FOREVER) {
+		ret = io_uring_submit_and_wait(&ring->ring, 1);
+	} else {
+		int64_t left = abs_deadline - rctx_now();
+		struct __kernel_timespec ts = {
+			.tv_sec = left > 0 ? left / 1000000000 : 0,
+			.tv_nsec = left > 0 ? left % 1000000000 : 0,
+		};
+		struct io_uring_cqe *cqe;
+
+		ret = io_uring_submit_and_wait_timeout(&ring->ring, &cqe, 1, &ts, NULL);
+	}
+	n += reap(ring);
+	n += run_local(ring);
+	/* Cancels prepared while reaping go out now. */
+	if (io_uring_sq_ready(&ring->ring))
+		io_uring_submit(&ring->ring);
+
+	tls_running = prev;
+	ring->in_run = false;
+	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && n == 0)
+		return ret;
+	return n;
+}
+
+RCTX_API int rctx_ring_flush(rctx_ring_t *ring)
+{
+	if (!ring)
+		return -EINVAL;
+	drain_cancels(ring);
+	return io_uring_submit(&ring->ring);
+}
+
+RCTX_API unsigned rctx_ring_pending(const rctx_ring_t *ring)
+{
+	return ring ? ring->pending : 0;
+}
+
+/* ---- creation, teardown ---------------------------------------------------- */
+
+RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
+{
+	struct io_uring_params p;
+	struct rctx_ring *ring;
+	int ret;
+
+	if (!ringp)
+		return -EINVAL;
+	if (!entries)
+		entries = DEFAULT_ENTRIES;
+	ring = calloc(1, sizeof(*ring));
+	if (!ring)
+		return -ENOMEM;
+	memset(&p, 0, sizeof(p));
+	/* Room for a cancel CQE beside each target's. */
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = entries * 4;
+	ret = io_uring_queue_init_params(entries, &ring->ring, &p);
+	if (ret < 0)
+		goto out_free;
+	ring->ts = calloc(ring->ring.sq.ring_entries, sizeof(*ring->ts));
+	if (!ring->ts) {
+		ret = -ENOMEM;
+		goto out_exit;
+	}
+	/* Blocking: io_uring returns -EAGAIN for reads of O_NONBLOCK files
+	 * instead of waiting for them. */
+	ring->efd = eventfd(0, EFD_CLOEXEC);
+	if (ring->efd < 0) {
+		ret = -errno;
+		goto out_free_ts;
+	}
+	arm_wake_read(ring);
+	*ringp = ring;
+	return 0;
+
+out_free_ts:
+	free(ring->ts);
+out_exit:
+	io_uring_queue_exit(&ring->ring);
+out_free:
+	free(ring);
+	return ret;
+}
+
+/* Owner: ask the kernel to abort every request still in flight. */
+static void cancel_all(struct rctx_ring *ring)
+{
+	drain_cancels(ring);
+	for (unsigned c = 0; c < ring->nchunks; c++)
+		for (unsigned i = 1; i < REQ_CHUNK; i++) {
+			struct rctx_req *r = &ring->chunks[c][i];
+
+			if (r->state == RS_INFLIGHT && !r->cissued)
+				issue_cancel(ring, r);
+		}
+	io_uring_submit(&ring->ring);
+}
+
+/*
+ * Cancel everything and run until every callback ran or the deadline passed.
+ * Returns 0 when the ring is empty, -EBUSY if the kernel still holds some.
+ */
+int ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline)
+{
+	cancel_all(ring);
+	while (ring->pending) {
+		int ret = rctx_ring_run(ring, abs_deadline);
+
+		if (ret == 0 && abs_deadline != RCTX_FOREVER && rctx_now() >= abs_deadline)
+			return -EBUSY;
+		if (ret < 0 && ret != -EINTR)
+			return ret;
+		cancel_all(ring); /* requests submitted by callbacks meanwhile */
+	}
+	return 0;
+}
+
+void ring_free(struct rctx_ring *ring)
+{
+	/* A canceller may still be between its push and its wake-up. */
+	while (atomic_load_explicit(&ring->wakers, memory_order_acquire))
+		sched_yield();
+	io_uring_queue_exit(&ring->ring);
+	close(ring->efd);
+	for (unsigned c = 0; c < ring->nchunks; c++)
+		free(ring->chunks[c]);
+	free(ring->chunks);
+	free(ring->ts);
+	free(ring);
+}
+
+RCTX_API void rctx_ring_destroy(rctx_ring_t *ring)
+{
+	if (!ring)
+		return;
+	ring_shutdown(ring, RCTX_FOREVER);
+	drain_cancels(ring); /* free the last zombies */
+	ring_free(ring);
+}
+
+RCTX_API struct io_uring *rctx_ring_uring(rctx_ring_t *ring)
+{
+	return ring ? &ring->ring : NULL;
+}
+
+RCTX_API int rctx_ring_fd(rctx_ring_t *ring)
+{
+	return ring ? ring->ring.ring_fd : -EINVAL;
+}
+
+bool ring_in_run(const struct rctx_ring *ring)
+{
+	return ring->in_run;
+}
+
+RCTX_API int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st)
+{
+	if (!ring || !st)
+		return -EINVAL;
+#define CP(f) st->f = atomic_load_explicit(&ring->st.f, memory_order_relaxed)
+	CP(submitted); CP(short_circuited); CP(completed); CP(cancels_issued);
+	CP(cancel_found); CP(cancel_ealready); CP(cancel_enoent); CP(aborted);
+	CP(completed_anyway); CP(link_timeouts); CP(link_timeouts_fired);
+	CP(in_flight); CP(held_after_cancel);
+#undef CP
+	return 0;
+}

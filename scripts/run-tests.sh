@@ -1,0 +1,39 @@
+#!/bin/sh
+# Run Criterion test binaries, each under a hard time limit, and print one
+# closing line "<flavour>: N passed, N failed, N skipped".
+# Usage: scripts/run-tests.sh FLAVOUR BINARY...
+# FLAVOUR "valgrind" runs each binary under valgrind's memcheck.
+set -u
+flavour=$1; shift
+limit=${RCTX_TEST_LIMIT:-300}
+pass=0; fail=0; skip=0; bad=""
+for t in "$@"; do
+	log=$(mktemp)
+	case $flavour in
+	valgrind) set -- timeout -k 5 "$limit" valgrind -q --error-exitcode=99 \
+			--leak-check=full --errors-for-leak-kinds=definite \
+			--show-leak-kinds=definite "$t" --jobs=1 ;;
+	*)        set -- timeout -k 5 "$limit" "$t" --jobs=2 ;;
+	esac
+	"$@" >"$log" 2>&1
+	rc=$?
+	syn=$(grep -a 'Synthesis:' "$log" | tail -n 1)
+	np=$(echo "$syn" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+	nf=$(echo "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+	nc=$(echo "$syn" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+	nt=$(echo "$syn" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
+	ns=$(grep -ac '\[SKIP\]' "$log")
+	[ -n "$np" ] || np=0; [ -n "$nf" ] || nf=0; [ -n "$nc" ] || nc=0
+	pass=$((pass + np)); skip=$((skip + ns))
+	if [ $rc -ne 0 ] || [ "$nf" -ne 0 ] || [ -z "$syn" ]; then
+		fail=$((fail + nf + 1 - (nf > 0)))
+		bad="$bad $(basename "$t")"
+		echo "---- $flavour: $(basename "$t") FAILED (exit $rc)"; cat "$log"
+	else
+		grep -a '\[SKIP\]' "$log" | sed 's/^/    /'
+		echo "  $flavour: $(basename "$t"): ${nt:-0} tested, $np passing"
+	fi
+	rm -f "$log"
+done
+echo "$flavour: $pass passed, $fail failed, $skip skipped"
+[ -z "$bad" ] || { echo "$flavour: failed:$bad"; exit 1; }
