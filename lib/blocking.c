@@ -106,18 +106,14 @@ static void bop_cb(void *arg, int res, uint32_t flags)
 /* The context's error if the result only says the request was cut short. */
 static int map_result(rctx_t *ctx, int res)
 {
-	int64_t dl;
 	int e;
 
 	if (res != -ECANCELED && res != -EINTR)
 		return res;
-	e = rctx_err(ctx);
-	if (e)
-		return e;
-	/* A deadline link timeout can beat the runtime's timer by a hair. */
-	if (rctx_deadline(ctx, &dl) && rctx_now() >= dl)
-		return -ETIMEDOUT;
-	return res;
+	/* A deadline link timeout can beat the runtime's timer by a hair:
+	 * expire the context here so its error agrees with ours. */
+	e = rctx_expire_due(ctx);
+	return e ? e : res;
 }
 
 /*

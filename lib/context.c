@@ -368,6 +368,31 @@ bool rctx_timer_expired(struct rctx_deadline *d)
 	return cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true, true);
 }
 
+/*
+ * If ctx's deadline has passed, end the deadline context that owns it now,
+ * without waiting for its timer (which then finds it done). Any thread may
+ * do this: it is what the timer would do. Returns ctx's error afterwards.
+ */
+int rctx_expire_due(const struct rctx *ctx)
+{
+	const struct rctx_cancel *g = rctx_governor(ctx);
+	const struct rctx *c;
+
+	if (!g || g->deadline == RCTX_FOREVER || cancel_err(g) ||
+	    rctx_now() < g->deadline)
+		return g ? cancel_err(g) : 0;
+	for (c = &g->c.hdr; c && c->kind != RCTX_WITHOUT; c = c->parent) {
+		if (c->kind == RCTX_DEADLINE &&
+		    ((const struct rctx_cancel *)c)->deadline == g->deadline) {
+			struct rctx_deadline *d = (struct rctx_deadline *)c;
+
+			cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true, false);
+			break;
+		}
+	}
+	return cancel_err(g);
+}
+
 RCTX_API int rctx_cancel_cause(rctx_t *ctx, int cause)
 {
 	if (!ctx || !kind_cancellable(ctx))

@@ -180,6 +180,7 @@ bool rctx_cancel_internal(struct rctx_cancel *c, int err, int cause,
 			  bool remove_from_parent);
 /* The deadline of d expired (runtime thread, or at creation). */
 bool rctx_timer_expired(struct rctx_deadline *d);
+int rctx_expire_due(const struct rctx *ctx);
 void rctx_done_notify(struct rctx_cancel *c);
 void rctx_done_close(struct rctx_cancel *c);
 

@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Description: io_uring requests under contexts on one thread. Each request
+ * kind cancelled mid-flight ends with -ECANCELED (or its natural result) and
+ * its callback runs exactly once; cancelling a middle node aborts exactly its
+ * subtree; requests under a done context never reach the kernel; deadlines
+ * reach the kernel as link timeouts; teardown and 10,000-request cancels.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "ring_util.h"
+
+TestSuite(ring, .timeout = 30);
+
+static rctx_ring_t *new_ring(unsigned entries)
+{
+	rctx_ring_t *ring = NULL;
+
+	cr_assert_eq(rctx_ring_create(&ring, entries), 0);
+	cr_assert_not_null(ring);
+	return ring;
+}
+
+/* Submit one request under a fresh context, let it reach the kernel, cancel
+ * the context, and check the callback ran once with an allowed result. */
+static void cancel_one_kind(struct io_uring_sqe *sqe, int natural)
+{
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec d = { 0 };
+	struct rctx_ring_stats st;
+
+	sub(ring, ctx, sqe, &d);
+	rctx_ring_run(ring, 0); /* in the kernel now */
+	cr_assert_eq(d.calls, 0, "request ended before the cancel (res %d)", d.res);
+	cr_assert_eq(rctx_cancel(ctx), 1);
+	run_until(ring, &d.calls, 1, 2000);
+	drain(ring, 200);
+	cr_assert_eq(d.calls, 1);
+	cr_assert(d.res == -ECANCELED || d.res == natural,
+		  "unexpected result %d", d.res);
+	rctx_ring_stats(ring, &st);
+	cr_assert_eq(st.cancels_issued, 1);
+	cr_assert_eq(st.in_flight, 0);
+	cr_assert_eq(st.held_after_cancel, 0);
+	rctx_release(ctx);
+	rctx_ring_destroy(ring);
+}
+
+Test(ring, pipe_read_cancelled)
+{
+	int p[2];
+	char buf[16];
+	struct io_uring_sqe sqe;
+
+	cr_assert_eq(pipe(p), 0);
+	io_uring_prep_read(&sqe, p[0], buf, sizeof(buf), 0);
+	cancel_one_kind(&sqe, INT32_MIN);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(ring, socket_recv_cancelled)
+{
+	int sv[2];
+	char buf[16];
+	struct io_uring_sqe sqe;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	io_uring_prep_recv(&sqe, sv[0], buf, sizeof(buf), 0);
+	cancel_one_kind(&sqe, INT32_MIN);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+Test(ring, send_on_full_socket_cancelled)
+{
+	int sv[2], sz = 4096;
+	static char big[1 << 16];
+	struct io_uring_sqe sqe;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	while (send(sv[0], big, sizeof(big), 0) > 0)
+		;
+	fcntl(sv[0], F_SETFL, 0);
+	io_uring_prep_send(&sqe, sv[0], big, sizeof(big), 0);
+	cancel_one_kind(&sqe, INT32_MIN);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+Test(ring, accept_cancelled)
+{
+	struct sockaddr_in a;
+	int lfd = tcp_listener(&a, 4);
+	struct io_uring_sqe sqe;
+
+	io_uring_prep_accept(&sqe, lfd, NULL, NULL, 0);
+	cancel_one_kind(&sqe, INT32_MIN);
+	close(lfd);
+}
+
+Test(ring, connect_that_hangs_cancelled)
+{
+	struct sockaddr_in a;
+	int lfd = tcp_listener(&a, 0), fill[4], fd;
+	struct io_uring_sqe sqe;
+
+	/* Fill the accept queue so a further SYN is dropped and retried. */
+	for (int i = 0; i < 4; i++) {
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+	}
+	usleep(20000);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	io_uring_prep_connect(&sqe, fd, (struct sockaddr *)&a, sizeof(a));
+	cancel_one_kind(&sqe, INT32_MIN);
+	for (int i = 0; i < 4; i++)
+		close(fill[i]);
+	close(fd);
+	close(lfd);
+}
+
+Test(ring, poll_cancelled)
+{
+	int p[2];
+	struct io_uring_sqe sqe;
+
+	cr_assert_eq(pipe(p), 0);
+	io_uring_prep_poll_add(&sqe, p[0], POLLIN);
+	cancel_one_kind(&sqe, INT32_MIN);
+	close(p[0]);
+	close(p[1]);
+}
+
+Test(ring, timeout_cancelled)
+{
+	struct __kernel_timespec ts = { .tv_sec = 60 };
+	struct io_uring_sqe sqe;
+
+	io_uring_prep_timeout(&sqe, &ts, 0, 0);
+	cancel_one_kind(&sqe, INT32_MIN);
+}
+
+/* Regular file reads and openat usually finish before any cancel: either
+ * result is allowed, but the callback must run exactly once. */
+static void file_kind(struct io_uring_sqe *sqe, int natural, bool close_res)
+{
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec d = { 0 };
+
+	sub(ring, ctx, sqe, &d);
+	rctx_ring_flush(ring);
+	rctx_cancel(ctx);
+	run_until(ring, &d.calls, 1, 2000);
+	drain(ring, 200);
+	cr_assert_eq(d.calls, 1);
+	cr_assert(d.res == -ECANCELED || d.res == natural || (natural == -2 && d.res >= 0),
+		  "unexpected result %d", d.res);
+	if (close_res && d.res >= 0)
+		close(d.res);
+	rctx_release(ctx);
+	rctx_ring_destroy(ring);
+}
+
+Test(ring, file_read_cancelled_or_natural)
+{
+	char path[] = "/tmp/rctx-test-XXXXXX", buf[4096];
+	int fd = mkstemp(path);
+	struct io_uring_sqe sqe;
+
+	cr_assert_geq(fd, 0);
+	memset(buf, 'x', sizeof(buf));
+	cr_assert_eq(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
+	io_uring_prep_read(&sqe, fd, buf, sizeof(buf), 0);
+	file_kind(&sqe, sizeof(buf), false);
+	close(fd);
+	unlink(path);
+}
+
+Test(ring, openat_cancelled_or_natural)
+{
+	struct io_uring_sqe sqe;
+
+	io_uring_prep_openat(&sqe, AT_FDCWD, "/etc/hostname", O_RDONLY, 0);
+	file_kind(&sqe, -2, true);
+}
+
+Test(ring, natural_completion_reaches_callback)
+{
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec d = { 0 };
+	struct io_uring_sqe sqe;
+	int sv[2];
+	char buf[8];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	io_uring_prep_recv(&sqe, sv[0], buf, sizeof(buf), 0);
+	sub(ring, ctx, &sqe, &d);
+	rctx_ring_run(ring, 0);
+	cr_assert_eq(write(sv[1], "hello", 5), 5);
+	run_until(ring, &d.calls, 1, 2000);
+	cr_assert_eq(d.calls, 1);
+	cr_assert_eq(d.res, 5);
+	cr_assert_eq(memcmp(buf, "hello", 5), 0);
+	rctx_release(ctx);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+Test(ring, submit_under_done_context_never_reaches_kernel)
+{
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	rctx_t *dl = rctx_with_timeout(rctx_background(), 0);
+	struct done_rec d1 = { 0 }, d2 = { 0 };
+	struct rctx_ring_stats st;
+	struct io_uring_sqe sqe;
+
+	rctx_cancel_cause(ctx, -EPIPE);
+	io_uring_prep_nop(&sqe);
+	sub(ring, ctx, &sqe, &d1);
+	sub(ring, dl, &sqe, &d2);
+	cr_assert_eq(d1.calls, 0, "callback must not run inside rctx_submit");
+	cr_assert_eq(rctx_ring_pending(ring), 2);
+	run_until(ring, &d2.calls, 1, 1000);
+	cr_assert_eq(d1.calls, 1);
+	cr_assert_eq(d1.res, -ECANCELED);
+	cr_assert_eq(d2.res, -ETIMEDOUT);
+	rctx_ring_stats(ring, &st);
+	cr_assert_eq(st.short_circuited, 2);
+	cr_assert_eq(st.submitted, 0);
+	rctx_release(ctx);
+	rctx_release(dl);
+	rctx_ring_destroy(ring);
+}
+
+Test(ring, invalid_arguments)
+{
+	rctx_ring_t *ring = new_ring(0);
+	struct io_uring_sqe sqe;
+	struct done_rec d = { 0 };
+	struct rctx_ring_stats st;
+
+	io_uring_prep_nop(&sqe);
+	cr_assert_eq(rctx_ring_create(NULL, 0), -EINVAL);
+	cr_assert_eq(rctx_submit(NULL, rctx_background(), &sqe, rec_cb, &d), -EINVAL);
+	cr_assert_eq(rctx_submit(ring, NULL, &sqe, rec_cb, &d), -EINVAL);
+	cr_assert_eq(rctx_submit(ring, rctx_background(), NULL, rec_cb, &d), -EINVAL);
+	cr_assert_eq(rctx_submit(ring, rctx_background(), &sqe, NULL, &d), -EINVAL);
+	cr_assert_eq(rctx_ring_run(NULL, 0), -EINVAL);
+	cr_assert_eq(rctx_ring_stats(ring, NULL), -EINVAL);
+	cr_assert_eq(rctx_ring_stats(NULL, &st), -EINVAL);
+	cr_assert_eq(rctx_ring_fd(NULL), -EINVAL);
+	cr_assert_null(rctx_ring_uring(NULL));
+	cr_assert_eq(rctx_ring_pending(ring), 0);
+	rctx_ring_destroy(NULL);
+	rctx_ring_destroy(ring);
+}
+
+/*
+ * A tree root -> {mid -> {leaf}, sibling}, with two receives under each
+ * node (one through a value context under mid). Cancelling mid aborts
+ * exactly the four receives of mid's subtree; the others complete normally.
+ */
+Test(ring, cancel_middle_node_aborts_exactly_its_subtree)
+{
+	static int key;
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *root = rctx_with_cancel(rctx_background());
+	rctx_t *mid = rctx_with_cancel(root);
+	rctx_t *midval = rctx_with_value(mid, &key, NULL);
+	rctx_t *leaf = rctx_with_cancel(midval);
+	rctx_t *sib = rctx_with_cancel(root);
+	rctx_t *ctxs[8] = { root, root, mid, midval, leaf, leaf, sib, sib };
+	bool in_subtree[8] = { 0, 0, 1, 1, 1, 1, 0, 0 };
+	struct done_rec d[8] = { 0 };
+	int sv[8][2], total = 0;
+	char buf[8][8];
+
+	for (int i = 0; i < 8; i++) {
+		struct io_uring_sqe sqe;
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]), 0);
+		io_uring_prep_recv(&sqe, sv[i][0], buf[i], sizeof(buf[i]), 0);
+		sub(ring, ctxs[i], &sqe, &d[i]);
+	}
+	rctx_ring_run(ring, 0);
+	rctx_cancel(mid);
+	for (int n = 0; n < 4; n = d[2].calls + d[3].calls + d[4].calls + d[5].calls)
+		if (rctx_ring_run(ring, rctx_now() + 2000000000LL) <= 0)
+			break;
+	for (int i = 0; i < 8; i++) {
+		if (in_subtree[i]) {
+			cr_assert_eq(d[i].calls, 1, "request %d not aborted", i);
+			cr_assert_eq(d[i].res, -ECANCELED);
+		} else {
+			cr_assert_eq(d[i].calls, 0, "request %d outside the subtree ended", i);
+		}
+	}
+	cr_assert_eq(rctx_err(root), 0);
+	cr_assert_eq(rctx_err(sib), 0);
+	/* The rest still work and complete with their data. */
+	for (int i = 0; i < 8; i++)
+		if (!in_subtree[i])
+			cr_assert_eq(write(sv[i][1], "ok", 2), 2);
+	for (int i = 0; i < 8; i++)
+		total += d[i].calls;
+	while (total < 8 && rctx_ring_run(ring, rctx_now() + 2000000000LL) > 0) {
+		total = 0;
+		for (int i = 0; i < 8; i++)
+			total += d[i].calls;
+	}
+	for (int i = 0; i < 8; i++) {
+		cr_assert_eq(d[i].calls, 1);
+		if (!in_subtree[i])
+			cr_assert_eq(d[i].res, 2);
+		close(sv[i][0]);
+		close(sv[i][1]);
+	}
+	rctx_release(leaf);
+	rctx_unref(midval);
+	rctx_release(mid);
+	rctx_release(sib);
+	rctx_release(root);
+	rctx_ring_destroy(ring);
+}
+
+/* The kernel ends a request at its context's deadline through a linked
+ * IORING_OP_LINK_TIMEOUT, without any thread running the ring. */
+Test(ring, deadline_reaches_kernel_as_link_timeout)
+{
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *bg_cancel = rctx_with_cancel(rctx_background());
+	rctx_t *ctx = rctx_with_timeout(bg_cancel, 30 * 1000000LL);
+	struct io_uring *u = rctx_ring_uring(ring);
+	struct done_rec d = { 0 };
+	struct rctx_ring_stats st;
+	struct io_uring_sqe sqe;
+	struct io_uring_cqe *cqe;
+	int sv[2];
+	char buf[8];
+	int64_t t0;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	io_uring_prep_recv(&sqe, sv[0], buf, sizeof(buf), 0);
+	sub(ring, ctx, &sqe, &d);
+	rctx_ring_flush(ring);
+	t0 = rctx_now();
+	/* Nobody runs the ring for 100 ms; the kernel must still have ended
+	 * the receive (its CQE is waiting in the CQ). */
+	usleep(100000);
+	cr_assert_eq(d.calls, 0);
+	cr_assert_geq(io_uring_cq_ready(u), 2, "the kernel did not end the request");
+	(void)cqe;
+	run_until(ring, &d.calls, 1, 1000);
+	cr_assert_eq(d.calls, 1);
+	cr_assert_eq(d.res, -ECANCELED);
+	rctx_ring_stats(ring, &st);
+	cr_assert_eq(st.link_timeouts, 1);
+	cr_assert_eq(st.link_timeouts_fired, 1);
+	cr_assert_eq(rctx_err(ctx), -ETIMEDOUT);
+	cr_assert_lt(rctx_now() - t0, 2000000000LL);
+	rctx_release(ctx);
+	rctx_release(bg_cancel);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* A success that raced with a cancel still reaches the callback. */
+Test(ring, result_after_cancel_is_delivered)
+{
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec d = { 0 };
+	struct io_uring_sqe sqe;
+	struct rctx_ring_stats st;
+	int sv[2];
+	char buf[8];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	io_uring_prep_recv(&sqe, sv[0], buf, sizeof(buf), 0);
+	sub(ring, ctx, &sqe, &d);
+	rctx_ring_run(ring, 0);
+	/* Data arrives, and the context is cancelled before the ring runs:
+	 * the kernel completed the receive first, the cancel finds nothing. */
+	cr_assert_eq(write(sv[1], "data", 4), 4);
+	usleep(10000);
+	rctx_cancel(ctx);
+	run_until(ring, &d.calls, 1, 2000);
+	drain(ring, 200);
+	cr_assert_eq(d.calls, 1);
+	cr_assert_eq(d.res, 4, "the bytes read must not be dropped");
+	rctx_ring_stats(ring, &st);
+	cr_assert_eq(st.completed_anyway + st.aborted, st.cancels_issued);
+	rctx_release(ctx);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* 10,000 receives under one context: one cancel ends them all, and the
+ * cancels go out in batches (one per request, never an ANY/ALL cancel). */
+Test(ring, ten_thousand_requests_cancelled_at_once)
+{
+	enum { N = 10000, PER_SOCK = 10 };
+	rctx_ring_t *ring = new_ring(1024);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec *d = calloc(N, sizeof(*d));
+	static char buf[16];
+	int (*sv)[2] = calloc(N / PER_SOCK, sizeof(*sv)), calls = 0;
+	struct rctx_ring_stats st;
+	int64_t t0, t1;
+
+	raise_nofile();
+	for (int s = 0; s < N / PER_SOCK; s++)
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv[s]), 0);
+	for (int i = 0; i < N; i++) {
+		struct io_uring_sqe sqe;
+
+		io_uring_prep_recv(&sqe, sv[i / PER_SOCK][0], buf, sizeof(buf), 0);
+		sub(ring, ctx, &sqe, &d[i]);
+	}
+	rctx_ring_flush(ring);
+	rctx_ring_run(ring, 0);
+	t0 = rctx_now();
+	rctx_cancel(ctx);
+	while (rctx_ring_pending(ring) && rctx_now() - t0 < 10000000000LL)
+		rctx_ring_run(ring, rctx_now() + 100000000);
+	t1 = rctx_now();
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(d[i].calls, 1, "request %d: %d calls", i, d[i].calls);
+		cr_assert_eq(d[i].res, -ECANCELED);
+		calls += d[i].calls;
+	}
+	rctx_ring_stats(ring, &st);
+	cr_assert_eq(calls, N);
+	cr_assert_eq(st.cancels_issued, N);
+	cr_assert_eq(st.aborted, N);
+	cr_log_info("cancelled %d in-flight receives in %.2f ms\n", N, (t1 - t0) / 1e6);
+	for (int s = 0; s < N / PER_SOCK; s++) {
+		close(sv[s][0]);
+		close(sv[s][1]);
+	}
+	rctx_release(ctx);
+	rctx_ring_destroy(ring);
+	free(d);
+	free(sv);
+}
+
+/* Destroying a ring with thousands pending cancels them all and returns only
+ * after every callback ran; the contexts lose their request references. */
+Test(ring, teardown_with_thousands_pending)
+{
+	enum { N = 4000 };
+	rctx_ring_t *ring = new_ring(256);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec *d = calloc(N, sizeof(*d));
+	static char buf[16];
+	int p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	for (int i = 0; i < N; i++) {
+		struct io_uring_sqe sqe;
+
+		io_uring_prep_read(&sqe, p[0], buf, sizeof(buf), 0);
+		sub(ring, ctx, &sqe, &d[i]);
+	}
+	rctx_ring_run(ring, 0);
+	rctx_ring_destroy(ring);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(d[i].calls, 1);
+		cr_assert_eq(d[i].res, -ECANCELED);
+	}
+	/* The context itself was not cancelled by the teardown. */
+	cr_assert_eq(rctx_err(ctx), 0);
+	rctx_release(ctx);
+	close(p[0]);
+	close(p[1]);
+	free(d);
+}
+
+/* Callbacks may submit and cancel: a chain of requests where each callback
+ * cancels the next context. */
+struct chain {
+	rctx_ring_t *ring;
+	rctx_t *next;
+	int calls;
+	int res;
+};
+
+static void chain_cb(void *arg, int res, uint32_t flags)
+{
+	struct chain *c = arg;
+
+	(void)flags;
+	c->calls++;
+	c->res = res;
+	if (c->next)
+		rctx_cancel(c->next);
+}
+
+Test(ring, callback_may_cancel_other_contexts)
+{
+	enum { N = 16 };
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *ctx[N];
+	struct chain ch[N];
+	int p[2], total = 0;
+	static char buf[8];
+
+	cr_assert_eq(pipe(p), 0);
+	for (int i = 0; i < N; i++)
+		ctx[i] = rctx_with_cancel(rctx_background());
+	for (int i = 0; i < N; i++) {
+		struct io_uring_sqe sqe;
+
+		ch[i] = (struct chain){ ring, i + 1 < N ? ctx[i + 1] : NULL, 0, 0 };
+		io_uring_prep_read(&sqe, p[0], buf, sizeof(buf), 0);
+		cr_assert_eq(rctx_submit(ring, ctx[i], &sqe, chain_cb, &ch[i]), 0);
+	}
+	rctx_ring_run(ring, 0);
+	rctx_cancel(ctx[0]);
+	for (int64_t lim = rctx_now() + 3000000000LL; total < N && rctx_now() < lim;) {
+		rctx_ring_run(ring, rctx_now() + 10000000);
+		total = 0;
+		for (int i = 0; i < N; i++)
+			total += ch[i].calls;
+	}
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(ch[i].calls, 1);
+		cr_assert_eq(ch[i].res, -ECANCELED);
+		rctx_release(ctx[i]);
+	}
+	cr_assert_eq(rctx_ring_run(ring, 0) >= 0, true);
+	rctx_ring_destroy(ring);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* The ring fd polls readable when completions wait, for other event loops. */
+Test(ring, ring_fd_integrates_with_poll)
+{
+	rctx_ring_t *ring = new_ring(0);
+	struct done_rec d = { 0 };
+	struct io_uring_sqe sqe;
+	struct pollfd pfd;
+
+	pfd.fd = rctx_ring_fd(ring);
+	pfd.events = POLLIN;
+	cr_assert_geq(pfd.fd, 0);
+	io_uring_prep_nop(&sqe);
+	sub(ring, rctx_background(), &sqe, &d);
+	cr_assert_geq(rctx_ring_flush(ring), 1);
+	cr_assert_eq(poll(&pfd, 1, 1000), 1);
+	cr_assert_eq(rctx_ring_run(ring, 0), 1);
+	cr_assert_eq(d.calls, 1);
+	cr_assert_eq(d.res, 0);
+	rctx_ring_destroy(ring);
+}

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Description: requests and cancels across threads. A cancel on thread B
+ * aborts a receive that thread A submitted on A's own ring (A blocked in
+ * rctx_recv, or in rctx_ring_run); race storms of submitters and cancellers
+ * keep every callback exactly-once and the accounting balanced. Also run
+ * under ThreadSanitizer.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "ring_util.h"
+
+TestSuite(thread_ring, .timeout = 60);
+
+static int scale(int n)
+{
+	const char *s = getenv("RCTX_TEST_SCALE");
+
+	if (s && atoi(s) > 0)
+		return n / atoi(s) > 0 ? n / atoi(s) : 1;
+	return n;
+}
+
+struct blocked {
+	rctx_t *ctx;
+	int fd;
+	_Atomic int started;
+	ssize_t res;
+	int64_t returned_at;
+};
+
+static void *recv_thread(void *arg)
+{
+	struct blocked *b = arg;
+	char buf[16];
+
+	atomic_store(&b->started, 1);
+	b->res = rctx_recv(b->ctx, b->fd, buf, sizeof(buf), 0);
+	b->returned_at = rctx_now();
+	return NULL;
+}
+
+Test(thread_ring, cross_thread_cancel_of_blocked_recv)
+{
+	for (int round = 0; round < scale(20); round++) {
+		struct blocked b = { .ctx = rctx_with_cancel(rctx_background()) };
+		struct rctx_ring_stats st;
+		pthread_t t;
+		int sv[2];
+		int64_t t0;
+
+		cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+		b.fd = sv[0];
+		cr_assert_eq(pthread_create(&t, NULL, recv_thread, &b), 0);
+		while (!atomic_load(&b.started))
+			usleep(100);
+		usleep(5000); /* let it block in the kernel */
+		t0 = rctx_now();
+		cr_assert_eq(rctx_cancel_cause(b.ctx, -ECONNRESET), 1);
+		pthread_join(t, NULL);
+		cr_assert_eq(b.res, -ECANCELED);
+		cr_assert_lt(b.returned_at - t0, 1000000000LL, "cancel took %lld ns",
+			     (long long)(b.returned_at - t0));
+		cr_assert_eq(rctx_cause(b.ctx), -ECONNRESET);
+		/* Nothing went to the kernel of this thread: its ring is not
+		 * the one that held the receive. */
+		rctx_ring_stats(rctx_thread_ring(), &st);
+		cr_assert_eq(st.cancels_issued, 0);
+		rctx_release(b.ctx);
+		close(sv[0]);
+		close(sv[1]);
+	}
+}
+
+struct runner {
+	rctx_ring_t *ring;
+	rctx_t *ctx;
+	int fd;
+	struct done_rec d;
+	_Atomic int ready;
+	_Atomic int stop;
+};
+
+/* Thread A: owns a ring, submits one receive, runs the ring until it ends. */
+static void *ring_thread(void *arg)
+{
+	struct runner *r = arg;
+	struct io_uring_sqe sqe;
+	char buf[16];
+
+	cr_assert_eq(rctx_ring_create(&r->ring, 0), 0);
+	io_uring_prep_recv(&sqe, r->fd, buf, sizeof(buf), 0);
+	cr_assert_eq(rctx_submit(r->ring, r->ctx, &sqe, rec_cb, &r->d), 0);
+	rctx_ring_flush(r->ring);
+	atomic_store(&r->ready, 1);
+	while (r->d.calls == 0)
+		rctx_ring_run(r->ring, RCTX_FOREVER);
+	rctx_ring_destroy(r->ring);
+	return NULL;
+}
+
+Test(thread_ring, cancel_from_b_aborts_request_on_a_ring)
+{
+	rctx_t *parent = rctx_with_cancel(rctx_background());
+	struct runner r = { .ctx = rctx_with_cancel(parent) };
+	pthread_t t;
+	int sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	r.fd = sv[0];
+	cr_assert_eq(pthread_create(&t, NULL, ring_thread, &r), 0);
+	while (!atomic_load(&r.ready))
+		usleep(100);
+	usleep(5000);
+	/* Cancel the parent: the subtree's request on A's ring is aborted. */
+	rctx_cancel(parent);
+	pthread_join(t, NULL);
+	cr_assert_eq(r.d.calls, 1);
+	cr_assert_eq(r.d.res, -ECANCELED);
+	rctx_release(r.ctx);
+	rctx_release(parent);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/*
+ * Storm: submitter threads, each with its own ring, keep receives in flight
+ * under short-lived contexts that they publish in a shared table; canceller
+ * threads cancel whatever they find there. Every callback must run exactly
+ * once and every ring must balance its books.
+ */
+#define SLOTS 64
+
+struct storm {
+	_Atomic(rctx_t *) table[SLOTS];
+	rctx_t *root;
+	_Atomic int stop;
+	int iters;
+};
+
+struct submitter {
+	struct storm *s;
+	int id;
+	long callbacks, submitted;
+	struct rctx_ring_stats st;
+	bool bad;
+};
+
+static void count_cb(void *arg, int res, uint32_t flags)
+{
+	struct submitter *me = arg;
+
+	(void)flags;
+	if (res != -ECANCELED)
+		me->bad = true;
+	me->callbacks++;
+}
+
+static void *submit_thread(void *arg)
+{
+	struct submitter *me = arg;
+	struct storm *s = me->s;
+	rctx_ring_t *ring;
+	int sv[2];
+	static char buf[16];
+
+	cr_assert_eq(rctx_ring_create(&ring, 128), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	for (int i = 0; i < s->iters; i++) {
+		rctx_t *ctx = rctx_with_cancel(s->root);
+		rctx_t *old;
+		struct io_uring_sqe sqe;
+
+		for (int k = 0; k < 4; k++) {
+			io_uring_prep_recv(&sqe, sv[0], buf, sizeof(buf), 0);
+			cr_assert_eq(rctx_submit(ring, ctx, &sqe, count_cb, me), 0);
+			me->submitted++;
+		}
+		rctx_ring_run(ring, 0);
+		/* Publish for the cancellers; cancel what was there before if
+		 * they did not get to it. */
+		old = atomic_exchange(&s->table[(me->id * 7 + i) % SLOTS], ctx);
+		if (old)
+			rctx_release(old);
+		if (i % 8 == 0)
+			rctx_ring_run(ring, 0);
+	}
+	for (int i = 0; i < SLOTS; i++) {
+		rctx_t *old = atomic_exchange(&s->table[i], NULL);
+
+		if (old)
+			rctx_release(old);
+	}
+	for (int64_t lim = rctx_now() + 20000000000LL;
+	     rctx_ring_pending(ring) && rctx_now() < lim;)
+		rctx_ring_run(ring, rctx_now() + 10000000);
+	rctx_ring_stats(ring, &me->st);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+static void *cancel_thread(void *arg)
+{
+	struct storm *s = arg;
+	unsigned seed = 12345;
+
+	while (!atomic_load(&s->stop)) {
+		int i = (int)(rand_r(&seed) % SLOTS);
+		rctx_t *ctx = atomic_exchange(&s->table[i], NULL);
+
+		if (ctx) {
+			rctx_cancel(ctx);
+			rctx_release(ctx);
+		}
+	}
+	return NULL;
+}
+
+Test(thread_ring, race_storm_submitters_and_cancellers)
+{
+	enum { NSUB = 3, NCAN = 2 };
+	struct storm s = { .root = rctx_with_cancel(rctx_background()),
+			   .iters = scale(3000) };
+	struct submitter sub[NSUB];
+	pthread_t ts[NSUB], tc[NCAN];
+
+	for (int i = 0; i < SLOTS; i++)
+		atomic_init(&s.table[i], NULL);
+	for (int i = 0; i < NSUB; i++) {
+		sub[i] = (struct submitter){ .s = &s, .id = i };
+		cr_assert_eq(pthread_create(&ts[i], NULL, submit_thread, &sub[i]), 0);
+	}
+	for (int i = 0; i < NCAN; i++)
+		cr_assert_eq(pthread_create(&tc[i], NULL, cancel_thread, &s), 0);
+	for (int i = 0; i < NSUB; i++)
+		pthread_join(ts[i], NULL);
+	atomic_store(&s.stop, 1);
+	for (int i = 0; i < NCAN; i++)
+		pthread_join(tc[i], NULL);
+	for (int i = 0; i < NSUB; i++) {
+		cr_assert_eq(sub[i].callbacks, sub[i].submitted,
+			     "submitter %d: %ld callbacks for %ld requests", i,
+			     sub[i].callbacks, sub[i].submitted);
+		cr_assert_not(sub[i].bad, "a receive ended other than -ECANCELED");
+		cr_assert_eq(sub[i].st.in_flight, 0);
+		cr_assert_eq(sub[i].st.held_after_cancel, 0);
+		cr_assert_eq(sub[i].st.aborted + sub[i].st.short_circuited,
+			     (uint64_t)sub[i].submitted);
+	}
+	cr_assert_eq(rctx_err(s.root), 0);
+	rctx_release(s.root);
+}
+
+/* Cancelling the shared root while submitters are busy: every request of
+ * every ring ends, and later submissions under the subtree short-circuit. */
+struct root_sub {
+	rctx_t *root;
+	_Atomic int *go;
+	long submitted, callbacks;
+	struct rctx_ring_stats st;
+};
+
+static void count_any_cb(void *arg, int res, uint32_t flags)
+{
+	struct root_sub *me = arg;
+
+	(void)res;
+	(void)flags;
+	me->callbacks++;
+}
+
+static void *root_submitter(void *arg)
+{
+	struct root_sub *me = arg;
+	rctx_ring_t *ring;
+	static char buf[16];
+	int sv[2];
+
+	cr_assert_eq(rctx_ring_create(&ring, 256), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	while (!atomic_load(me->go))
+		;
+	for (int i = 0; i < scale(2000); i++) {
+		rctx_t *ctx = rctx_with_cancel(me->root);
+		struct io_uring_sqe sqe;
+
+		io_uring_prep_recv(&sqe, sv[0], buf, sizeof(buf), 0);
+		cr_assert_eq(rctx_submit(ring, ctx, &sqe, count_any_cb, me), 0);
+		me->submitted++;
+		rctx_unref(ctx); /* the request keeps it alive */
+		rctx_ring_run(ring, 0);
+	}
+	for (int64_t lim = rctx_now() + 20000000000LL;
+	     rctx_ring_pending(ring) && rctx_now() < lim;)
+		rctx_ring_run(ring, rctx_now() + 10000000);
+	rctx_ring_stats(ring, &me->st);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+	return NULL;
+}
+
+Test(thread_ring, cancel_root_while_submitting)
+{
+	enum { N = 3 };
+	_Atomic int go = 0;
+	rctx_t *root = rctx_with_cancel(rctx_background());
+	struct root_sub s[N];
+	pthread_t t[N];
+
+	for (int i = 0; i < N; i++) {
+		s[i] = (struct root_sub){ .root = root, .go = &go };
+		cr_assert_eq(pthread_create(&t[i], NULL, root_submitter, &s[i]), 0);
+	}
+	atomic_store(&go, 1);
+	usleep(2000);
+	rctx_cancel(root);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(s[i].callbacks, s[i].submitted);
+		cr_assert_eq(s[i].st.in_flight, 0);
+		cr_assert_eq(s[i].st.aborted + s[i].st.short_circuited,
+			     (uint64_t)s[i].submitted);
+	}
+	rctx_release(root);
+}
