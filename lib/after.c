@@ -12,6 +12,7 @@
 
 RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *arg)
 {
+	ERRNO_GUARD;
 	struct rctx_cancel *g;
 	struct rctx_after *a;
 	int e = 0;
@@ -53,6 +54,7 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 
 RCTX_API bool rctx_after_stop(rctx_after_t *a)
 {
+	ERRNO_GUARD;
 	struct rctx_cancel *g;
 	int armed = AFTER_ARMED;
 	bool detached = false;
@@ -77,6 +79,7 @@ RCTX_API bool rctx_after_stop(rctx_after_t *a)
 
 RCTX_API void rctx_after_release(rctx_after_t *a)
 {
+	ERRNO_GUARD;
 	if (a)
 		rctx_obj_put(&a->c.hdr);
 }

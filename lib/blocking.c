@@ -64,6 +64,7 @@ static void make_key(void)
 
 RCTX_API rctx_ring_t *rctx_thread_ring(void)
 {
+	ERRNO_GUARD;
 	struct rctx_ring *ring;
 
 	if (likely(tls_ring))
@@ -191,6 +192,7 @@ static bool needs_owned(int fd)
 
 RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 	struct bop *b;
 	int ret;
@@ -220,6 +222,7 @@ RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t o
 RCTX_API ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len,
 			    int64_t off)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 	struct bop *b;
 	int ret;
@@ -247,6 +250,7 @@ RCTX_API ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len,
 
 RCTX_API ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 
 	if (!buf && len)
@@ -257,6 +261,7 @@ RCTX_API ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags
 
 RCTX_API ssize_t rctx_send(rctx_t *ctx, int fd, const void *buf, size_t len, int flags)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 
 	if (!buf && len)
@@ -268,6 +273,7 @@ RCTX_API ssize_t rctx_send(rctx_t *ctx, int fd, const void *buf, size_t len, int
 RCTX_API int rctx_accept(rctx_t *ctx, int fd, struct sockaddr *addr,
 			 socklen_t *addrlen, int flags)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 
 	io_uring_prep_accept(&sqe, fd, addr, addrlen, flags);
@@ -277,6 +283,7 @@ RCTX_API int rctx_accept(rctx_t *ctx, int fd, struct sockaddr *addr,
 RCTX_API int rctx_connect(rctx_t *ctx, int fd, const struct sockaddr *addr,
 			  socklen_t addrlen)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 
 	if (!addr)
@@ -287,6 +294,7 @@ RCTX_API int rctx_connect(rctx_t *ctx, int fd, const struct sockaddr *addr,
 
 RCTX_API int rctx_poll(rctx_t *ctx, int fd, unsigned poll_mask)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 
 	io_uring_prep_poll_add(&sqe, fd, poll_mask);
@@ -295,6 +303,7 @@ RCTX_API int rctx_poll(rctx_t *ctx, int fd, unsigned poll_mask)
 
 RCTX_API int rctx_sleep(rctx_t *ctx, int64_t rel_ns)
 {
+	ERRNO_GUARD;
 	struct __kernel_timespec ts;
 	struct io_uring_sqe sqe;
 	int ret;
@@ -310,6 +319,7 @@ RCTX_API int rctx_sleep(rctx_t *ctx, int64_t rel_ns)
 
 RCTX_API int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 	struct bop *b;
 	int ret;
@@ -329,6 +339,7 @@ RCTX_API int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags)
 RCTX_API int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags,
 			 mode_t mode)
 {
+	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
 	struct bop *b;
 	int ret;

@@ -109,6 +109,7 @@ RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
 
 RCTX_API void rctx_unref(rctx_t *ctx)
 {
+	ERRNO_GUARD;
 	if (ctx && ctx->kind != RCTX_AFTER)
 		rctx_obj_put(ctx);
 }
@@ -174,6 +175,7 @@ static void cancel_init(struct rctx_cancel *c, enum rctx_kind kind,
 
 RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 {
+	ERRNO_GUARD;
 	struct rctx_cancel *c;
 
 	if (!parent || parent->kind == RCTX_AFTER)
@@ -188,6 +190,7 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 
 RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
 {
+	ERRNO_GUARD;
 	struct rctx_deadline *d;
 
 	if (!parent || parent->kind == RCTX_AFTER)
@@ -237,6 +240,7 @@ RCTX_API rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns)
 
 RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 {
+	ERRNO_GUARD;
 	struct rctx_value *v;
 
 	if (!parent || !key || parent->kind == RCTX_AFTER)
@@ -253,6 +257,7 @@ RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 
 RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 {
+	ERRNO_GUARD;
 	struct rctx_without *w;
 
 	if (!parent || parent->kind == RCTX_AFTER)
@@ -308,6 +313,7 @@ static bool cancel_one(struct rctx_cancel *c, int err, int cause,
 		return false;
 	}
 	c->cause = cause;
+	rctx_done_signal_locked(c);
 	atomic_store_explicit(&c->err, err, memory_order_seq_cst);
 	for (h = c->children; h; h = next) {
 		next = h->next;
@@ -318,7 +324,7 @@ static bool cancel_one(struct rctx_cancel *c, int err, int cause,
 		ring_cancel_reqs_locked(c, b);
 	runlock(&c->lock);
 
-	rctx_done_notify(c);
+	rctx_done_wake(c);
 	if (c->c.hdr.kind == RCTX_DEADLINE && !from_timer)
 		rt_remove_deadline((struct rctx_deadline *)c);
 	while ((a = afters)) {
@@ -395,6 +401,7 @@ int rctx_expire_due(const struct rctx *ctx)
 
 RCTX_API int rctx_cancel_cause(rctx_t *ctx, int cause)
 {
+	ERRNO_GUARD;
 	if (!ctx || !kind_cancellable(ctx))
 		return -EINVAL;
 	return cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, cause, true,
@@ -408,6 +415,7 @@ RCTX_API int rctx_cancel(rctx_t *ctx)
 
 RCTX_API void rctx_release(rctx_t *ctx)
 {
+	ERRNO_GUARD;
 	if (!ctx || ctx->kind == RCTX_AFTER)
 		return;
 	if (kind_cancellable(ctx))

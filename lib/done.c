@@ -56,13 +56,21 @@ void rfutex_wake_all(_Atomic int *addr)
 	sys_futex(addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
 
-/* Called once, by the canceller, after err is set and the lock dropped. */
-void rctx_done_notify(struct rctx_cancel *c)
+/*
+ * The canceller, under c->lock, before it publishes err: signal the done fd
+ * if it exists, so that nobody can see err != 0 with the fd not readable.
+ */
+void rctx_done_signal_locked(struct rctx_cancel *c)
 {
-	int fd = atomic_load_explicit(&c->done_fd, memory_order_seq_cst);
+	int fd = atomic_load_explicit(&c->done_fd, memory_order_relaxed);
 
 	if (fd >= 0)
 		eventfd_write(fd, 1);
+}
+
+/* The canceller, after err is published and the lock dropped. */
+void rctx_done_wake(struct rctx_cancel *c)
+{
 	if (atomic_load_explicit(&c->c.hdr.waiters, memory_order_seq_cst))
 		rfutex_wake_all(&c->err);
 }
@@ -77,6 +85,7 @@ void rctx_done_close(struct rctx_cancel *c)
 
 RCTX_API int rctx_done_fd(rctx_t *ctx)
 {
+	ERRNO_GUARD;
 	struct rctx_cancel *g;
 	int fd, old = -1;
 
@@ -92,21 +101,28 @@ RCTX_API int rctx_done_fd(rctx_t *ctx)
 	if (fd < 0)
 		return -errno;
 	/*
-	 * Publish the fd and look at err in one step: the canceller reads the
-	 * fd after setting err (both seq_cst), so exactly one of us sees the
-	 * other and the fd is always signalled.
+	 * Publish under the lock that orders cancels: a done context gets an fd
+	 * that is readable before anyone can see it, a live one gets signalled
+	 * by its canceller before err is published.
 	 */
-	if (!atomic_compare_exchange_strong(&g->done_fd, &old, fd)) {
+	rlock(&g->lock);
+	old = atomic_load_explicit(&g->done_fd, memory_order_relaxed);
+	if (old < 0) {
+		if (atomic_load_explicit(&g->err, memory_order_relaxed))
+			eventfd_write(fd, 1);
+		atomic_store_explicit(&g->done_fd, fd, memory_order_release);
+	}
+	runlock(&g->lock);
+	if (old >= 0) {
 		close(fd);
 		return old;
 	}
-	if (atomic_load_explicit(&g->err, memory_order_seq_cst))
-		eventfd_write(fd, 1);
 	return fd;
 }
 
 RCTX_API int rctx_wait(rctx_t *ctx, int64_t abs_deadline)
 {
+	ERRNO_GUARD;
 	struct rctx_cancel *g;
 
 	if (!ctx || ctx->kind == RCTX_AFTER)

@@ -31,6 +31,11 @@
 #define container_of(p, type, member) \
 	((type *)((char *)(p) - offsetof(type, member)))
 
+/* Public entry points that make system calls restore errno on return:
+ * errno is never the channel, and a call leaves it as it found it. */
+static inline void errno_restore(int *saved) { errno = *saved; }
+#define ERRNO_GUARD int saved_errno_ __attribute__((cleanup(errno_restore), unused)) = errno
+
 /* ---- small intrusive list: one-pointer head, O(1) unlink ---------------- */
 struct hnode {
 	struct hnode *next;
@@ -181,7 +186,8 @@ bool rctx_cancel_internal(struct rctx_cancel *c, int err, int cause,
 /* The deadline of d expired (runtime thread, or at creation). */
 bool rctx_timer_expired(struct rctx_deadline *d);
 int rctx_expire_due(const struct rctx *ctx);
-void rctx_done_notify(struct rctx_cancel *c);
+void rctx_done_signal_locked(struct rctx_cancel *c);
+void rctx_done_wake(struct rctx_cancel *c);
 void rctx_done_close(struct rctx_cancel *c);
 
 /* ---- runtime thread (lib/runtime.c) ------------------------------------- */

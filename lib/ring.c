@@ -282,6 +282,7 @@ static void drain_cancels(struct rctx_ring *ring)
 RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
 {
+	ERRNO_GUARD;
 	struct rctx_cancel *g;
 	struct io_uring_sqe *s;
 	struct rctx_req *r;
@@ -472,6 +473,7 @@ static int reap(struct rctx_ring *ring)
 
 RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 {
+	ERRNO_GUARD;
 	struct rctx_ring *prev;
 	int n, ret = 0;
 
@@ -514,6 +516,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 
 RCTX_API int rctx_ring_flush(rctx_ring_t *ring)
 {
+	ERRNO_GUARD;
 	if (!ring)
 		return -EINVAL;
 	drain_cancels(ring);
@@ -529,6 +532,7 @@ RCTX_API unsigned rctx_ring_pending(const rctx_ring_t *ring)
 
 RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 {
+	ERRNO_GUARD;
 	struct io_uring_params p;
 	struct rctx_ring *ring;
 	int ret;
@@ -621,6 +625,7 @@ void ring_free(struct rctx_ring *ring)
 
 RCTX_API void rctx_ring_destroy(rctx_ring_t *ring)
 {
+	ERRNO_GUARD;
 	if (!ring)
 		return;
 	ring_shutdown(ring, RCTX_FOREVER);

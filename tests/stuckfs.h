@@ -200,7 +200,7 @@ static int stuckfs_release(struct stuckfs *fs)
 	return n;
 }
 
-static int stuckfs_reads_seen(struct stuckfs *fs)
+__attribute__((unused)) static int stuckfs_reads_seen(struct stuckfs *fs)
 {
 	int n;
 

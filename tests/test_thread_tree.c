@@ -7,7 +7,6 @@
  * done_fd and waits. Iteration counts shrink under ThreadSanitizer and
  * valgrind (RCTX_TEST_SCALE overrides). */
 #include <criterion/criterion.h>
-#include <criterion/logging.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -202,8 +201,6 @@ static void run_cycles(enum cycle_kind k, long n, const char *name)
 	cr_assert_eq(rctx_cancel(parent), 1);
 	int64_t cdt = rctx_now() - c0;
 	long grow = (long)m1 - (long)m0;
-	cr_log_info("%s: %ld cycles, %.0f ns/cycle, heap %+ld bytes, final cancel %.3f ms",
-		    name, n, (t1 - t0) / (double)n, grow, cdt / 1e6);
 	fprintf(stderr, "%s: %ld cycles, %.0f ns/cycle, heap %+ld bytes, final cancel %.3f ms\n",
 		name, n, (t1 - t0) / (double)n, grow, cdt / 1e6);
 	cr_assert_eq(fd1, fd0, "%s: file descriptors leaked (%d -> %d)", name, fd0, fd1);
@@ -506,7 +503,7 @@ Test(thread_tree, children_created_during_parent_cancel_all_end)
 		pthread_barrier_destroy(&cr->bar);
 		free(cr);
 	}
-	cr_log_info("%ld children created across %d races", total, rounds);
+	fprintf(stderr, "%ld children created across %d races\n", total, rounds);
 }
 
 /* ---- cause race ----------------------------------------------------------------- */
@@ -544,11 +541,19 @@ static void *cause_reader(void *arg)
 	return NULL;
 }
 
-Test(thread_tree, racing_cause_reader_sees_zero_or_final_cause)
+struct race_result {
+	int bad_cause, err_before_done, cause_without_err, no_cause_after_err;
+	int round;
+	long reads;
+};
+
+/* Cancel with cause C1 while readers poll err, cause and the done fd of the
+ * context and of a grandchild; stop at the first round with a violation. */
+static struct race_result run_cause_race(void)
 {
 	enum { READERS = 3 };
 	int rounds = (int)th_scaled(200);
-	long reads = 0;
+	struct race_result res = { 0 };
 	for (int r = 0; r < rounds; r++) {
 		struct cause_race *cr = calloc(1, sizeof *cr);
 		rctx_t *p = rctx_with_cancel(rctx_background());
@@ -569,21 +574,39 @@ Test(thread_tree, racing_cause_reader_sees_zero_or_final_cause)
 		atomic_store(&cr->stop, 1);
 		for (int i = 0; i < READERS; i++)
 			pthread_join(th[i], NULL);
-		cr_assert_eq(atomic_load(&cr->bad_cause), 0, "round %d: a cause other than 0/C1", r);
-		cr_assert_eq(atomic_load(&cr->err_before_done), 0,
-			     "round %d: err set before the done fd was readable", r);
-		cr_assert_eq(atomic_load(&cr->cause_without_err), 0,
-			     "round %d: cause visible while err still 0", r);
-		cr_assert_eq(atomic_load(&cr->no_cause_after_err), 0,
-			     "round %d: err set but cause not final", r);
-		reads += atomic_load(&cr->reads);
+		res.round = r;
+		res.bad_cause += atomic_load(&cr->bad_cause);
+		res.err_before_done += atomic_load(&cr->err_before_done);
+		res.cause_without_err += atomic_load(&cr->cause_without_err);
+		res.no_cause_after_err += atomic_load(&cr->no_cause_after_err);
+		res.reads += atomic_load(&cr->reads);
 		rctx_release(cr->ctx[1]);
 		rctx_release(v);
 		rctx_release(p);
 		pthread_barrier_destroy(&cr->bar);
 		free(cr);
 	}
-	cr_log_info("%ld racing reads over %d rounds", reads, rounds);
+	fprintf(stderr, "%ld racing reads over %d rounds\n", res.reads, rounds);
+	return res;
+}
+
+Test(thread_tree, racing_cause_reader_sees_zero_or_final_cause)
+{
+	struct race_result res = run_cause_race();
+	cr_assert_eq(res.bad_cause, 0, "%d reads saw a cause other than 0 or C1",
+		     res.bad_cause);
+	cr_assert_eq(res.cause_without_err, 0, "%d reads saw a cause while err was 0",
+		     res.cause_without_err);
+	cr_assert_eq(res.no_cause_after_err, 0,
+		     "%d reads saw err set but not the final cause", res.no_cause_after_err);
+}
+
+Test(thread_tree, racing_err_reader_finds_done_fd_readable)
+{
+	struct race_result res = run_cause_race();
+	cr_assert_eq(res.err_before_done, 0,
+		     "%d reads saw err non-zero while the done fd was not readable "
+		     "(of %ld reads)", res.err_before_done, res.reads);
 }
 
 /* ---- concurrent ref/unref, done_fd and waits ---------------------------------- */

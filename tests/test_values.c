@@ -240,7 +240,6 @@ struct layers {
 	enum layer_kind *kind;
 	char *keys;
 	int *vals;
-	int first_cancel;   /* index of the first cancellable layer, -1 if none */
 };
 
 /* A chain of n random layers; timeouts use timeout_ns. Value layer i stores
@@ -252,7 +251,6 @@ static void layers_build(struct layers *L, int n, unsigned *seed, int64_t timeou
 	L->kind = calloc(n, sizeof *L->kind);
 	L->keys = calloc(n, 1);
 	L->vals = calloc(n, sizeof *L->vals);
-	L->first_cancel = -1;
 	rctx_t *p = rctx_background();
 	for (int i = 0; i < n; i++) {
 		enum layer_kind k = rand_r(seed) % 3;
@@ -272,8 +270,6 @@ static void layers_build(struct layers *L, int n, unsigned *seed, int64_t timeou
 			break;
 		}
 		cr_assert_not_null(L->ctx[i], "layer %d", i);
-		if (k != L_VALUE && L->first_cancel < 0)
-			L->first_cancel = i;
 		p = L->ctx[i];
 	}
 }
