@@ -13,7 +13,8 @@
  *    statically, so its allocations go through these wrappers. Counting is
  *    only switched on for a separate, untimed pass, so the timed runs pay one
  *    predictable branch per call. Counted: calls and requested bytes (and
- *    malloc_usable_size, closer to Go's size-class rounded B/op).
+ *    malloc_usable_size, closer to Go's size-class rounded B/op), and the
+ *    net live bytes (usable sizes allocated minus freed).
  *  - Results go to stdout as a table and, when RCTX_BENCH_CSV names a file,
  *    are appended to it as CSV rows (see bench_row()).
  *
@@ -66,15 +67,27 @@ extern void *__libc_memalign(size_t, size_t);
 
 static _Atomic int bench_counting;
 static _Atomic uint64_t bench_nalloc, bench_nbytes, bench_nusable;
+static _Atomic int64_t bench_nlive; /* usable bytes allocated - freed */
 
 static inline void bench_count(size_t req, void *p)
 {
 	if (__builtin_expect(atomic_load_explicit(&bench_counting, memory_order_relaxed), 0) && p) {
 		atomic_fetch_add_explicit(&bench_nalloc, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&bench_nbytes, req, memory_order_relaxed);
-		atomic_fetch_add_explicit(&bench_nusable, malloc_usable_size(p),
-					  memory_order_relaxed);
+		size_t u = malloc_usable_size(p);
+		atomic_fetch_add_explicit(&bench_nusable, u, memory_order_relaxed);
+		atomic_fetch_add_explicit(&bench_nlive, (int64_t)u, memory_order_relaxed);
 	}
+}
+
+/* A block leaves the heap (free, or the old block of a realloc). Blocks
+ * allocated before counting started and freed while counting also count:
+ * measure over a stretch where that does not happen. */
+static inline void bench_uncount(void *p)
+{
+	if (__builtin_expect(atomic_load_explicit(&bench_counting, memory_order_relaxed), 0) && p)
+		atomic_fetch_sub_explicit(&bench_nlive, (int64_t)malloc_usable_size(p),
+					  memory_order_relaxed);
 }
 
 void *malloc(size_t n)
@@ -86,6 +99,7 @@ void *malloc(size_t n)
 
 void free(void *p)
 {
+	bench_uncount(p);
 	__libc_free(p);
 }
 
@@ -98,7 +112,10 @@ void *calloc(size_t a, size_t b)
 
 void *realloc(void *old, size_t n)
 {
+	size_t ou = old ? malloc_usable_size(old) : 0;
 	void *p = __libc_realloc(old, n);
+	if (p && ou && atomic_load_explicit(&bench_counting, memory_order_relaxed))
+		atomic_fetch_sub_explicit(&bench_nlive, (int64_t)ou, memory_order_relaxed);
 	bench_count(n, p);
 	return p;
 }
@@ -133,6 +150,7 @@ void *valloc(size_t n)
 
 struct bench_allocs {
 	uint64_t n, bytes, usable;
+	int64_t live; /* net usable bytes still allocated at the stop */
 };
 
 static inline void bench_count_start(void)
@@ -140,6 +158,7 @@ static inline void bench_count_start(void)
 	atomic_store(&bench_nalloc, 0);
 	atomic_store(&bench_nbytes, 0);
 	atomic_store(&bench_nusable, 0);
+	atomic_store(&bench_nlive, 0);
 	atomic_store(&bench_counting, 1);
 }
 
@@ -147,7 +166,7 @@ static inline struct bench_allocs bench_count_stop(void)
 {
 	atomic_store(&bench_counting, 0);
 	struct bench_allocs a = { atomic_load(&bench_nalloc), atomic_load(&bench_nbytes),
-				  atomic_load(&bench_nusable) };
+				  atomic_load(&bench_nusable), atomic_load(&bench_nlive) };
 	return a;
 }
 
@@ -192,7 +211,8 @@ static inline void bench_init(const char *title)
 		if (!bench_csv)
 			bench_die(s, errno);
 	}
-	printf("== %s (%s: median of %d, %lld ms runs)\n", title,
+	if (title)
+		printf("== %s (%s: median of %d, %lld ms runs)\n", title,
 	       bench_quick ? "quick" : "full", bench_reps,
 	       (long long)(bench_time_ns / 1000000));
 	fflush(stdout);
@@ -324,6 +344,11 @@ static void *bench_par_main(void *p)
 	return NULL;
 }
 
+/* When set, called at the end of every run, inside the timed region: for
+ * benchmarks whose operations leave work to a background thread, it waits
+ * until that work is done, so that its cost is part of the figure. */
+static void (*bench_settle)(void);
+
 /* Run fn for n ops on `threads` threads (1: on the calling thread). Returns
  * elapsed ns. */
 static inline int64_t bench_run_nc(bench_fn fn, void *arg, long n, int threads, int count)
@@ -333,6 +358,8 @@ static inline int64_t bench_run_nc(bench_fn fn, void *arg, long n, int threads, 
 			bench_count_start();
 		int64_t t0 = bench_now();
 		fn(arg, n, 0);
+		if (bench_settle)
+			bench_settle();
 		return bench_now() - t0;
 	}
 	pthread_t th[threads];
@@ -351,6 +378,8 @@ static inline int64_t bench_run_nc(bench_fn fn, void *arg, long n, int threads, 
 	atomic_store_explicit(&go, 1, memory_order_release);
 	for (int i = 0; i < threads; i++)
 		pthread_join(th[i], NULL);
+	if (bench_settle)
+		bench_settle();
 	return bench_now() - t0;
 }
 

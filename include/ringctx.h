@@ -86,12 +86,16 @@ rctx_t *rctx_todo(void);
 rctx_t *rctx_with_cancel(rctx_t *parent);
 
 /*
- * Go's WithDeadline: done with -ETIMEDOUT at abs_ns (CLOCK_MONOTONIC), armed as
- * an IORING_OP_TIMEOUT on the library's runtime ring. A deadline at or before
- * now gives a context done at creation with -ETIMEDOUT. A deadline later than
- * the parent's gives a plain cancel context (as Go), which still reports the
- * parent's deadline. Returns NULL if parent is NULL (invalid) or on
- * out-of-memory.
+ * Go's WithDeadline: done with -ETIMEDOUT at abs_ns (CLOCK_MONOTONIC). The
+ * deadline joins the runtime thread's deadline heap, whose earliest entry is
+ * armed as one absolute IORING_OP_TIMEOUT on the runtime's ring, so it fires
+ * even while every other thread is blocked; creating and cancelling one costs
+ * no system call in the common case. A deadline at or before now gives a
+ * context done at creation with -ETIMEDOUT. A deadline later than the
+ * parent's gives a plain cancel context (as Go), which still reports the
+ * parent's deadline. Returns NULL if parent is NULL (invalid), on
+ * out-of-memory, or once the process is exiting (the runtime thread is
+ * stopped by an atexit handler).
  */
 rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns);
 
@@ -246,7 +250,11 @@ int rctx_format(const rctx_t *ctx, char *buf, size_t len);
  * block for long: it delays the other after-funcs and deadline processing.
  * Returns a handle owned by the caller, who must drop it with
  * rctx_after_release() (which does not stop fn). NULL if ctx or fn is NULL
- * (invalid) or on out-of-memory. The handle keeps ctx alive.
+ * (invalid) or on out-of-memory. The handle keeps ctx alive, and so does an
+ * armed after-func even after its handle is released (Go keeps it reachable
+ * through the parent): a context with an armed after-func lives until it is
+ * done or the after-func is stopped. If the runtime thread cannot run (the
+ * process is exiting), fn does not run.
  */
 rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *arg), void *arg);
 
@@ -286,9 +294,11 @@ void rctx_after_release(rctx_after_t *h);
 typedef void (*rctx_cb_t)(void *arg, int res, uint32_t flags);
 
 /*
- * Create a ring with an SQ of `entries` (0: 256). Returns 0 and *ringp, or the
- * negative errno of io_uring_queue_init (-ENOMEM, -EPERM, -ENOSYS...),
- * -EINVAL if ringp is NULL. The creating thread becomes its owner; ownership
+ * Create a ring with an SQ of `entries` (0: 256; at least 2, since a request
+ * and its deadline's link timeout take two; large values are clamped to the
+ * kernel's limit). Returns 0 and *ringp, or the negative errno of
+ * io_uring_queue_init (-ENOMEM, -EPERM, -ENOSYS...), -EINVAL if ringp is NULL
+ * or entries is 1. The creating thread becomes its owner; ownership
  * passes to whichever single thread runs it next.
  */
 int rctx_ring_create(rctx_ring_t **ringp, unsigned entries);
@@ -296,7 +306,8 @@ int rctx_ring_create(rctx_ring_t **ringp, unsigned entries);
 /*
  * Cancel every request of the ring, run until every callback has run, then
  * free the ring. Owner thread only. Waits for requests the kernel cannot abort
- * (stuck disk I/O) until the kernel lets them go. NULL is ignored.
+ * (stuck disk I/O) until the kernel lets them go. NULL is ignored, and so is
+ * a call from one of the ring's own callbacks (the ring is in use).
  */
 void rctx_ring_destroy(rctx_ring_t *ring);
 
@@ -321,9 +332,13 @@ int rctx_ring_fd(rctx_ring_t *ring);
  * with the context's error. Memory referenced by the SQE belongs to the kernel
  * until cb runs. The SQE is queued, not sent: rctx_ring_run() (or
  * rctx_ring_flush()) sends queued SQEs in one io_uring_enter.
+ * The SQE must not carry IOSQE_IO_LINK, IOSQE_IO_HARDLINK (a chain could be
+ * split by a flush between its SQEs) or IOSQE_CQE_SKIP_SUCCESS (the callback
+ * must run): those give -EINVAL.
  * Owner thread only. Returns 0 (cb will be called exactly once), or -EINVAL
- * (NULL ring, ctx, sqe or cb), -ENOMEM, or the negative errno of a failed
- * io_uring_submit when the SQ was full (cb will then never be called).
+ * (NULL ring, ctx, sqe or cb, or a refused flag), -ENOMEM, or the negative
+ * errno of a failed io_uring_submit when the SQ was full (cb will then never
+ * be called).
  */
 int rctx_submit(rctx_ring_t *ring, rctx_t *ctx, const struct io_uring_sqe *sqe,
 		rctx_cb_t cb, void *arg);
@@ -378,18 +393,23 @@ int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
 /* A result that completed in the kernel despite a cancel (bytes read, an   */
 /* accepted fd) is returned, never dropped.                                 */
 /*                                                                          */
-/* Buffer policy (docs/stuck-io.md): for sockets, pipes and character       */
-/* devices the kernel's I/O is always abortable, so the caller's buffer is  */
-/* used directly and the call returns only after the kernel has let go of  */
-/* it. For regular files and block devices, whose issued I/O the kernel may */
-/* be unable to abort (a hung disk or FUSE server), the I/O goes through a  */
-/* library-owned bounce buffer with IOSQE_ASYNC, and on cancel the call     */
-/* returns at once, abandoning the request: the kernel can never write into */
-/* the caller's buffer after the call returns, and the submitting thread    */
-/* never blocks in the kernel. Abandoned requests are counted in the ring's */
-/* held_after_cancel gauge and their memory is freed when the kernel ends   */
-/* them. -EINVAL for a NULL ctx; -EDEADLK if called from a callback running */
-/* on the thread's ring; -ENOMEM.                                           */
+/* Buffer policy (docs/stuck-io.md): for sockets and FIFOs the kernel's    */
+/* I/O is always abortable (poll-driven), so the caller's buffer is used    */
+/* directly and the call returns only after the kernel has let go of it.   */
+/* For everything else (regular files, block and character devices), whose */
+/* issued I/O the kernel may be unable to abort (a hung disk or FUSE        */
+/* server), and for fsync and openat, the I/O goes through library-owned    */
+/* memory (a bounce buffer, a copy of the path) with IOSQE_ASYNC, and on    */
+/* cancel the call returns at once, abandoning the request: the kernel can  */
+/* never touch the caller's buffer after the call returns, and the          */
+/* submitting thread never blocks in the kernel. An abandoned request may   */
+/* still take effect later (a write reaches the file, an openat creates it: */
+/* its late fd is closed); a -ECANCELED/-ETIMEDOUT from a write, fsync or   */
+/* openat means "outcome unknown", as for any I/O cut off by a deadline.    */
+/* Abandoned requests are counted in the ring's held_after_cancel gauge and */
+/* their memory is freed when the kernel ends them.                         */
+/* -EINVAL for a NULL ctx; -EDEADLK if called from a callback running on    */
+/* the thread's ring; -ENOMEM.                                              */
 /* ------------------------------------------------------------------------ */
 
 ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off);
@@ -426,11 +446,11 @@ rctx_ring_t *rctx_thread_ring(void);
  * after-funcs), for tests and observability.
  */
 struct rctx_runtime_stats {
-	uint64_t timers_armed;    /* IORING_OP_TIMEOUT submitted */
-	uint64_t timers_skipped;  /* deadline contexts cancelled before arming */
+	uint64_t timers_armed;    /* deadlines taken on (into the heap, or due) */
+	uint64_t timers_skipped;  /* deadline contexts cancelled before that */
 	uint64_t timers_fired;    /* expired and cancelled their context */
-	uint64_t timers_removed;  /* IORING_OP_TIMEOUT_REMOVE submitted */
-	uint64_t timers_live;     /* gauge: armed, not yet completed */
+	uint64_t timers_removed;  /* cancelled while in the heap, removed */
+	uint64_t timers_live;     /* gauge: deadlines in the heap */
 	uint64_t after_funcs_run; /* after-funcs called */
 	uint64_t wakeups;         /* runtime thread wake-ups by eventfd */
 	bool running;             /* the runtime thread exists */

@@ -47,7 +47,8 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	runlock(&g->lock);
 	if (e) {
 		atomic_store(&a->state, AFTER_QUEUED);
-		rt_queue_after(a);
+		if (!rt_queue_after(a))
+			rctx_obj_put(&a->c.hdr);
 	}
 	return a;
 }

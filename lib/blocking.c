@@ -149,8 +149,12 @@ static int run_blocking(rctx_t *ctx, struct io_uring_sqe *sqe, struct bop *b,
 			return rctx_err(ctx);
 		}
 		ret = rctx_ring_run(ring, RCTX_FOREVER);
-		if (ret < 0 && ret != -EINTR && !b->done)
-			return ret; /* cannot happen short of a broken ring */
+		if (ret < 0 && ret != -EINTR && !b->done && owned) {
+			/* A broken ring: give the request up, never its
+			 * memory. (Direct requests must be waited for.) */
+			b->abandoned = true;
+			return ret;
+		}
 	}
 	return map_result(ctx, b->res);
 }
@@ -178,14 +182,14 @@ static struct bop *bop_new(size_t buflen)
 	return b;
 }
 
-/* Issued I/O on these may be impossible to abort. */
+/* Only sockets and FIFOs are sure to be poll-driven, hence abortable. */
 static bool needs_owned(int fd)
 {
 	struct stat st;
 
 	if (fstat(fd, &st) < 0)
 		return false; /* let the kernel report the bad fd */
-	return S_ISREG(st.st_mode) || S_ISBLK(st.st_mode);
+	return !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode);
 }
 
 /* ---- the calls ------------------------------------------------------------- */
@@ -203,7 +207,10 @@ RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t o
 		len = INT_MAX;
 	if (!needs_owned(fd)) {
 		io_uring_prep_read(&sqe, fd, buf, (unsigned)len, (uint64_t)off);
-		return direct(ctx, &sqe);
+		ret = direct(ctx, &sqe);
+		if (ret > 0)
+			kernel_wrote(buf, (size_t)ret);
+		return ret;
 	}
 	b = bop_new(len ? len : 1);
 	if (!b)
@@ -211,8 +218,10 @@ RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t o
 	io_uring_prep_read(&sqe, fd, b->buf, (unsigned)len, (uint64_t)off);
 	ret = run_blocking(ctx, &sqe, b, true);
 	if (!b->abandoned) {
-		if (ret > 0)
+		if (ret > 0) {
+			kernel_wrote(b->buf, (size_t)ret);
 			memcpy(buf, b->buf, (size_t)ret);
+		}
 		free(b->buf);
 		free(b);
 	}
@@ -252,11 +261,15 @@ RCTX_API ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags
 {
 	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
+	ssize_t ret;
 
 	if (!buf && len)
 		return -EINVAL;
 	io_uring_prep_recv(&sqe, fd, buf, len > INT_MAX ? INT_MAX : len, flags);
-	return direct(ctx, &sqe);
+	ret = direct(ctx, &sqe);
+	if (ret > 0)
+		kernel_wrote(buf, (size_t)ret);
+	return ret;
 }
 
 RCTX_API ssize_t rctx_send(rctx_t *ctx, int fd, const void *buf, size_t len, int flags)
@@ -275,9 +288,15 @@ RCTX_API int rctx_accept(rctx_t *ctx, int fd, struct sockaddr *addr,
 {
 	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
+	int ret;
 
 	io_uring_prep_accept(&sqe, fd, addr, addrlen, flags);
-	return direct(ctx, &sqe);
+	ret = direct(ctx, &sqe);
+	if (ret >= 0 && addr && addrlen) {
+		kernel_wrote(addrlen, sizeof(*addrlen));
+		kernel_wrote(addr, *addrlen);
+	}
+	return ret;
 }
 
 RCTX_API int rctx_connect(rctx_t *ctx, int fd, const struct sockaddr *addr,

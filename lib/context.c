@@ -43,18 +43,6 @@ void rctx_obj_get(struct rctx *c)
 	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 }
 
-bool rctx_obj_get_unless_zero(struct rctx *c)
-{
-	uint32_t r = atomic_load_explicit(&c->refs, memory_order_relaxed);
-
-	while (r != 0) {
-		if (atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
-				memory_order_relaxed, memory_order_relaxed))
-			return true;
-	}
-	return false;
-}
-
 /* Remove a canceler from the child set it is registered in, if any. */
 static void unregister(struct rctx_canceler *k)
 {
@@ -272,94 +260,95 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 /* ---- cancellation -------------------------------------------------------- */
 
 /*
- * Detach one child set entry during a cascade. Cancellable children are
- * pushed on the walk stack (linked through their now unused sib.next) with a
- * reference; after-func records go to *afters (their registration reference
- * moves with them).
+ * End c, whose lock the caller holds: publish cause and error (the done fd is
+ * signalled first), queue its requests' cancels, and wake futex waiters.
+ * After-func records stay in the child set; the walk handles them.
  */
-static void detach_child(struct hnode *h, struct hnode **stack,
-			 struct rctx_after **afters)
+static void end_locked(struct rctx_cancel *c, int err, int cause,
+		       struct cancel_batch *b, bool from_timer)
 {
-	struct rctx_canceler *k = container_of(h, struct rctx_canceler, sib);
-
-	h->pprev = NULL;
-	h->next = NULL;
-	if (k->hdr.kind == RCTX_AFTER) {
-		struct rctx_after *a = (struct rctx_after *)k;
-
-		a->run_next = *afters;
-		*afters = a;
-		return;
-	}
-	/* A child at zero references is being freed: it has no descendants
-	 * and no requests left, and its free path waits for our lock. */
-	if (rctx_obj_get_unless_zero(&k->hdr)) {
-		h->next = *stack;
-		*stack = h;
-	}
-}
-
-/* End one context: set err/cause, detach its children onto the walk. */
-static bool cancel_one(struct rctx_cancel *c, int err, int cause,
-		       struct hnode **stack, struct cancel_batch *b,
-		       bool from_timer)
-{
-	struct rctx_after *afters = NULL, *a;
-	struct hnode *h, *next;
-
-	rlock(&c->lock);
-	if (atomic_load_explicit(&c->err, memory_order_relaxed)) {
-		runlock(&c->lock);
-		return false;
-	}
 	c->cause = cause;
 	rctx_done_signal_locked(c);
 	atomic_store_explicit(&c->err, err, memory_order_seq_cst);
-	for (h = c->children; h; h = next) {
-		next = h->next;
-		detach_child(h, stack, &afters);
-	}
-	c->children = NULL;
 	if (c->reqs)
 		ring_cancel_reqs_locked(c, b);
-	runlock(&c->lock);
-
 	rctx_done_wake(c);
 	if (c->c.hdr.kind == RCTX_DEADLINE && !from_timer)
 		rt_remove_deadline((struct rctx_deadline *)c);
-	while ((a = afters)) {
-		int armed = AFTER_ARMED;
-
-		afters = a->run_next;
-		if (atomic_compare_exchange_strong(&a->state, &armed, AFTER_QUEUED))
-			rt_queue_after(a);
-		else
-			rctx_obj_put(&a->c.hdr); /* stopped: drop registration */
-	}
-	return true;
 }
 
-static bool cancel_tree(struct rctx_cancel *c, int err, int cause,
+/*
+ * Cancel c's subtree the way Go does: each node's lock is held until its
+ * whole subtree is done, so a concurrent cancel that reaches a node of this
+ * subtree waits for it, and rctx_cancel() never returns while a descendant
+ * is still live. The walk is iterative (the path is the chain of locked
+ * governors, no recursion, no allocation) and locks only top-down, the same
+ * order as every other path, which never holds two context locks. While a
+ * node is locked its children cannot be freed (their free path takes it),
+ * so the walk needs no references.
+ */
+static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
 			bool remove_from_parent, bool from_timer)
 {
 	struct cancel_batch b = { .n = 0 };
-	struct hnode *stack = NULL, *h;
+	struct rctx_after *stopped = NULL, *a;
+	struct rctx_cancel *cur = root;
 
 	if (cause == 0)
 		cause = err;
-	if (!cancel_one(c, err, cause, &stack, &b, from_timer))
+	rlock(&root->lock);
+	if (atomic_load_explicit(&root->err, memory_order_relaxed)) {
+		runlock(&root->lock);
 		return false;
-	while ((h = stack)) {
-		struct rctx_canceler *k = container_of(h, struct rctx_canceler, sib);
+	}
+	end_locked(root, err, cause, &b, from_timer);
+	for (;;) {
+		struct hnode *h = cur->children;
+		struct rctx_canceler *k;
+		struct rctx_cancel *child;
 
-		stack = h->next;
-		h->next = NULL;
-		cancel_one((struct rctx_cancel *)k, err, cause, &stack, &b, false);
-		rctx_obj_put(&k->hdr);
+		if (!h) {
+			/* cur's subtree is done: climb back to its governor,
+			 * which this walk holds locked. */
+			struct rctx_cancel *up = cur == root ? NULL :
+				rctx_governor(cur->c.hdr.parent);
+
+			runlock(&cur->lock);
+			if (!up)
+				break;
+			cur = up;
+			continue;
+		}
+		hlist_del(h);
+		k = container_of(h, struct rctx_canceler, sib);
+		if (k->hdr.kind == RCTX_AFTER) {
+			int armed = AFTER_ARMED;
+
+			/* Detaching it gives us its registration reference. */
+			a = (struct rctx_after *)k;
+			if (!atomic_compare_exchange_strong(&a->state, &armed, AFTER_QUEUED) ||
+			    !rt_queue_after(a)) {
+				a->run_next = stopped; /* put once unlocked */
+				stopped = a;
+			}
+			continue;
+		}
+		child = (struct rctx_cancel *)k;
+		rlock(&child->lock);
+		if (atomic_load_explicit(&child->err, memory_order_relaxed)) {
+			runlock(&child->lock);
+			continue;
+		}
+		end_locked(child, err, cause, &b, false);
+		cur = child;
 	}
 	ring_wake_batch(&b);
+	while ((a = stopped)) {
+		stopped = a->run_next;
+		rctx_obj_put(&a->c.hdr);
+	}
 	if (remove_from_parent)
-		unregister(&c->c);
+		unregister(&root->c);
 	return true;
 }
 
@@ -515,14 +504,18 @@ static void fmt_ctx(struct fmtbuf *f, const struct rctx *c)
 		fmt_add(f, ".WithCancel");
 		break;
 	case RCTX_DEADLINE: {
-		int64_t d = ((const struct rctx_cancel *)c)->deadline;
-		int64_t left = d - rctx_now();
+		int64_t d = ((const struct rctx_cancel *)c)->deadline, left;
+		uint64_t ad = d < 0 ? 0 - (uint64_t)d : (uint64_t)d, al;
 
-		fmt_add(f, ".WithDeadline(%lld.%09llds [%s%lld.%09llds])",
-			(long long)(d / 1000000000), (long long)(d % 1000000000),
-			left < 0 ? "-" : "",
-			(long long)(llabs(left) / 1000000000),
-			(long long)(llabs(left) % 1000000000));
+		if (__builtin_sub_overflow(d, rctx_now(), &left))
+			left = INT64_MIN;
+		al = left < 0 ? 0 - (uint64_t)left : (uint64_t)left;
+		fmt_add(f, ".WithDeadline(%s%llu.%09llus [%s%llu.%09llus])",
+			d < 0 ? "-" : "",
+			(unsigned long long)(ad / 1000000000),
+			(unsigned long long)(ad % 1000000000), left < 0 ? "-" : "",
+			(unsigned long long)(al / 1000000000),
+			(unsigned long long)(al % 1000000000));
 		break;
 	}
 	case RCTX_VALUE: {

@@ -4,6 +4,7 @@
  * created done eventfd, and rctx_wait() on the error word itself.
  */
 #include <linux/futex.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -18,7 +19,20 @@ static long sys_futex(void *addr, int op, int val, const struct timespec *ts)
 
 void rlock_slow(rlock_t *l)
 {
-	uint32_t c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+	uint32_t c;
+
+	/* Critical sections are a few dozen instructions: spin a little
+	 * before paying for a futex sleep and wake-up. */
+	for (int i = 0; i < 100; i++) {
+		uint32_t z = 0;
+
+		cpu_relax();
+		if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_strong_explicit(&l->v, &z, 1,
+				memory_order_acquire, memory_order_relaxed))
+			return;
+	}
+	c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
 
 	while (c != 0) {
 		sys_futex(&l->v, FUTEX_WAIT_PRIVATE, 2, NULL);
@@ -48,7 +62,9 @@ int rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline)
 		return -ETIMEDOUT;
 	if (errno == EINTR)
 		return -EINTR;
-	return 0; /* EAGAIN: the value had changed */
+	if (errno == EAGAIN)
+		return 0; /* the value had changed */
+	return -errno;
 }
 
 void rfutex_wake_all(_Atomic int *addr)
@@ -64,8 +80,10 @@ void rctx_done_signal_locked(struct rctx_cancel *c)
 {
 	int fd = atomic_load_explicit(&c->done_fd, memory_order_relaxed);
 
-	if (fd >= 0)
+	if (fd >= 0) {
+		atomic_store_explicit(&c->err, ERR_ENDING, memory_order_seq_cst);
 		eventfd_write(fd, 1);
+	}
 }
 
 /* The canceller, after err is published and the lock dropped. */
@@ -136,17 +154,55 @@ RCTX_API int rctx_wait(rctx_t *ctx, int64_t abs_deadline)
 
 		if (abs_deadline == RCTX_FOREVER)
 			return -EDEADLK;
+		if (abs_deadline <= rctx_now())
+			return -EAGAIN;
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 			;
 		return -EAGAIN;
 	}
 	if (cancel_err(g))
 		return 0;
+	if (abs_deadline != RCTX_FOREVER && abs_deadline <= rctx_now())
+		return -EAGAIN;
 	atomic_store_explicit(&g->c.hdr.waiters, 1, memory_order_seq_cst);
 	for (;;) {
+		int ret;
+
 		if (atomic_load_explicit(&g->err, memory_order_seq_cst))
-			return 0;
-		if (rfutex_wait(&g->err, 0, abs_deadline) == -ETIMEDOUT)
+			return 0; /* ERR_ENDING included: rctx_err() waits it out */
+		ret = rfutex_wait(&g->err, 0, abs_deadline);
+		if (ret == -ETIMEDOUT || (ret < 0 && ret != -EINTR))
 			return cancel_err(g) ? 0 : -EAGAIN;
 	}
+}
+
+/*
+ * Sleep until the ring has a completion or abs_deadline (RCTX_FOREVER: none)
+ * passes. The library sleeps in ppoll(2) on the ring fd, and uses
+ * io_uring_enter(2) only to submit: a thread about to sleep pays one more
+ * system call, and every tool that serialises threads (valgrind) knows that
+ * ppoll blocks, while a thread blocked in io_uring_enter would stall the
+ * whole program under it. Returns 0, or -EINTR / -ETIME.
+ */
+int ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline)
+{
+	struct pollfd p = { .fd = ring->ring_fd, .events = POLLIN };
+	struct timespec ts, *tp = NULL;
+	int ret;
+
+	if (io_uring_cq_ready(ring))
+		return 0;
+	if (abs_deadline != RCTX_FOREVER) {
+		int64_t left = abs_deadline - rctx_now();
+
+		if (left <= 0)
+			return -ETIME;
+		ts.tv_sec = left / 1000000000;
+		ts.tv_nsec = left % 1000000000;
+		tp = &ts;
+	}
+	ret = ppoll(&p, 1, tp, NULL);
+	if (ret < 0)
+		return -errno;
+	return ret ? 0 : -ETIME;
 }

@@ -36,6 +36,22 @@
 static inline void errno_restore(int *saved) { errno = *saved; }
 #define ERRNO_GUARD int saved_errno_ __attribute__((cleanup(errno_restore), unused)) = errno
 
+/*
+ * The kernel writes io_uring results (read data, accepted addresses) behind
+ * the back of memory checkers: say so, so that valgrind users do not see
+ * what the kernel wrote as uninitialised. A no-op outside valgrind, and when
+ * its header is not installed.
+ */
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define kernel_wrote(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#endif
+#endif
+#ifndef kernel_wrote
+#define kernel_wrote(p, n) ((void)(p), (void)(n))
+#endif
+
 /* ---- small intrusive list: one-pointer head, O(1) unlink ---------------- */
 struct hnode {
 	struct hnode *next;
@@ -59,6 +75,14 @@ static inline void hlist_del(struct hnode *n)
 	n->next = NULL;
 	n->pprev = NULL;
 }
+
+#if defined(__x86_64__) || defined(__i386__)
+static inline void cpu_relax(void) { __builtin_ia32_pause(); }
+#elif defined(__aarch64__)
+static inline void cpu_relax(void) { __asm__ __volatile__("yield"); }
+#else
+static inline void cpu_relax(void) { }
+#endif
 
 /* ---- a 4-byte futex mutex (Drepper, "Futexes are tricky", mutex 3) ------ */
 typedef struct {
@@ -118,7 +142,8 @@ struct rctx_req;
 struct rctx_cancel {
 	struct rctx_canceler c;
 	rlock_t lock;
-	_Atomic int err;           /* 0, -ECANCELED, -ETIMEDOUT; futex word */
+	_Atomic int err;           /* 0, ERR_ENDING, -ECANCELED, -ETIMEDOUT;
+				      the futex word of rctx_wait */
 	int cause;                 /* valid once err != 0 (published by err) */
 	_Atomic int done_fd;       /* -1 until rctx_done_fd() */
 	struct hnode *children;    /* cancelers registered here */
@@ -129,7 +154,10 @@ struct rctx_cancel {
 /* WithDeadline with its own kernel timer. */
 struct rctx_deadline {
 	struct rctx_cancel cc;
-	struct rctx_deadline *arm_next;    /* runtime arm queue */
+	union {
+		struct rctx_deadline *arm_next; /* while on the arm queue */
+		size_t heap_idx;                /* then: runtime-thread only */
+	};
 	struct rctx_deadline *remove_next; /* runtime remove queue */
 	int timeout_cause;
 };
@@ -171,14 +199,32 @@ static inline struct rctx_cancel *rctx_governor(const struct rctx *c)
 	return NULL;
 }
 
+/*
+ * The error word holds ERR_ENDING for an instant while the canceller, under
+ * the node lock, signals the done fd: so that a reader that finds the fd
+ * readable never reads err == 0, and one that reads err != 0 always finds
+ * the fd readable (Go gets both from its mutex). A reader that meets
+ * ERR_ENDING waits for the lock, then reads the final error. Never call
+ * this with c->lock held; under the lock, read err directly.
+ */
+#define ERR_ENDING 1
+
 static inline int cancel_err(const struct rctx_cancel *c)
 {
-	return atomic_load_explicit(&c->err, memory_order_acquire);
+	int e = atomic_load_explicit(&c->err, memory_order_acquire);
+
+	if (unlikely(e == ERR_ENDING)) {
+		struct rctx_cancel *m = (struct rctx_cancel *)c;
+
+		rlock(&m->lock);
+		runlock(&m->lock);
+		e = atomic_load_explicit(&c->err, memory_order_acquire);
+	}
+	return e;
 }
 
 void rctx_obj_get(struct rctx *c);
 void rctx_obj_put(struct rctx *c);
-bool rctx_obj_get_unless_zero(struct rctx *c);
 
 /* Cancel c's subtree with err/cause; returns true if this call ended c. */
 bool rctx_cancel_internal(struct rctx_cancel *c, int err, int cause,
@@ -193,8 +239,11 @@ void rctx_done_close(struct rctx_cancel *c);
 /* ---- runtime thread (lib/runtime.c) ------------------------------------- */
 int rt_arm_deadline(struct rctx_deadline *d);
 void rt_remove_deadline(struct rctx_deadline *d);
-void rt_queue_after(struct rctx_after *a);
+bool rt_queue_after(struct rctx_after *a);
 void rt_stat_add(_Atomic uint64_t *ctr, uint64_t n);
+
+/* Sleep until ring has a completion or abs_deadline passes (lib/done.c). */
+int ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
 /* Collects the rings a cancel must wake, so wake-ups happen after the

@@ -32,7 +32,7 @@
 #define DEFAULT_ENTRIES 256
 
 enum { UD_REQ = 0, UD_LINK = 1, UD_CANCEL = 2, UD_WAKE = 3 };
-enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE };
+enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE, RS_LOCAL };
 
 struct rctx_req {
 	union {
@@ -103,6 +103,8 @@ struct rctx_ring {
 	int efd;
 	uint64_t efd_buf;
 	bool in_run;
+	bool wake_unarmed;             /* the wake-up read could not be queued */
+	struct rctx_req *cancel_retry; /* cancels that found the SQ wedged */
 	struct __kernel_timespec *ts;  /* one per SQE slot, live until submit */
 	struct {
 		_Atomic uint64_t submitted, short_circuited, completed,
@@ -188,11 +190,17 @@ static void arm_wake_read(struct rctx_ring *ring)
 	int err;
 	struct io_uring_sqe *sqe = ring_sqe(ring, 1, &err);
 
-	if (!sqe)
-		return; /* retried on the next run: wake_pending stays set */
+	if (!sqe) {
+		ring->wake_unarmed = true; /* retried at the next run */
+		return;
+	}
 	io_uring_prep_read(sqe, ring->efd, &ring->efd_buf, sizeof(ring->efd_buf), 0);
 	io_uring_sqe_set_data64(sqe, (uint64_t)UD_WAKE << 62);
-	atomic_store(&ring->wake_pending, 0);
+	ring->wake_unarmed = false;
+	atomic_store_explicit(&ring->wake_pending, 0, memory_order_seq_cst);
+	/* Pairs with the canceller's push then exchange: either we see its
+	 * push in drain_cancels, or it sees wake_pending == 0 and writes. */
+	atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* ---- cancellation (called by any thread) ------------------------------- */
@@ -200,7 +208,7 @@ static void arm_wake_read(struct rctx_ring *ring)
 static void wake_ring(struct rctx_ring *ring)
 {
 	if (ring != tls_running &&
-	    !atomic_exchange_explicit(&ring->wake_pending, 1, memory_order_acq_rel))
+	    !atomic_exchange_explicit(&ring->wake_pending, 1, memory_order_seq_cst))
 		eventfd_write(ring->efd, 1);
 	atomic_fetch_sub_explicit(&ring->wakers, 1, memory_order_release);
 }
@@ -231,7 +239,7 @@ void ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b)
 		do {
 			r->cnext = head;
 		} while (!atomic_compare_exchange_weak_explicit(&ring->cancel_q,
-				&head, r, memory_order_release, memory_order_relaxed));
+				&head, r, memory_order_seq_cst, memory_order_relaxed));
 		batch_add(b, ring);
 	}
 }
@@ -250,8 +258,12 @@ static void issue_cancel(struct rctx_ring *ring, struct rctx_req *r)
 	int err;
 
 	sqe = ring_sqe(ring, 1, &err);
-	if (!sqe)
-		return; /* the SQ is wedged; the request ends on its own */
+	if (!sqe) {
+		/* The SQ is wedged: try again at the next run. */
+		r->cnext = ring->cancel_retry;
+		ring->cancel_retry = r;
+		return;
+	}
 	io_uring_prep_cancel64(sqe, req_ud(r, UD_REQ), 0);
 	io_uring_sqe_set_data64(sqe, (uint64_t)UD_CANCEL << 62);
 	r->cissued = 1;
@@ -264,7 +276,20 @@ static void drain_cancels(struct rctx_ring *ring)
 {
 	struct rctx_req *r, *next;
 
-	if (!atomic_load_explicit(&ring->cancel_q, memory_order_relaxed))
+	if (unlikely(ring->wake_unarmed))
+		arm_wake_read(ring);
+	if (unlikely(ring->cancel_retry)) {
+		r = ring->cancel_retry;
+		ring->cancel_retry = NULL;
+		for (; r; r = next) {
+			next = r->cnext;
+			if (r->state == RS_ZOMBIE)
+				slot_free(ring, r);
+			else
+				issue_cancel(ring, r);
+		}
+	}
+	if (!atomic_load_explicit(&ring->cancel_q, memory_order_seq_cst))
 		return;
 	r = atomic_exchange_explicit(&ring->cancel_q, NULL, memory_order_acquire);
 	for (; r; r = next) {
@@ -291,6 +316,11 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 
 	if (unlikely(!ring || !ctx || !sqe || !cb || ctx->kind == RCTX_AFTER))
 		return -EINVAL;
+	/* Chains would be split by a flush between their SQEs, and a skipped
+	 * success CQE would leave the callback uncalled. */
+	if (unlikely(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
+				   IOSQE_CQE_SKIP_SUCCESS)))
+		return -EINVAL;
 	r = slot_alloc(ring);
 	if (unlikely(!r))
 		return -ENOMEM;
@@ -314,6 +344,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 		if (err) {
 			/* Done already: never reaches the kernel. */
 			r->res = err;
+			r->state = RS_LOCAL;
 			r->cnext = NULL;
 			if (ring->local_tail)
 				ring->local_tail->cnext = r;
@@ -324,8 +355,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 			STAT_ADD(ring, short_circuited, 1);
 			return 0;
 		}
-		if (g->deadline != RCTX_FOREVER &&
-		    !(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK)))
+		if (g->deadline != RCTX_FOREVER)
 			need = 2;
 	}
 	s = ring_sqe(ring, need, &err);
@@ -372,6 +402,8 @@ static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 {
 	struct rctx_cancel *g = r->ctx;
 	bool queued = false;
+	rctx_cb_t cb;
+	void *arg;
 
 	if (flags & IORING_CQE_F_MORE) {
 		r->cb(r->arg, res, flags);
@@ -394,12 +426,17 @@ static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 	STAT_SUB(ring, in_flight, 1);
 	STAT_ADD(ring, completed, 1);
 	ring->pending--;
-	r->state = (queued && !r->popped) ? RS_ZOMBIE : RS_FREE;
-	r->cb(r->arg, res, flags);
+	cb = r->cb;
+	arg = r->arg;
+	/* Settle the slot before the callback, which may flush, run or
+	 * submit: a zombie is freed by the cancel stack, never here. */
+	if (queued && !r->popped)
+		r->state = RS_ZOMBIE;
+	else
+		slot_free(ring, r);
+	cb(arg, res, flags);
 	if (g)
 		rctx_obj_put(&g->c.hdr);
-	if (r->state == RS_FREE)
-		slot_free(ring, r);
 }
 
 static void handle_cqe(struct rctx_ring *ring, const struct io_uring_cqe *cqe)
@@ -440,11 +477,15 @@ static int run_local(struct rctx_ring *ring)
 
 	ring->local_head = ring->local_tail = NULL;
 	for (; r; r = next) {
+		rctx_cb_t cb = r->cb;
+		void *arg = r->arg;
+		int res = r->res;
+
 		next = r->cnext;
 		ring->pending--;
 		STAT_ADD(ring, completed, 1);
-		r->cb(r->arg, r->res, 0);
 		slot_free(ring, r);
+		cb(arg, res, 0);
 		n++;
 	}
 	return n;
@@ -487,23 +528,19 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 
 	drain_cancels(ring); /* same-thread cancels skip the eventfd */
 	n = run_local(ring);
-	if (n > 0 || abs_deadline == 0 || io_uring_cq_ready(&ring->ring)) {
-		ret = io_uring_submit(&ring->ring);
-	} else if (abs_deadline == RCTX_FOREVER) {
-		ret = io_uring_submit_and_wait(&ring->ring, 1);
-	} else {
-		int64_t left = abs_deadline - rctx_now();
-		struct __kernel_timespec ts = {
-			.tv_sec = left > 0 ? left / 1000000000 : 0,
-			.tv_nsec = left > 0 ? left % 1000000000 : 0,
-		};
-		struct io_uring_cqe *cqe;
-
-		ret = io_uring_submit_and_wait_timeout(&ring->ring, &cqe, 1, &ts, NULL);
+	ret = io_uring_submit(&ring->ring);
+	if (n == 0 && abs_deadline != 0) {
+		/* Completions (or an overflow to flush) first; sleep only if
+		 * there are none. */
+		n = reap(ring);
+		if (n == 0 && !io_uring_cq_ready(&ring->ring))
+			ret = ring_wait_cqe(&ring->ring, abs_deadline);
 	}
 	n += reap(ring);
 	n += run_local(ring);
-	/* Cancels prepared while reaping go out now. */
+	/* Cancels that callbacks made on this ring skipped the eventfd:
+	 * send them, with any others prepared while reaping, now. */
+	drain_cancels(ring);
 	if (io_uring_sq_ready(&ring->ring))
 		io_uring_submit(&ring->ring);
 
@@ -541,12 +578,14 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 		return -EINVAL;
 	if (!entries)
 		entries = DEFAULT_ENTRIES;
+	if (entries < 2)
+		return -EINVAL; /* a request and its link timeout need two */
 	ring = calloc(1, sizeof(*ring));
 	if (!ring)
 		return -ENOMEM;
 	memset(&p, 0, sizeof(p));
 	/* Room for a cancel CQE beside each target's. */
-	p.flags = IORING_SETUP_CQSIZE;
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
 	p.cq_entries = entries * 4;
 	ret = io_uring_queue_init_params(entries, &ring->ring, &p);
 	if (ret < 0)
@@ -626,8 +665,8 @@ void ring_free(struct rctx_ring *ring)
 RCTX_API void rctx_ring_destroy(rctx_ring_t *ring)
 {
 	ERRNO_GUARD;
-	if (!ring)
-		return;
+	if (!ring || ring->in_run)
+		return; /* not from its own callbacks (documented) */
 	ring_shutdown(ring, RCTX_FOREVER);
 	drain_cancels(ring); /* free the last zombies */
 	ring_free(ring);

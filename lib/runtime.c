@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The runtime thread: one per process, started on first need, stopped at
- * exit. It owns a ring that is always being waited on, where every deadline
- * context arms an absolute IORING_OP_TIMEOUT, and it runs after-funcs.
+ * exit. It keeps every pending deadline in a min-heap and arms the earliest
+ * one as a single absolute IORING_OP_TIMEOUT on its ring, which is always
+ * being waited on; it also runs after-funcs.
+ *
+ * One kernel timeout for all deadlines, not one each: every
+ * IORING_OP_TIMEOUT_REMOVE walks the ring's whole timeout list (measured:
+ * releasing 40k live per-context timers took 4 s), while the heap inserts and
+ * removes in O(log n) with no system call.
  *
  * Other threads talk to it through three lock-free stacks (arm, remove, run)
  * and an eventfd. Wake-ups are rationed: the thread publishes the time it
- * will wake anyway (next_wakeup; while it has live timers it ticks every
- * RT_TICK_NS); a new deadline at or after that time is armed on that wake-up
- * with no syscall from the creator. A deadline context cancelled before it
- * was armed costs no syscall at all; an armed one is removed with
- * IORING_OP_TIMEOUT_REMOVE on the next tick, in a batch.
+ * will wake anyway (the earliest deadline, or its next tick, every
+ * RT_TICK_NS while deadlines are pending); a new deadline at or after that
+ * time costs its creator no system call. A deadline context cancelled before
+ * the thread took it from the queue costs nothing more.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,7 +25,7 @@
 
 #include "internal.h"
 
-#define RT_ENTRIES 4096
+#define RT_ENTRIES 64
 #define RT_TICK_NS (50 * 1000000LL)
 
 enum { UD_TIMER = 1, UD_REMOVE = 2, UD_WAKE = 3, UD_TAG = 3 };
@@ -39,7 +44,14 @@ static struct runtime {
 	_Atomic(struct rctx_deadline *) arm_q;
 	_Atomic(struct rctx_deadline *) remove_q;
 	_Atomic(struct rctx_after *) run_q;
-	struct __kernel_timespec ts[RT_ENTRIES]; /* per SQE slot until submit */
+	/* Runtime-thread only: */
+	struct rctx_deadline **heap;
+	size_t heap_n, heap_cap;
+	struct rctx_deadline *overflow; /* waiting for heap memory */
+	uint64_t tgen;                  /* generation of the kernel timeout */
+	bool tlive;
+	int64_t tarmed_for;
+	struct __kernel_timespec ts;    /* the kernel timeout's, until submit */
 	struct {
 		_Atomic uint64_t armed, skipped, fired, removed, live, afters, wakeups;
 	} st;
@@ -54,11 +66,11 @@ static struct io_uring_sqe *rt_sqe(void)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&rt.ring);
 
-	if (!sqe) {
+	while (!sqe) {
 		io_uring_submit(&rt.ring);
 		sqe = io_uring_get_sqe(&rt.ring);
 	}
-	return sqe; /* never NULL: the SQ was just emptied */
+	return sqe;
 }
 
 static void rt_arm_wake_read(void)
@@ -79,33 +91,132 @@ static void rt_wake_before(int64_t when)
 	eventfd_write(rt.efd, 1);
 }
 
+/* ---- the deadline heap (runtime thread only) ------------------------------ */
+
+static inline bool heap_less(size_t a, size_t b)
+{
+	return rt.heap[a]->cc.deadline < rt.heap[b]->cc.deadline;
+}
+
+static inline void heap_set(size_t i, struct rctx_deadline *d)
+{
+	rt.heap[i] = d;
+	d->heap_idx = i;
+}
+
+static void heap_up(size_t i)
+{
+	struct rctx_deadline *d = rt.heap[i];
+
+	while (i > 0 && d->cc.deadline < rt.heap[(i - 1) / 2]->cc.deadline) {
+		heap_set(i, rt.heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	heap_set(i, d);
+}
+
+static void heap_down(size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		struct rctx_deadline *t;
+
+		if (l < rt.heap_n && heap_less(l, m))
+			m = l;
+		if (l + 1 < rt.heap_n && heap_less(l + 1, m))
+			m = l + 1;
+		if (m == i)
+			return;
+		t = rt.heap[i];
+		heap_set(i, rt.heap[m]);
+		heap_set(m, t);
+		i = m;
+	}
+}
+
+static bool heap_push(struct rctx_deadline *d)
+{
+	if (rt.heap_n == rt.heap_cap) {
+		size_t cap = rt.heap_cap ? rt.heap_cap * 2 : 256;
+		struct rctx_deadline **h = realloc(rt.heap, cap * sizeof(*h));
+
+		if (!h)
+			return false;
+		rt.heap = h;
+		rt.heap_cap = cap;
+	}
+	heap_set(rt.heap_n++, d);
+	heap_up(rt.heap_n - 1);
+	return true;
+}
+
+static void heap_remove(size_t i)
+{
+	struct rctx_deadline *last = rt.heap[--rt.heap_n];
+
+	if (i == rt.heap_n)
+		return;
+	heap_set(i, last);
+	heap_down(i);
+	heap_up(last->heap_idx);
+}
+
 /* ---- the thread ----------------------------------------------------------- */
+
+static void expire(struct rctx_deadline *d)
+{
+	d->cc.c.hdr.tstate = TS_DONE;
+	if (rctx_timer_expired(d))
+		rt_stat_add(&rt.st.fired, 1);
+	rctx_obj_put(&d->cc.c.hdr); /* the timer's reference */
+}
+
+static void expire_due(void)
+{
+	int64_t now = rctx_now();
+
+	while (rt.heap_n && rt.heap[0]->cc.deadline <= now) {
+		struct rctx_deadline *d = rt.heap[0];
+
+		heap_remove(0);
+		atomic_fetch_sub(&rt.st.live, 1);
+		expire(d);
+	}
+}
 
 static void drain_arm(void)
 {
 	struct rctx_deadline *d = atomic_exchange(&rt.arm_q, NULL), *next;
 
+	/* Entries that found no heap memory last time go first. */
+	if (rt.overflow) {
+		struct rctx_deadline *o = rt.overflow;
+
+		while (o->arm_next)
+			o = o->arm_next;
+		o->arm_next = d;
+		d = rt.overflow;
+		rt.overflow = NULL;
+	}
 	for (; d; d = next) {
 		struct rctx *h = &d->cc.c.hdr;
-		struct io_uring_sqe *sqe;
-		unsigned idx;
 
 		next = d->arm_next;
 		if (cancel_err(&d->cc)) {
 			h->tstate = TS_DONE;
 			rt_stat_add(&rt.st.skipped, 1);
 			rctx_obj_put(h);
-			continue;
+		} else if (d->cc.deadline <= rctx_now()) {
+			rt_stat_add(&rt.st.armed, 1); /* taken on, and due */
+			expire(d);
+		} else if (!heap_push(d)) {
+			d->arm_next = rt.overflow;
+			rt.overflow = d;
+		} else {
+			h->tstate = TS_ARMED;
+			rt_stat_add(&rt.st.armed, 1);
+			rt_stat_add(&rt.st.live, 1);
 		}
-		sqe = rt_sqe();
-		idx = (unsigned)(sqe - rt.ring.sq.sqes);
-		rt.ts[idx].tv_sec = d->cc.deadline / 1000000000;
-		rt.ts[idx].tv_nsec = d->cc.deadline % 1000000000;
-		io_uring_prep_timeout(sqe, &rt.ts[idx], 0, IORING_TIMEOUT_ABS);
-		io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)d | UD_TIMER);
-		h->tstate = TS_ARMED;
-		rt_stat_add(&rt.st.armed, 1);
-		rt_stat_add(&rt.st.live, 1);
 	}
 }
 
@@ -116,16 +227,38 @@ static void drain_remove(void)
 	for (; d; d = next) {
 		next = d->remove_next;
 		if (d->cc.c.hdr.tstate == TS_ARMED) {
-			struct io_uring_sqe *sqe = rt_sqe();
-
-			io_uring_prep_timeout_remove(sqe,
-				(uint64_t)(uintptr_t)d | UD_TIMER, 0);
-			io_uring_sqe_set_data64(sqe, UD_REMOVE);
+			heap_remove(d->heap_idx);
 			d->cc.c.hdr.tstate = TS_DONE;
+			atomic_fetch_sub(&rt.st.live, 1);
 			rt_stat_add(&rt.st.removed, 1);
+			rctx_obj_put(&d->cc.c.hdr); /* the heap's reference */
 		}
-		rctx_obj_put(&d->cc.c.hdr);
+		rctx_obj_put(&d->cc.c.hdr); /* the queue's reference */
 	}
+}
+
+/* Keep the kernel timeout at or before the earliest deadline. A timeout
+ * left armed for a deadline that went away just wakes us once, early. */
+static void sync_kernel_timer(void)
+{
+	int64_t want = rt.heap_n ? rt.heap[0]->cc.deadline : RCTX_FOREVER;
+	struct io_uring_sqe *sqe;
+
+	if (want == RCTX_FOREVER || (rt.tlive && want >= rt.tarmed_for))
+		return;
+	if (rt.tlive) {
+		sqe = rt_sqe();
+		io_uring_prep_timeout_remove(sqe, UD_TIMER | (rt.tgen << 2), 0);
+		io_uring_sqe_set_data64(sqe, UD_REMOVE);
+	}
+	rt.tgen++;
+	rt.ts.tv_sec = want / 1000000000;
+	rt.ts.tv_nsec = want % 1000000000;
+	sqe = rt_sqe();
+	io_uring_prep_timeout(sqe, &rt.ts, 0, IORING_TIMEOUT_ABS);
+	io_uring_sqe_set_data64(sqe, UD_TIMER | (rt.tgen << 2));
+	rt.tlive = true;
+	rt.tarmed_for = want;
 }
 
 static void run_afters(bool call)
@@ -151,7 +284,6 @@ static void run_afters(bool call)
 static void handle_cqe(const struct io_uring_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;
-	struct rctx_deadline *d = (struct rctx_deadline *)(uintptr_t)(ud & ~(uint64_t)UD_TAG);
 
 	switch (ud & UD_TAG) {
 	case UD_WAKE:
@@ -160,13 +292,12 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		rt_arm_wake_read();
 		break;
 	case UD_TIMER:
-		if (cqe->res == -ETIME && rctx_timer_expired(d))
-			rt_stat_add(&rt.st.fired, 1);
-		d->cc.c.hdr.tstate = TS_DONE;
-		atomic_fetch_sub(&rt.st.live, 1);
-		rctx_obj_put(&d->cc.c.hdr);
+		if ((ud >> 2) == rt.tgen)
+			rt.tlive = false; /* fired or removed */
+		if (cqe->res == -ETIME)
+			expire_due();
 		break;
-	default: /* UD_REMOVE: its target's own CQE does the accounting */
+	default: /* UD_REMOVE, and liburing's own wait timeouts */
 		break;
 	}
 }
@@ -190,8 +321,6 @@ static bool queues_pending(void)
 
 static void *rt_main(void *unused)
 {
-	struct io_uring_cqe *cqe;
-
 	rt_arm_wake_read();
 	while (!atomic_load(&rt.stopping)) {
 		int64_t next;
@@ -199,22 +328,26 @@ static void *rt_main(void *unused)
 		drain_arm();
 		drain_remove();
 		run_afters(true);
-		next = atomic_load(&rt.st.live) ? rctx_now() + RT_TICK_NS : RCTX_FOREVER;
+		expire_due();
+		sync_kernel_timer();
+		/* Wake by the earliest deadline (the kernel timeout's CQE),
+		 * and tick while deadlines are pending, so that contexts
+		 * cancelled meanwhile give their memory back. */
+		next = rt.heap_n || rt.overflow ? rctx_now() + RT_TICK_NS : RCTX_FOREVER;
+		if (rt.tlive && rt.tarmed_for < next)
+			next = rt.tarmed_for;
 		atomic_store(&rt.next_wakeup, next);
 		if (queues_pending()) {
 			atomic_store(&rt.next_wakeup, INT64_MIN);
 			continue;
 		}
-		if (next == RCTX_FOREVER) {
-			io_uring_submit_and_wait(&rt.ring, 1);
+		io_uring_submit(&rt.ring);
+		if (!rt.heap_n && !rt.overflow) {
+			ring_wait_cqe(&rt.ring, RCTX_FOREVER);
 		} else {
-			/* Wake no later than the published time. */
-			int64_t left = next - rctx_now();
-			struct __kernel_timespec ts = {
-				.tv_sec = 0, .tv_nsec = left > 0 ? left : 0,
-			};
+			int64_t until = rctx_now() + RT_TICK_NS;
 
-			io_uring_submit_and_wait_timeout(&rt.ring, &cqe, 1, &ts, NULL);
+			ring_wait_cqe(&rt.ring, until < next ? until : next);
 		}
 		atomic_store(&rt.next_wakeup, INT64_MIN);
 		reap_all();
@@ -222,40 +355,35 @@ static void *rt_main(void *unused)
 	return NULL;
 }
 
-/* At exit: stop the thread, then end every timer so each drops its reference. */
+/* At exit: stop the thread and drop every reference the runtime holds.
+ * After-funcs that have not run yet do not run. */
 static void rt_stop(void)
 {
-	struct io_uring_sqe *sqe;
-	int64_t limit;
-
 	if (!atomic_load(&rt.running))
 		return;
 	atomic_store(&rt.stopping, true);
 	eventfd_write(rt.efd, 1);
 	pthread_join(rt.thread, NULL);
 
-	/* The thread is gone: this thread now owns the ring. */
-	drain_arm();
-	drain_remove();
-	sqe = rt_sqe();
-	io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
-	io_uring_sqe_set_data64(sqe, UD_REMOVE);
-	io_uring_submit(&rt.ring);
-	limit = rctx_now() + 1000000000LL;
-	while (atomic_load(&rt.st.live) && rctx_now() < limit) {
-		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 10000000 };
-		struct io_uring_cqe *cqe;
-
-		if (io_uring_wait_cqe_timeout(&rt.ring, &cqe, &ts) == 0) {
-			uint64_t ud = cqe->user_data;
-
-			/* Do not re-arm the wake read while stopping. */
-			if ((ud & UD_TAG) != UD_WAKE)
-				handle_cqe(cqe);
-			io_uring_cqe_seen(&rt.ring, cqe);
-		}
-		drain_remove();
+	/* The thread is gone: this thread owns its state now. */
+	for (struct rctx_deadline *d = atomic_exchange(&rt.arm_q, NULL), *n; d; d = n) {
+		n = d->arm_next;
+		rctx_obj_put(&d->cc.c.hdr);
 	}
+	for (struct rctx_deadline *d = rt.overflow, *n; d; d = n) {
+		n = d->arm_next;
+		rctx_obj_put(&d->cc.c.hdr);
+	}
+	drain_remove();
+	while (rt.heap_n) {
+		struct rctx_deadline *d = rt.heap[--rt.heap_n];
+
+		d->cc.c.hdr.tstate = TS_DONE;
+		rctx_obj_put(&d->cc.c.hdr);
+	}
+	atomic_store(&rt.st.live, 0);
+	free(rt.heap);
+	rt.heap = NULL;
 	run_afters(false);
 	io_uring_queue_exit(&rt.ring);
 	close(rt.efd);
@@ -266,10 +394,15 @@ static int rt_start(void)
 {
 	int ret = 0;
 
-	if (likely(atomic_load_explicit(&rt.running, memory_order_acquire)))
+	if (likely(atomic_load_explicit(&rt.running, memory_order_acquire) &&
+		   !atomic_load_explicit(&rt.stopping, memory_order_relaxed)))
 		return 0;
 	pthread_mutex_lock(&rt.start_lock);
-	if (atomic_load(&rt.running) || atomic_load(&rt.stopping))
+	if (atomic_load(&rt.stopping)) {
+		ret = -ESHUTDOWN; /* the process is exiting */
+		goto out;
+	}
+	if (atomic_load(&rt.running))
 		goto out;
 	rt.efd = eventfd(0, EFD_CLOEXEC);
 	if (rt.efd < 0) {
@@ -329,21 +462,24 @@ void rt_remove_deadline(struct rctx_deadline *d)
 	} while (!atomic_compare_exchange_weak(&rt.remove_q, &head, d));
 }
 
-void rt_queue_after(struct rctx_after *a)
+/*
+ * Queue a for the runtime thread. Returns false if there is no runtime thread
+ * (out of memory or fds, or the process is exiting): fn then never runs, as
+ * running it here would break its promises (never under a lock, never making
+ * a cancel wait); the caller drops a's reference once it holds no lock.
+ */
+bool rt_queue_after(struct rctx_after *a)
 {
 	struct rctx_after *head;
 
-	if (rt_start() < 0) {
-		/* Cannot happen after the first deadline; last resort: run here. */
-		a->fn(a->arg);
-		rctx_obj_put(&a->c.hdr);
-		return;
-	}
+	if (rt_start() < 0)
+		return false;
 	head = atomic_load(&rt.run_q);
 	do {
 		a->run_next = head;
 	} while (!atomic_compare_exchange_weak(&rt.run_q, &head, a));
 	rt_wake_before(INT64_MIN + 1);
+	return true;
 }
 
 RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)

@@ -10,13 +10,25 @@ pass=0; fail=0; skip=0; bad=""
 for t in "$@"; do
 	log=$(mktemp)
 	case $flavour in
-	valgrind) set -- timeout -k 5 "$limit" valgrind -q --error-exitcode=99 \
+	valgrind)
+		# Criterion runs each test in a child it execs: follow it, and
+		# judge by valgrind's own logs (Criterion ignores their exit code).
+		vglog=$(mktemp -d)
+		set -- timeout -k 5 "$limit" valgrind -q --trace-children=yes \
+			--log-file="$vglog/vg.%p" --error-exitcode=99 \
 			--leak-check=full --errors-for-leak-kinds=definite \
-			--show-leak-kinds=definite "$t" --jobs=1 ;;
+			--show-leak-kinds=definite "$t" --jobs=2 ;;
 	*)        set -- timeout -k 5 "$limit" "$t" --jobs=2 ;;
 	esac
 	"$@" >"$log" 2>&1
 	rc=$?
+	if [ "$flavour" = valgrind ]; then
+		if [ -n "$(cat "$vglog"/vg.* 2>/dev/null)" ]; then
+			cat "$vglog"/vg.* >>"$log"
+			[ $rc -ne 0 ] || rc=98
+		fi
+		rm -rf "$vglog"
+	fi
 	syn=$(grep -a 'Synthesis:' "$log" | tail -n 1)
 	np=$(echo "$syn" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
 	nf=$(echo "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <ringctx.h>
+
 #define MS(x) ((int64_t)(x) * 1000000LL)
 
 static inline int64_t th_now_ns(void)
@@ -90,6 +92,22 @@ static inline bool th_plain_malloc(void)
 #else
 	return !th_under_valgrind();
 #endif
+}
+
+/*
+ * Wait until the runtime thread has handled every deadline context queued
+ * so far (cancelled ones give their memory back then): a sentinel deadline
+ * queued last expires only after the runtime has drained the queue batch
+ * that holds everything queued before it.
+ */
+static inline void th_runtime_settle(void)
+{
+	rctx_t *s = rctx_with_timeout(rctx_background(), 2000000);
+
+	if (s) {
+		rctx_wait(s, RCTX_FOREVER);
+		rctx_release(s);
+	}
 }
 
 #endif

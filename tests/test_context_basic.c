@@ -507,3 +507,33 @@ Test(context_basic, now_is_clock_monotonic)
 		prev = x;
 	}
 }
+
+/* Regressions: a deadline already in the past returns at once (it used to
+ * make the futex fail and spin); formatting extreme deadlines never
+ * overflows. */
+Test(context_basic, wait_with_past_or_negative_deadline_returns_at_once)
+{
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	int64_t t0 = rctx_now();
+
+	cr_assert_eq(rctx_wait(c, -1), -EAGAIN);
+	cr_assert_eq(rctx_wait(c, INT64_MIN), -EAGAIN);
+	cr_assert_eq(rctx_wait(c, rctx_now() - 1000), -EAGAIN);
+	cr_assert_eq(rctx_wait(rctx_background(), -5), -EAGAIN);
+	cr_assert_lt(rctx_now() - t0, 50000000LL);
+	rctx_release(c);
+}
+
+Test(context_basic, format_of_extreme_deadlines)
+{
+	char buf[256];
+	rctx_t *a = rctx_with_deadline(rctx_background(), INT64_MIN);
+	rctx_t *b = rctx_with_deadline(rctx_background(), INT64_MAX - 1);
+
+	cr_assert_gt(rctx_format(a, buf, sizeof(buf)), 0);
+	cr_assert(strstr(buf, "WithDeadline(-9223372036.854775808s") != NULL, "%s", buf);
+	cr_assert_gt(rctx_format(b, buf, sizeof(buf)), 0);
+	cr_assert(strstr(buf, "WithDeadline(9223372036.854775806s") != NULL, "%s", buf);
+	rctx_release(a);
+	rctx_release(b);
+}

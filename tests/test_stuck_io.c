@@ -65,7 +65,10 @@ Test(stuck_io, read_returns_at_deadline_and_buffer_stays_untouched)
 	cr_assert_geq(stuckfs_reads_seen(&fs), 1, "the read never reached the daemon");
 	rctx_ring_stats(rctx_thread_ring(), &st);
 	cr_assert_eq(st.in_flight, 2, "both reads are still held by the kernel");
-	cr_assert_eq(st.held_after_cancel, 2);
+	cr_assert_eq(st.held_after_cancel, 2, "held %llu in_flight %llu issued %llu found %llu ealready %llu enoent %llu",
+		     (unsigned long long)st.held_after_cancel, (unsigned long long)st.in_flight,
+		     (unsigned long long)st.cancels_issued, (unsigned long long)st.cancel_found,
+		     (unsigned long long)st.cancel_ealready, (unsigned long long)st.cancel_enoent);
 	cr_assert_eq(st.cancel_found, 0, "the kernel cannot abort a read in FUSE");
 
 	/* The "disk" comes back and answers with data: it must land in the

@@ -6,20 +6,21 @@
  * keep every callback exactly-once and the accounting balanced. Also run
  * under ThreadSanitizer.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "helpers.h"
 #include "ring_util.h"
 
 TestSuite(thread_ring, .timeout = 60);
 
+/* Iteration counts scaled down under TSan and valgrind (tests/helpers.h). */
 static int scale(int n)
 {
-	const char *s = getenv("RCTX_TEST_SCALE");
+	int m = (int)(n * th_scale());
 
-	if (s && atoi(s) > 0)
-		return n / atoi(s) > 0 ? n / atoi(s) : 1;
-	return n;
+	return m > 0 ? m : 1;
 }
 
 struct blocked {
@@ -326,4 +327,93 @@ Test(thread_ring, cancel_root_while_submitting)
 			     (uint64_t)s[i].submitted);
 	}
 	rctx_release(root);
+}
+
+/*
+ * Go's guarantee: when rctx_cancel(Q) returns, Q's whole subtree is done,
+ * even while another thread is still cascading through part of it (thread A
+ * cancels P, Q's child with many children; B cancels Q meanwhile).
+ */
+static rctx_t *cr_p;
+static _Atomic int cr_go;
+
+static void *cancel_p(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&cr_go))
+		;
+	rctx_cancel(cr_p);
+	return NULL;
+}
+
+Test(thread_ring, cancel_returns_only_when_the_whole_subtree_is_done)
+{
+	enum { N = 20000 };
+	rctx_t **c = calloc(N, sizeof(*c));
+	long bad = 0;
+
+	for (int iter = 0; iter < scale(10); iter++) {
+		rctx_t *q = rctx_with_cancel(rctx_background());
+		pthread_t t;
+
+		cr_p = rctx_with_cancel(q);
+		for (int i = 0; i < N; i++)
+			c[i] = rctx_with_cancel(cr_p);
+		atomic_store(&cr_go, 0);
+		cr_assert_eq(pthread_create(&t, NULL, cancel_p, NULL), 0);
+		atomic_store(&cr_go, 1);
+		while (!rctx_err(cr_p))
+			;
+		rctx_cancel(q);
+		for (int i = 0; i < N; i++)
+			bad += rctx_err(c[i]) == 0;
+		pthread_join(t, NULL);
+		for (int i = 0; i < N; i++)
+			rctx_release(c[i]);
+		rctx_release(cr_p);
+		rctx_release(q);
+	}
+	cr_assert_eq(bad, 0, "%ld descendants still live after rctx_cancel returned", bad);
+	free(c);
+}
+
+/*
+ * The converse of "err != 0 only once the done fd is readable": a thread
+ * that wakes because the done fd became readable reads err != 0 at once
+ * (Go: Err() after <-Done() is never nil).
+ */
+struct fd_reader {
+	rctx_t *ctx;
+	int fd;
+	int err_seen;
+};
+
+static void *poll_then_err(void *arg)
+{
+	struct fd_reader *r = arg;
+	struct pollfd p = { .fd = r->fd, .events = POLLIN };
+
+	while (poll(&p, 1, 5000) == 0)
+		;
+	r->err_seen = rctx_err(r->ctx);
+	return NULL;
+}
+
+Test(thread_ring, readable_done_fd_implies_err_is_set)
+{
+	long zero = 0;
+
+	for (int i = 0; i < scale(2000); i++) {
+		struct fd_reader r = { .ctx = rctx_with_cancel(rctx_background()) };
+		pthread_t t;
+
+		r.fd = rctx_done_fd(r.ctx);
+		cr_assert_geq(r.fd, 0);
+		cr_assert_eq(pthread_create(&t, NULL, poll_then_err, &r), 0);
+		rctx_cancel(r.ctx);
+		pthread_join(t, NULL);
+		zero += r.err_seen == 0;
+		rctx_release(r.ctx);
+	}
+	cr_assert_eq(zero, 0, "%ld wake-ups read err == 0 after the fd was readable", zero);
 }

@@ -186,6 +186,7 @@ static void run_cycles(enum cycle_kind k, long n, const char *name)
 		cycle(i & 1 ? pv : parent, k);
 	/* timers of cancelled contexts end asynchronously */
 	struct rctx_runtime_stats st;
+	th_runtime_settle();
 	WAIT_UNTIL((rctx_runtime_stats(&st), st.timers_live == 0), 3000);
 	size_t m0 = heap_in_use();
 	int fd0 = lowest_free_fd();
@@ -193,6 +194,7 @@ static void run_cycles(enum cycle_kind k, long n, const char *name)
 	for (long i = 0; i < n; i++)
 		cycle(i & 1 ? pv : parent, k);
 	int64_t t1 = rctx_now();
+	th_runtime_settle();
 	WAIT_UNTIL((rctx_runtime_stats(&st), st.timers_live == 0), 3000);
 	size_t m1 = heap_in_use();
 	int fd1 = lowest_free_fd();

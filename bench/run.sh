@@ -1,0 +1,367 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Run every ringctx benchmark and Go's own context benchmarks, print one
+# comparison table with target checks, and write:
+#   BUILD/bench/results.csv   (copied to docs/bench/results.csv)
+#   docs/bench/results.md     the table, the targets and the method
+#   docs/bench/*.png          plots (when gnuplot is installed)
+# Raw outputs of every program stay in BUILD/bench/.
+#
+# Usage: bench/run.sh [BUILD_DIR]          (from the top of the source tree)
+# Environment: RCTX_BENCH_QUICK=1 for a short run (fewer, shorter runs).
+set -u
+umask 022
+
+BUILD=${1:-build}
+cd "$(dirname "$0")/.." || exit 1
+TOP=$(pwd)
+case $BUILD in /*) ;; *) BUILD=$TOP/$BUILD ;; esac
+OUT=$BUILD/bench
+DOCS=$TOP/docs/bench
+mkdir -p "$OUT" "$DOCS" || exit 1
+
+QUICK=${RCTX_BENCH_QUICK:-0}
+[ "$QUICK" = "" ] && QUICK=0
+if [ "$QUICK" != 0 ]; then
+	MODE=quick; GO_BENCHTIME=25ms; GO_COUNT=3; E2E_RUNS=3; LIMIT=60
+else
+	MODE=full; GO_BENCHTIME=200ms; GO_COUNT=5; E2E_RUNS=5; LIMIT=300
+fi
+# Every program runs under a time limit (seconds), so that a hang cannot
+# stall the suite; rows written before it stopped are kept.
+run_limited() {
+	if command -v timeout >/dev/null 2>&1; then
+		timeout -k 5 "$LIMIT" "$@"
+	else
+		"$@"
+	fi
+}
+export RCTX_BENCH_QUICK
+
+CSV=$OUT/measured.csv     # rows written by the C programs (see bench/bench.h)
+GOTXT=$OUT/go-bench.txt   # raw `go test -bench` output
+GOCSV=$OUT/go.csv         # name,ns_op,B_op,allocs_op (medians)
+E2ETXT=$OUT/go-e2e.txt    # output of bench/go/e2e
+RESULTS=$OUT/results.csv
+: >"$CSV"; : >"$GOTXT"; : >"$GOCSV"; : >"$E2ETXT"
+status=0
+start=$(date +%s)
+
+echo "ringctx benchmarks ($MODE mode), $(uname -sr), $(nproc) CPUs"
+
+# ---- Go ---------------------------------------------------------------------
+if command -v go >/dev/null 2>&1; then
+	GOROOT_SRC=$(go env GOROOT)/src/context
+	export GOCACHE="$OUT/gocache" GOPATH="$OUT/gopath" GOMODCACHE="$OUT/gopath/pkg/mod"
+	export GOPROXY=off GOFLAGS= GOMAXPROCS=2 CGO_ENABLED=0
+	echo "== Go $(go env GOVERSION): go test -bench . -benchmem context (GOMAXPROCS=2, -benchtime=$GO_BENCHTIME -count=$GO_COUNT)"
+	if ! (cd "$GOROOT_SRC" && go test -run XXX -bench . -benchmem \
+		-benchtime="$GO_BENCHTIME" -count="$GO_COUNT") >>"$GOTXT" 2>&1; then
+		echo "run.sh: go test context failed (see $GOTXT)" >&2
+		status=1
+	fi
+	if ! (cd "$TOP/bench/go" && go test -run XXX -bench . -benchmem \
+		-benchtime="$GO_BENCHTIME" -count="$GO_COUNT" ./ctxextra) >>"$GOTXT" 2>&1; then
+		echo "run.sh: go test bench/go/ctxextra failed (see $GOTXT)" >&2
+		status=1
+	fi
+	echo "== Go end-to-end: bench/go/e2e (-runs $E2E_RUNS)"
+	if (cd "$TOP/bench/go" && go build -o "$OUT/go-e2e" ./e2e) >>"$E2ETXT" 2>&1; then
+		run_limited "$OUT/go-e2e" -n 1000,8000 -runs "$E2E_RUNS" >>"$E2ETXT" 2>&1 || status=1
+		grep -v '^E2E,' "$E2ETXT"
+	else
+		echo "run.sh: building bench/go/e2e failed (see $E2ETXT)" >&2
+		status=1
+	fi
+	# Medians over the -count repetitions. Names lose "Benchmark" and "-2".
+	awk '
+	/^Benchmark/ {
+		name = $1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
+		ns = ""; b = ""; a = ""
+		for (i = 2; i < NF; i++) {
+			if ($(i + 1) == "ns/op") ns = $i
+			if ($(i + 1) == "B/op") b = $i
+			if ($(i + 1) == "allocs/op") a = $i
+		}
+		if (ns == "") next
+		if (!(name in cnt)) order[++norder] = name
+		k = ++cnt[name]; vns[name, k] = ns; vb[name, k] = b; va[name, k] = a
+	}
+	function med(arr, name, n,    i, j, t, x) {
+		for (i = 1; i <= n; i++) x[i] = arr[name, i] + 0
+		for (i = 2; i <= n; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
+		return (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+	}
+	END {
+		for (o = 1; o <= norder; o++) {
+			n = order[o]
+			printf "%s,%.6g,%.6g,%.6g\n", n, med(vns, n, cnt[n]), med(vb, n, cnt[n]), med(va, n, cnt[n])
+		}
+	}' "$GOTXT" >"$GOCSV"
+	echo "   $(wc -l <"$GOCSV") Go benchmarks parsed"
+else
+	echo "== go not found: the Go columns stay empty"
+fi
+
+# ---- C ----------------------------------------------------------------------
+for b in context nop cancel latency memory e2e; do
+	bin=$BUILD/bench_$b
+	if [ ! -x "$bin" ]; then
+		echo "run.sh: $bin missing (make bench builds it)" >&2
+		status=1
+		continue
+	fi
+	# stream the output; keep the exit status (no pipefail in POSIX sh)
+	{ RCTX_BENCH_CSV="$CSV" run_limited "$bin" 2>&1; echo $? >"$OUT/.rc"; } |
+		tee "$OUT/bench_$b.txt"
+	rc=$(cat "$OUT/.rc")
+	if [ $rc -ne 0 ]; then
+		[ $rc -eq 124 ] && echo "run.sh: bench_$b stopped after $LIMIT s" >&2
+		echo "run.sh: bench_$b failed (exit $rc)" >&2
+		status=1
+	fi
+done
+# Any other bench_* program that was added later runs too.
+for bin in "$BUILD"/bench_*; do
+	[ -x "$bin" ] || continue
+	case ${bin##*/} in
+	bench_context | bench_nop | bench_cancel | bench_latency | bench_memory | bench_e2e) continue ;;
+	esac
+	RCTX_BENCH_CSV="$CSV" run_limited "$bin" >"$OUT/${bin##*/}.txt" 2>&1 || status=1
+	cat "$OUT/${bin##*/}.txt"
+done
+
+# ---- join -------------------------------------------------------------------
+# results.csv: section,benchmark,unit,reference,ref_value,ringctx,ratio,
+#              ref_B_op,ringctx_B_op,ref_allocs_op,ringctx_allocs_op
+# ratio = ringctx / reference (lower is better for ringctx).
+awk -F, -v gofile="$GOCSV" -v e2efile="$E2ETXT" '
+BEGIN {
+	OFS = ","
+	while ((getline l < gofile) > 0) {
+		split(l, f, ","); gns[f[1]] = f[2]; gb[f[1]] = f[3]; ga[f[1]] = f[4]
+	}
+	while ((getline l < e2efile) > 0) {
+		if (l !~ /^E2E,/) continue
+		split(l, f, ","); e2e[f[2]] = f[4]
+	}
+	print "section,benchmark,unit,reference,ref_value,ringctx,ratio,ref_B_op,ringctx_B_op,ref_allocs_op,ringctx_allocs_op"
+}
+{
+	sec = $1; name = $2; unit = $3; rc = $4; refn = $5; ref = $6
+	rb = $7; ra = $8; refb = $9; refa = $10
+	if (refn ~ /^go:/) {
+		g = substr(refn, 4)
+		if (g == "e2e") { ref = (name in e2e) ? e2e[name] : "" }
+		else if (g in gns) { ref = gns[g]; refb = gb[g]; refa = ga[g] }
+		else { ref = "" }
+		refn = (g == "e2e") ? "Go (bench/go/e2e)" : "Go"
+	}
+	ratio = ""
+	if (rc != "" && ref != "" && ref + 0 > 0) ratio = sprintf("%.4g", rc / ref)
+	print sec, name, unit, refn, ref, rc, ratio, refb, rb, refa, ra
+}' "$CSV" >"$RESULTS"
+cp "$RESULTS" "$DOCS/results.csv"
+
+# ---- table and targets ------------------------------------------------------
+TABLE=$OUT/table.txt
+TARGETS=$OUT/targets.txt
+awk -F, '
+function fmt(v, unit) {
+	if (v == "") return "-"
+	if (unit == "B") return sprintf("%.2f B", v)
+	v += 0
+	if (v < 10) return sprintf("%.2f ns", v)
+	if (v < 10000) return sprintf("%.1f ns", v)
+	if (v < 1e7) return sprintf("%.1f us", v / 1e3)
+	return sprintf("%.1f ms", v / 1e6)
+}
+function num(v, p) { return v == "" ? "-" : sprintf(p, v) }
+NR == 1 { next }
+{
+	if ($1 != last) {
+		printf "\n[%s]\n", $1
+		printf "%-40s %-28s %11s %11s %8s %9s %9s %7s %7s\n", "benchmark", "reference", "reference", "ringctx", "ratio", "ref B/op", "rctx B/op", "ref al", "rctx al"
+		last = $1
+	}
+	printf "%-40s %-28s %11s %11s %8s %9s %9s %7s %7s\n", $2, substr($4, 1, 28), fmt($5, $3), fmt($6, $3), ($7 == "" ? "-" : sprintf("%.3fx", $7)), num($8, "%.0f"), num($9, "%.1f"), num($10, "%.0f"), num($11, "%.2f")
+}' "$RESULTS" >"$TABLE"
+
+awk -F, '
+NR == 1 { next }
+{ key = $2 "|" $4; val[key] = $6; rat[key] = $7; ref[key] = $5 }
+function find(bench, refpat,    k) {
+	for (k in val) if (index(k, bench "|") == 1 && substr(k, length(bench) + 2) ~ refpat) return k
+	return ""
+}
+# kind "ratio": ratio <= lim; "faster": reference/ringctx >= lim; "abs": value <= lim
+function t(desc, bench, refpat, kind, lim,    k, v, ok, shown) {
+	k = find(bench, refpat)
+	if (k == "" || (kind != "abs" && rat[k] == "") || (kind == "abs" && val[k] == "")) {
+		printf "NODATA  %-58s (no measurement)\n", desc; nodata++; return
+	}
+	if (kind == "ratio") { v = rat[k] + 0; ok = v <= lim; shown = sprintf("%.3fx", v) }
+	else if (kind == "faster") { v = (ref[k] + 0) / (val[k] + 0); ok = v >= lim; shown = sprintf("%.1fx faster", v) }
+	else { v = val[k] + 0; ok = v <= lim; shown = (bench ~ /^Bytes/) ? sprintf("%.2f B", v) : sprintf("%.1f us", v / 1000) }
+	printf "%-7s %-58s %s\n", ok ? "PASS" : "MISS", desc, shown
+	if (ok) pass++; else miss++
+}
+END {
+	t("CancelTree depth=1000 Root=Background <= 0.25x Go", "CancelTree/depth=1000/Root=Background", "^Go", "ratio", 0.25)
+	t("CheckCanceled/Err <= 0.5x Go", "CheckCanceled/Err", "^Go", "ratio", 0.5)
+	t("CheckCanceled/Done via rctx_err <= 0.5x Go", "CheckCanceled/Done(rctx_err)", "^Go", "ratio", 0.5)
+	t("CheckCanceled/Done via poll(done fd) <= 0.5x Go", "CheckCanceled/Done(poll)", "^Go", "ratio", 0.5)
+	t("ContextCancelDone via rctx_err <= 0.5x Go", "ContextCancelDone(rctx_err)", "^Go", "ratio", 0.5)
+	t("ContextCancelDone via poll(done fd) <= 0.5x Go", "ContextCancelDone(poll)", "^Go", "ratio", 0.5)
+	t("DeepValueSameGoRoutine depth=100 <= 0.5x Go", "DeepValueSameGoRoutine/depth=100", "^Go", "ratio", 0.5)
+	t("CommonParentCancel <= 0.5x Go", "CommonParentCancel", "^Go", "ratio", 0.5)
+	t("WithTimeout concurrency=40 <= 1.0x Go", "WithTimeout/concurrency=40", "^Go", "ratio", 1.0)
+	t("WithTimeout concurrency=4000 <= 1.0x Go", "WithTimeout/concurrency=4000", "^Go", "ratio", 1.0)
+	t("WithTimeout concurrency=400000 <= 1.0x Go", "WithTimeout/concurrency=400000", "^Go", "ratio", 1.0)
+	t("tracked NOP batch=32 <= 1.15x raw liburing", "NOP/batch=32", "raw", "ratio", 1.15)
+	t("cancel 10,000 receives <= 1.5x raw batched cancels", "CancelRecv/N=10000", "batched", "ratio", 1.5)
+	t("cancel 10,000 receives >= 30x faster than ANY|ALL", "CancelRecv/N=10000", "ANY", "faster", 30)
+	t("cross-thread cancel p99 <= 50 us", "CrossThreadCancel/p99", "", "abs", 50000)
+	t("deadline lateness p99 (rctx_wait) <= 200 us", "DeadlineLateness/wait/p99", "", "abs", 200000)
+	t("deadline lateness p99 (done fd + poll) <= 200 us", "DeadlineLateness/done_fd/p99", "", "abs", 200000)
+	t("bytes per cancel context <= 96 (live heap)", "BytesPerCancelContext/live", "", "abs", 96)
+	t("bytes per tracked request <= 64 (live heap)", "BytesPerTrackedRequest/live", "", "abs", 64)
+	t("end-to-end 8,000 blocked readers <= 0.5x Go", "BlockedReaders/N=8000", "^Go", "ratio", 0.5)
+	printf "targets: %d PASS, %d MISS, %d NODATA\n", pass, miss, nodata
+}' "$RESULTS" >"$TARGETS"
+
+echo
+echo "================================================================================"
+echo "ringctx vs Go $(command -v go >/dev/null 2>&1 && go env GOVERSION) and raw liburing ($MODE mode; medians; ratio = ringctx / reference)"
+cat "$TABLE"
+echo
+echo "Targets:"
+cat "$TARGETS"
+
+# ---- docs/bench/results.md -----------------------------------------------------
+{
+	echo "# ringctx benchmark results"
+	echo
+	echo "Generated by \`make bench\` (bench/run.sh, $MODE mode) on $(date -u '+%Y-%m-%d %H:%M UTC'):"
+	echo "$(uname -sr), $(nproc) CPUs, $(command -v go >/dev/null 2>&1 && go env GOVERSION || echo 'no Go'),"
+	echo "liburing $(dpkg-query -W -f='${Version}' liburing-dev 2>/dev/null || echo '?')."
+	echo "Every figure is the median of several repetitions (full mode 5, quick mode 3);"
+	echo "ratio = ringctx / reference, measured in the same run (lower is better for ringctx)."
+	echo "Raw data: [results.csv](results.csv). Method and caveats: [bench/README.md](../../bench/README.md)."
+	echo
+	echo "## Targets"
+	echo
+	echo '```'
+	cat "$TARGETS"
+	echo '```'
+	awk -F, '
+	function fmt(v, unit) {
+		if (v == "") return "-"
+		if (unit == "B") return sprintf("%.2f B", v)
+		v += 0
+		if (v < 10) return sprintf("%.2f ns", v)
+		if (v < 10000) return sprintf("%.1f ns", v)
+		if (v < 1e7) return sprintf("%.1f µs", v / 1e3)
+		return sprintf("%.1f ms", v / 1e6)
+	}
+	function num(v, p) { return v == "" ? "-" : sprintf(p, v) }
+	BEGIN {
+		title["context"] = "Go context benchmarks (Go 1.19 src/context/benchmark_test.go, C port in bench/bench_context.c)"
+		title["uring"] = "Tracked NOP submit + complete vs raw liburing (bench/bench_nop.c), per request"
+		title["cancel"] = "Cancelling N in-flight socket receives (bench/bench_cancel.c), cancel start to last completion"
+		title["latency"] = "Wake-up latency (bench/bench_latency.c)"
+		title["memory"] = "Heap bytes per object (bench/bench_memory.c)"
+		title["e2e"] = "End-to-end: cancel N blocked socket readers (bench/bench_e2e.c vs bench/go/e2e)"
+	}
+	NR == 1 { next }
+	{
+		if ($1 != last) {
+			printf "\n## %s\n\n", ($1 in title) ? title[$1] : $1
+			print "| benchmark | reference | reference | ringctx | ratio | ref B/op | ringctx B/op | ref allocs/op | ringctx allocs/op |"
+			print "|---|---|--:|--:|--:|--:|--:|--:|--:|"
+			last = $1
+		}
+		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $4, fmt($5, $3), fmt($6, $3), ($7 == "" ? "-" : sprintf("%.3fx", $7)), num($8, "%.0f"), num($9, "%.1f"), num($10, "%.0f"), num($11, "%.2f")
+	}' "$RESULTS"
+	echo
+	echo "## Plots"
+	echo
+	for p in context nop cancel e2e; do
+		echo "![$p]($p.png)"
+	done
+} >"$DOCS/results.md"
+
+# ---- plots ------------------------------------------------------------------
+if command -v gnuplot >/dev/null 2>&1; then
+	awk -F, 'NR > 1 && $1 == "context" && $7 != "" { printf "\"%s\" %s\n", $2, $7 }' "$RESULTS" >"$OUT/plot_context.dat"
+	awk -F, 'NR > 1 && $1 == "uring" { n = $2; sub(/^NOP\/batch=/, "", n); printf "%s %s %s\n", n, $5, $6 }' "$RESULTS" >"$OUT/plot_nop.dat"
+	awk -F, 'NR > 1 && $1 == "cancel" {
+		n = $2; sub(/^CancelRecv\/N=/, "", n); rc[n] = $6
+		if ($4 ~ /batched/) b[n] = $5; else a[n] = $5
+		if (!(n in seen)) { seen[n] = 1; ord[++k] = n }
+	} END { for (i = 1; i <= k; i++) { n = ord[i]; printf "%s %s %s %s\n", n, rc[n] / 1e6, b[n] == "" ? "NaN" : b[n] / 1e6, a[n] == "" ? "NaN" : a[n] / 1e6 } }' "$RESULTS" >"$OUT/plot_cancel.dat"
+	awk -F, 'NR > 1 && $1 == "e2e" { n = $2; sub(/^BlockedReaders\/N=/, "", n); printf "%s %s %s\n", n, ($5 == "" ? "NaN" : $5 / 1e6), $6 / 1e6 }' "$RESULTS" >"$OUT/plot_e2e.dat"
+	gnuplot >"$OUT/gnuplot.log" 2>&1 <<EOF || echo "run.sh: gnuplot failed (see $OUT/gnuplot.log)" >&2
+set terminal pngcairo size 1400,700 noenhanced font ",10"
+set datafile missing "NaN"
+set grid ytics
+set style fill solid 0.8 border -1
+
+set output "$DOCS/context.png"
+set title "Go context benchmarks: ringctx / Go time per op (log scale; below 1 = ringctx faster)"
+set logscale y
+set ylabel "ratio ringctx / Go"
+set xtics rotate by -50 scale 0
+set bmargin 16
+set rmargin 12
+set style data histogram
+set style histogram clustered gap 1
+set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead lc rgb "black" dt 2
+set arrow 2 from graph 0, first 0.5 to graph 1, first 0.5 nohead lc rgb "dark-green" dt 3
+plot "$OUT/plot_context.dat" using 2:xtic(1) title "ringctx / Go" lc rgb "#3070b0"
+unset arrow 1
+unset arrow 2
+set bmargin
+set rmargin
+
+set terminal pngcairo size 900,550 noenhanced font ",10"
+set output "$DOCS/nop.png"
+set title "NOP submit + complete per request"
+unset logscale y
+set xtics norotate
+set xlabel "requests per submit (batch)"
+set ylabel "ns per request"
+set yrange [0:*]
+plot "$OUT/plot_nop.dat" using 2:xtic(1) title "raw liburing" lc rgb "#909090", \
+     "" using 3 title "ringctx (tracked, cancellable context)" lc rgb "#3070b0"
+set yrange [*:*]
+
+set output "$DOCS/cancel.png"
+set style data linespoints
+set title "Cancelling N in-flight socket receives: cancel start -> last completion"
+set logscale xy
+set xlabel "N in-flight receives"
+set ylabel "ms"
+plot "$OUT/plot_cancel.dat" using 1:2 title "ringctx: rctx_cancel(root)" lw 2 pt 7 lc rgb "#3070b0", \
+     "" using 1:3 title "raw liburing: batched per-request cancels" lw 2 pt 5 lc rgb "#909090", \
+     "" using 1:4 title "raw liburing: one ANY|ALL cancel" lw 2 pt 9 lc rgb "#c04040"
+
+set output "$DOCS/e2e.png"
+unset logscale
+set style data histogram
+set title "End-to-end: cancel N blocked socket readers under one context"
+set xlabel "N blocked readers"
+set ylabel "ms, cancel -> all returned"
+set yrange [0:*]
+plot "$OUT/plot_e2e.dat" using 2:xtic(1) title "Go 1.19 (goroutines + watcher)" lc rgb "#909090", \
+     "" using 3 title "ringctx (one ring)" lc rgb "#3070b0"
+EOF
+else
+	echo "run.sh: gnuplot not installed: no plots" >&2
+fi
+
+echo
+echo "results: $RESULTS, $DOCS/results.csv, $DOCS/results.md, $DOCS/*.png"
+echo "run.sh: done in $(( $(date +%s) - start )) s ($MODE mode)"
+exit $status
