@@ -132,7 +132,7 @@ check-asan: $(asan_TESTS)
 		$(RUN_TEST) asan+ubsan $(asan_TESTS)
 
 check-tsan: $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS))
-	$(Q)TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	$(Q)TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
 		$(RUN_TEST) tsan $^
 
 # Every test under memcheck, but the stuck-disk one: valgrind runs one thread

@@ -267,12 +267,14 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 static void end_locked(struct rctx_cancel *c, int err, int cause,
 		       struct cancel_batch *b, bool from_timer)
 {
+	/* ERR_ENDING until the whole subtree is done (finish_locked): a
+	 * reader that sees it waits for this lock, so seeing a context done
+	 * means its subtree is done too. */
 	c->cause = cause;
+	atomic_store_explicit(&c->err, ERR_ENDING, memory_order_seq_cst);
 	rctx_done_signal_locked(c);
-	atomic_store_explicit(&c->err, err, memory_order_seq_cst);
 	if (c->reqs)
 		ring_cancel_reqs_locked(c, b);
-	rctx_done_wake(c);
 	if (c->c.hdr.kind == RCTX_DEADLINE && !from_timer)
 		rt_remove_deadline((struct rctx_deadline *)c);
 }
@@ -308,12 +310,14 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
 		struct rctx_cancel *child;
 
 		if (!h) {
-			/* cur's subtree is done: climb back to its governor,
-			 * which this walk holds locked. */
+			/* cur's subtree is done: publish its error, then climb
+			 * back to its governor, which this walk holds locked. */
 			struct rctx_cancel *up = cur == root ? NULL :
 				rctx_governor(cur->c.hdr.parent);
 
+			atomic_store_explicit(&cur->err, err, memory_order_seq_cst);
 			runlock(&cur->lock);
+			rctx_done_wake(cur);
 			if (!up)
 				break;
 			cur = up;

@@ -80,10 +80,8 @@ void rctx_done_signal_locked(struct rctx_cancel *c)
 {
 	int fd = atomic_load_explicit(&c->done_fd, memory_order_relaxed);
 
-	if (fd >= 0) {
-		atomic_store_explicit(&c->err, ERR_ENDING, memory_order_seq_cst);
-		eventfd_write(fd, 1);
-	}
+	if (fd >= 0)
+		eventfd_write(fd, 1); /* err is ERR_ENDING already */
 }
 
 /* The canceller, after err is published and the lock dropped. */

@@ -200,12 +200,14 @@ static inline struct rctx_cancel *rctx_governor(const struct rctx *c)
 }
 
 /*
- * The error word holds ERR_ENDING for an instant while the canceller, under
- * the node lock, signals the done fd: so that a reader that finds the fd
- * readable never reads err == 0, and one that reads err != 0 always finds
- * the fd readable (Go gets both from its mutex). A reader that meets
- * ERR_ENDING waits for the lock, then reads the final error. Never call
- * this with c->lock held; under the lock, read err directly.
+ * The error word holds ERR_ENDING while a cancel, holding the node's lock,
+ * signals its done fd and cancels its subtree; the final error is stored
+ * just before that lock is released. So a reader that finds the fd readable
+ * never reads err == 0, one that reads err != 0 always finds the fd readable
+ * (Go gets both from its mutex), and a context seen done has its whole
+ * subtree done. A reader that meets ERR_ENDING waits for the lock, then
+ * reads the final error. Never call this with c->lock held; under the lock,
+ * read err directly.
  */
 #define ERR_ENDING 1
 

@@ -304,6 +304,13 @@ static void drain_cancels(struct rctx_ring *ring)
 
 /* ---- submission ---------------------------------------------------------- */
 
+/* The only write of the library into SQE memory outside liburing's helpers
+ * (named for tests/tsan.supp: that memory is mapped by raw mmap calls). */
+static void sqe_copy(struct io_uring_sqe *dst, const struct io_uring_sqe *src)
+{
+	*dst = *src;
+}
+
 RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
 {
@@ -376,7 +383,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 		slot_free(ring, r);
 		return err;
 	}
-	*s = *sqe;
+	sqe_copy(s, sqe);
 	s->user_data = req_ud(r, UD_REQ);
 	if (need == 2) {
 		struct io_uring_sqe *l = io_uring_get_sqe(&ring->ring);
