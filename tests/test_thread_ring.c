@@ -158,6 +158,16 @@ static void count_cb(void *arg, int res, uint32_t flags)
 	me->callbacks++;
 }
 
+/* Run until every callback ran, keep the ring's books, tear down. */
+static void finish_submitter(rctx_ring_t *ring, struct rctx_ring_stats *st, int sv[2])
+{
+	drain(ring, 20000);
+	rctx_ring_stats(ring, st);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void *submit_thread(void *arg)
 {
 	struct submitter *me = arg;
@@ -193,13 +203,7 @@ static void *submit_thread(void *arg)
 		if (old)
 			rctx_release(old);
 	}
-	for (int64_t lim = rctx_now() + 20000000000LL;
-	     rctx_ring_pending(ring) && rctx_now() < lim;)
-		rctx_ring_run(ring, rctx_now() + 10000000);
-	rctx_ring_stats(ring, &me->st);
-	rctx_ring_destroy(ring);
-	close(sv[0]);
-	close(sv[1]);
+	finish_submitter(ring, &me->st, sv);
 	return NULL;
 }
 
@@ -294,13 +298,7 @@ static void *root_submitter(void *arg)
 		rctx_unref(ctx); /* the request keeps it alive */
 		rctx_ring_run(ring, 0);
 	}
-	for (int64_t lim = rctx_now() + 20000000000LL;
-	     rctx_ring_pending(ring) && rctx_now() < lim;)
-		rctx_ring_run(ring, rctx_now() + 10000000);
-	rctx_ring_stats(ring, &me->st);
-	rctx_ring_destroy(ring);
-	close(sv[0]);
-	close(sv[1]);
+	finish_submitter(ring, &me->st, sv);
 	return NULL;
 }
 
