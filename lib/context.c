@@ -356,12 +356,6 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
 	return true;
 }
 
-bool rctx_cancel_internal(struct rctx_cancel *c, int err, int cause,
-			  bool remove_from_parent)
-{
-	return cancel_tree(c, err, cause, remove_from_parent, false);
-}
-
 bool rctx_timer_expired(struct rctx_deadline *d)
 {
 	return cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true, true);

@@ -9,9 +9,9 @@
  *    without-cancel contexts keep nothing; their children register with the
  *    nearest cancellable ancestor (value contexts cache it in ->canc).
  *  - The child set and the request list of a cancellable context are
- *    protected by its own lock (no global lock on the cancel path). Lock
- *    order: a context's lock, then a ring's (none today: rings are reached
- *    through lock-free stacks).
+ *    protected by its own lock (no global lock on the cancel path). Only a
+ *    cancel holds several, always top-down along one path; rings are reached
+ *    through lock-free stacks, never under a ring lock.
  */
 #ifndef RINGCTX_INTERNAL_H
 #define RINGCTX_INTERNAL_H
@@ -228,9 +228,6 @@ static inline int cancel_err(const struct rctx_cancel *c)
 void rctx_obj_get(struct rctx *c);
 void rctx_obj_put(struct rctx *c);
 
-/* Cancel c's subtree with err/cause; returns true if this call ended c. */
-bool rctx_cancel_internal(struct rctx_cancel *c, int err, int cause,
-			  bool remove_from_parent);
 /* The deadline of d expired (runtime thread, or at creation). */
 bool rctx_timer_expired(struct rctx_deadline *d);
 int rctx_expire_due(const struct rctx *ctx);
