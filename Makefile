@@ -40,7 +40,7 @@ BENCH_SRCS := $(wildcard bench/bench_*.c)
 TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c)))
 
 .PHONY: all deps-build deps-check deps-bench check check-plain check-asan \
-	check-tsan check-valgrind check-install demo bench bench-quick man install clean
+	check-tsan check-valgrind check-install check-symbols demo bench bench-quick man install clean
 .DEFAULT_GOAL := all
 
 # One build directory per flavour: $(BUILD)/plain, $(BUILD)/asan, $(BUILD)/tsan.
@@ -92,7 +92,7 @@ deps-bench:
 
 $(SHLIB): $(plain_PICOBJS) lib/ringctx.map
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/ringctx.map \
+	$(Q)$(CC) -shared -Wl,-z,defs -Wl,-soname,$(SONAME) -Wl,--version-script=lib/ringctx.map \
 		-o $@ $(plain_PICOBJS) $(LIBS)
 	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libringctx.so
@@ -110,7 +110,11 @@ $(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC)
 RUN_TEST = scripts/run-tests.sh
 
 check: deps-check
-	$(Q)$(MAKE) --no-print-directory check-plain check-asan check-tsan check-valgrind check-install
+	$(Q)$(MAKE) --no-print-directory check-plain check-asan check-tsan check-valgrind check-install check-symbols
+
+# Nothing but the public API and rctx__ internals is global.
+check-symbols: $(STATIC) $(SHLIB)
+	$(Q)scripts/check-symbols.sh $(STATIC) $(SHLIB)
 
 # Install into a staging tree and build a program against it with pkg-config,
 # statically and against the shared library.

@@ -37,7 +37,7 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	g = rctx_governor(ctx);
 	if (!g) {
 		/* Never done: fn can never run; only a stop remains possible. */
-		rctx_obj_put(&a->c.hdr);
+		rctx__obj_put(&a->c.hdr);
 		return a;
 	}
 	rlock(&g->lock);
@@ -47,8 +47,8 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	runlock(&g->lock);
 	if (e) {
 		atomic_store(&a->state, AFTER_QUEUED);
-		if (!rt_queue_after(a))
-			rctx_obj_put(&a->c.hdr);
+		if (!rctx__rt_queue_after(a))
+			rctx__obj_put(&a->c.hdr);
 	}
 	return a;
 }
@@ -74,7 +74,7 @@ RCTX_API bool rctx_after_stop(rctx_after_t *a)
 		runlock(&g->lock);
 	}
 	if (detached)
-		rctx_obj_put(&a->c.hdr);
+		rctx__obj_put(&a->c.hdr);
 	return true;
 }
 
@@ -82,5 +82,5 @@ RCTX_API void rctx_after_release(rctx_after_t *a)
 {
 	ERRNO_GUARD;
 	if (a)
-		rctx_obj_put(&a->c.hdr);
+		rctx__obj_put(&a->c.hdr);
 }

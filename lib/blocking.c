@@ -43,8 +43,8 @@ static void thread_ring_exit(void *p)
 	struct orphan *o;
 
 	tls_ring = NULL;
-	if (ring_shutdown(ring, rctx_now() + 100000000LL) == 0) {
-		ring_free(ring);
+	if (rctx__ring_shutdown(ring, rctx_now() + 100000000LL) == 0) {
+		rctx__ring_free(ring);
 		return;
 	}
 	o = malloc(sizeof(*o));
@@ -113,7 +113,7 @@ static int map_result(rctx_t *ctx, int res)
 		return res;
 	/* A deadline link timeout can beat the runtime's timer by a hair:
 	 * expire the context here so its error agrees with ours. */
-	e = rctx_expire_due(ctx);
+	e = rctx__expire_due(ctx);
 	return e ? e : res;
 }
 
@@ -131,7 +131,7 @@ static int run_blocking(rctx_t *ctx, struct io_uring_sqe *sqe, struct bop *b,
 
 	if (!ring)
 		return -ENOMEM;
-	if (ring_in_run(ring))
+	if (rctx__ring_in_run(ring))
 		return -EDEADLK;
 	if (owned)
 		sqe->flags |= IOSQE_ASYNC;

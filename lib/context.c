@@ -38,7 +38,7 @@ static bool is_root(const struct rctx *c)
 
 /* ---- references ---------------------------------------------------------- */
 
-void rctx_obj_get(struct rctx *c)
+void rctx__obj_get(struct rctx *c)
 {
 	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 }
@@ -65,7 +65,7 @@ static struct rctx *obj_free(struct rctx *c)
 	case RCTX_CANCEL:
 	case RCTX_DEADLINE:
 		unregister(&((struct rctx_cancel *)c)->c);
-		rctx_done_close((struct rctx_cancel *)c);
+		rctx__done_close((struct rctx_cancel *)c);
 		break;
 	case RCTX_AFTER:
 		/* A record at zero has been detached by whoever dropped its
@@ -78,7 +78,7 @@ static struct rctx *obj_free(struct rctx *c)
 	return parent;
 }
 
-void rctx_obj_put(struct rctx *c)
+void rctx__obj_put(struct rctx *c)
 {
 	/* Iterative, so that freeing a long chain does not recurse. */
 	while (c && !is_root(c)) {
@@ -91,7 +91,7 @@ void rctx_obj_put(struct rctx *c)
 RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
 {
 	if (ctx && !is_root(ctx))
-		rctx_obj_get(ctx);
+		rctx__obj_get(ctx);
 	return ctx;
 }
 
@@ -99,7 +99,7 @@ RCTX_API void rctx_unref(rctx_t *ctx)
 {
 	ERRNO_GUARD;
 	if (ctx && ctx->kind != RCTX_AFTER)
-		rctx_obj_put(ctx);
+		rctx__obj_put(ctx);
 }
 
 /* ---- construction -------------------------------------------------------- */
@@ -111,7 +111,7 @@ static void hdr_init(struct rctx *c, enum rctx_kind kind, struct rctx *parent)
 	c->tstate = 0;
 	atomic_init(&c->waiters, 0);
 	c->unused = 0;
-	rctx_obj_get(parent); /* no-op count on the static roots */
+	rctx__obj_get(parent); /* no-op count on the static roots */
 	c->parent = parent;
 }
 
@@ -196,10 +196,10 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 	if (!cancel_attach(&d->cc))
 		return &d->cc.c.hdr;
 	if (abs_ns <= rctx_now()) {
-		rctx_timer_expired(d); /* no timer was armed */
+		rctx__timer_expired(d); /* no timer was armed */
 		return &d->cc.c.hdr;
 	}
-	if (rt_arm_deadline(d) < 0) {
+	if (rctx__rt_arm_deadline(d) < 0) {
 		rctx_release(&d->cc.c.hdr);
 		return NULL;
 	}
@@ -272,11 +272,11 @@ static void end_locked(struct rctx_cancel *c, int err, int cause,
 	 * means its subtree is done too. */
 	c->cause = cause;
 	atomic_store_explicit(&c->err, ERR_ENDING, memory_order_seq_cst);
-	rctx_done_signal_locked(c);
+	rctx__done_signal_locked(c);
 	if (c->reqs)
-		ring_cancel_reqs_locked(c, b);
+		rctx__ring_cancel_reqs_locked(c, b);
 	if (c->c.hdr.kind == RCTX_DEADLINE && !from_timer)
-		rt_remove_deadline((struct rctx_deadline *)c);
+		rctx__rt_remove_deadline((struct rctx_deadline *)c);
 }
 
 /*
@@ -317,7 +317,7 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
 
 			atomic_store_explicit(&cur->err, err, memory_order_seq_cst);
 			runlock(&cur->lock);
-			rctx_done_wake(cur);
+			rctx__done_wake(cur);
 			if (!up)
 				break;
 			cur = up;
@@ -331,7 +331,7 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
 			/* Detaching it gives us its registration reference. */
 			a = (struct rctx_after *)k;
 			if (!atomic_compare_exchange_strong(&a->state, &armed, AFTER_QUEUED) ||
-			    !rt_queue_after(a)) {
+			    !rctx__rt_queue_after(a)) {
 				a->run_next = stopped; /* put once unlocked */
 				stopped = a;
 			}
@@ -346,17 +346,17 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
 		end_locked(child, err, cause, &b, false);
 		cur = child;
 	}
-	ring_wake_batch(&b);
+	rctx__ring_wake_batch(&b);
 	while ((a = stopped)) {
 		stopped = a->run_next;
-		rctx_obj_put(&a->c.hdr);
+		rctx__obj_put(&a->c.hdr);
 	}
 	if (remove_from_parent)
 		unregister(&root->c);
 	return true;
 }
 
-bool rctx_timer_expired(struct rctx_deadline *d)
+bool rctx__timer_expired(struct rctx_deadline *d)
 {
 	return cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true, true);
 }
@@ -366,7 +366,7 @@ bool rctx_timer_expired(struct rctx_deadline *d)
  * without waiting for its timer (which then finds it done). Any thread may
  * do this: it is what the timer would do. Returns ctx's error afterwards.
  */
-int rctx_expire_due(const struct rctx *ctx)
+int rctx__expire_due(const struct rctx *ctx)
 {
 	const struct rctx_cancel *g = rctx_governor(ctx);
 	const struct rctx *c;
@@ -407,7 +407,7 @@ RCTX_API void rctx_release(rctx_t *ctx)
 		return;
 	if (kind_cancellable(ctx))
 		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, true, false);
-	rctx_obj_put(ctx);
+	rctx__obj_put(ctx);
 }
 
 /* ---- queries ------------------------------------------------------------- */

@@ -17,7 +17,7 @@ static long sys_futex(void *addr, int op, int val, const struct timespec *ts)
 	return syscall(SYS_futex, addr, op, val, ts, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
-void rlock_slow(rlock_t *l)
+void rctx__rlock_slow(rlock_t *l)
 {
 	uint32_t c;
 
@@ -40,14 +40,14 @@ void rlock_slow(rlock_t *l)
 	}
 }
 
-void rlock_wake(rlock_t *l)
+void rctx__rlock_wake(rlock_t *l)
 {
 	sys_futex(&l->v, FUTEX_WAKE_PRIVATE, 1, NULL);
 }
 
 /* Wait while *addr == val, until abs_deadline (CLOCK_MONOTONIC).
  * Returns 0 when woken or the value changed, -ETIMEDOUT, or -EINTR. */
-int rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline)
+int rctx__rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline)
 {
 	struct timespec ts, *tp = NULL;
 
@@ -67,7 +67,7 @@ int rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline)
 	return -errno;
 }
 
-void rfutex_wake_all(_Atomic int *addr)
+void rctx__rfutex_wake_all(_Atomic int *addr)
 {
 	sys_futex(addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 }
@@ -76,7 +76,7 @@ void rfutex_wake_all(_Atomic int *addr)
  * The canceller, under c->lock, before it publishes err: signal the done fd
  * if it exists, so that nobody can see err != 0 with the fd not readable.
  */
-void rctx_done_signal_locked(struct rctx_cancel *c)
+void rctx__done_signal_locked(struct rctx_cancel *c)
 {
 	int fd = atomic_load_explicit(&c->done_fd, memory_order_relaxed);
 
@@ -85,13 +85,13 @@ void rctx_done_signal_locked(struct rctx_cancel *c)
 }
 
 /* The canceller, after err is published and the lock dropped. */
-void rctx_done_wake(struct rctx_cancel *c)
+void rctx__done_wake(struct rctx_cancel *c)
 {
 	if (atomic_load_explicit(&c->c.hdr.waiters, memory_order_seq_cst))
-		rfutex_wake_all(&c->err);
+		rctx__rfutex_wake_all(&c->err);
 }
 
-void rctx_done_close(struct rctx_cancel *c)
+void rctx__done_close(struct rctx_cancel *c)
 {
 	int fd = atomic_load_explicit(&c->done_fd, memory_order_relaxed);
 
@@ -168,7 +168,7 @@ RCTX_API int rctx_wait(rctx_t *ctx, int64_t abs_deadline)
 
 		if (atomic_load_explicit(&g->err, memory_order_seq_cst))
 			return 0; /* ERR_ENDING included: rctx_err() waits it out */
-		ret = rfutex_wait(&g->err, 0, abs_deadline);
+		ret = rctx__rfutex_wait(&g->err, 0, abs_deadline);
 		if (ret == -ETIMEDOUT || (ret < 0 && ret != -EINTR))
 			return cancel_err(g) ? 0 : -EAGAIN;
 	}
@@ -182,7 +182,7 @@ RCTX_API int rctx_wait(rctx_t *ctx, int64_t abs_deadline)
  * ppoll blocks, while a thread blocked in io_uring_enter would stall the
  * whole program under it. Returns 0, or -EINTR / -ETIME.
  */
-int ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline)
+int rctx__ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline)
 {
 	struct pollfd p = { .fd = ring->ring_fd, .events = POLLIN };
 	struct timespec ts, *tp = NULL;

@@ -89,8 +89,8 @@ typedef struct {
 	_Atomic uint32_t v; /* 0 free, 1 locked, 2 locked with waiters */
 } rlock_t;
 
-void rlock_slow(rlock_t *l);
-void rlock_wake(rlock_t *l);
+void rctx__rlock_slow(rlock_t *l);
+void rctx__rlock_wake(rlock_t *l);
 
 static inline void rlock(rlock_t *l)
 {
@@ -98,17 +98,17 @@ static inline void rlock(rlock_t *l)
 	if (likely(atomic_compare_exchange_strong_explicit(
 		    &l->v, &z, 1, memory_order_acquire, memory_order_relaxed)))
 		return;
-	rlock_slow(l);
+	rctx__rlock_slow(l);
 }
 
 static inline void runlock(rlock_t *l)
 {
 	if (unlikely(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2))
-		rlock_wake(l);
+		rctx__rlock_wake(l);
 }
 
-int rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline);
-void rfutex_wake_all(_Atomic int *addr);
+int rctx__rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline);
+void rctx__rfutex_wake_all(_Atomic int *addr);
 
 /* ---- the tree ---------------------------------------------------------- */
 enum rctx_kind {
@@ -225,24 +225,24 @@ static inline int cancel_err(const struct rctx_cancel *c)
 	return e;
 }
 
-void rctx_obj_get(struct rctx *c);
-void rctx_obj_put(struct rctx *c);
+void rctx__obj_get(struct rctx *c);
+void rctx__obj_put(struct rctx *c);
 
 /* The deadline of d expired (runtime thread, or at creation). */
-bool rctx_timer_expired(struct rctx_deadline *d);
-int rctx_expire_due(const struct rctx *ctx);
-void rctx_done_signal_locked(struct rctx_cancel *c);
-void rctx_done_wake(struct rctx_cancel *c);
-void rctx_done_close(struct rctx_cancel *c);
+bool rctx__timer_expired(struct rctx_deadline *d);
+int rctx__expire_due(const struct rctx *ctx);
+void rctx__done_signal_locked(struct rctx_cancel *c);
+void rctx__done_wake(struct rctx_cancel *c);
+void rctx__done_close(struct rctx_cancel *c);
 
 /* ---- runtime thread (lib/runtime.c) ------------------------------------- */
-int rt_arm_deadline(struct rctx_deadline *d);
-void rt_remove_deadline(struct rctx_deadline *d);
-bool rt_queue_after(struct rctx_after *a);
-void rt_stat_add(_Atomic uint64_t *ctr, uint64_t n);
+int rctx__rt_arm_deadline(struct rctx_deadline *d);
+void rctx__rt_remove_deadline(struct rctx_deadline *d);
+bool rctx__rt_queue_after(struct rctx_after *a);
+void rctx__rt_stat_add(_Atomic uint64_t *ctr, uint64_t n);
 
 /* Sleep until ring has a completion or abs_deadline passes (lib/done.c). */
-int ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline);
+int rctx__ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
 /* Collects the rings a cancel must wake, so wake-ups happen after the
@@ -252,10 +252,10 @@ struct cancel_batch {
 	struct rctx_ring *rings[CANCEL_WAKE_MAX];
 	unsigned n;
 };
-void ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b);
-void ring_wake_batch(struct cancel_batch *b);
-int ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline);
-void ring_free(struct rctx_ring *ring);
-bool ring_in_run(const struct rctx_ring *ring);
+void rctx__ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b);
+void rctx__ring_wake_batch(struct cancel_batch *b);
+int rctx__ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline);
+void rctx__ring_free(struct rctx_ring *ring);
+bool rctx__ring_in_run(const struct rctx_ring *ring);
 
 #endif /* RINGCTX_INTERNAL_H */

@@ -225,7 +225,7 @@ static void batch_add(struct cancel_batch *b, struct rctx_ring *ring)
 }
 
 /* Queue every request of c on its ring's cancel stack. Under c->lock. */
-void ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b)
+void rctx__ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b)
 {
 	for (struct hnode *h = c->reqs; h; h = h->next) {
 		struct rctx_req *r = container_of(h, struct rctx_req, link);
@@ -244,7 +244,7 @@ void ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b)
 	}
 }
 
-void ring_wake_batch(struct cancel_batch *b)
+void rctx__ring_wake_batch(struct cancel_batch *b)
 {
 	for (unsigned i = 0; i < b->n; i++)
 		wake_ring(b->rings[i]);
@@ -344,7 +344,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 		err = atomic_load_explicit(&g->err, memory_order_relaxed);
 		if (!err) {
 			hlist_add(&g->reqs, &r->link);
-			rctx_obj_get(&g->c.hdr);
+			rctx__obj_get(&g->c.hdr);
 			r->ctx = g;
 		}
 		runlock(&g->lock);
@@ -375,10 +375,10 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 				/* A cancel raced in and queued it: let the
 				 * stack free the slot. */
 				r->state = RS_ZOMBIE;
-				rctx_obj_put(&g->c.hdr);
+				rctx__obj_put(&g->c.hdr);
 				return err;
 			}
-			rctx_obj_put(&g->c.hdr);
+			rctx__obj_put(&g->c.hdr);
 		}
 		slot_free(ring, r);
 		return err;
@@ -443,7 +443,7 @@ static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 		slot_free(ring, r);
 	cb(arg, res, flags);
 	if (g)
-		rctx_obj_put(&g->c.hdr);
+		rctx__obj_put(&g->c.hdr);
 }
 
 static void handle_cqe(struct rctx_ring *ring, const struct io_uring_cqe *cqe)
@@ -541,7 +541,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 		 * there are none. */
 		n = reap(ring);
 		if (n == 0 && !io_uring_cq_ready(&ring->ring))
-			ret = ring_wait_cqe(&ring->ring, abs_deadline);
+			ret = rctx__ring_wait_cqe(&ring->ring, abs_deadline);
 	}
 	n += reap(ring);
 	n += run_local(ring);
@@ -640,7 +640,7 @@ static void cancel_all(struct rctx_ring *ring)
  * Cancel everything and run until every callback ran or the deadline passed.
  * Returns 0 when the ring is empty, -EBUSY if the kernel still holds some.
  */
-int ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline)
+int rctx__ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline)
 {
 	cancel_all(ring);
 	while (ring->pending) {
@@ -655,7 +655,7 @@ int ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline)
 	return 0;
 }
 
-void ring_free(struct rctx_ring *ring)
+void rctx__ring_free(struct rctx_ring *ring)
 {
 	/* A canceller may still be between its push and its wake-up. */
 	while (atomic_load_explicit(&ring->wakers, memory_order_acquire))
@@ -674,9 +674,9 @@ RCTX_API void rctx_ring_destroy(rctx_ring_t *ring)
 	ERRNO_GUARD;
 	if (!ring || ring->in_run)
 		return; /* not from its own callbacks (documented) */
-	ring_shutdown(ring, RCTX_FOREVER);
+	rctx__ring_shutdown(ring, RCTX_FOREVER);
 	drain_cancels(ring); /* free the last zombies */
-	ring_free(ring);
+	rctx__ring_free(ring);
 }
 
 RCTX_API struct io_uring *rctx_ring_uring(rctx_ring_t *ring)
@@ -689,7 +689,7 @@ RCTX_API int rctx_ring_fd(rctx_ring_t *ring)
 	return ring ? ring->ring.ring_fd : -EINVAL;
 }
 
-bool ring_in_run(const struct rctx_ring *ring)
+bool rctx__ring_in_run(const struct rctx_ring *ring)
 {
 	return ring->in_run;
 }

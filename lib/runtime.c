@@ -57,7 +57,7 @@ static struct runtime {
 	} st;
 } rt = { .start_lock = PTHREAD_MUTEX_INITIALIZER, .efd = -1 };
 
-void rt_stat_add(_Atomic uint64_t *ctr, uint64_t n)
+void rctx__rt_stat_add(_Atomic uint64_t *ctr, uint64_t n)
 {
 	atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
 }
@@ -166,9 +166,9 @@ static void heap_remove(size_t i)
 static void expire(struct rctx_deadline *d)
 {
 	d->cc.c.hdr.tstate = TS_DONE;
-	if (rctx_timer_expired(d))
-		rt_stat_add(&rt.st.fired, 1);
-	rctx_obj_put(&d->cc.c.hdr); /* the timer's reference */
+	if (rctx__timer_expired(d))
+		rctx__rt_stat_add(&rt.st.fired, 1);
+	rctx__obj_put(&d->cc.c.hdr); /* the timer's reference */
 }
 
 static void expire_due(void)
@@ -204,18 +204,18 @@ static void drain_arm(void)
 		next = d->arm_next;
 		if (cancel_err(&d->cc)) {
 			h->tstate = TS_DONE;
-			rt_stat_add(&rt.st.skipped, 1);
-			rctx_obj_put(h);
+			rctx__rt_stat_add(&rt.st.skipped, 1);
+			rctx__obj_put(h);
 		} else if (d->cc.deadline <= rctx_now()) {
-			rt_stat_add(&rt.st.armed, 1); /* taken on, and due */
+			rctx__rt_stat_add(&rt.st.armed, 1); /* taken on, and due */
 			expire(d);
 		} else if (!heap_push(d)) {
 			d->arm_next = rt.overflow;
 			rt.overflow = d;
 		} else {
 			h->tstate = TS_ARMED;
-			rt_stat_add(&rt.st.armed, 1);
-			rt_stat_add(&rt.st.live, 1);
+			rctx__rt_stat_add(&rt.st.armed, 1);
+			rctx__rt_stat_add(&rt.st.live, 1);
 		}
 	}
 }
@@ -230,10 +230,10 @@ static void drain_remove(void)
 			heap_remove(d->heap_idx);
 			d->cc.c.hdr.tstate = TS_DONE;
 			atomic_fetch_sub(&rt.st.live, 1);
-			rt_stat_add(&rt.st.removed, 1);
-			rctx_obj_put(&d->cc.c.hdr); /* the heap's reference */
+			rctx__rt_stat_add(&rt.st.removed, 1);
+			rctx__obj_put(&d->cc.c.hdr); /* the heap's reference */
 		}
-		rctx_obj_put(&d->cc.c.hdr); /* the queue's reference */
+		rctx__obj_put(&d->cc.c.hdr); /* the queue's reference */
 	}
 }
 
@@ -275,9 +275,9 @@ static void run_afters(bool call)
 		next = a->run_next;
 		if (call) {
 			a->fn(a->arg);
-			rt_stat_add(&rt.st.afters, 1);
+			rctx__rt_stat_add(&rt.st.afters, 1);
 		}
-		rctx_obj_put(&a->c.hdr);
+		rctx__obj_put(&a->c.hdr);
 	}
 }
 
@@ -288,7 +288,7 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 	switch (ud & UD_TAG) {
 	case UD_WAKE:
 		atomic_store(&rt.wake_pending, 0);
-		rt_stat_add(&rt.st.wakeups, 1);
+		rctx__rt_stat_add(&rt.st.wakeups, 1);
 		rt_arm_wake_read();
 		break;
 	case UD_TIMER:
@@ -343,11 +343,11 @@ static void *rt_main(void *unused)
 		}
 		io_uring_submit(&rt.ring);
 		if (!rt.heap_n && !rt.overflow) {
-			ring_wait_cqe(&rt.ring, RCTX_FOREVER);
+			rctx__ring_wait_cqe(&rt.ring, RCTX_FOREVER);
 		} else {
 			int64_t until = rctx_now() + RT_TICK_NS;
 
-			ring_wait_cqe(&rt.ring, until < next ? until : next);
+			rctx__ring_wait_cqe(&rt.ring, until < next ? until : next);
 		}
 		atomic_store(&rt.next_wakeup, INT64_MIN);
 		reap_all();
@@ -368,18 +368,18 @@ static void rt_stop(void)
 	/* The thread is gone: this thread owns its state now. */
 	for (struct rctx_deadline *d = atomic_exchange(&rt.arm_q, NULL), *n; d; d = n) {
 		n = d->arm_next;
-		rctx_obj_put(&d->cc.c.hdr);
+		rctx__obj_put(&d->cc.c.hdr);
 	}
 	for (struct rctx_deadline *d = rt.overflow, *n; d; d = n) {
 		n = d->arm_next;
-		rctx_obj_put(&d->cc.c.hdr);
+		rctx__obj_put(&d->cc.c.hdr);
 	}
 	drain_remove();
 	while (rt.heap_n) {
 		struct rctx_deadline *d = rt.heap[--rt.heap_n];
 
 		d->cc.c.hdr.tstate = TS_DONE;
-		rctx_obj_put(&d->cc.c.hdr);
+		rctx__obj_put(&d->cc.c.hdr);
 	}
 	atomic_store(&rt.st.live, 0);
 	free(rt.heap);
@@ -432,14 +432,14 @@ out:
 
 /* ---- entry points for the tree ---------------------------------------------- */
 
-int rt_arm_deadline(struct rctx_deadline *d)
+int rctx__rt_arm_deadline(struct rctx_deadline *d)
 {
 	struct rctx_deadline *head;
 	int ret = rt_start();
 
 	if (ret < 0)
 		return ret;
-	rctx_obj_get(&d->cc.c.hdr); /* the timer's reference */
+	rctx__obj_get(&d->cc.c.hdr); /* the timer's reference */
 	head = atomic_load(&rt.arm_q);
 	do {
 		d->arm_next = head;
@@ -449,13 +449,13 @@ int rt_arm_deadline(struct rctx_deadline *d)
 }
 
 /* d was cancelled by something other than its timer: drop the timer lazily. */
-void rt_remove_deadline(struct rctx_deadline *d)
+void rctx__rt_remove_deadline(struct rctx_deadline *d)
 {
 	struct rctx_deadline *head;
 
 	if (!atomic_load_explicit(&rt.running, memory_order_acquire))
 		return; /* never armed */
-	rctx_obj_get(&d->cc.c.hdr);
+	rctx__obj_get(&d->cc.c.hdr);
 	head = atomic_load(&rt.remove_q);
 	do {
 		d->remove_next = head;
@@ -468,7 +468,7 @@ void rt_remove_deadline(struct rctx_deadline *d)
  * running it here would break its promises (never under a lock, never making
  * a cancel wait); the caller drops a's reference once it holds no lock.
  */
-bool rt_queue_after(struct rctx_after *a)
+bool rctx__rt_queue_after(struct rctx_after *a)
 {
 	struct rctx_after *head;
 
