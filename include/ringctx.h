@@ -387,9 +387,11 @@ int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
 /* ------------------------------------------------------------------------ */
 /* Blocking calls, in the Go style                                          */
 /*                                                                          */
-/* Each runs one request on the calling thread's own ring (created on first */
-/* use, destroyed at thread exit) and returns its result, or the context's  */
-/* error (-ECANCELED / -ETIMEDOUT) as soon as the context is done.          */
+/* Each runs one request and returns its result, or the context's error    */
+/* (-ECANCELED / -ETIMEDOUT) as soon as the context is done. Socket, FIFO   */
+/* and timer requests run on the calling thread's own ring (created on     */
+/* first use, handed to the runtime thread at thread exit if the kernel    */
+/* still holds requests of it, freed once it lets go).                     */
 /* A result that completed in the kernel despite a cancel (bytes read, an   */
 /* accepted fd) is returned, never dropped.                                 */
 /*                                                                          */
@@ -399,17 +401,21 @@ int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
 /* For everything else (regular files, block and character devices), whose */
 /* issued I/O the kernel may be unable to abort (a hung disk or FUSE        */
 /* server), and for fsync and openat, the I/O goes through library-owned    */
-/* memory (a bounce buffer, a copy of the path) with IOSQE_ASYNC, and on    */
+/* memory (a bounce buffer, a copy of the path) with IOSQE_ASYNC, and is    */
+/* submitted by the library's runtime thread, never by the caller (the     */
+/* kernel makes a thread's exit wait for the io-wq work it submitted). On   */
 /* cancel the call returns at once, abandoning the request: the kernel can  */
-/* never touch the caller's buffer after the call returns, and the          */
-/* submitting thread never blocks in the kernel. An abandoned request may   */
-/* still take effect later (a write reaches the file, an openat creates it: */
-/* its late fd is closed); a -ECANCELED/-ETIMEDOUT from a write, fsync or   */
-/* openat means "outcome unknown", as for any I/O cut off by a deadline.    */
-/* Abandoned requests are counted in the ring's held_after_cancel gauge and */
-/* their memory is freed when the kernel ends them.                         */
+/* never touch the caller's buffer after the call returns, the caller never */
+/* blocks in the kernel, and its thread can exit at once. An abandoned     */
+/* request may still take effect later (a write reaches the file, an openat */
+/* creates it: its late fd is closed); a -ECANCELED/-ETIMEDOUT from a      */
+/* write, fsync or openat means "outcome unknown", as for any I/O cut off   */
+/* by a deadline. Abandoned requests are counted in rctx_runtime_stats()    */
+/* (kept_abandoned, kept_held) and their memory is freed when the kernel    */
+/* ends them.                                                               */
 /* -EINVAL for a NULL ctx; -EDEADLK if called from a callback running on    */
-/* the thread's ring; -ENOMEM.                                              */
+/* the thread's ring, or (files, fsync, openat) on the runtime thread (from */
+/* an after-func); -ENOMEM; -ESHUTDOWN once the process is exiting.         */
 /* ------------------------------------------------------------------------ */
 
 ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off);
@@ -431,9 +437,16 @@ int rctx_poll(rctx_t *ctx, int fd, unsigned poll_mask);
 int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
 
 /*
- * The calling thread's ring used by the blocking calls (created on first use;
- * -errno of rctx_ring_create is reported as NULL). Use it to read its stats.
- * Owned by the thread; do not destroy it.
+ * The calling thread's ring used by the blocking calls on sockets, FIFOs and
+ * timers (created on first use; -errno of rctx_ring_create is reported as
+ * NULL). Use it to read its stats, or to submit requests of your own: run it
+ * (rctx_ring_run) from this thread. Owned by the thread; do not destroy it.
+ * At thread exit its requests are cancelled; if the kernel still holds some
+ * after 100 ms (I/O it cannot abort), the ring is handed to the runtime
+ * thread, which runs their callbacks when the kernel ends them (on the
+ * runtime thread) and then frees it (rctx_runtime_stats: rings_adopted,
+ * rings_reclaimed). The kernel itself still makes the exiting thread wait
+ * for the io-wq work it submitted (docs/stuck-io.md).
  */
 rctx_ring_t *rctx_thread_ring(void);
 
@@ -442,8 +455,9 @@ rctx_ring_t *rctx_thread_ring(void);
 /* ------------------------------------------------------------------------ */
 
 /*
- * Process-wide counters of the library's runtime thread (deadlines and
- * after-funcs), for tests and observability.
+ * Process-wide counters of the library's runtime thread (deadlines,
+ * after-funcs, the I/O that blocking calls may abandon, and the rings it
+ * adopted from exited threads), for tests and observability.
  */
 struct rctx_runtime_stats {
 	uint64_t timers_armed;    /* deadlines taken on (into the heap, or due) */
@@ -454,6 +468,17 @@ struct rctx_runtime_stats {
 	uint64_t after_funcs_run; /* after-funcs called */
 	uint64_t wakeups;         /* runtime thread wake-ups by eventfd */
 	bool running;             /* the runtime thread exists */
+	/* Blocking file I/O (fsync, openat, file reads and writes), which the
+	 * runtime thread submits so that no caller's exit waits for a disk: */
+	uint64_t kept_submitted;  /* requests submitted */
+	uint64_t kept_abandoned;  /* given up by their caller (context done)
+				     while the kernel still held them */
+	uint64_t kept_late;       /* abandoned requests the kernel ended since */
+	uint64_t kept_held;       /* gauge: abandoned, still held by the kernel */
+	struct rctx_ring_stats kept; /* the ring they run on */
+	uint64_t rings_adopted;   /* rings of exited threads that still held
+				     requests, taken over by the runtime */
+	uint64_t rings_reclaimed; /* adopted rings freed once the kernel let go */
 };
 
 /* Snapshot of the runtime counters. -EINVAL for NULL. Thread-safe. */

@@ -29,32 +29,16 @@ static pthread_key_t ring_key;
 static pthread_once_t ring_key_once = PTHREAD_ONCE_INIT;
 static __thread struct rctx_ring *tls_ring;
 
-/* Rings of exited threads whose requests the kernel would not let go of:
- * kept (not freed) so the kernel never writes into freed memory. */
-static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct orphan {
-	struct orphan *next;
-	struct rctx_ring *ring;
-} *orphans;
-
+/* Thread exit: a ring the kernel would not empty in time goes to the
+ * runtime thread, which frees it once the kernel lets go. */
 static void thread_ring_exit(void *p)
 {
 	struct rctx_ring *ring = p;
-	struct orphan *o;
 
 	tls_ring = NULL;
-	if (rctx__ring_shutdown(ring, rctx_now() + 100000000LL) == 0) {
-		rctx__ring_free(ring);
-		return;
-	}
-	o = malloc(sizeof(*o));
-	if (!o)
-		return; /* unreachable but never freed: still safe */
-	pthread_mutex_lock(&orphan_lock);
-	o->ring = ring;
-	o->next = orphans;
-	orphans = o;
-	pthread_mutex_unlock(&orphan_lock);
+	if (rctx__ring_shutdown(ring, rctx_now() + 100000000LL) == 0 ||
+	    rctx__keep_ring(ring) < 0)
+		rctx__ring_free(ring); /* empty, or the process is exiting */
 }
 
 static void make_key(void)
@@ -77,14 +61,11 @@ RCTX_API rctx_ring_t *rctx_thread_ring(void)
 	return ring;
 }
 
-/* ---- one blocking request ------------------------------------------------- */
+/* ---- direct requests: sockets, pipes, timers ------------------------------- */
 
 struct bop {
 	int res;
 	bool done;
-	bool abandoned;
-	bool close_late;  /* an fd that arrives after abandonment is closed */
-	void *buf;        /* owned bounce buffer / path copy */
 };
 
 static void bop_cb(void *arg, int res, uint32_t flags)
@@ -93,13 +74,6 @@ static void bop_cb(void *arg, int res, uint32_t flags)
 
 	if (flags & IORING_CQE_F_MORE)
 		return;
-	if (b->abandoned) {
-		if (b->close_late && res >= 0)
-			close(res);
-		free(b->buf);
-		free(b);
-		return;
-	}
 	b->res = res;
 	b->done = true;
 }
@@ -118,68 +92,113 @@ static int map_result(rctx_t *ctx, int res)
 }
 
 /*
- * Submit sqe under ctx on this thread's ring and wait for it. With an owned
- * (heap) bop the call returns as soon as ctx is done, and b->abandoned then
- * says that b now belongs to the callback; otherwise the caller frees it.
- * Returns the result, or a negative errno.
+ * Submit sqe under ctx on this thread's ring and wait for its completion:
+ * the kernel can always abort these, so the caller's memory is safe to use
+ * and the call returns only once the kernel is done with it.
  */
-static int run_blocking(rctx_t *ctx, struct io_uring_sqe *sqe, struct bop *b,
-			bool owned)
+static int direct(rctx_t *ctx, struct io_uring_sqe *sqe)
 {
-	struct rctx_ring *ring = rctx_thread_ring();
+	struct rctx_ring *ring;
+	struct bop b = { 0 };
 	int ret;
 
+	if (!ctx)
+		return -EINVAL;
+	ring = rctx_thread_ring();
 	if (!ring)
 		return -ENOMEM;
 	if (rctx__ring_in_run(ring))
 		return -EDEADLK;
-	if (owned)
-		sqe->flags |= IOSQE_ASYNC;
-	ret = rctx_submit(ring, ctx, sqe, bop_cb, b);
+	ret = rctx_submit(ring, ctx, sqe, bop_cb, &b);
 	if (ret < 0)
 		return ret;
-	while (!b->done) {
-		if (owned && rctx_err(ctx)) {
-			/* Issue the queued cancel, then give the request up
-			 * unless the kernel let go of it right away. */
-			rctx_ring_run(ring, 0);
-			if (b->done)
-				break;
-			b->abandoned = true;
-			return rctx_err(ctx);
-		}
-		ret = rctx_ring_run(ring, RCTX_FOREVER);
-		if (ret < 0 && ret != -EINTR && !b->done && owned) {
-			/* A broken ring: give the request up, never its
-			 * memory. (Direct requests must be waited for.) */
-			b->abandoned = true;
-			return ret;
-		}
-	}
-	return map_result(ctx, b->res);
+	while (!b.done)
+		rctx_ring_run(ring, RCTX_FOREVER);
+	return map_result(ctx, b.res);
 }
 
-static int direct(rctx_t *ctx, struct io_uring_sqe *sqe)
+/* ---- kept requests: files, fsync, openat ---------------------------------- */
+
+/* A kept request with an owned buffer of buflen bytes (none if 0). */
+static struct rctx_kept *kept_new(size_t buflen)
 {
-	struct bop b = { 0 };
+	struct rctx_kept *k = calloc(1, sizeof(*k));
 
-	if (!ctx)
-		return -EINVAL;
-	return run_blocking(ctx, sqe, &b, false);
-}
-
-static struct bop *bop_new(size_t buflen)
-{
-	struct bop *b = calloc(1, sizeof(*b));
-
-	if (b && buflen) {
-		b->buf = malloc(buflen);
-		if (!b->buf) {
-			free(b);
+	if (k && buflen) {
+		k->buf = malloc(buflen);
+		if (!k->buf) {
+			free(k);
 			return NULL;
 		}
 	}
-	return b;
+	if (k)
+		atomic_init(&k->refs, 1);
+	return k;
+}
+
+/* Sleep until k completes or ctx is done; true if it completed. */
+static bool kept_wait(struct rctx_kept *k, rctx_t *ctx)
+{
+	for (;;) {
+		int seq = atomic_load_explicit(&k->seq, memory_order_acquire);
+
+		if (atomic_load_explicit(&k->state, memory_order_acquire) == KEPT_DONE)
+			return true;
+		if (rctx_err(ctx) && rctx__kept_abandon(k))
+			return false;
+		if (atomic_load_explicit(&k->state, memory_order_acquire) == KEPT_DONE)
+			return true;
+		rctx__rfutex_wait(&k->seq, seq, RCTX_FOREVER);
+	}
+}
+
+/*
+ * Run k's prepared SQE under ctx through the keeper (lib/keeper.c) and wait.
+ * Returns the result (a read's bytes copied from k->buf to out), or the
+ * context's error once it is done: the request is then abandoned to the
+ * keeper. Consumes the caller's reference to k.
+ */
+static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
+{
+	rctx_after_t *after = NULL;
+	int ret;
+
+	if (rctx__rt_self()) {
+		rctx__kept_put(k);
+		return -EDEADLK; /* it would wait for itself */
+	}
+	k->sqe.flags |= IOSQE_ASYNC; /* never block the runtime thread */
+	if (rctx_governor(ctx)) {
+		atomic_fetch_add(&k->refs, 1); /* the after-func's */
+		after = rctx_after_func(ctx, rctx__kept_ctx_done, k);
+		if (!after) {
+			atomic_fetch_sub(&k->refs, 1);
+			rctx__kept_put(k);
+			return -ENOMEM;
+		}
+	}
+	k->ctx = rctx_ref(ctx);
+	atomic_fetch_add(&k->refs, 1); /* the keeper's */
+	ret = rctx__keep_submit(k);
+	if (ret < 0) {
+		rctx_unref(k->ctx);
+		atomic_fetch_sub(&k->refs, 1);
+	} else if (kept_wait(k, ctx)) {
+		ret = map_result(ctx, k->res);
+		if (ret > 0 && out) {
+			kernel_wrote(k->buf, (size_t)ret);
+			memcpy(out, k->buf, (size_t)ret);
+		}
+	} else {
+		ret = rctx_err(ctx);
+	}
+	if (after) {
+		if (rctx_after_stop(after))
+			rctx__kept_put(k); /* fn will never run */
+		rctx_after_release(after);
+	}
+	rctx__kept_put(k);
+	return ret;
 }
 
 /* Only sockets and FIFOs are sure to be poll-driven, hence abortable. */
@@ -198,7 +217,7 @@ RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t o
 {
 	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
-	struct bop *b;
+	struct rctx_kept *k;
 	int ret;
 
 	if (!ctx || (!buf && len))
@@ -212,20 +231,11 @@ RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t o
 			kernel_wrote(buf, (size_t)ret);
 		return ret;
 	}
-	b = bop_new(len ? len : 1);
-	if (!b)
+	k = kept_new(len ? len : 1);
+	if (!k)
 		return -ENOMEM;
-	io_uring_prep_read(&sqe, fd, b->buf, (unsigned)len, (uint64_t)off);
-	ret = run_blocking(ctx, &sqe, b, true);
-	if (!b->abandoned) {
-		if (ret > 0) {
-			kernel_wrote(b->buf, (size_t)ret);
-			memcpy(buf, b->buf, (size_t)ret);
-		}
-		free(b->buf);
-		free(b);
-	}
-	return ret;
+	io_uring_prep_read(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
+	return run_kept(ctx, k, buf);
 }
 
 RCTX_API ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len,
@@ -233,8 +243,7 @@ RCTX_API ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len,
 {
 	ERRNO_GUARD;
 	struct io_uring_sqe sqe;
-	struct bop *b;
-	int ret;
+	struct rctx_kept *k;
 
 	if (!ctx || (!buf && len))
 		return -EINVAL;
@@ -244,17 +253,12 @@ RCTX_API ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len,
 		io_uring_prep_write(&sqe, fd, buf, (unsigned)len, (uint64_t)off);
 		return direct(ctx, &sqe);
 	}
-	b = bop_new(len ? len : 1);
-	if (!b)
+	k = kept_new(len ? len : 1);
+	if (!k)
 		return -ENOMEM;
-	memcpy(b->buf, buf, len);
-	io_uring_prep_write(&sqe, fd, b->buf, (unsigned)len, (uint64_t)off);
-	ret = run_blocking(ctx, &sqe, b, true);
-	if (!b->abandoned) {
-		free(b->buf);
-		free(b);
-	}
-	return ret;
+	memcpy(k->buf, buf, len);
+	io_uring_prep_write(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
+	return run_kept(ctx, k, NULL);
 }
 
 RCTX_API ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags)
@@ -339,46 +343,30 @@ RCTX_API int rctx_sleep(rctx_t *ctx, int64_t rel_ns)
 RCTX_API int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags)
 {
 	ERRNO_GUARD;
-	struct io_uring_sqe sqe;
-	struct bop *b;
-	int ret;
+	struct rctx_kept *k;
 
 	if (!ctx)
 		return -EINVAL;
-	b = bop_new(0);
-	if (!b)
+	k = kept_new(0);
+	if (!k)
 		return -ENOMEM;
-	io_uring_prep_fsync(&sqe, fd, fsync_flags);
-	ret = run_blocking(ctx, &sqe, b, true);
-	if (!b->abandoned)
-		free(b);
-	return ret;
+	io_uring_prep_fsync(&k->sqe, fd, fsync_flags);
+	return run_kept(ctx, k, NULL);
 }
 
 RCTX_API int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags,
 			 mode_t mode)
 {
 	ERRNO_GUARD;
-	struct io_uring_sqe sqe;
-	struct bop *b;
-	int ret;
+	struct rctx_kept *k;
 
 	if (!ctx || !path)
 		return -EINVAL;
-	b = calloc(1, sizeof(*b));
-	if (!b)
+	k = kept_new(strlen(path) + 1);
+	if (!k)
 		return -ENOMEM;
-	b->buf = strdup(path);
-	if (!b->buf) {
-		free(b);
-		return -ENOMEM;
-	}
-	b->close_late = true;
-	io_uring_prep_openat(&sqe, dirfd, b->buf, flags, mode);
-	ret = run_blocking(ctx, &sqe, b, true);
-	if (!b->abandoned) {
-		free(b->buf);
-		free(b);
-	}
-	return ret;
+	strcpy(k->buf, path);
+	k->close_late = true;
+	io_uring_prep_openat(&k->sqe, dirfd, k->buf, flags, mode);
+	return run_kept(ctx, k, NULL);
 }

@@ -240,6 +240,10 @@ int rctx__rt_arm_deadline(struct rctx_deadline *d);
 void rctx__rt_remove_deadline(struct rctx_deadline *d);
 bool rctx__rt_queue_after(struct rctx_after *a);
 void rctx__rt_stat_add(_Atomic uint64_t *ctr, uint64_t n);
+int rctx__rt_start(void);
+void rctx__rt_wake(void);
+bool rctx__rt_self(void);
+struct io_uring_sqe *rctx__rt_sqe(void);
 
 /* Sleep until ring has a completion or abs_deadline passes (lib/done.c). */
 int rctx__ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline);
@@ -257,5 +261,40 @@ void rctx__ring_wake_batch(struct cancel_batch *b);
 int rctx__ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline);
 void rctx__ring_free(struct rctx_ring *ring);
 bool rctx__ring_in_run(const struct rctx_ring *ring);
+void rctx__ring_cancel_all(struct rctx_ring *ring);
+struct rctx_ring **rctx__ring_link(struct rctx_ring *ring);
+
+/* ---- the keeper (lib/keeper.c) ------------------------------------------ */
+/*
+ * A request that a blocking call may abandon, submitted by the runtime
+ * thread. Two references: the caller's and the keeper's (one more while the
+ * caller's after-func is registered). state is KEPT_WAITING until the
+ * completion (KEPT_DONE, res valid) or the caller's giving up
+ * (KEPT_ABANDONED), whichever comes first; seq is the caller's futex word.
+ */
+enum { KEPT_WAITING, KEPT_DONE, KEPT_ABANDONED };
+struct rctx_kept {
+	struct io_uring_sqe sqe;   /* prepared by the caller, copied at submit */
+	rctx_t *ctx;               /* a reference, until submitted */
+	struct rctx_kept *next;    /* submit queue */
+	_Atomic int state;
+	_Atomic int seq;
+	_Atomic uint32_t refs;
+	int res;
+	bool close_late;           /* a late fd is closed */
+	void *buf;                 /* owned bounce buffer or path copy */
+};
+int rctx__keep_submit(struct rctx_kept *k);
+bool rctx__kept_abandon(struct rctx_kept *k);
+void rctx__kept_ctx_done(void *arg);
+void rctx__kept_put(struct rctx_kept *k);
+int rctx__keep_ring(struct rctx_ring *ring);
+/* Runtime thread: */
+int rctx__keeper_init(void);
+void rctx__keeper_turn(void);
+bool rctx__keeper_queued(void);
+void rctx__keeper_ring_ready(struct rctx_ring *ring);
+bool rctx__keeper_shutdown(int64_t deadline);
+void rctx__keeper_stats(struct rctx_runtime_stats *st);
 
 #endif /* RINGCTX_INTERNAL_H */

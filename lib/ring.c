@@ -106,6 +106,7 @@ struct rctx_ring {
 	bool wake_unarmed;             /* the wake-up read could not be queued */
 	struct rctx_req *cancel_retry; /* cancels that found the SQ wedged */
 	struct __kernel_timespec *ts;  /* one per SQE slot, live until submit */
+	struct rctx_ring *keep_next;   /* lib/keeper.c: adopted rings */
 	struct {
 		_Atomic uint64_t submitted, short_circuited, completed,
 			cancels_issued, cancel_found, cancel_ealready,
@@ -623,7 +624,7 @@ out_free:
 }
 
 /* Owner: ask the kernel to abort every request still in flight. */
-static void cancel_all(struct rctx_ring *ring)
+void rctx__ring_cancel_all(struct rctx_ring *ring)
 {
 	drain_cancels(ring);
 	for (unsigned c = 0; c < ring->nchunks; c++)
@@ -642,7 +643,7 @@ static void cancel_all(struct rctx_ring *ring)
  */
 int rctx__ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline)
 {
-	cancel_all(ring);
+	rctx__ring_cancel_all(ring);
 	while (ring->pending) {
 		int ret = rctx_ring_run(ring, abs_deadline);
 
@@ -650,7 +651,7 @@ int rctx__ring_shutdown(struct rctx_ring *ring, int64_t abs_deadline)
 			return -EBUSY;
 		if (ret < 0 && ret != -EINTR)
 			return ret;
-		cancel_all(ring); /* requests submitted by callbacks meanwhile */
+		rctx__ring_cancel_all(ring); /* submitted by callbacks meanwhile */
 	}
 	return 0;
 }
@@ -687,6 +688,12 @@ RCTX_API struct io_uring *rctx_ring_uring(rctx_ring_t *ring)
 RCTX_API int rctx_ring_fd(rctx_ring_t *ring)
 {
 	return ring ? ring->ring.ring_fd : -EINVAL;
+}
+
+/* The link of ring in the keeper's list of adopted rings. */
+struct rctx_ring **rctx__ring_link(struct rctx_ring *ring)
+{
+	return &ring->keep_next;
 }
 
 bool rctx__ring_in_run(const struct rctx_ring *ring)

@@ -27,8 +27,12 @@
 
 #define RT_ENTRIES 64
 #define RT_TICK_NS (50 * 1000000LL)
+#define RT_EXIT_GRACE_NS (100 * 1000000LL) /* for kept requests at exit */
 
-enum { UD_TIMER = 1, UD_REMOVE = 2, UD_WAKE = 3, UD_TAG = 3 };
+/* user_data: a tag in the low two bits; tag 0 is a ring watched by the
+ * keeper (an aligned pointer: lib/keeper.c). */
+enum { UD_RING = 0, UD_TIMER = 1, UD_REMOVE = 2, UD_WAKE = 3, UD_TAG = 3 };
+enum { RT_RUNNING, RT_EXITED, RT_HELD }; /* rt.exit_state */
 enum { TS_NEW, TS_ARMED, TS_DONE }; /* struct rctx.tstate, runtime-only */
 
 static struct runtime {
@@ -36,6 +40,7 @@ static struct runtime {
 	pthread_t thread;
 	_Atomic bool running;
 	_Atomic bool stopping;
+	_Atomic int exit_state;         /* futex word of rt_stop() */
 	struct io_uring ring;
 	int efd;
 	uint64_t efd_buf;
@@ -62,7 +67,7 @@ void rctx__rt_stat_add(_Atomic uint64_t *ctr, uint64_t n)
 	atomic_fetch_add_explicit(ctr, n, memory_order_relaxed);
 }
 
-static struct io_uring_sqe *rt_sqe(void)
+struct io_uring_sqe *rctx__rt_sqe(void)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&rt.ring);
 
@@ -75,7 +80,7 @@ static struct io_uring_sqe *rt_sqe(void)
 
 static void rt_arm_wake_read(void)
 {
-	struct io_uring_sqe *sqe = rt_sqe();
+	struct io_uring_sqe *sqe = rctx__rt_sqe();
 
 	io_uring_prep_read(sqe, rt.efd, &rt.efd_buf, sizeof(rt.efd_buf), 0);
 	io_uring_sqe_set_data64(sqe, UD_WAKE);
@@ -89,6 +94,19 @@ static void rt_wake_before(int64_t when)
 	if (atomic_exchange_explicit(&rt.wake_pending, 1, memory_order_acq_rel))
 		return;
 	eventfd_write(rt.efd, 1);
+}
+
+/* Whether the caller is the runtime thread. */
+bool rctx__rt_self(void)
+{
+	return atomic_load_explicit(&rt.running, memory_order_acquire) &&
+	       pthread_equal(pthread_self(), rt.thread);
+}
+
+/* Wake the thread now (work queued for it). */
+void rctx__rt_wake(void)
+{
+	rt_wake_before(INT64_MIN + 1);
 }
 
 /* ---- the deadline heap (runtime thread only) ------------------------------ */
@@ -247,14 +265,14 @@ static void sync_kernel_timer(void)
 	if (want == RCTX_FOREVER || (rt.tlive && want >= rt.tarmed_for))
 		return;
 	if (rt.tlive) {
-		sqe = rt_sqe();
+		sqe = rctx__rt_sqe();
 		io_uring_prep_timeout_remove(sqe, UD_TIMER | (rt.tgen << 2), 0);
 		io_uring_sqe_set_data64(sqe, UD_REMOVE);
 	}
 	rt.tgen++;
 	rt.ts.tv_sec = want / 1000000000;
 	rt.ts.tv_nsec = want % 1000000000;
-	sqe = rt_sqe();
+	sqe = rctx__rt_sqe();
 	io_uring_prep_timeout(sqe, &rt.ts, 0, IORING_TIMEOUT_ABS);
 	io_uring_sqe_set_data64(sqe, UD_TIMER | (rt.tgen << 2));
 	rt.tlive = true;
@@ -297,7 +315,11 @@ static void handle_cqe(const struct io_uring_cqe *cqe)
 		if (cqe->res == -ETIME)
 			expire_due();
 		break;
-	default: /* UD_REMOVE, and liburing's own wait timeouts */
+	case UD_RING:
+		if (ud)
+			rctx__keeper_ring_ready((struct rctx_ring *)(uintptr_t)ud);
+		break;
+	default: /* UD_REMOVE */
 		break;
 	}
 }
@@ -316,7 +338,25 @@ static void reap_all(void)
 
 static bool queues_pending(void)
 {
-	return atomic_load(&rt.arm_q) || atomic_load(&rt.run_q);
+	return atomic_load(&rt.arm_q) || atomic_load(&rt.run_q) ||
+	       rctx__keeper_queued();
+}
+
+/*
+ * Leave the loop. The keeper's requests are cancelled; if the kernel still
+ * holds some (stuck disk I/O), this thread must not exit: the kernel would
+ * make its exit wait for them (io_wq_put_and_exit), and rt_stop() with it.
+ * It tells rt_stop() so and sleeps until the process ends.
+ */
+static void rt_leave(void)
+{
+	bool empty = rctx__keeper_shutdown(rctx_now() + RT_EXIT_GRACE_NS);
+
+	atomic_store_explicit(&rt.exit_state, empty ? RT_EXITED : RT_HELD,
+			      memory_order_release);
+	rctx__rfutex_wake_all(&rt.exit_state);
+	while (!empty)
+		pause();
 }
 
 static void *rt_main(void *unused)
@@ -328,6 +368,7 @@ static void *rt_main(void *unused)
 		drain_arm();
 		drain_remove();
 		run_afters(true);
+		rctx__keeper_turn();
 		expire_due();
 		sync_kernel_timer();
 		/* Wake by the earliest deadline (the kernel timeout's CQE),
@@ -352,6 +393,7 @@ static void *rt_main(void *unused)
 		atomic_store(&rt.next_wakeup, INT64_MIN);
 		reap_all();
 	}
+	rt_leave();
 	return NULL;
 }
 
@@ -363,6 +405,10 @@ static void rt_stop(void)
 		return;
 	atomic_store(&rt.stopping, true);
 	eventfd_write(rt.efd, 1);
+	while (atomic_load(&rt.exit_state) == RT_RUNNING)
+		rctx__rfutex_wait(&rt.exit_state, RT_RUNNING, RCTX_FOREVER);
+	if (atomic_load(&rt.exit_state) == RT_HELD)
+		return; /* the kernel holds its requests: leave it be */
 	pthread_join(rt.thread, NULL);
 
 	/* The thread is gone: this thread owns its state now. */
@@ -390,7 +436,7 @@ static void rt_stop(void)
 	atomic_store(&rt.running, false);
 }
 
-static int rt_start(void)
+int rctx__rt_start(void)
 {
 	int ret = 0;
 
@@ -412,14 +458,19 @@ static int rt_start(void)
 	ret = io_uring_queue_init(RT_ENTRIES, &rt.ring, 0);
 	if (ret < 0)
 		goto out_close_efd;
+	ret = rctx__keeper_init();
+	if (ret < 0)
+		goto out_exit_ring;
 	atomic_store(&rt.next_wakeup, INT64_MIN);
 	ret = -pthread_create(&rt.thread, NULL, rt_main, NULL);
 	if (ret < 0)
-		goto out_exit_ring;
+		goto out_keeper;
 	atomic_store_explicit(&rt.running, true, memory_order_release);
 	atexit(rt_stop);
 	goto out;
 
+out_keeper:
+	rctx__keeper_shutdown(0);
 out_exit_ring:
 	io_uring_queue_exit(&rt.ring);
 out_close_efd:
@@ -435,7 +486,7 @@ out:
 int rctx__rt_arm_deadline(struct rctx_deadline *d)
 {
 	struct rctx_deadline *head;
-	int ret = rt_start();
+	int ret = rctx__rt_start();
 
 	if (ret < 0)
 		return ret;
@@ -472,7 +523,7 @@ bool rctx__rt_queue_after(struct rctx_after *a)
 {
 	struct rctx_after *head;
 
-	if (rt_start() < 0)
+	if (rctx__rt_start() < 0)
 		return false;
 	head = atomic_load(&rt.run_q);
 	do {
@@ -486,6 +537,7 @@ RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)
 {
 	if (!st)
 		return -EINVAL;
+	memset(st, 0, sizeof(*st));
 	st->timers_armed = atomic_load(&rt.st.armed);
 	st->timers_skipped = atomic_load(&rt.st.skipped);
 	st->timers_fired = atomic_load(&rt.st.fired);
@@ -494,5 +546,6 @@ RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)
 	st->after_funcs_run = atomic_load(&rt.st.afters);
 	st->wakeups = atomic_load(&rt.st.wakeups);
 	st->running = atomic_load(&rt.running);
+	rctx__keeper_stats(st);
 	return 0;
 }

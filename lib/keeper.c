@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The keeper: kernel requests that the library keeps on behalf of callers who
+ * may give them up, run by the runtime thread.
+ *
+ * The kernel ties io-wq work to the task that submitted it: a thread cannot
+ * finish exiting while a request it submitted is still running in io-wq
+ * (do_exit -> io_uring_cancel_generic -> io_wq_put_and_exit, uninterruptible).
+ * Disk I/O that hangs (a dead device, a FUSE server that never answers) may
+ * stay there forever. So the blocking calls that may be abandoned (file I/O,
+ * fsync, openat: lib/blocking.c) do not submit on the caller's ring: the
+ * caller queues a kept request here, the runtime thread submits it on its
+ * own ring (the keeper ring) under the caller's context, and the caller
+ * sleeps on a futex word until the request completes or the context is done.
+ * An abandoned request belongs to the keeper, which frees its memory (and
+ * closes a late fd) when the kernel lets go. The runtime thread lives as long
+ * as the process, so no caller's exit ever waits for the disk.
+ *
+ * The same thread adopts the rings of exited threads that still held
+ * requests the kernel would not give back (rctx_thread_ring()): it watches
+ * each with a poll request on the ring fd, runs it when completions arrive,
+ * and frees it once it is empty.
+ *
+ * Everything here but rctx__keep_submit() and the stats runs on the runtime
+ * thread.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define KEEPER_ENTRIES 256
+
+static struct keeper {
+	struct rctx_ring *ring;                  /* runtime thread's; NULL until init */
+	_Atomic(struct rctx_kept *) submit_q;    /* from callers */
+	_Atomic(struct rctx_ring *) adopt_q;     /* from exiting threads */
+	struct rctx_ring *adopted;               /* runtime thread only */
+	struct {
+		_Atomic uint64_t submitted, abandoned, late, held,
+			adopted, reclaimed;
+	} st;
+} kp;
+
+static void stat_add(_Atomic uint64_t *c, int64_t n)
+{
+	atomic_fetch_add_explicit(c, (uint64_t)n, memory_order_relaxed);
+}
+
+/* ---- kept requests ---------------------------------------------------------- */
+
+void rctx__kept_put(struct rctx_kept *k)
+{
+	if (atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	free(k->buf);
+	free(k);
+}
+
+static void kept_wake(struct rctx_kept *k)
+{
+	atomic_fetch_add_explicit(&k->seq, 1, memory_order_release);
+	rctx__rfutex_wake_all(&k->seq);
+}
+
+/* The request's completion, on the runtime thread. */
+static void kept_cb(void *arg, int res, uint32_t flags)
+{
+	struct rctx_kept *k = arg;
+	int waiting = KEPT_WAITING;
+
+	if (flags & IORING_CQE_F_MORE)
+		return;
+	k->res = res;
+	if (atomic_compare_exchange_strong_explicit(&k->state, &waiting, KEPT_DONE,
+			memory_order_acq_rel, memory_order_acquire)) {
+		kept_wake(k);
+	} else {
+		/* Its caller gave it up: the result has nowhere to go. */
+		if (k->close_late && res >= 0)
+			close(res);
+		stat_add(&kp.st.late, 1);
+		stat_add(&kp.st.held, -1);
+	}
+	rctx__kept_put(k);
+}
+
+/* After-func of the caller's context: the caller may give up now. */
+void rctx__kept_ctx_done(void *arg)
+{
+	struct rctx_kept *k = arg;
+
+	kept_wake(k);
+	rctx__kept_put(k);
+}
+
+/* Any thread: hand k (holding a reference for the keeper) to the runtime. */
+int rctx__keep_submit(struct rctx_kept *k)
+{
+	struct rctx_kept *head;
+	int ret = rctx__rt_start();
+
+	if (ret < 0)
+		return ret;
+	head = atomic_load_explicit(&kp.submit_q, memory_order_relaxed);
+	do {
+		k->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&kp.submit_q, &head, k,
+			memory_order_release, memory_order_relaxed));
+	rctx__rt_wake();
+	return 0;
+}
+
+/* The caller gives k up (its context is done). False if it completed first. */
+bool rctx__kept_abandon(struct rctx_kept *k)
+{
+	int waiting = KEPT_WAITING;
+
+	if (!atomic_compare_exchange_strong_explicit(&k->state, &waiting,
+			KEPT_ABANDONED, memory_order_acq_rel, memory_order_acquire))
+		return false;
+	stat_add(&kp.st.abandoned, 1);
+	stat_add(&kp.st.held, 1);
+	return true;
+}
+
+static void submit_queued(void)
+{
+	struct rctx_kept *k, *next, *rev = NULL;
+
+	k = atomic_exchange_explicit(&kp.submit_q, NULL, memory_order_acquire);
+	for (; k; k = next) { /* LIFO stack: submit in queue order */
+		next = k->next;
+		k->next = rev;
+		rev = k;
+	}
+	for (k = rev; k; k = next) {
+		int ret;
+
+		next = k->next;
+		ret = rctx_submit(kp.ring, k->ctx, &k->sqe, kept_cb, k);
+		rctx_unref(k->ctx); /* the request holds its governor now */
+		k->ctx = NULL;
+		if (ret < 0)
+			kept_cb(k, ret, 0);
+		else
+			stat_add(&kp.st.submitted, 1);
+	}
+}
+
+/* ---- adopted rings ------------------------------------------------------- */
+
+/* Any thread: the runtime thread takes ring over. */
+int rctx__keep_ring(struct rctx_ring *ring)
+{
+	struct rctx_ring *head;
+	int ret = rctx__rt_start();
+
+	if (ret < 0)
+		return ret;
+	head = atomic_load_explicit(&kp.adopt_q, memory_order_relaxed);
+	do {
+		*rctx__ring_link(ring) = head;
+	} while (!atomic_compare_exchange_weak_explicit(&kp.adopt_q, &head, ring,
+			memory_order_release, memory_order_relaxed));
+	stat_add(&kp.st.adopted, 1);
+	rctx__rt_wake();
+	return 0;
+}
+
+/* Ask for a CQE on the runtime ring when ring has completions to reap. */
+static void watch_ring(struct rctx_ring *ring)
+{
+	struct io_uring_sqe *sqe = rctx__rt_sqe();
+
+	io_uring_prep_poll_add(sqe, rctx_ring_fd(ring), POLLIN);
+	io_uring_sqe_set_data(sqe, ring); /* aligned: tag bits RT_UD_RING (0) */
+}
+
+static void take_adopted(void)
+{
+	struct rctx_ring *r, *next;
+
+	r = atomic_exchange_explicit(&kp.adopt_q, NULL, memory_order_acquire);
+	for (; r; r = next) {
+		next = *rctx__ring_link(r);
+		*rctx__ring_link(r) = kp.adopted;
+		kp.adopted = r;
+		rctx__ring_cancel_all(r);
+		watch_ring(r);
+	}
+}
+
+static void unlink_adopted(struct rctx_ring *ring)
+{
+	struct rctx_ring **pp = &kp.adopted;
+
+	while (*pp != ring)
+		pp = rctx__ring_link(*pp);
+	*pp = *rctx__ring_link(ring);
+}
+
+/* A poll on ring (the keeper ring or an adopted one) fired: run it. */
+void rctx__keeper_ring_ready(struct rctx_ring *ring)
+{
+	rctx_ring_run(ring, 0);
+	if (ring != kp.ring && !rctx_ring_pending(ring)) {
+		unlink_adopted(ring);
+		rctx__ring_free(ring);
+		stat_add(&kp.st.reclaimed, 1);
+		return;
+	}
+	watch_ring(ring);
+}
+
+/* ---- the runtime thread's side ------------------------------------------- */
+
+int rctx__keeper_init(void)
+{
+	int ret = rctx_ring_create(&kp.ring, KEEPER_ENTRIES);
+
+	if (ret < 0)
+		return ret;
+	watch_ring(kp.ring);
+	return 0;
+}
+
+/* One turn of the runtime loop: submit what callers queued, adopt rings. */
+void rctx__keeper_turn(void)
+{
+	if (atomic_load_explicit(&kp.submit_q, memory_order_relaxed)) {
+		submit_queued();
+		rctx_ring_run(kp.ring, 0);
+	}
+	if (atomic_load_explicit(&kp.adopt_q, memory_order_relaxed))
+		take_adopted();
+}
+
+bool rctx__keeper_queued(void)
+{
+	return atomic_load_explicit(&kp.submit_q, memory_order_relaxed) ||
+	       atomic_load_explicit(&kp.adopt_q, memory_order_relaxed);
+}
+
+/*
+ * Cancel every request of ring and run it until at most `abandoned` of them
+ * are left or deadline passes. True if the ring is empty.
+ */
+static bool drain_ring(struct rctx_ring *ring, unsigned abandoned, int64_t deadline)
+{
+	rctx__ring_cancel_all(ring);
+	rctx_ring_run(ring, 0);
+	while (rctx_ring_pending(ring) > abandoned && rctx_now() < deadline)
+		rctx_ring_run(ring, deadline);
+	return rctx_ring_pending(ring) == 0;
+}
+
+/*
+ * At process exit, on the runtime thread: cancel everything, and wait until
+ * deadline for the requests that callers still wait for (not for those
+ * already abandoned, nor those of exited threads). Returns true if the
+ * kernel let go of every request (the thread may then exit), false if some
+ * are still held: the thread must not exit then, or its exit would wait for
+ * the disk.
+ */
+bool rctx__keeper_shutdown(int64_t deadline)
+{
+	unsigned held = (unsigned)atomic_load(&kp.st.held);
+	struct rctx_ring *r;
+	bool empty;
+
+	take_adopted();
+	submit_queued();
+	empty = drain_ring(kp.ring, held, deadline);
+	for (r = kp.adopted; r; r = *rctx__ring_link(r))
+		empty &= drain_ring(r, rctx_ring_pending(r), 0);
+	if (!empty)
+		return false;
+	while (kp.adopted) {
+		r = kp.adopted;
+		kp.adopted = *rctx__ring_link(r);
+		rctx__ring_free(r);
+		stat_add(&kp.st.reclaimed, 1);
+	}
+	r = kp.ring;
+	kp.ring = NULL;
+	rctx__ring_free(r);
+	return true;
+}
+
+void rctx__keeper_stats(struct rctx_runtime_stats *st)
+{
+	st->kept_submitted = atomic_load_explicit(&kp.st.submitted, memory_order_relaxed);
+	st->kept_abandoned = atomic_load_explicit(&kp.st.abandoned, memory_order_relaxed);
+	st->kept_late = atomic_load_explicit(&kp.st.late, memory_order_relaxed);
+	st->kept_held = atomic_load_explicit(&kp.st.held, memory_order_relaxed);
+	st->rings_adopted = atomic_load_explicit(&kp.st.adopted, memory_order_relaxed);
+	st->rings_reclaimed = atomic_load_explicit(&kp.st.reclaimed, memory_order_relaxed);
+	if (kp.ring)
+		rctx_ring_stats(kp.ring, &st->kept);
+}
