@@ -163,9 +163,10 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 	rctx_after_t *after = NULL;
 	int ret;
 
-	if (rctx__rt_self()) {
+	if (rctx__rt_self() || (tls_ring && rctx__ring_in_run(tls_ring))) {
 		rctx__kept_put(k);
-		return -EDEADLK; /* it would wait for itself */
+		return -EDEADLK; /* the runtime would wait for itself; a
+				    callback must not block its ring */
 	}
 	k->sqe.flags |= IOSQE_ASYNC; /* never block the runtime thread */
 	if (rctx_governor(ctx)) {

@@ -33,7 +33,8 @@
 #define KEEPER_ENTRIES 256
 
 static struct keeper {
-	struct rctx_ring *ring;                  /* runtime thread's; NULL until init */
+	struct rctx_ring *ring;                  /* runtime thread's */
+	_Atomic(struct rctx_ring *) stats_ring;  /* the same, for rctx__keeper_stats */
 	_Atomic(struct rctx_kept *) submit_q;    /* from callers */
 	_Atomic(struct rctx_ring *) adopt_q;     /* from exiting threads */
 	struct rctx_ring *adopted;               /* runtime thread only */
@@ -223,6 +224,7 @@ int rctx__keeper_init(void)
 	if (ret < 0)
 		return ret;
 	watch_ring(kp.ring);
+	atomic_store_explicit(&kp.stats_ring, kp.ring, memory_order_release);
 	return 0;
 }
 
@@ -285,18 +287,21 @@ bool rctx__keeper_shutdown(int64_t deadline)
 	}
 	r = kp.ring;
 	kp.ring = NULL;
+	atomic_store_explicit(&kp.stats_ring, NULL, memory_order_release);
 	rctx__ring_free(r);
 	return true;
 }
 
 void rctx__keeper_stats(struct rctx_runtime_stats *st)
 {
+	struct rctx_ring *ring = atomic_load_explicit(&kp.stats_ring, memory_order_acquire);
+
 	st->kept_submitted = atomic_load_explicit(&kp.st.submitted, memory_order_relaxed);
 	st->kept_abandoned = atomic_load_explicit(&kp.st.abandoned, memory_order_relaxed);
 	st->kept_late = atomic_load_explicit(&kp.st.late, memory_order_relaxed);
 	st->kept_held = atomic_load_explicit(&kp.st.held, memory_order_relaxed);
 	st->rings_adopted = atomic_load_explicit(&kp.st.adopted, memory_order_relaxed);
 	st->rings_reclaimed = atomic_load_explicit(&kp.st.reclaimed, memory_order_relaxed);
-	if (kp.ring)
-		rctx_ring_stats(kp.ring, &st->kept);
+	if (ring) /* freed only at process exit */
+		rctx_ring_stats(ring, &st->kept);
 }
