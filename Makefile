@@ -29,7 +29,7 @@ LIBS    := -luring -lpthread
 DEPS_BUILD := liburing-dev
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox
-DEPS_DEMO  := liburing-dev libfuse3-dev fuse3 pkg-config
+DEPS_DEMO  := libfuse3-dev fuse3 pkg-config
 
 # support/: code the tests and tools share. The stuck-disk file system needs
 # libfuse3; without it, support/stuckfs-none.c says so at run time.
@@ -105,7 +105,7 @@ all: deps-build $(STATIC) $(SHLIB) $(TOOLS)
 deps-build:
 	$(Q)scripts/deps.sh $(DEPS_BUILD)
 deps-demo:
-	$(Q)scripts/deps.sh $(DEPS_DEMO)
+	$(Q)scripts/deps.sh $(DEPS_BUILD) --optional $(DEPS_DEMO)
 deps-check:
 	$(Q)scripts/deps.sh $(DEPS_CHECK)
 deps-bench:
