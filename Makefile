@@ -29,17 +29,29 @@ LIBS    := -luring -lpthread
 DEPS_BUILD := liburing-dev
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox
-FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
-FUSE_LIBS   = $(shell pkg-config --libs fuse3 2>/dev/null)
+DEPS_DEMO  := libfuse3-dev fuse3 pkg-config
+
+# support/: code the tests and tools share. The stuck-disk file system needs
+# libfuse3; without it, support/stuckfs-none.c says so at run time.
+HAVE_FUSE   := $(shell pkg-config --exists fuse3 2>/dev/null && echo 1)
+ifeq ($(HAVE_FUSE),1)
+FUSE_CFLAGS := $(shell pkg-config --cflags fuse3)
+FUSE_LIBS   := $(shell pkg-config --libs fuse3)
+SUPPORT_SRCS := $(filter-out support/stuckfs-none.c,$(wildcard support/*.c))
+else
+FUSE_CFLAGS :=
+FUSE_LIBS   :=
+SUPPORT_SRCS := $(filter-out support/stuckfs.c support/stuckfs-server.c,$(wildcard support/*.c))
+endif
 
 LIB_SRCS := $(wildcard lib/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 # Tests that exercise threads, run again under ThreadSanitizer.
-TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c)))
+TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit
 
-.PHONY: all deps-build deps-check deps-bench check check-plain check-asan \
+.PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-valgrind check-install check-symbols demo bench bench-quick man install clean
 .DEFAULT_GOAL := all
 
@@ -49,6 +61,7 @@ $(1)_DIR    := $(BUILD)/$(1)
 $(1)_OBJS   := $$(patsubst lib/%.c,$$($(1)_DIR)/lib/%.o,$$(LIB_SRCS))
 $(1)_PICOBJS:= $$(patsubst lib/%.c,$$($(1)_DIR)/pic/%.o,$$(LIB_SRCS))
 $(1)_TESTS  := $$(patsubst tests/%.c,$$($(1)_DIR)/tests/%,$$(TEST_SRCS))
+$(1)_SUPPORT:= $$($(1)_DIR)/libsupport.a
 
 $$($(1)_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | $$($(1)_DIR)/lib
 	@$$(if $$(Q),echo "  CC      $$@")
@@ -59,11 +72,17 @@ $$($(1)_DIR)/pic/%.o: lib/%.c lib/*.h include/ringctx.h | $$($(1)_DIR)/pic
 $$($(1)_DIR)/libringctx.a: $$($(1)_OBJS)
 	@$$(if $$(Q),echo "  AR      $$@")
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
-$$($(1)_DIR)/tests/%: tests/%.c tests/*.h $$($(1)_DIR)/libringctx.a | $$($(1)_DIR)/tests
+$$($(1)_DIR)/support/%.o: support/%.c support/*.h $(BUILD)/support.cfg | $$($(1)_DIR)/support
 	@$$(if $$(Q),echo "  CC      $$@")
-	$$(Q)$$(CC) $$(CPPFLAGS) $(3) -Itests $$(CFLAGS) $(2) $$(FUSE_CFLAGS) -o $$@ $$< \
-		$$($(1)_DIR)/libringctx.a $(4) $$(FUSE_LIBS) $$(LIBS)
-$$($(1)_DIR)/lib $$($(1)_DIR)/pic $$($(1)_DIR)/tests:
+	$$(Q)$$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) $$(FUSE_CFLAGS) -c -o $$@ $$<
+$$($(1)_SUPPORT): $$(patsubst support/%.c,$$($(1)_DIR)/support/%.o,$$(SUPPORT_SRCS))
+	@$$(if $$(Q),echo "  AR      $$@")
+	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+$$($(1)_DIR)/tests/%: tests/%.c tests/*.h support/*.h $$($(1)_DIR)/libringctx.a $$($(1)_SUPPORT) | $$($(1)_DIR)/tests
+	@$$(if $$(Q),echo "  CC      $$@")
+	$$(Q)$$(CC) $$(CPPFLAGS) $(3) -Itests -Isupport $$(CFLAGS) $(2) -o $$@ $$< \
+		$$($(1)_SUPPORT) $$($(1)_DIR)/libringctx.a $(4) $$(FUSE_LIBS) $$(LIBS)
+$$($(1)_DIR)/lib $$($(1)_DIR)/pic $$($(1)_DIR)/tests $$($(1)_DIR)/support:
 	$$(Q)mkdir -p $$@
 endef
 
@@ -85,6 +104,8 @@ all: deps-build $(STATIC) $(SHLIB) $(TOOLS)
 
 deps-build:
 	$(Q)scripts/deps.sh $(DEPS_BUILD)
+deps-demo:
+	$(Q)scripts/deps.sh $(DEPS_BUILD) --optional $(DEPS_DEMO)
 deps-check:
 	$(Q)scripts/deps.sh $(DEPS_CHECK)
 deps-bench:
@@ -97,9 +118,16 @@ $(SHLIB): $(plain_PICOBJS) lib/ringctx.map
 	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libringctx.so
 
-$(BUILD)/%: tools/%.c $(STATIC)
+$(BUILD)/%: tools/%.c support/*.h $(STATIC) $(plain_SUPPORT)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(FUSE_CFLAGS) -Itests -o $@ $< $(STATIC) $(FUSE_LIBS) $(LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isupport -o $@ $< $(plain_SUPPORT) $(STATIC) $(FUSE_LIBS) $(LIBS)
+
+# Records which stuckfs is built, so that everything is rebuilt when
+# libfuse3 appears or goes away.
+$(BUILD)/support.cfg: FORCE
+	$(Q)mkdir -p $(BUILD) && echo '$(SUPPORT_SRCS) $(FUSE_CFLAGS) $(FUSE_LIBS)' > $@.new && \
+	if cmp -s $@ $@.new; then rm $@.new; else mv $@.new $@; fi
+FORCE:
 
 $(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC)
 	@$(if $(Q),echo "  CC      $@")
@@ -139,15 +167,14 @@ check-tsan: $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS))
 	$(Q)TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
 		$(RUN_TEST) tsan $^
 
-# Every test under memcheck, but the stuck-disk one: valgrind runs one thread
-# at a time, and the in-process FUSE server cannot answer the requests that
-# its own process is blocked on. It runs plainly and under ASan.
-VALGRIND_TESTS := $(filter-out %/test_stuck_io,$(plain_TESTS))
+# Every test under memcheck.
 check-valgrind: $(plain_TESTS)
-	$(Q)$(RUN_TEST) valgrind $(VALGRIND_TESTS)
+	$(Q)$(RUN_TEST) valgrind $(plain_TESTS)
 
 # ---- demo and benchmarks -------------------------------------------------
-demo: all
+# A new make, so that it sees the libfuse3 the first one installed.
+demo: deps-demo
+	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(BUILD)/ringctx-demo
 
 bench: deps-bench all $(BENCHES)

@@ -1,20 +1,102 @@
 #!/bin/sh
-# Make sure the Debian packages a target needs are installed.
-# Usage: scripts/deps.sh PACKAGE...
-# As root, installs what is missing (one apt-get update at most); otherwise
-# prints the exact install line and fails.
+# Make sure what a target needs is present.
+# Usage: scripts/deps.sh PACKAGE... [--optional PACKAGE...]
+#
+# Packages are named as in Debian, but presence is decided by probing what
+# is used (a pkg-config module, a header, a command), so a present
+# dependency is simply used, on any distribution and as any user. For what
+# is missing: as root on Debian, install it (one apt-get update at most);
+# as another user on Debian, print the exact install line; elsewhere, print
+# what is missing. Fails only when a package before --optional is missing.
 set -eu
+
+# How to tell a package is there: m:<pkg-config module>, h:<header>,
+# c:<command>, d:<Debian package> (dpkg-query); any one of a|b will do.
+probe_of() {
+	case $1 in
+	liburing-dev)		echo 'm:liburing|h:liburing.h' ;;
+	libcriterion-dev)	echo 'm:criterion|h:criterion/criterion.h' ;;
+	libfuse3-dev)		echo 'm:fuse3' ;;
+	fuse3)			echo 'c:fusermount3' ;;
+	pkg-config|pkgconf)	echo 'c:pkg-config' ;;
+	golang-go)		echo 'c:go' ;;
+	gnuplot|gnuplot-*)	echo 'c:gnuplot' ;;
+	valgrind|clang|clang-[0-9]*|git|make|gcc) echo "c:$1" ;;
+	*)			echo "d:$1" ;;
+	esac
+}
+
+have_header() {
+	[ -e "/usr/include/$1" ] || [ -e "/usr/local/include/$1" ] ||
+		printf '#include <%s>\n' "$1" | ${CC:-cc} -E -x c - >/dev/null 2>&1
+}
+
+is_debian() {
+	command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1
+}
+
+# Is one of the probes in "a|b|..." satisfied? 2 when it cannot be told.
+present() {
+	ret=1
+	old_ifs=$IFS; IFS='|'
+	# shellcheck disable=SC2086
+	set -- $1
+	IFS=$old_ifs
+	for t in "$@"; do
+		case $t in
+		m:*) command -v pkg-config >/dev/null 2>&1 &&
+			pkg-config --exists "${t#m:}" && return 0 ;;
+		h:*) have_header "${t#h:}" && return 0 ;;
+		c:*) command -v "${t#c:}" >/dev/null 2>&1 && return 0 ;;
+		d:*) is_debian || { ret=2; continue; }
+			dpkg-query -W -f='${Status}' "${t#d:}" 2>/dev/null |
+				grep -q 'install ok installed' && return 0 ;;
+		esac
+	done
+	return $ret
+}
+
+# What to look for, in words, off Debian.
+describe() {
+	echo "$1" | sed -e 's/m:\([^|]*\)/pkg-config module \1/g' \
+		-e 's/h:\([^|]*\)/header <\1>/g' -e 's/c:\([^|]*\)/command \1/g' \
+		-e 's/d:\([^|]*\)/Debian package \1/g' -e 's/|/ or /g'
+}
+
+required=true
 missing=""
+need=false
 for p in "$@"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-		missing="$missing $p"
+	if [ "$p" = --optional ]; then
+		required=false
+		continue
 	fi
+	probe=$(probe_of "$p")
+	rc=0
+	present "$probe" || rc=$?
+	case $rc in
+	0) continue ;;
+	2) echo "ringctx: cannot tell whether $p is installed (not Debian); assuming it is" >&2
+	   continue ;;
+	esac
+	missing="$missing $p"
+	$required && need=true
+	is_debian || echo "ringctx: missing $p: need $(describe "$probe")" >&2
 done
-[ -z "$missing" ] && exit 0
+[ -n "$missing" ] || exit 0
+
+# Cannot install: fail if something required is missing.
+give_up() {
+	$need && exit 1
+	echo "ringctx: (optional: the build goes on without them)" >&2
+	exit 0
+}
+
+is_debian || give_up
 if [ "$(id -u)" -ne 0 ]; then
 	echo "ringctx: missing Debian packages:$missing" >&2
 	echo "ringctx: install them with:  sudo apt-get install -y$missing" >&2
-	exit 1
+	give_up
 fi
 echo "ringctx: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
