@@ -48,7 +48,8 @@ struct rctx_req {
 	uint8_t state;                 /* owner only */
 	uint8_t cissued;               /* owner only: cancel sent */
 	uint8_t popped;                /* owner only: taken off the stack */
-	uint64_t unused;
+	uint8_t opcode;                /* of the SQE (teardown order) */
+	uint8_t unused[7];
 };
 _Static_assert(sizeof(struct rctx_req) == 64, "a request slot is one cache line");
 
@@ -384,6 +385,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 		return err;
 	}
 	sqe_copy(s, sqe);
+	r->opcode = sqe->opcode;
 	s->user_data = req_ud(r, UD_REQ);
 	if (need == 2) {
 		struct io_uring_sqe *l = io_uring_get_sqe(&ring->ring);
@@ -622,16 +624,38 @@ out_free:
 	return ret;
 }
 
-/* Owner: ask the kernel to abort every request still in flight. */
+/* Owner: cancel r unless it is done or has its cancel. */
+static void cancel_one(struct rctx_ring *ring, struct rctx_req *r)
+{
+	if (r->state == RS_INFLIGHT && !r->cissued)
+		issue_cancel(ring, r);
+}
+
+/*
+ * Owner: ask the kernel to abort every request still in flight, in the
+ * order that lets it find each one at once. Polled requests (and sockets'
+ * recvs, accepts... armed for poll) sit in hash chains, newest at the head,
+ * where a cancelled one stays until the next return to user space: they are
+ * cancelled newest slot first. Timeouts sit in one list, oldest at the
+ * head: they are cancelled oldest first. Any other order walks most of a
+ * chain per cancel, quadratic in the number of requests.
+ */
 static void cancel_all(struct rctx_ring *ring)
 {
 	drain_cancels(ring);
+	for (unsigned c = ring->nchunks; c-- > 0;)
+		for (unsigned i = REQ_CHUNK; --i >= 1;) {
+			struct rctx_req *r = &ring->chunks[c][i];
+
+			if (r->opcode != IORING_OP_TIMEOUT)
+				cancel_one(ring, r);
+		}
 	for (unsigned c = 0; c < ring->nchunks; c++)
 		for (unsigned i = 1; i < REQ_CHUNK; i++) {
 			struct rctx_req *r = &ring->chunks[c][i];
 
-			if (r->state == RS_INFLIGHT && !r->cissued)
-				issue_cancel(ring, r);
+			if (r->opcode == IORING_OP_TIMEOUT)
+				cancel_one(ring, r);
 		}
 	io_uring_submit(&ring->ring);
 }
