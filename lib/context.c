@@ -182,8 +182,9 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 
 	if (!parent || parent->kind == RCTX_AFTER)
 		return NULL;
-	/* The parent's deadline is sooner: a plain cancel context (as Go). */
-	if (effective_deadline(parent) < abs_ns)
+	/* No deadline, or the parent's is sooner: a plain cancel context (as
+	 * Go), which never takes a place in the runtime's deadline heap. */
+	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
 		return rctx_with_cancel(parent);
 	d = malloc(sizeof(*d));
 	if (!d)

@@ -593,9 +593,10 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	if (!ring)
 		return -ENOMEM;
 	memset(&p, 0, sizeof(p));
-	/* Room for a cancel CQE beside each target's. */
+	/* Room for a cancel CQE beside each target's (saturated: the kernel
+	 * clamps both sizes). */
 	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
-	p.cq_entries = entries * 4;
+	p.cq_entries = entries > UINT_MAX / 4 ? UINT_MAX : entries * 4;
 	ret = io_uring_queue_init_params(entries, &ring->ring, &p);
 	if (ret < 0)
 		goto out_free;
