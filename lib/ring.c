@@ -272,10 +272,15 @@ static void issue_cancel(struct rctx_ring *ring, struct rctx_req *r)
 	STAT_ADD(ring, held_after_cancel, 1);
 }
 
-/* Owner: pop the cancel stack and send one cancel per live request. */
+/*
+ * Owner: pop the cancel stack and send one cancel per live request. A
+ * context's cancel pushes its requests newest first, so they pop oldest
+ * first: timeouts are cancelled in that order, polled requests in reverse
+ * (see cancel_all() for why).
+ */
 static void drain_cancels(struct rctx_ring *ring)
 {
-	struct rctx_req *r, *next;
+	struct rctx_req *r, *next, *rev = NULL;
 
 	if (unlikely(ring->wake_unarmed))
 		arm_wake_read(ring);
@@ -296,10 +301,20 @@ static void drain_cancels(struct rctx_ring *ring)
 	for (; r; r = next) {
 		next = r->cnext;
 		r->popped = 1;
-		if (r->state == RS_ZOMBIE)
+		if (r->state == RS_ZOMBIE) {
 			slot_free(ring, r);
-		else if (!r->cissued)
+		} else if (r->cissued) {
+			continue;
+		} else if (r->opcode == IORING_OP_TIMEOUT) {
 			issue_cancel(ring, r);
+		} else {
+			r->cnext = rev;
+			rev = r;
+		}
+	}
+	for (r = rev; r; r = next) {
+		next = r->cnext;
+		issue_cancel(ring, r);
 	}
 }
 

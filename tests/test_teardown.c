@@ -192,3 +192,60 @@ Test(teardown, destroy_cancels_what_its_callbacks_submit)
 {
 	run_teardown(scaled(10000), 0, true);
 }
+
+/*
+ * The same burst from a context: cancelling one context with 100,000
+ * requests in flight ends them all, each called back once with -ECANCELED,
+ * without waiting for destroy.
+ */
+Test(teardown, cancel_of_a_context_with_100k_in_flight)
+{
+	static struct __kernel_timespec hour = { .tv_sec = 3600 };
+	long n = scaled(100000);
+	struct teardown t = { .n = n };
+	struct req *reqs = calloc((size_t)n, sizeof(*reqs));
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct rctx_ring_stats st;
+	int pfd[2], err;
+	int64_t limit;
+
+	cr_assert(reqs && ctx);
+	t.calls = calloc((size_t)n, 1);
+	cr_assert_not_null(t.calls);
+	cr_assert_eq(pipe(pfd), 0);
+	err = rctx_ring_create(&t.ring, 0);
+	if (err == -ENOMEM || err == -EPERM || err == -ENOSYS)
+		cr_skip_test("no io_uring here: %d", err);
+	cr_assert_eq(err, 0);
+	for (long i = 0; i < n; i++) {
+		struct io_uring_sqe sqe;
+
+		reqs[i].t = &t;
+		reqs[i].i = i;
+		if (i % 2)
+			io_uring_prep_poll_add(&sqe, pfd[0], POLLIN);
+		else
+			io_uring_prep_timeout(&sqe, &hour, 0, 0);
+		cr_assert_eq(rctx_submit(t.ring, ctx, &sqe, td_cb, &reqs[i]), 0);
+	}
+	cr_assert_geq(rctx_ring_flush(t.ring), 0);
+	cr_assert_eq(rctx_cancel(ctx), 1);
+	/* Long limit for slow hosts; a linear cancel takes well under 1 s. */
+	limit = rctx_now() + MS(60000);
+	while (rctx_ring_pending(t.ring) && rctx_now() < limit)
+		cr_assert_geq(rctx_ring_run(t.ring, rctx_now() + MS(1000)), 0);
+	cr_assert_eq(t.done, n, "callbacks run: %ld of %ld", t.done, n);
+	for (long i = 0; i < n; i++)
+		cr_assert_eq(t.calls[i], 1, "request %ld", i);
+	cr_assert_eq(t.wrong_res, 0);
+	cr_assert_eq(rctx_ring_stats(t.ring, &st), 0);
+	cr_assert_eq(st.in_flight, 0);
+	cr_assert_eq(st.held_after_cancel, 0);
+	cr_assert_eq(st.aborted, (uint64_t)n);
+	rctx_ring_destroy(t.ring);
+	rctx_release(ctx);
+	close(pfd[0]);
+	close(pfd[1]);
+	free(t.calls);
+	free(reqs);
+}
