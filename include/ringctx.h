@@ -90,10 +90,11 @@ rctx_t *rctx_with_cancel(rctx_t *parent);
  * deadline joins the runtime thread's deadline heap, whose earliest entry is
  * armed as one absolute IORING_OP_TIMEOUT on the runtime's ring, so it fires
  * even while every other thread is blocked; creating and cancelling one costs
- * no system call in the common case. A deadline at or before now gives a
- * context done at creation with -ETIMEDOUT. A deadline later than the
- * parent's gives a plain cancel context (as Go), which still reports the
- * parent's deadline. Returns NULL if parent is NULL (invalid), on
+ * no system call in the common case. A deadline at or before now (negative
+ * and INT64_MIN included) gives a context done at creation with -ETIMEDOUT.
+ * A deadline later than the parent's gives a plain cancel context (as Go),
+ * which still reports the parent's deadline; so does RCTX_FOREVER ("no
+ * deadline": nothing for the runtime to arm). Returns NULL if parent is NULL (invalid), on
  * out-of-memory, or once the process is exiting (the runtime thread is
  * stopped by an atexit handler).
  */
@@ -108,7 +109,8 @@ rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause);
 /*
  * Go's WithTimeout: rctx_with_deadline(parent, rctx_now() + rel_ns).
  * Returns NULL if parent is NULL, rel_ns is negative, or now + rel_ns
- * overflows int64_t (all invalid), or on out-of-memory. rel_ns == 0 gives a
+ * overflows int64_t or reaches RCTX_FOREVER (all invalid), or on
+ * out-of-memory. rel_ns == 0 gives a
  * context done at creation with -ETIMEDOUT.
  */
 rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns);
@@ -198,8 +200,8 @@ int rctx_cause(const rctx_t *ctx);
 
 /*
  * Go's ctx.Deadline(): true and *abs_ns set if ctx (or an ancestor up to a
- * without-cancel boundary) has a deadline; false otherwise (and for NULL).
- * abs_ns may be NULL.
+ * without-cancel boundary) has a deadline; false otherwise (and for NULL),
+ * leaving *abs_ns untouched. abs_ns may be NULL.
  */
 bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns);
 
@@ -225,7 +227,8 @@ int rctx_done_fd(rctx_t *ctx);
  * Block the calling thread until ctx is done or abs_deadline passes
  * (RCTX_FOREVER: no limit). Uses a futex on the context; no fd is created.
  * Returns 0 once ctx is done (read the reason with rctx_err()), -EAGAIN if
- * abs_deadline passed first, -EDEADLK if ctx can never be done and
+ * abs_deadline passed first (at once for a deadline at or before now,
+ * negative and INT64_MIN included), -EDEADLK if ctx can never be done and
  * abs_deadline is RCTX_FOREVER (it would block forever), -EINVAL for NULL.
  */
 int rctx_wait(rctx_t *ctx, int64_t abs_deadline);
@@ -253,8 +256,10 @@ int rctx_format(const rctx_t *ctx, char *buf, size_t len);
  * (invalid) or on out-of-memory. The handle keeps ctx alive, and so does an
  * armed after-func even after its handle is released (Go keeps it reachable
  * through the parent): a context with an armed after-func lives until it is
- * done or the after-func is stopped. If the runtime thread cannot run (the
- * process is exiting), fn does not run.
+ * done or the after-func is stopped. On a context that can never be done
+ * (rctx_done_fd() gives -ENOENT) fn never runs; its handle can still be
+ * stopped. If the runtime thread cannot run (the process is exiting), fn
+ * does not run.
  */
 rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *arg), void *arg);
 
@@ -295,10 +300,10 @@ typedef void (*rctx_cb_t)(void *arg, int res, uint32_t flags);
 
 /*
  * Create a ring with an SQ of `entries` (0: 256; at least 2, since a request
- * and its deadline's link timeout take two; large values are clamped to the
- * kernel's limit). Returns 0 and *ringp, or the negative errno of
- * io_uring_queue_init (-ENOMEM, -EPERM, -ENOSYS...), -EINVAL if ringp is NULL
- * or entries is 1. The creating thread becomes its owner; ownership
+ * and its deadline's link timeout take two; large values, up to UINT_MAX,
+ * are clamped to the kernel's limit). Returns 0 and *ringp, or the negative
+ * errno of io_uring_queue_init (-ENOMEM, -EPERM, -ENOSYS...), -EINVAL if
+ * ringp is NULL or entries is 1; *ringp is untouched on failure. The creating thread becomes its owner; ownership
  * passes to whichever single thread runs it next.
  */
 int rctx_ring_create(rctx_ring_t **ringp, unsigned entries);
@@ -312,7 +317,8 @@ int rctx_ring_create(rctx_ring_t **ringp, unsigned entries);
 void rctx_ring_destroy(rctx_ring_t *ring);
 
 /* Escape hatch: the underlying io_uring (owner thread only; do not submit
- * requests with user_data of your own on it, ringctx owns user_data). */
+ * requests with user_data of your own on it, ringctx owns user_data).
+ * NULL for NULL. */
 struct io_uring *rctx_ring_uring(rctx_ring_t *ring);
 
 /* A file descriptor that polls readable when the ring has completions to run:
@@ -344,20 +350,23 @@ int rctx_submit(rctx_ring_t *ring, rctx_t *ctx, const struct io_uring_sqe *sqe,
 		rctx_cb_t cb, void *arg);
 
 /* Send queued SQEs to the kernel now. Owner thread only. Returns the number
- * submitted or a negative errno from io_uring_submit. */
+ * submitted (the ring's own requests included) or a negative errno from
+ * io_uring_submit; -EINVAL for NULL. */
 int rctx_ring_flush(rctx_ring_t *ring);
 
 /*
  * Send queued SQEs and cancels, wait until at least one completion (of any
  * kind, including a cross-thread cancel wake-up) arrives or abs_deadline passes
- * (0: do not wait; RCTX_FOREVER: no limit), and run the callbacks of every
- * completion available. Owner thread only; not re-entrant (-EDEADLK from a
- * callback). Returns the number of callbacks run (0 when the deadline passed
- * with nothing to do), or a negative errno.
+ * (0, or any instant at or before now, INT64_MIN included: do not wait;
+ * RCTX_FOREVER: no limit), and run the callbacks of every completion
+ * available. Owner thread only; not re-entrant (-EDEADLK from a callback).
+ * Returns the number of callbacks run (0 when the deadline passed with
+ * nothing to do), -EINVAL for NULL, or a negative errno.
  */
 int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline);
 
-/* Requests of the ring whose callback has not run yet. Owner thread only. */
+/* Requests of the ring whose callback has not run yet (0 for NULL). Owner
+ * thread only. */
 unsigned rctx_ring_pending(const rctx_ring_t *ring);
 
 /*
@@ -413,9 +422,12 @@ int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
 /* by a deadline. Abandoned requests are counted in rctx_runtime_stats()    */
 /* (kept_abandoned, kept_held) and their memory is freed when the kernel    */
 /* ends them.                                                               */
-/* -EINVAL for a NULL ctx; -EDEADLK if called from a callback running on    */
-/* the thread's ring, or (files, fsync, openat) on the runtime thread (from */
-/* an after-func); -ENOMEM; -ESHUTDOWN once the process is exiting.         */
+/* -EINVAL for a NULL ctx, a NULL buf with len > 0, a NULL path or connect */
+/* address; len > INT_MAX is clamped to INT_MAX (a short transfer);        */
+/* -EDEADLK if called from a callback running on the thread's ring, or     */
+/* (files, fsync, openat) on the runtime thread (from an after-func);      */
+/* -ENOMEM; -ESHUTDOWN once the process is exiting. With a done context    */
+/* each returns its error and does no I/O.                                 */
 /* ------------------------------------------------------------------------ */
 
 ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off);
@@ -431,9 +443,11 @@ int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags);
 /* Returns the new fd or a negative errno; an open that completes after the
  * call gave up is closed by the library. */
 int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags, mode_t mode);
-/* Returns the revents mask (> 0) or a negative errno. */
+/* Returns the revents mask (> 0) or a negative errno. An empty poll_mask
+ * waits for POLLERR and POLLHUP only, which are always reported. */
 int rctx_poll(rctx_t *ctx, int fd, unsigned poll_mask);
-/* Sleep rel_ns; 0 after the full sleep, else the context's error. */
+/* Sleep rel_ns; 0 after the full sleep, else the context's error. -EINVAL
+ * for a negative rel_ns; RCTX_FOREVER sleeps until ctx is done. */
 int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
 
 /*

@@ -163,6 +163,11 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 	rctx_after_t *after = NULL;
 	int ret;
 
+	ret = rctx_err(ctx);
+	if (ret) {
+		rctx__kept_put(k);
+		return ret; /* done already: no I/O */
+	}
 	if (rctx__rt_self() || (tls_ring && rctx__ring_in_run(tls_ring))) {
 		rctx__kept_put(k);
 		return -EDEADLK; /* the runtime would wait for itself; a

@@ -9,7 +9,6 @@
  * allocation), taking a reference on each child so that a concurrent release
  * cannot free it under the walk.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,8 +182,9 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 
 	if (!parent || parent->kind == RCTX_AFTER)
 		return NULL;
-	/* The parent's deadline is sooner: a plain cancel context (as Go). */
-	if (effective_deadline(parent) < abs_ns)
+	/* No deadline, or the parent's is sooner: a plain cancel context (as
+	 * Go), which never takes a place in the runtime's deadline heap. */
+	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
 		return rctx_with_cancel(parent);
 	d = malloc(sizeof(*d));
 	if (!d)
@@ -465,79 +465,81 @@ RCTX_API void *rctx_value(const rctx_t *ctx, const void *key)
 	return NULL;
 }
 
-/* snprintf-like appender: keeps counting past the end of the buffer. */
-struct fmtbuf {
-	char *buf;
-	size_t len;
-	size_t pos;
-};
+/*
+ * One context's part of the description, e.g. ".WithCancel", into seg
+ * (always fits: the longest is a deadline). now is read once per format so
+ * that both passes below agree on every part's length. Returns its length.
+ */
+#define FMT_SEG_MAX 128
 
-static void fmt_add(struct fmtbuf *f, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void fmt_add(struct fmtbuf *f, const char *fmt, ...)
+static int fmt_seg(char seg[FMT_SEG_MAX], const struct rctx *c, int64_t now)
 {
-	va_list ap;
-	size_t room = f->pos < f->len ? f->len - f->pos : 0;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(room ? f->buf + f->pos : NULL, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		f->pos += (size_t)n;
-}
-
-static void fmt_ctx(struct fmtbuf *f, const struct rctx *c)
-{
-	if (c->parent)
-		fmt_ctx(f, c->parent);
 	switch (c->kind) {
 	case RCTX_BACKGROUND:
-		fmt_add(f, "context.Background");
-		break;
+		return snprintf(seg, FMT_SEG_MAX, "context.Background");
 	case RCTX_TODO:
-		fmt_add(f, "context.TODO");
-		break;
+		return snprintf(seg, FMT_SEG_MAX, "context.TODO");
 	case RCTX_CANCEL:
-		fmt_add(f, ".WithCancel");
-		break;
+		return snprintf(seg, FMT_SEG_MAX, ".WithCancel");
 	case RCTX_DEADLINE: {
 		int64_t d = ((const struct rctx_cancel *)c)->deadline, left;
 		uint64_t ad = d < 0 ? 0 - (uint64_t)d : (uint64_t)d, al;
 
-		if (__builtin_sub_overflow(d, rctx_now(), &left))
+		if (__builtin_sub_overflow(d, now, &left))
 			left = INT64_MIN;
 		al = left < 0 ? 0 - (uint64_t)left : (uint64_t)left;
-		fmt_add(f, ".WithDeadline(%s%llu.%09llus [%s%llu.%09llus])",
-			d < 0 ? "-" : "",
-			(unsigned long long)(ad / 1000000000),
-			(unsigned long long)(ad % 1000000000), left < 0 ? "-" : "",
-			(unsigned long long)(al / 1000000000),
-			(unsigned long long)(al % 1000000000));
-		break;
+		return snprintf(seg, FMT_SEG_MAX,
+				".WithDeadline(%s%llu.%09llus [%s%llu.%09llus])",
+				d < 0 ? "-" : "",
+				(unsigned long long)(ad / 1000000000),
+				(unsigned long long)(ad % 1000000000),
+				left < 0 ? "-" : "",
+				(unsigned long long)(al / 1000000000),
+				(unsigned long long)(al % 1000000000));
 	}
 	case RCTX_VALUE: {
 		const struct rctx_value *v = (const struct rctx_value *)c;
 
-		fmt_add(f, ".WithValue(key=%p, val=%p)", v->key, v->val);
-		break;
+		return snprintf(seg, FMT_SEG_MAX, ".WithValue(key=%p, val=%p)",
+				v->key, v->val);
 	}
 	case RCTX_WITHOUT:
-		fmt_add(f, ".WithoutCancel");
-		break;
+		return snprintf(seg, FMT_SEG_MAX, ".WithoutCancel");
 	default:
-		break;
+		seg[0] = '\0';
+		return 0;
 	}
 }
 
+/*
+ * The description runs from the root down, but the chain links point up.
+ * Without recursion or memory proportional to depth: a first walk sums the
+ * parts' lengths, a second walks up from ctx and writes each part, end
+ * first, at its final offset (what fits of it in buf). Linear in depth.
+ */
 RCTX_API int rctx_format(const rctx_t *ctx, char *buf, size_t len)
 {
-	struct fmtbuf f = { .buf = buf, .len = len, .pos = 0 };
+	char seg[FMT_SEG_MAX];
+	int64_t now = rctx_now();
+	size_t total = 0, end;
+	const struct rctx *c;
 
 	if (!ctx || (!buf && len) || ctx->kind == RCTX_AFTER)
 		return -EINVAL;
-	if (len)
-		buf[0] = '\0';
-	fmt_ctx(&f, ctx);
-	return f.pos > INT_MAX ? INT_MAX : (int)f.pos;
+	for (c = ctx; c; c = c->parent)
+		total += (size_t)fmt_seg(seg, c, now);
+	if (len) {
+		size_t room = len - 1; /* characters before the NUL */
+
+		buf[total < room ? total : room] = '\0';
+		end = total;
+		for (c = ctx; c && end; c = c->parent) {
+			size_t n = (size_t)fmt_seg(seg, c, now), off = end - n;
+
+			if (off < room)
+				memcpy(buf + off, seg, (end < room ? end : room) - off);
+			end = off;
+		}
+	}
+	return total > INT_MAX ? INT_MAX : (int)total;
 }

@@ -191,10 +191,11 @@ int rctx__ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline)
 	if (io_uring_cq_ready(ring))
 		return 0;
 	if (abs_deadline != RCTX_FOREVER) {
-		int64_t left = abs_deadline - rctx_now();
+		int64_t now = rctx_now(), left;
 
-		if (left <= 0)
-			return -ETIME;
+		if (abs_deadline <= now)
+			return -ETIME; /* also keeps abs_deadline - now in range */
+		left = abs_deadline - now;
 		ts.tv_sec = left / 1000000000;
 		ts.tv_nsec = left % 1000000000;
 		tp = &ts;

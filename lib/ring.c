@@ -48,7 +48,8 @@ struct rctx_req {
 	uint8_t state;                 /* owner only */
 	uint8_t cissued;               /* owner only: cancel sent */
 	uint8_t popped;                /* owner only: taken off the stack */
-	uint64_t unused;
+	uint8_t opcode;                /* of the SQE (teardown order) */
+	uint8_t unused[7];
 };
 _Static_assert(sizeof(struct rctx_req) == 64, "a request slot is one cache line");
 
@@ -272,10 +273,15 @@ static void issue_cancel(struct rctx_ring *ring, struct rctx_req *r)
 	STAT_ADD(ring, held_after_cancel, 1);
 }
 
-/* Owner: pop the cancel stack and send one cancel per live request. */
+/*
+ * Owner: pop the cancel stack and send one cancel per live request. A
+ * context's cancel pushes its requests newest first, so they pop oldest
+ * first: timeouts are cancelled in that order, polled requests in reverse
+ * (see rctx__ring_cancel_all() for why).
+ */
 static void drain_cancels(struct rctx_ring *ring)
 {
-	struct rctx_req *r, *next;
+	struct rctx_req *r, *next, *rev = NULL;
 
 	if (unlikely(ring->wake_unarmed))
 		arm_wake_read(ring);
@@ -296,10 +302,20 @@ static void drain_cancels(struct rctx_ring *ring)
 	for (; r; r = next) {
 		next = r->cnext;
 		r->popped = 1;
-		if (r->state == RS_ZOMBIE)
+		if (r->state == RS_ZOMBIE) {
 			slot_free(ring, r);
-		else if (!r->cissued)
+		} else if (r->cissued) {
+			continue;
+		} else if (r->opcode == IORING_OP_TIMEOUT) {
 			issue_cancel(ring, r);
+		} else {
+			r->cnext = rev;
+			rev = r;
+		}
+	}
+	for (r = rev; r; r = next) {
+		next = r->cnext;
+		issue_cancel(ring, r);
 	}
 }
 
@@ -385,6 +401,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 		return err;
 	}
 	sqe_copy(s, sqe);
+	r->opcode = sqe->opcode;
 	s->user_data = req_ud(r, UD_REQ);
 	if (need == 2) {
 		struct io_uring_sqe *l = io_uring_get_sqe(&ring->ring);
@@ -592,9 +609,10 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	if (!ring)
 		return -ENOMEM;
 	memset(&p, 0, sizeof(p));
-	/* Room for a cancel CQE beside each target's. */
+	/* Room for a cancel CQE beside each target's (saturated: the kernel
+	 * clamps both sizes). */
 	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
-	p.cq_entries = entries * 4;
+	p.cq_entries = entries > UINT_MAX / 4 ? UINT_MAX : entries * 4;
 	ret = io_uring_queue_init_params(entries, &ring->ring, &p);
 	if (ret < 0)
 		goto out_free;
@@ -623,16 +641,38 @@ out_free:
 	return ret;
 }
 
-/* Owner: ask the kernel to abort every request still in flight. */
+/* Owner: cancel r unless it is done or has its cancel. */
+static void cancel_one(struct rctx_ring *ring, struct rctx_req *r)
+{
+	if (r->state == RS_INFLIGHT && !r->cissued)
+		issue_cancel(ring, r);
+}
+
+/*
+ * Owner: ask the kernel to abort every request still in flight, in the
+ * order that lets it find each one at once. Polled requests (and sockets'
+ * recvs, accepts... armed for poll) sit in hash chains, newest at the head,
+ * where a cancelled one stays until the next return to user space: they are
+ * cancelled newest slot first. Timeouts sit in one list, oldest at the
+ * head: they are cancelled oldest first. Any other order walks most of a
+ * chain per cancel, quadratic in the number of requests.
+ */
 void rctx__ring_cancel_all(struct rctx_ring *ring)
 {
 	drain_cancels(ring);
+	for (unsigned c = ring->nchunks; c-- > 0;)
+		for (unsigned i = REQ_CHUNK; --i >= 1;) {
+			struct rctx_req *r = &ring->chunks[c][i];
+
+			if (r->opcode != IORING_OP_TIMEOUT)
+				cancel_one(ring, r);
+		}
 	for (unsigned c = 0; c < ring->nchunks; c++)
 		for (unsigned i = 1; i < REQ_CHUNK; i++) {
 			struct rctx_req *r = &ring->chunks[c][i];
 
-			if (r->state == RS_INFLIGHT && !r->cissued)
-				issue_cancel(ring, r);
+			if (r->opcode == IORING_OP_TIMEOUT)
+				cancel_one(ring, r);
 		}
 	io_uring_submit(&ring->ring);
 }
