@@ -4,7 +4,7 @@
 #   make check           test suite: plain, ASan+UBSan, TSan (threaded tests)
 #   make demo            the main job: tools/ringctx-demo on this machine
 #   make bench           benchmarks against Go's context and raw liburing
-#   make soak            SOAK_SECONDS (600) of stress, checking invariants and leaks
+#   make soak            SOAK_SECONDS (600) of stress: invariants, RSS, fds (soak-asan)
 #   make install PREFIX=/usr/local
 #   V=1                  show full commands
 #

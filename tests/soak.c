@@ -391,14 +391,16 @@ static void op_create(struct worker *w)
 static void op_cancel_own(struct worker *w, bool release)
 {
 	struct node *n;
+	int i;
 
 	if (!w->nnodes)
 		return;
-	n = &w->nodes[rnd(&w->rs) % w->nnodes];
+	i = rnd(&w->rs) % w->nnodes;
+	n = &w->nodes[i];
 	if (n->released)
 		return;
 	if (release) {
-		node_check(n, -1);
+		node_check(n, i);
 		n->released = true;
 		rctx_release(n->ctx);
 	} else if (rctx_cancel(n->ctx) == 1) {
