@@ -4,6 +4,7 @@
 #   make check           test suite: plain, ASan+UBSan, TSan (threaded tests)
 #   make demo            the main job: tools/ringctx-demo on this machine
 #   make bench           benchmarks against Go's context and raw liburing
+#   make soak            SOAK_SECONDS (600) of stress: invariants, RSS, fds (soak-asan)
 #   make install PREFIX=/usr/local
 #   V=1                  show full commands
 #
@@ -52,7 +53,8 @@ BENCH_SRCS := $(wildcard bench/bench_*.c)
 TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
-	check-tsan check-valgrind check-install check-symbols demo bench bench-quick man install clean
+	check-tsan check-valgrind check-install check-symbols demo bench bench-quick soak soak-asan \
+	man install clean
 .DEFAULT_GOAL := all
 
 # One build directory per flavour: $(BUILD)/plain, $(BUILD)/asan, $(BUILD)/tsan.
@@ -170,6 +172,24 @@ check-tsan: $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS))
 # Every test under memcheck.
 check-valgrind: $(plain_TESTS)
 	$(Q)$(RUN_TEST) valgrind $(plain_TESTS)
+
+# ---- soak: long stress, not part of check ----------------------------------
+SOAK_SECONDS ?= 600
+SOAK_THREADS ?= 4
+SOAK_ENV = SOAK_SECONDS=$(SOAK_SECONDS) SOAK_THREADS=$(SOAK_THREADS)
+
+$(BUILD)/plain/soak $(BUILD)/asan/soak: $(BUILD)/%/soak: tests/soak.c $(BUILD)/%/libringctx.a
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter asan,$*),$(SAN_ASAN)) -o $@ $< \
+		$(BUILD)/$*/libringctx.a $(LIBS)
+
+soak: deps-build $(BUILD)/plain/soak
+	$(Q)$(SOAK_ENV) $(BUILD)/plain/soak
+
+# Sanitizers keep freed memory in quarantine: RSS is reported, not judged.
+soak-asan: deps-build $(BUILD)/asan/soak
+	$(Q)$(SOAK_ENV) SOAK_RSS_CHECK=0 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(BUILD)/asan/soak
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed.
