@@ -6,6 +6,7 @@
 #   make bench           benchmarks against Go's context and raw liburing
 #   make soak            SOAK_SECONDS (600) of stress: invariants, RSS, fds (soak-asan)
 #   make install PREFIX=/usr/local
+#   make fuzz            libFuzzer on the API for FUZZ_SECONDS (default 3600)
 #   V=1                  show full commands
 #
 # As root, the targets that need Debian packages install the missing ones.
@@ -28,7 +29,8 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE
 LIBS    := -luring -lpthread
 
 DEPS_BUILD := liburing-dev
-DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind
+DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
+	clang libclang-rt-14-dev
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox
 DEPS_DEMO  := libfuse3-dev fuse3 pkg-config
 
@@ -54,7 +56,7 @@ TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-valgrind check-install check-symbols demo bench bench-quick soak soak-asan \
-	man install clean
+	man install clean fuzz check-fuzz
 .DEFAULT_GOAL := all
 
 # One build directory per flavour: $(BUILD)/plain, $(BUILD)/asan, $(BUILD)/tsan.
@@ -140,7 +142,8 @@ $(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC)
 RUN_TEST = scripts/run-tests.sh
 
 check: deps-check
-	$(Q)$(MAKE) --no-print-directory check-plain check-asan check-tsan check-valgrind check-install check-symbols
+	$(Q)$(MAKE) --no-print-directory check-plain check-asan check-tsan check-valgrind check-install check-symbols \
+		check-fuzz
 
 # Nothing but the public API and rctx__ internals is global.
 check-symbols: $(STATIC) $(SHLIB)
@@ -190,6 +193,39 @@ soak: deps-build $(BUILD)/plain/soak
 soak-asan: deps-build $(BUILD)/asan/soak
 	$(Q)$(SOAK_ENV) SOAK_RSS_CHECK=0 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(BUILD)/asan/soak
+
+# ---- fuzzing -------------------------------------------------------------
+# A libFuzzer target over the whole API (tests/fuzz/fuzz_api.c), built with
+# clang and ASan+UBSan in its own directory. `make fuzz` runs it on the
+# committed corpus for FUZZ_SECONDS (new inputs are added there); check-fuzz
+# is a 30-second smoke on a copy of the corpus.
+FUZZ_CC      := clang
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(patsubst lib/%.c,$(FUZZ_DIR)/lib/%.o,$(LIB_SRCS))
+FUZZ_SECONDS ?= 3600
+FUZZ_RUN      = ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(FUZZ_DIR)/fuzz_api -detect_leaks=1 -max_len=512 -timeout=60 -print_final_stats=1 \
+	-artifact_prefix=$(FUZZ_DIR)/
+
+$(FUZZ_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | $(FUZZ_DIR)/lib
+	@$(if $(Q),echo "  CLANG   $@")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread \
+		$(FUZZ_SAN) -fsanitize=fuzzer-no-link -fvisibility=hidden -c -o $@ $<
+$(FUZZ_DIR)/fuzz_api: tests/fuzz/fuzz_api.c $(FUZZ_OBJS)
+	@$(if $(Q),echo "  CLANG   $@")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread \
+		$(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
+$(FUZZ_DIR)/lib:
+	$(Q)mkdir -p $@
+
+fuzz: deps-check $(FUZZ_DIR)/fuzz_api
+	$(Q)$(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus
+
+check-fuzz: $(FUZZ_DIR)/fuzz_api
+	$(Q)rm -rf $(FUZZ_DIR)/corpus && cp -r tests/fuzz/corpus $(FUZZ_DIR)/corpus
+	$(Q)$(FUZZ_RUN) -max_total_time=30 $(FUZZ_DIR)/corpus
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed.
