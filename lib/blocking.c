@@ -47,7 +47,7 @@ static void thread_ring_exit(void *p)
 		rctx__ring_free(ring);
 		return;
 	}
-	o = malloc(sizeof(*o));
+	o = rctx__malloc(sizeof(*o));
 	if (!o)
 		return; /* unreachable but never freed: still safe */
 	pthread_mutex_lock(&orphan_lock);
@@ -170,10 +170,10 @@ static int direct(rctx_t *ctx, struct io_uring_sqe *sqe)
 
 static struct bop *bop_new(size_t buflen)
 {
-	struct bop *b = calloc(1, sizeof(*b));
+	struct bop *b = rctx__calloc(1, sizeof(*b));
 
 	if (b && buflen) {
-		b->buf = malloc(buflen);
+		b->buf = rctx__malloc(buflen);
 		if (!b->buf) {
 			free(b);
 			return NULL;
@@ -365,10 +365,10 @@ RCTX_API int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags,
 
 	if (!ctx || !path)
 		return -EINVAL;
-	b = calloc(1, sizeof(*b));
+	b = rctx__calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	b->buf = strdup(path);
+	b->buf = rctx__strdup(path);
 	if (!b->buf) {
 		free(b);
 		return -ENOMEM;
