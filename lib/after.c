@@ -19,6 +19,8 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 
 	if (!ctx || !fn || ctx->kind == RCTX_AFTER)
 		return NULL;
+	if (rctx_governor(ctx) && rctx__rt_ensure() < 0)
+		return NULL; /* fn could never run */
 	a = rctx__malloc(sizeof(*a));
 	if (!a)
 		return NULL;

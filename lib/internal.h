@@ -237,6 +237,7 @@ void rctx__done_wake(struct rctx_cancel *c);
 void rctx__done_close(struct rctx_cancel *c);
 
 /* ---- runtime thread (lib/runtime.c) ------------------------------------- */
+int rctx__rt_ensure(void);
 int rctx__rt_arm_deadline(struct rctx_deadline *d);
 void rctx__rt_remove_deadline(struct rctx_deadline *d);
 bool rctx__rt_queue_after(struct rctx_after *a);

@@ -536,7 +536,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 	drain_cancels(ring); /* same-thread cancels skip the eventfd */
 	n = run_local(ring);
 	ret = rctx__submit(&ring->ring);
-	if (n == 0 && abs_deadline != 0) {
+	if (n == 0 && abs_deadline != 0 && ret >= 0) { /* unsent: never sleep */
 		/* Completions (or an overflow to flush) first; sleep only if
 		 * there are none. */
 		n = reap(ring);

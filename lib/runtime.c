@@ -341,8 +341,8 @@ static void *rt_main(void *unused)
 			atomic_store(&rt.next_wakeup, INT64_MIN);
 			continue;
 		}
-		rctx__submit(&rt.ring);
-		if (!rt.heap_n && !rt.overflow) {
+		/* Unsent, the wake-up read cannot wake us: tick instead. */
+		if (rctx__submit(&rt.ring) >= 0 && !rt.heap_n && !rt.overflow) {
 			rctx__ring_wait_cqe(&rt.ring, RCTX_FOREVER);
 		} else {
 			int64_t until = rctx_now() + RT_TICK_NS;
@@ -431,6 +431,12 @@ out:
 }
 
 /* ---- entry points for the tree ---------------------------------------------- */
+
+/* Start the runtime thread now, so that queueing an after-func cannot fail. */
+int rctx__rt_ensure(void)
+{
+	return rt_start();
+}
 
 int rctx__rt_arm_deadline(struct rctx_deadline *d)
 {
