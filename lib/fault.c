@@ -15,6 +15,7 @@ static struct {
 	_Atomic bool sticky;            /* fail target and every later call */
 	_Atomic unsigned long calls;
 	_Atomic unsigned long injected;
+	const char *_Atomic only;       /* count only calls of this name */
 } fault;
 
 int rctx__fault_submit_err = -EAGAIN;
@@ -25,6 +26,8 @@ bool rctx__fault_fail(struct rctx__fault_site *s)
 
 	if (!target)
 		return false;
+	if (atomic_load(&fault.only) && strcmp(atomic_load(&fault.only), s->call))
+		return false;
 	n = atomic_fetch_add(&fault.calls, 1) + 1;
 	if (n < target || (n > target && !atomic_load(&fault.sticky)))
 		return false;
@@ -33,17 +36,19 @@ bool rctx__fault_fail(struct rctx__fault_site *s)
 	return true;
 }
 
-static void arm(unsigned long n, bool sticky)
+static void arm(unsigned long n, bool sticky, const char *only)
 {
 	atomic_store(&fault.target, 0);
+	atomic_store(&fault.only, only);
 	atomic_store(&fault.calls, 0);
 	atomic_store(&fault.injected, 0);
 	atomic_store(&fault.sticky, sticky);
 	atomic_store(&fault.target, n);
 }
 
-void rctx__fault_arm(unsigned long n) { arm(n, false); }
-void rctx__fault_arm_from(unsigned long n) { arm(n, true); }
+void rctx__fault_arm(unsigned long n) { arm(n, false, NULL); }
+void rctx__fault_arm_from(unsigned long n) { arm(n, true, NULL); }
+void rctx__fault_arm_call(const char *call, unsigned long n) { arm(n, false, call); }
 void rctx__fault_disarm(void) { atomic_store(&fault.target, 0); }
 unsigned long rctx__fault_calls(void) { return atomic_load(&fault.calls); }
 unsigned long rctx__fault_injected(void) { return atomic_load(&fault.injected); }

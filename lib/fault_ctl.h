@@ -24,6 +24,9 @@ struct rctx__fault_site {
  * rctx__fault_arm_from(), that call and every later one. */
 void rctx__fault_arm(unsigned long n);
 void rctx__fault_arm_from(unsigned long n);
+/* Fail the nth call named call ("realloc", "io_uring_submit"...), counting
+ * only those. */
+void rctx__fault_arm_call(const char *call, unsigned long n);
 void rctx__fault_disarm(void);
 /* Wrapped calls made, and failures injected, since the last arm. */
 unsigned long rctx__fault_calls(void);

@@ -261,6 +261,57 @@ static int op_runtime_submit(void)
 	return a ? 0 : -ENOMEM;
 }
 
+static uint64_t timers_live(void)
+{
+	struct rctx_runtime_stats st;
+
+	cr_assert_eq(rctx_runtime_stats(&st), 0);
+	return st.timers_live;
+}
+
+/* The runtime's deadline heap (first 256 entries) full: the next deadline
+ * makes it grow, and waits in the overflow list if it cannot. Armed right
+ * after that deadline is made, the runtime's realloc (at its next tick) is
+ * most likely call 1. The heap grows only once per process. */
+#define HEAP_FIRST 256
+static int op_deadline_heap(void)
+{
+	static rctx_t *far[HEAP_FIRST + 1];
+	rctx_t *near;
+	int64_t t0;
+
+	rctx__fault_disarm();
+	deadline_fires();
+	cr_assert(WAIT_UNTIL(timers_live() == 0, 10000), "deadlines left in the heap");
+	for (int i = 0; i < HEAP_FIRST; i++) {
+		far[i] = rctx_with_timeout(rctx_background(), LONG_NS);
+		cr_assert_not_null(far[i]);
+	}
+	deadline_fires(); /* wakes the thread: later deadlines wait for it */
+	cr_assert(WAIT_UNTIL(timers_live() == HEAP_FIRST, 10000));
+	th_sleep_ms(10); /* let it go back to sleep */
+	far[HEAP_FIRST] = rctx_with_timeout(rctx_background(), LONG_NS);
+	rctx__fault_arm(cur_n);
+	cr_assert_not_null(far[HEAP_FIRST]);
+	th_sleep_ms(100); /* a tick or two */
+	t0 = rctx_now();
+	near = rctx_with_timeout(rctx_background(), MS(50));
+	if (near) {
+		cr_assert_eq(rctx_wait(near, t0 + LONG_NS / 2), 0, "deadline lost");
+		cr_assert_eq(rctx_err(near), -ETIMEDOUT);
+		rctx_release(near);
+	}
+	rctx__fault_disarm();
+	for (int i = 0; i <= HEAP_FIRST; i++) {
+		if (!far[i])
+			continue;
+		cr_assert_eq(rctx_err(far[i]), 0);
+		cancel_check(far[i], -ECANCELED);
+		rctx_release(far[i]);
+	}
+	return near ? 0 : -ENOMEM;
+}
+
 static int op_done_fd(void)
 {
 	rctx_t *c = rctx_with_cancel(rctx_background());
@@ -554,6 +605,7 @@ static const struct driver drivers[] = {
 	{ "with_deadline", op_with_deadline, enomem },
 	{ "after_func", op_after_func, enomem },
 	{ "runtime_submit", op_runtime_submit, enomem },
+	{ "deadline_heap", op_deadline_heap, enomem },
 	{ "with_cancel", op_with_cancel, enomem },
 	{ "with_value", op_with_value, enomem },
 	{ "without_cancel", op_without_cancel, enomem },
@@ -595,6 +647,7 @@ static unsigned long drive_named(const char *name)
 DRIVER_TEST(with_deadline, 4)
 DRIVER_TEST(after_func, 4)
 DRIVER_TEST(runtime_submit, 2)
+DRIVER_TEST(deadline_heap, 3)
 DRIVER_TEST(with_cancel, 2)
 DRIVER_TEST(with_value, 1)
 DRIVER_TEST(without_cancel, 2)
@@ -607,12 +660,54 @@ DRIVER_TEST(ring_flush, 1)
 DRIVER_TEST(thread_ring, 4)
 DRIVER_TEST(blocking, 5)
 
+/* The runtime's first deadline heap (256 entries) full: growing it fails
+ * (the only realloc the runtime makes then), the deadline waits in the
+ * overflow list and still fires on time; the heap grows at the next tick. */
+static void heap_growth(void)
+{
+	static rctx_t *far[HEAP_FIRST + 1];
+	rctx_t *near;
+
+	deadline_fires();
+	for (int i = 0; i <= HEAP_FIRST; i++) {
+		if (i == HEAP_FIRST)
+			rctx__fault_arm_call("realloc", 1);
+		far[i] = rctx_with_timeout(rctx_background(), LONG_NS);
+		cr_assert_not_null(far[i]);
+	}
+	near = rctx_with_timeout(rctx_background(), MS(50));
+	cr_assert_not_null(near);
+	cr_assert_eq(rctx_wait(near, rctx_now() + LONG_NS / 2), 0, "deadline lost");
+	cr_assert_eq(rctx_err(near), -ETIMEDOUT);
+	cr_assert_eq(rctx__fault_injected(), 1, "the heap never grew");
+	rctx__fault_disarm();
+	rctx_release(near);
+	for (int i = 0; i <= HEAP_FIRST; i++) {
+		cr_assert_eq(rctx_err(far[i]), 0);
+		cancel_check(far[i], -ECANCELED);
+		rctx_release(far[i]);
+	}
+	cr_assert(WAIT_UNTIL(timers_live() == 0, 10000));
+	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0);
+	points++;
+}
+
+Test(fault, heap_growth_fails)
+{
+	heap_growth();
+}
+
 /* Sites no driver can reach, each with the reason. */
 static bool exempt(const struct rctx__fault_site *s)
 {
 	/* Only a thread that exits while the kernel holds its ring's
 	 * requests (stuck I/O, see test_stuck_io.c) orphans its ring. */
-	return !strcmp(s->func, "thread_ring_exit");
+	if (!strcmp(s->func, "thread_ring_exit"))
+		return true;
+	/* The runtime prepares at most three SQEs per loop and submits
+	 * them each loop: its 64-entry SQ fills only if submits keep
+	 * failing. */
+	return !strcmp(s->func, "rt_sqe");
 }
 
 Test(fault, every_call_site_fails, .timeout = 300)
@@ -621,8 +716,12 @@ Test(fault, every_call_site_fails, .timeout = 300)
 	size_t n = rctx__fault_sites(&sites), hit = 0, missed = 0;
 
 	cr_assert_gt(n, 0);
-	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+		/* After the runtime start-up drivers, before the heap grows. */
+		if (drivers[i].op == op_deadline_heap)
+			heap_growth();
 		drive_named(drivers[i].name);
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct rctx__fault_site *s = sites[i];
 
