@@ -21,7 +21,7 @@
 #include "helpers.h"
 #include "../lib/fault_ctl.h"
 
-TestSuite(fault, .timeout = 120);
+TestSuite(fault, .timeout = 300);
 
 #define MAX_N 2000
 #define LONG_NS MS(10000)
@@ -710,7 +710,7 @@ static bool exempt(const struct rctx__fault_site *s)
 	return !strcmp(s->func, "rt_sqe");
 }
 
-Test(fault, every_call_site_fails, .timeout = 300)
+Test(fault, every_call_site_fails)
 {
 	struct rctx__fault_site *const *sites;
 	size_t n = rctx__fault_sites(&sites), hit = 0, missed = 0;
