@@ -587,11 +587,15 @@ static void make_file(void)
 
 /* ---- the tests ------------------------------------------------------------------ */
 
+/* Constructors report failure as NULL, counted here as -ENOMEM. */
 static const int enomem[] = { -ENOMEM, 0 };
-/* Blocking calls: -ENOMEM, or the submit's own error when it fails. */
-static const int blocking_errs[] = { -ENOMEM, -EAGAIN, 0 };
+/* rctx_submit, rctx_ring_run, rctx_ring_flush, blocking calls: -ENOMEM, or
+ * the error of a failed io_uring_submit (the injected -EAGAIN). */
 static const int submit_errs[] = { -ENOMEM, -EAGAIN, 0 };
+static const int blocking_errs[] = { -ENOMEM, -EAGAIN, 0 };
+/* rctx_ring_create: io_uring_queue_init's -ENOMEM, eventfd's -EMFILE. */
 static const int create_errs[] = { -ENOMEM, -EMFILE, 0 };
+/* rctx_done_fd: eventfd's -EMFILE (its context's creation: -ENOMEM). */
 static const int emfile[] = { -EMFILE, -ENOMEM, 0 };
 
 struct driver {
