@@ -48,15 +48,15 @@ SUPPORT_SRCS := $(filter-out support/stuckfs.c support/stuckfs-server.c,$(wildca
 endif
 
 LIB_SRCS := $(wildcard lib/*.c)
-TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 # Tests that exercise threads, run again under ThreadSanitizer.
 TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
-	check-tsan check-valgrind check-install check-symbols demo bench bench-quick soak soak-asan \
-	man install clean fuzz check-fuzz
+	check-tsan check-fault check-valgrind check-install check-symbols demo bench bench-quick \
+	soak soak-asan man install clean fuzz check-fuzz
 .DEFAULT_GOAL := all
 
 # One build directory per flavour: $(BUILD)/plain, $(BUILD)/asan, $(BUILD)/tsan.
@@ -97,6 +97,8 @@ SAN_TSAN := -O1 -fsanitize=thread
 $(eval $(call flavour,plain,,,-lcriterion))
 $(eval $(call flavour,asan,$(SAN_ASAN),,-lcriterion))
 $(eval $(call flavour,tsan,$(SAN_TSAN),-Itests/shim,))
+# Fault injection (lib/fault.h): only tests/test_fault.c, under ASan+UBSan.
+$(eval $(call flavour,fault,$(SAN_ASAN) -DRCTX_FAULT_INJECTION,,-lcriterion))
 
 SONAME  := libringctx.so.$(SOMAJOR)
 SHLIB   := $(BUILD)/libringctx.so.$(VERSION)
@@ -142,8 +144,8 @@ $(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC)
 RUN_TEST = scripts/run-tests.sh
 
 check: deps-check
-	$(Q)$(MAKE) --no-print-directory check-plain check-asan check-tsan check-valgrind check-install check-symbols \
-		check-fuzz
+	$(Q)$(MAKE) --no-print-directory check-plain check-asan check-tsan check-fault \
+		check-valgrind check-install check-symbols check-fuzz
 
 # Nothing but the public API and rctx__ internals is global.
 check-symbols: $(STATIC) $(SHLIB)
@@ -171,6 +173,10 @@ check-asan: $(asan_TESTS)
 check-tsan: $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS))
 	$(Q)TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
 		$(RUN_TEST) tsan $^
+
+check-fault: $(fault_DIR)/tests/test_fault
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(RUN_TEST) fault $^
 
 # Every test under memcheck.
 check-valgrind: $(plain_TESTS)

@@ -8,7 +8,8 @@
  *  - Functions that can fail return 0 (or a count) on success and a negative
  *    errno on failure; errno is never the channel and is left untouched.
  *  - Functions that return a pointer return NULL only for invalid arguments or
- *    out-of-memory; each one says which inputs are invalid.
+ *    out-of-memory (or, where said, other exhausted resources); each one says
+ *    which inputs are invalid.
  *  - Time is int64_t nanoseconds of CLOCK_MONOTONIC (rctx_now()); deadlines are
  *    absolute. RCTX_FOREVER means "no deadline".
  *  - Contexts are reference counted and may be shared freely between threads.
@@ -94,9 +95,10 @@ rctx_t *rctx_with_cancel(rctx_t *parent);
  * and INT64_MIN included) gives a context done at creation with -ETIMEDOUT.
  * A deadline later than the parent's gives a plain cancel context (as Go),
  * which still reports the parent's deadline; so does RCTX_FOREVER ("no
- * deadline": nothing for the runtime to arm). Returns NULL if parent is NULL (invalid), on
- * out-of-memory, or once the process is exiting (the runtime thread is
- * stopped by an atexit handler).
+ * deadline": nothing for the runtime to arm). Returns NULL if parent is NULL
+ * (invalid), on out-of-memory, if the runtime thread cannot be started (out
+ * of fds, threads or io_uring resources), or once the process is exiting
+ * (the runtime thread is stopped by an atexit handler).
  */
 rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns);
 
@@ -109,8 +111,8 @@ rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause);
 /*
  * Go's WithTimeout: rctx_with_deadline(parent, rctx_now() + rel_ns).
  * Returns NULL if parent is NULL, rel_ns is negative, or now + rel_ns
- * overflows int64_t or reaches RCTX_FOREVER (all invalid), or on
- * out-of-memory. rel_ns == 0 gives a
+ * overflows int64_t or reaches RCTX_FOREVER (all invalid), or as
+ * rctx_with_deadline(). rel_ns == 0 gives a
  * context done at creation with -ETIMEDOUT.
  */
 rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns);
@@ -253,13 +255,15 @@ int rctx_format(const rctx_t *ctx, char *buf, size_t len);
  * block for long: it delays the other after-funcs and deadline processing.
  * Returns a handle owned by the caller, who must drop it with
  * rctx_after_release() (which does not stop fn). NULL if ctx or fn is NULL
- * (invalid) or on out-of-memory. The handle keeps ctx alive, and so does an
- * armed after-func even after its handle is released (Go keeps it reachable
- * through the parent): a context with an armed after-func lives until it is
- * done or the after-func is stopped. On a context that can never be done
- * (rctx_done_fd() gives -ENOENT) fn never runs; its handle can still be
- * stopped. If the runtime thread cannot run (the process is exiting), fn
- * does not run.
+ * (invalid), on out-of-memory, or, for a context that can be done, if the
+ * runtime thread cannot be started (out of fds, threads or io_uring
+ * resources, or the process is exiting): fn could never run. The handle
+ * keeps ctx alive, and so does an armed after-func even after its handle is
+ * released (Go keeps it reachable through the parent): a context with an
+ * armed after-func lives until it is done or the after-func is stopped. On a
+ * context that can never be done (rctx_done_fd() gives -ENOENT) fn never
+ * runs; its handle can still be stopped. If the runtime thread stops later
+ * (the process is exiting), fn does not run.
  */
 rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *arg), void *arg);
 
@@ -302,8 +306,10 @@ typedef void (*rctx_cb_t)(void *arg, int res, uint32_t flags);
  * Create a ring with an SQ of `entries` (0: 256; at least 2, since a request
  * and its deadline's link timeout take two; large values, up to UINT_MAX,
  * are clamped to the kernel's limit). Returns 0 and *ringp, or the negative
- * errno of io_uring_queue_init (-ENOMEM, -EPERM, -ENOSYS...), -EINVAL if
- * ringp is NULL or entries is 1; *ringp is untouched on failure. The creating thread becomes its owner; ownership
+ * errno of io_uring_queue_init (-ENOMEM, -EPERM, -ENOSYS...) or of
+ * eventfd(2) (-EMFILE, -ENFILE), -ENOMEM, -EINVAL if ringp is NULL or
+ * entries is 1; *ringp is untouched on failure. The creating thread becomes
+ * its owner; ownership
  * passes to whichever single thread runs it next.
  */
 int rctx_ring_create(rctx_ring_t **ringp, unsigned entries);
@@ -426,8 +432,10 @@ int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
 /* address; len > INT_MAX is clamped to INT_MAX (a short transfer);        */
 /* -EDEADLK if called from a callback running on the thread's ring, or     */
 /* (files, fsync, openat) on the runtime thread (from an after-func);      */
-/* -ENOMEM; -ESHUTDOWN once the process is exiting. With a done context    */
-/* each returns its error and does no I/O.                                 */
+/* -ENOMEM (also when the thread's ring cannot be created); the negative   */
+/* errno of a failed io_uring_submit (-EAGAIN...); -ESHUTDOWN once the      */
+/* process is exiting. With a done context each returns its error and does */
+/* no I/O.                                                                  */
 /* ------------------------------------------------------------------------ */
 
 ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off);

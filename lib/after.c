@@ -19,7 +19,9 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 
 	if (!ctx || !fn || ctx->kind == RCTX_AFTER)
 		return NULL;
-	a = malloc(sizeof(*a));
+	if (rctx_governor(ctx) && rctx__rt_start() < 0)
+		return NULL; /* fn could never run */
+	a = rctx__malloc(sizeof(*a));
 	if (!a)
 		return NULL;
 	atomic_init(&a->c.hdr.refs, 2); /* the caller's handle + registration */

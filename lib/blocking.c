@@ -122,10 +122,10 @@ static int direct(rctx_t *ctx, struct io_uring_sqe *sqe)
 /* A kept request with an owned buffer of buflen bytes (none if 0). */
 static struct rctx_kept *kept_new(size_t buflen)
 {
-	struct rctx_kept *k = calloc(1, sizeof(*k));
+	struct rctx_kept *k = rctx__calloc(1, sizeof(*k));
 
 	if (k && buflen) {
-		k->buf = malloc(buflen);
+		k->buf = rctx__malloc(buflen);
 		if (!k->buf) {
 			free(k);
 			return NULL;

@@ -167,7 +167,7 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 
 	if (!parent || parent->kind == RCTX_AFTER)
 		return NULL;
-	c = malloc(sizeof(*c));
+	c = rctx__malloc(sizeof(*c));
 	if (!c)
 		return NULL;
 	cancel_init(c, RCTX_CANCEL, parent, effective_deadline(parent));
@@ -186,7 +186,7 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 	 * Go), which never takes a place in the runtime's deadline heap. */
 	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
 		return rctx_with_cancel(parent);
-	d = malloc(sizeof(*d));
+	d = rctx__malloc(sizeof(*d));
 	if (!d)
 		return NULL;
 	cancel_init(&d->cc, RCTX_DEADLINE, parent, abs_ns);
@@ -233,7 +233,7 @@ RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 
 	if (!parent || !key || parent->kind == RCTX_AFTER)
 		return NULL;
-	v = malloc(sizeof(*v));
+	v = rctx__malloc(sizeof(*v));
 	if (!v)
 		return NULL;
 	hdr_init(&v->hdr, RCTX_VALUE, parent);
@@ -250,7 +250,7 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 
 	if (!parent || parent->kind == RCTX_AFTER)
 		return NULL;
-	w = malloc(sizeof(*w));
+	w = rctx__malloc(sizeof(*w));
 	if (!w)
 		return NULL;
 	hdr_init(&w->hdr, RCTX_WITHOUT, parent);

@@ -113,7 +113,7 @@ RCTX_API int rctx_done_fd(rctx_t *ctx)
 	fd = atomic_load_explicit(&g->done_fd, memory_order_acquire);
 	if (fd >= 0)
 		return fd;
-	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	fd = rctx__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	/*

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "ringctx.h"
+#include "fault.h"
 
 #define RCTX_API __attribute__((visibility("default")))
 #define likely(x) __builtin_expect(!!(x), 1)

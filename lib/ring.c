@@ -127,11 +127,11 @@ static struct rctx_req *slot_alloc(struct rctx_ring *ring)
 		ring->free_list = r->cnext;
 		return r;
 	}
-	chunks = realloc(ring->chunks, (ring->nchunks + 1) * sizeof(*chunks));
+	chunks = rctx__realloc(ring->chunks, (ring->nchunks + 1) * sizeof(*chunks));
 	if (!chunks)
 		return NULL;
 	ring->chunks = chunks;
-	chunk = aligned_alloc(CHUNK_BYTES, CHUNK_BYTES);
+	chunk = rctx__aligned_alloc(CHUNK_BYTES, CHUNK_BYTES);
 	if (!chunk)
 		return NULL;
 	memset(chunk, 0, CHUNK_BYTES);
@@ -173,7 +173,7 @@ static struct rctx_req *slot_lookup(struct rctx_ring *ring, uint64_t ud)
 static struct io_uring_sqe *ring_sqe(struct rctx_ring *ring, unsigned need, int *err)
 {
 	if (io_uring_sq_space_left(&ring->ring) < need) {
-		int ret = io_uring_submit(&ring->ring);
+		int ret = rctx__submit(&ring->ring);
 
 		if (ret < 0 && ret != -EBUSY) {
 			*err = ret;
@@ -553,8 +553,8 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 
 	drain_cancels(ring); /* same-thread cancels skip the eventfd */
 	n = run_local(ring);
-	ret = io_uring_submit(&ring->ring);
-	if (n == 0 && abs_deadline != 0) {
+	ret = rctx__submit(&ring->ring);
+	if (n == 0 && abs_deadline != 0 && ret >= 0) { /* unsent: never sleep */
 		/* Completions (or an overflow to flush) first; sleep only if
 		 * there are none. */
 		n = reap(ring);
@@ -567,7 +567,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 	 * send them, with any others prepared while reaping, now. */
 	drain_cancels(ring);
 	if (io_uring_sq_ready(&ring->ring))
-		io_uring_submit(&ring->ring);
+		rctx__submit(&ring->ring);
 
 	tls_running = prev;
 	ring->in_run = false;
@@ -582,7 +582,7 @@ RCTX_API int rctx_ring_flush(rctx_ring_t *ring)
 	if (!ring)
 		return -EINVAL;
 	drain_cancels(ring);
-	return io_uring_submit(&ring->ring);
+	return rctx__submit(&ring->ring);
 }
 
 RCTX_API unsigned rctx_ring_pending(const rctx_ring_t *ring)
@@ -605,7 +605,7 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 		entries = DEFAULT_ENTRIES;
 	if (entries < 2)
 		return -EINVAL; /* a request and its link timeout need two */
-	ring = calloc(1, sizeof(*ring));
+	ring = rctx__calloc(1, sizeof(*ring));
 	if (!ring)
 		return -ENOMEM;
 	memset(&p, 0, sizeof(p));
@@ -613,17 +613,17 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	 * clamps both sizes). */
 	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
 	p.cq_entries = entries > UINT_MAX / 4 ? UINT_MAX : entries * 4;
-	ret = io_uring_queue_init_params(entries, &ring->ring, &p);
+	ret = rctx__queue_init_params(entries, &ring->ring, &p);
 	if (ret < 0)
 		goto out_free;
-	ring->ts = calloc(ring->ring.sq.ring_entries, sizeof(*ring->ts));
+	ring->ts = rctx__calloc(ring->ring.sq.ring_entries, sizeof(*ring->ts));
 	if (!ring->ts) {
 		ret = -ENOMEM;
 		goto out_exit;
 	}
 	/* Blocking: io_uring returns -EAGAIN for reads of O_NONBLOCK files
 	 * instead of waiting for them. */
-	ring->efd = eventfd(0, EFD_CLOEXEC);
+	ring->efd = rctx__eventfd(0, EFD_CLOEXEC);
 	if (ring->efd < 0) {
 		ret = -errno;
 		goto out_free_ts;
@@ -674,7 +674,7 @@ void rctx__ring_cancel_all(struct rctx_ring *ring)
 			if (r->opcode == IORING_OP_TIMEOUT)
 				cancel_one(ring, r);
 		}
-	io_uring_submit(&ring->ring);
+	rctx__submit(&ring->ring);
 }
 
 /*

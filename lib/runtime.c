@@ -72,7 +72,7 @@ struct io_uring_sqe *rctx__rt_sqe(void)
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&rt.ring);
 
 	while (!sqe) {
-		io_uring_submit(&rt.ring);
+		rctx__submit(&rt.ring);
 		sqe = io_uring_get_sqe(&rt.ring);
 	}
 	return sqe;
@@ -156,7 +156,7 @@ static bool heap_push(struct rctx_deadline *d)
 {
 	if (rt.heap_n == rt.heap_cap) {
 		size_t cap = rt.heap_cap ? rt.heap_cap * 2 : 256;
-		struct rctx_deadline **h = realloc(rt.heap, cap * sizeof(*h));
+		struct rctx_deadline **h = rctx__realloc(rt.heap, cap * sizeof(*h));
 
 		if (!h)
 			return false;
@@ -382,8 +382,8 @@ static void *rt_main(void *unused)
 			atomic_store(&rt.next_wakeup, INT64_MIN);
 			continue;
 		}
-		io_uring_submit(&rt.ring);
-		if (!rt.heap_n && !rt.overflow) {
+		/* Unsent, the wake-up read cannot wake us: tick instead. */
+		if (rctx__submit(&rt.ring) >= 0 && !rt.heap_n && !rt.overflow) {
 			rctx__ring_wait_cqe(&rt.ring, RCTX_FOREVER);
 		} else {
 			int64_t until = rctx_now() + RT_TICK_NS;
@@ -436,6 +436,7 @@ static void rt_stop(void)
 	atomic_store(&rt.running, false);
 }
 
+/* Start the runtime thread unless it runs: 0, or -errno (-ESHUTDOWN at exit). */
 int rctx__rt_start(void)
 {
 	int ret = 0;
@@ -450,19 +451,19 @@ int rctx__rt_start(void)
 	}
 	if (atomic_load(&rt.running))
 		goto out;
-	rt.efd = eventfd(0, EFD_CLOEXEC);
+	rt.efd = rctx__eventfd(0, EFD_CLOEXEC);
 	if (rt.efd < 0) {
 		ret = -errno;
 		goto out;
 	}
-	ret = io_uring_queue_init(RT_ENTRIES, &rt.ring, 0);
+	ret = rctx__queue_init(RT_ENTRIES, &rt.ring, 0);
 	if (ret < 0)
 		goto out_close_efd;
 	ret = rctx__keeper_init();
 	if (ret < 0)
 		goto out_exit_ring;
 	atomic_store(&rt.next_wakeup, INT64_MIN);
-	ret = -pthread_create(&rt.thread, NULL, rt_main, NULL);
+	ret = -rctx__pthread_create(&rt.thread, NULL, rt_main, NULL);
 	if (ret < 0)
 		goto out_keeper;
 	atomic_store_explicit(&rt.running, true, memory_order_release);

@@ -1,0 +1,743 @@
+/* Description: fault injection (fault flavour only, lib/fault.h). For each
+ * public operation that can fail, fail its Nth wrapped call (allocation,
+ * eventfd, io_uring_queue_init, pthread_create, io_uring_submit) for
+ * N = 1, 2, ... until the operation makes fewer than N calls, and check that
+ * it either succeeded or returned exactly its documented error, and that no fd
+ * or memory leaked, no context error changed once set, every accepted
+ * request's callback ran exactly once and every after-func at most once.
+ * A last test runs every driver in one process and checks that every wrapped
+ * call site in lib/ failed at least once. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sanitizer/lsan_interface.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ringctx.h"
+#include "helpers.h"
+#include "../lib/fault_ctl.h"
+
+TestSuite(fault, .timeout = 300);
+
+#define MAX_N 2000
+#define LONG_NS MS(10000)
+
+static unsigned long points; /* (operation, N) pairs whose N failed */
+/* The N of the current run: operations that need a fixture disarm while
+ * they build it, then arm again. */
+static unsigned long cur_n;
+
+static int fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static bool runtime_running(void)
+{
+	struct rctx_runtime_stats st;
+
+	cr_assert_eq(rctx_runtime_stats(&st), 0);
+	return st.running;
+}
+
+static bool in_set(int ret, const int *allowed)
+{
+	for (; *allowed; allowed++)
+		if (ret == *allowed)
+			return true;
+	return false;
+}
+
+/*
+ * Run op with its Nth wrapped call failing, N = 1, 2, ..., until a run in
+ * which nothing failed (op made fewer than N calls); op returns 0 on success
+ * or the error it saw, which must be one of allowed (0-terminated). The
+ * runtime thread, once started, keeps its eventfd and ring, and the keeper
+ * ring with its eventfd: +4 fds.
+ */
+#define RUNTIME_FDS 4
+
+static unsigned long drive(const char *name, int (*op)(void), const int *allowed)
+{
+	unsigned long n;
+
+	for (n = 1; n <= MAX_N; n++) {
+		bool was_running = runtime_running();
+		int fds = fd_count(), ret;
+		unsigned long injected;
+
+		cur_n = n;
+		rctx__fault_arm(n);
+		ret = op();
+		injected = rctx__fault_injected();
+		rctx__fault_disarm();
+		if (ret)
+			cr_assert(in_set(ret, allowed), "%s, N=%lu: undocumented error %d (%s)",
+				  name, n, ret, strerror(-ret));
+		cr_assert(!ret || injected, "%s, N=%lu: error %d with no failure injected",
+			  name, n, ret);
+		cr_assert_eq(fd_count(), fds + (!was_running && runtime_running() ? RUNTIME_FDS : 0),
+			     "%s, N=%lu: fd leaked", name, n);
+		cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
+			     "%s, N=%lu: memory leaked", name, n);
+		if (!injected)
+			break;
+		points++;
+	}
+	cr_assert(n <= MAX_N, "%s: never ran to completion", name);
+	cr_log_info("%s: %lu failure points", name, n - 1);
+	return n - 1;
+}
+
+/* ---- context operations ----------------------------------------------------- */
+
+/* Cancel c and check that its error, once set, stays what it was. */
+static void cancel_check(rctx_t *c, int want)
+{
+	int e = rctx_err(c);
+
+	rctx_cancel(c);
+	cr_assert_eq(rctx_err(c), e ? e : want);
+	rctx_cancel(c);
+	cr_assert_eq(rctx_err(c), e ? e : want);
+}
+
+static int op_with_cancel(void)
+{
+	rctx_t *p = rctx_with_cancel(rctx_background()), *c;
+
+	if (!p)
+		return -ENOMEM;
+	c = rctx_with_cancel(p);
+	if (!c) {
+		rctx_cancel(p);
+		rctx_release(p);
+		return -ENOMEM;
+	}
+	rctx_cancel(p);
+	cr_assert_eq(rctx_err(c), -ECANCELED);
+	cancel_check(c, -ECANCELED);
+	rctx_release(c);
+	rctx_release(p);
+	return 0;
+}
+
+/* A far deadline cancelled early, and a near one that must expire. */
+static int op_with_deadline(void)
+{
+	rctx_t *far = rctx_with_timeout(rctx_background(), LONG_NS), *near;
+
+	if (!far)
+		return -ENOMEM;
+	near = rctx_with_deadline(far, rctx_now() + MS(1));
+	if (!near) {
+		cancel_check(far, -ECANCELED);
+		rctx_release(far);
+		return -ENOMEM;
+	}
+	cr_assert_eq(rctx_wait(near, rctx_now() + LONG_NS), 0, "deadline never fired");
+	cr_assert_eq(rctx_err(near), -ETIMEDOUT);
+	cr_assert_eq(rctx_err(far), 0);
+	cancel_check(near, -ETIMEDOUT);
+	cancel_check(far, -ECANCELED);
+	rctx_release(near);
+	rctx_release(far);
+	return 0;
+}
+
+static int op_with_value(void)
+{
+	static const int key;
+	int val;
+	rctx_t *v = rctx_with_value(rctx_background(), &key, &val);
+
+	if (!v)
+		return -ENOMEM;
+	cr_assert_eq(rctx_value(v, &key), &val);
+	rctx_release(v);
+	return 0;
+}
+
+static int op_without_cancel(void)
+{
+	rctx_t *p = rctx_with_cancel(rctx_background()), *w;
+
+	if (!p)
+		return -ENOMEM;
+	w = rctx_without_cancel(p);
+	rctx_cancel(p);
+	rctx_release(p);
+	if (!w)
+		return -ENOMEM;
+	cr_assert_eq(rctx_err(w), 0);
+	rctx_release(w);
+	return 0;
+}
+
+/* The runtime thread still serves deadlines (whatever failed in it before). */
+static void deadline_fires(void)
+{
+	rctx_t *c = rctx_with_timeout(rctx_background(), MS(1));
+
+	cr_assert_not_null(c);
+	cr_assert_eq(rctx_wait(c, rctx_now() + LONG_NS), 0, "runtime thread stuck");
+	cr_assert_eq(rctx_err(c), -ETIMEDOUT);
+	rctx_release(c);
+}
+
+static void after_fn(void *arg)
+{
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* One after-func on a live context, one on a done one: each runs once. */
+static int op_after_func(void)
+{
+	static atomic_int runs[2];
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	rctx_after_t *a[2] = { NULL, NULL };
+	int ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	atomic_store(&runs[0], 0);
+	atomic_store(&runs[1], 0);
+	a[0] = rctx_after_func(c, after_fn, &runs[0]);
+	rctx_cancel(c);
+	if (a[0])
+		a[1] = rctx_after_func(c, after_fn, &runs[1]);
+	for (int i = 0; i < 2; i++) {
+		if (!a[i]) {
+			ret = -ENOMEM;
+			continue;
+		}
+		cr_assert(WAIT_UNTIL(atomic_load(&runs[i]) > 0, 10000),
+			  "after-func %d accepted but never ran", i);
+		rctx_after_release(a[i]);
+	}
+	th_sleep_ms(1);
+	cr_assert_leq(atomic_load(&runs[0]), 1);
+	cr_assert_leq(atomic_load(&runs[1]), 1);
+	rctx_release(c);
+	rctx__fault_disarm();
+	if (runtime_running())
+		deadline_fires();
+	return ret;
+}
+
+/* The idle runtime thread woken for an after-func, whose submit of its
+ * wake-up read may fail: it must still wake for the next deadline. */
+static int op_runtime_submit(void)
+{
+	static atomic_int runs;
+	rctx_t *c;
+	rctx_after_t *a;
+
+	rctx__fault_disarm();
+	deadline_fires(); /* started, heap empty */
+	c = rctx_with_cancel(rctx_background());
+	cr_assert_not_null(c);
+	atomic_store(&runs, 0);
+	rctx__fault_arm(cur_n);
+	a = rctx_after_func(c, after_fn, &runs);
+	rctx_cancel(c);
+	if (a) {
+		cr_assert(WAIT_UNTIL(atomic_load(&runs) > 0, 10000), "after-func never ran");
+		th_sleep_ms(1);
+		cr_assert_eq(atomic_load(&runs), 1);
+		rctx_after_release(a);
+	}
+	rctx__fault_disarm();
+	deadline_fires();
+	rctx_release(c);
+	return a ? 0 : -ENOMEM;
+}
+
+static uint64_t timers_live(void)
+{
+	struct rctx_runtime_stats st;
+
+	cr_assert_eq(rctx_runtime_stats(&st), 0);
+	return st.timers_live;
+}
+
+/* The runtime's deadline heap (first 256 entries) full: the next deadline
+ * makes it grow, and waits in the overflow list if it cannot. Armed right
+ * after that deadline is made, the runtime's realloc (at its next tick) is
+ * most likely call 1. The heap grows only once per process. */
+#define HEAP_FIRST 256
+static int op_deadline_heap(void)
+{
+	static rctx_t *far[HEAP_FIRST + 1];
+	rctx_t *near;
+	int64_t t0;
+
+	rctx__fault_disarm();
+	deadline_fires();
+	cr_assert(WAIT_UNTIL(timers_live() == 0, 10000), "deadlines left in the heap");
+	for (int i = 0; i < HEAP_FIRST; i++) {
+		far[i] = rctx_with_timeout(rctx_background(), LONG_NS);
+		cr_assert_not_null(far[i]);
+	}
+	deadline_fires(); /* wakes the thread: later deadlines wait for it */
+	cr_assert(WAIT_UNTIL(timers_live() == HEAP_FIRST, 10000));
+	th_sleep_ms(10); /* let it go back to sleep */
+	far[HEAP_FIRST] = rctx_with_timeout(rctx_background(), LONG_NS);
+	rctx__fault_arm(cur_n);
+	cr_assert_not_null(far[HEAP_FIRST]);
+	th_sleep_ms(100); /* a tick or two */
+	t0 = rctx_now();
+	near = rctx_with_timeout(rctx_background(), MS(50));
+	if (near) {
+		cr_assert_eq(rctx_wait(near, t0 + LONG_NS / 2), 0, "deadline lost");
+		cr_assert_eq(rctx_err(near), -ETIMEDOUT);
+		rctx_release(near);
+	}
+	rctx__fault_disarm();
+	for (int i = 0; i <= HEAP_FIRST; i++) {
+		if (!far[i])
+			continue;
+		cr_assert_eq(rctx_err(far[i]), 0);
+		cancel_check(far[i], -ECANCELED);
+		rctx_release(far[i]);
+	}
+	return near ? 0 : -ENOMEM;
+}
+
+static int op_done_fd(void)
+{
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	int fd;
+
+	if (!c)
+		return -ENOMEM;
+	fd = rctx_done_fd(c);
+	cr_assert(fd >= 0 || fd == -EMFILE, "done_fd: %d", fd);
+	rctx_cancel(c);
+	if (fd >= 0)
+		cr_assert_eq(th_readable(fd, 10000), 1);
+	cr_assert_eq(rctx_wait(c, RCTX_FOREVER), 0);
+	cr_assert_eq(rctx_err(c), -ECANCELED);
+	rctx_release(c);
+	return fd < 0 ? fd : 0;
+}
+
+/* ---- rings -------------------------------------------------------------------- */
+
+struct rec {
+	int calls;
+	int res;
+};
+
+static void rec_cb(void *arg, int res, uint32_t flags)
+{
+	struct rec *r = arg;
+
+	r->calls++;
+	r->res = res;
+}
+
+static void drain(rctx_ring_t *ring)
+{
+	int64_t limit = rctx_now() + LONG_NS;
+
+	while (rctx_ring_pending(ring) && rctx_now() < limit)
+		rctx_ring_run(ring, rctx_now() + MS(10));
+	cr_assert_eq(rctx_ring_pending(ring), 0, "requests never completed");
+}
+
+static int op_ring_create(void)
+{
+	rctx_ring_t *ring = NULL;
+	int ret = rctx_ring_create(&ring, 8);
+
+	if (ret < 0)
+		return ret;
+	rctx_ring_destroy(ring);
+	return 0;
+}
+
+/* More requests than the SQ holds (flushes) and than one slot chunk (300 >
+ * 256), half of them under a deadline (a linked timeout each). */
+#define NSUB 300
+static int op_submit(void)
+{
+	static struct rec recs[NSUB];
+	rctx_ring_t *ring;
+	rctx_t *c;
+	int err = 0;
+
+	rctx__fault_disarm();
+	cr_assert_eq(rctx_ring_create(&ring, 4), 0);
+	c = rctx_with_timeout(rctx_background(), LONG_NS);
+	cr_assert_not_null(c);
+	rctx__fault_arm(cur_n);
+	memset(recs, 0, sizeof(recs));
+	for (int i = 0; i < NSUB; i++) {
+		struct io_uring_sqe sqe = { 0 };
+		int ret;
+
+		io_uring_prep_nop(&sqe);
+		ret = rctx_submit(ring, i & 1 ? c : rctx_background(), &sqe, rec_cb, &recs[i]);
+		if (ret < 0) {
+			recs[i].calls = -1; /* never called */
+			err = ret;
+		}
+	}
+	drain(ring);
+	for (int i = 0; i < NSUB; i++)
+		if (recs[i].calls != -1)
+			cr_assert_eq(recs[i].calls, 1, "request %d: %d callbacks", i, recs[i].calls);
+	rctx_ring_destroy(ring);
+	cancel_check(c, -ECANCELED);
+	rctx_release(c);
+	return err;
+}
+
+/* rctx_ring_run with queued requests and a cancel to send: a failed submit
+ * must neither lose them nor make the run sleep on SQEs never sent. */
+static int op_ring_run(void)
+{
+	struct rec recs[4] = { { 0 } };
+	rctx_ring_t *ring;
+	rctx_t *c;
+	int pfd[2], ret;
+	int64_t t0;
+
+	rctx__fault_disarm();
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cr_assert_eq(rctx_ring_create(&ring, 8), 0);
+	c = rctx_with_cancel(rctx_background());
+	cr_assert_not_null(c);
+	for (int i = 0; i < 3; i++) {
+		struct io_uring_sqe sqe = { 0 };
+
+		io_uring_prep_nop(&sqe);
+		cr_assert_eq(rctx_submit(ring, rctx_background(), &sqe, rec_cb, &recs[i]), 0);
+	}
+	{
+		struct io_uring_sqe sqe = { 0 };
+
+		io_uring_prep_poll_add(&sqe, pfd[0], POLLIN);
+		cr_assert_eq(rctx_submit(ring, c, &sqe, rec_cb, &recs[3]), 0);
+	}
+	rctx__fault_arm(cur_n);
+	t0 = rctx_now();
+	ret = rctx_ring_run(ring, rctx_now() + LONG_NS);
+	cr_assert_lt(rctx_now() - t0, LONG_NS / 2, "run slept with its SQEs unsent");
+	rctx_cancel(c); /* same thread: the cancel goes out from the next run */
+	while (rctx_ring_pending(ring) && rctx_now() - t0 < LONG_NS) {
+		int r = rctx_ring_run(ring, rctx_now() + LONG_NS);
+
+		if (r < 0 && !ret)
+			ret = r;
+	}
+	rctx__fault_disarm();
+	cr_assert_eq(rctx_ring_pending(ring), 0, "requests never completed");
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(recs[i].calls, 1, "request %d: %d callbacks", i, recs[i].calls);
+	cr_assert_eq(recs[3].res, -ECANCELED);
+	rctx_ring_destroy(ring);
+	rctx_release(c);
+	close(pfd[0]);
+	close(pfd[1]);
+	return ret < 0 ? ret : 0;
+}
+
+/* rctx_ring_destroy with requests in flight: they are cancelled and their
+ * callbacks run before the ring is freed, whatever fails. */
+static int op_ring_destroy(void)
+{
+	struct rec recs[3] = { { 0 } };
+	rctx_ring_t *ring;
+	int pfd[2];
+
+	rctx__fault_disarm();
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cr_assert_eq(rctx_ring_create(&ring, 8), 0);
+	for (int i = 0; i < 3; i++) {
+		struct io_uring_sqe sqe = { 0 };
+
+		io_uring_prep_poll_add(&sqe, pfd[0], POLLIN);
+		cr_assert_eq(rctx_submit(ring, rctx_background(), &sqe, rec_cb, &recs[i]), 0);
+	}
+	cr_assert_geq(rctx_ring_run(ring, 0), 0);
+	rctx__fault_arm(cur_n);
+	rctx_ring_destroy(ring);
+	rctx__fault_disarm();
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(recs[i].calls, 1, "request %d: %d callbacks", i, recs[i].calls);
+	close(pfd[0]);
+	close(pfd[1]);
+	return 0;
+}
+
+/* rctx_ring_flush: a failed submit is reported, the SQEs stay queued. */
+static int op_ring_flush(void)
+{
+	struct rec rec = { 0 };
+	struct io_uring_sqe sqe = { 0 };
+	rctx_ring_t *ring;
+	int ret;
+
+	rctx__fault_disarm();
+	cr_assert_eq(rctx_ring_create(&ring, 8), 0);
+	io_uring_prep_nop(&sqe);
+	cr_assert_eq(rctx_submit(ring, rctx_background(), &sqe, rec_cb, &rec), 0);
+	rctx__fault_arm(cur_n);
+	ret = rctx_ring_flush(ring);
+	rctx__fault_disarm();
+	drain(ring);
+	cr_assert_eq(rec.calls, 1);
+	rctx_ring_destroy(ring);
+	return ret < 0 ? ret : 0;
+}
+
+/* ---- the thread's ring and blocking calls, each in a fresh thread ---------- */
+
+static int (*thread_op)(void);
+
+static void *thread_main(void *p)
+{
+	*(int *)p = thread_op();
+	return NULL;
+}
+
+/* Run op in a new thread, whose ring is destroyed when it exits. */
+static int in_thread(int (*op)(void))
+{
+	pthread_t t;
+	int ret = 0;
+
+	thread_op = op;
+	cr_assert_eq(pthread_create(&t, NULL, thread_main, &ret), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	return ret;
+}
+
+static int thread_ring_body(void)
+{
+	return rctx_thread_ring() ? 0 : -ENOMEM;
+}
+
+static int op_thread_ring(void)
+{
+	return in_thread(thread_ring_body);
+}
+
+static char file_path[64];
+
+static int blocking_body(void)
+{
+	char out[32] = "fault injection", in[32] = { 0 };
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	ssize_t w, r = 0;
+	int fd, ret = 0;
+
+	if (!c)
+		return -ENOMEM;
+	fd = rctx_openat(c, AT_FDCWD, file_path, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	w = rctx_write(c, fd, out, sizeof(out), 0);
+	if (w >= 0)
+		cr_assert_eq(w, (ssize_t)sizeof(out));
+	else
+		ret = (int)w;
+	if (w >= 0) {
+		r = rctx_read(c, fd, in, sizeof(in), 0);
+		if (r >= 0) {
+			cr_assert_eq(r, (ssize_t)sizeof(out));
+			cr_assert_str_eq(in, out);
+		} else {
+			ret = (int)r;
+		}
+	}
+	close(fd);
+out:
+	cancel_check(c, -ECANCELED);
+	rctx_release(c);
+	return ret;
+}
+
+static int op_blocking(void)
+{
+	return in_thread(blocking_body);
+}
+
+static void make_file(void)
+{
+	int fd;
+
+	snprintf(file_path, sizeof(file_path), "/tmp/rctx-fault-%d", (int)getpid());
+	fd = open(file_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	close(fd);
+}
+
+/* ---- the tests ------------------------------------------------------------------ */
+
+/* Constructors report failure as NULL, counted here as -ENOMEM. */
+static const int enomem[] = { -ENOMEM, 0 };
+/* rctx_submit, rctx_ring_run, rctx_ring_flush, blocking calls: -ENOMEM, or
+ * the error of a failed io_uring_submit (the injected -EAGAIN). */
+static const int submit_errs[] = { -ENOMEM, -EAGAIN, 0 };
+static const int blocking_errs[] = { -ENOMEM, -EAGAIN, 0 };
+/* rctx_ring_create: io_uring_queue_init's -ENOMEM, eventfd's -EMFILE. */
+static const int create_errs[] = { -ENOMEM, -EMFILE, 0 };
+/* rctx_done_fd: eventfd's -EMFILE (its context's creation: -ENOMEM). */
+static const int emfile[] = { -EMFILE, -ENOMEM, 0 };
+
+struct driver {
+	const char *name;
+	int (*op)(void);
+	const int *allowed;
+};
+
+/* Runtime start-up first: each Test runs in a fresh process. */
+static const struct driver drivers[] = {
+	{ "with_deadline", op_with_deadline, enomem },
+	{ "after_func", op_after_func, enomem },
+	{ "runtime_submit", op_runtime_submit, enomem },
+	{ "deadline_heap", op_deadline_heap, enomem },
+	{ "with_cancel", op_with_cancel, enomem },
+	{ "with_value", op_with_value, enomem },
+	{ "without_cancel", op_without_cancel, enomem },
+	{ "done_fd", op_done_fd, emfile },
+	{ "ring_create", op_ring_create, create_errs },
+	{ "rctx_submit", op_submit, submit_errs },
+	{ "ring_run", op_ring_run, submit_errs },
+	{ "ring_destroy", op_ring_destroy, submit_errs },
+	{ "ring_flush", op_ring_flush, submit_errs },
+	{ "thread_ring", op_thread_ring, enomem },
+	{ "blocking", op_blocking, blocking_errs },
+};
+
+static unsigned long drive_named(const char *name)
+{
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++)
+		if (!strcmp(drivers[i].name, name)) {
+			unsigned long n;
+
+			if (drivers[i].op == op_blocking)
+				make_file();
+			n = drive(name, drivers[i].op, drivers[i].allowed);
+			if (drivers[i].op == op_blocking)
+				unlink(file_path);
+			return n;
+		}
+	cr_assert_fail("no driver %s", name);
+	return 0;
+}
+
+#define DRIVER_TEST(name_, min_)					\
+	Test(fault, name_)						\
+	{								\
+		cr_assert_geq(drive_named(#name_), min_,		\
+			      #name_ ": fewer failure points than expected"); \
+	}
+
+/* with_deadline starts the runtime: eventfd, queue_init, pthread_create. */
+DRIVER_TEST(with_deadline, 4)
+DRIVER_TEST(after_func, 4)
+DRIVER_TEST(runtime_submit, 2)
+DRIVER_TEST(deadline_heap, 3)
+DRIVER_TEST(with_cancel, 2)
+DRIVER_TEST(with_value, 1)
+DRIVER_TEST(without_cancel, 2)
+DRIVER_TEST(done_fd, 2)
+DRIVER_TEST(ring_create, 4)
+DRIVER_TEST(rctx_submit, 3)
+DRIVER_TEST(ring_run, 1)
+DRIVER_TEST(ring_destroy, 1)
+DRIVER_TEST(ring_flush, 1)
+DRIVER_TEST(thread_ring, 4)
+DRIVER_TEST(blocking, 5)
+
+/* The runtime's first deadline heap (256 entries) full: growing it fails
+ * (the only realloc the runtime makes then), the deadline waits in the
+ * overflow list and still fires on time; the heap grows at the next tick. */
+static void heap_growth(void)
+{
+	static rctx_t *far[HEAP_FIRST + 1];
+	rctx_t *near;
+
+	deadline_fires();
+	for (int i = 0; i <= HEAP_FIRST; i++) {
+		if (i == HEAP_FIRST)
+			rctx__fault_arm_call("realloc", 1);
+		far[i] = rctx_with_timeout(rctx_background(), LONG_NS);
+		cr_assert_not_null(far[i]);
+	}
+	near = rctx_with_timeout(rctx_background(), MS(50));
+	cr_assert_not_null(near);
+	cr_assert_eq(rctx_wait(near, rctx_now() + LONG_NS / 2), 0, "deadline lost");
+	cr_assert_eq(rctx_err(near), -ETIMEDOUT);
+	cr_assert_eq(rctx__fault_injected(), 1, "the heap never grew");
+	rctx__fault_disarm();
+	rctx_release(near);
+	for (int i = 0; i <= HEAP_FIRST; i++) {
+		cr_assert_eq(rctx_err(far[i]), 0);
+		cancel_check(far[i], -ECANCELED);
+		rctx_release(far[i]);
+	}
+	cr_assert(WAIT_UNTIL(timers_live() == 0, 10000));
+	cr_assert_eq(__lsan_do_recoverable_leak_check(), 0);
+	points++;
+}
+
+Test(fault, heap_growth_fails)
+{
+	heap_growth();
+}
+
+/* Sites no driver can reach, each with the reason. */
+static bool exempt(const struct rctx__fault_site *s)
+{
+	/* The runtime prepares a few SQEs per loop (its timer, wake-up
+	 * read, and a poll per ring that had completions) and submits them
+	 * each loop: its 64-entry SQ fills only if submits keep failing. */
+	return !strcmp(s->func, "rctx__rt_sqe");
+}
+
+Test(fault, every_call_site_fails)
+{
+	struct rctx__fault_site *const *sites;
+	size_t n = rctx__fault_sites(&sites), hit = 0, missed = 0;
+
+	cr_assert_gt(n, 0);
+	for (size_t i = 0; i < sizeof(drivers) / sizeof(drivers[0]); i++) {
+		/* After the runtime start-up drivers, before the heap grows. */
+		if (drivers[i].op == op_deadline_heap)
+			heap_growth();
+		drive_named(drivers[i].name);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct rctx__fault_site *s = sites[i];
+
+		if (atomic_load(&s->failed)) {
+			hit++;
+			continue;
+		}
+		if (exempt(s))
+			continue;
+		missed++;
+		cr_log_error("never failed: %s:%d %s() %s", s->file, s->line, s->func, s->call);
+	}
+	fprintf(stderr, "fault: %lu failure points driven, %zu of %zu call sites failed\n",
+		points, hit, n);
+	cr_assert_eq(missed, 0, "%zu call sites never failed", missed);
+}
