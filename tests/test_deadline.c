@@ -24,6 +24,28 @@ static struct rctx_runtime_stats stats(void)
 	return st;
 }
 
+/*
+ * A context with a timeout of rel (or later) that reached the runtime, and in
+ * *a the runtime counters from just before it was created. On a run so slow
+ * that the deadline passed while the context was being created, it is done
+ * at creation and no timer ends it: once the runtime is finished with it
+ * (if it did expire it, it counted that before running later after-funcs),
+ * try a ten times later deadline.
+ */
+static rctx_t *timer_context(int64_t rel, struct rctx_runtime_stats *a)
+{
+	for (;; rel *= 10) {
+		cr_assert_leq(rel, MS(TH_PATIENCE_MS), "each deadline passed during its creation");
+		*a = stats();
+		rctx_t *c = rctx_with_timeout(rctx_background(), rel);
+		cr_assert_not_null(c);
+		if (!rctx_err(c))
+			return c;
+		rctx_release(c);
+		cr_assert(th_afters_settle(), "the runtime never ran an after-func");
+	}
+}
+
 Test(deadline, one_ms_deadline_ends_with_etimedout)
 {
 	int64_t dl = rctx_now() + MS(1);
@@ -233,8 +255,8 @@ Test(deadline, cancelled_context_stays_cancelled_once_its_deadline_passed)
 
 Test(deadline, expired_deadline_counts_as_fired)
 {
-	struct rctx_runtime_stats a = stats();
-	rctx_t *c = rctx_with_timeout(rctx_background(), MS(2));
+	struct rctx_runtime_stats a;
+	rctx_t *c = timer_context(MS(2), &a);
 	/* do not touch c until the runtime reports the expiry: the timer alone
 	 * must end it */
 	struct rctx_runtime_stats b;
@@ -341,8 +363,8 @@ Test(deadline, fires_while_creator_blocks_on_an_empty_pipe)
 {
 	int pfd[2];
 	cr_assert_eq(pipe(pfd), 0);
-	struct rctx_runtime_stats a = stats(), b;
-	rctx_t *c = rctx_with_timeout(rctx_background(), MS(20));
+	struct rctx_runtime_stats a, b;
+	rctx_t *c = timer_context(MS(20), &a);
 	int dfd = rctx_done_fd(c);
 	/* block on an empty pipe (not on the done fd, which cannot be what
 	 * wakes us), 10 ms at a time, without touching the context meanwhile,
