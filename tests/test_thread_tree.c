@@ -361,7 +361,8 @@ Test(thread_tree, interlocked_cancel_from_thread_waiting_on_parent)
 			th_sleep_ms(1);
 		cr_assert_eq(rctx_cancel(parent), 1);
 		cr_assert_eq(rctx_wait(child, rctx_now() + MS(TH_PATIENCE_MS)), 0);
-		cr_assert(WAIT_UNTIL(atomic_load(&p.done), TH_PATIENCE_MS), "round %d: waiter stuck", r);
+		cr_assert(WAIT_UNTIL(atomic_load(&p.done), TH_PATIENCE_MS),
+			  "round %d: waiter stuck", r);
 		pthread_join(th, NULL);
 		cr_assert_eq(rctx_err(child), -ECANCELED);
 		rctx_release(child);
