@@ -1,11 +1,13 @@
 /* Description: small helpers shared by the ringctx test suites: sleeping,
- * bounded waiting for a condition, fd readiness checks, and a scale factor for
- * iteration counts under slow runtimes (sanitizers, valgrind). */
+ * bounded waiting for a condition, fd readiness checks, a scale factor for
+ * iteration counts under slow runtimes (sanitizers, valgrind), and waits that
+ * order a check after the runtime thread's work instead of after a sleep. */
 #ifndef RCTX_TEST_HELPERS_H
 #define RCTX_TEST_HELPERS_H
 
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,6 +17,15 @@
 #include <ringctx.h>
 
 #define MS(x) ((int64_t)(x) * 1000000LL)
+
+/*
+ * Bound, in ms, for waiting on something that must happen (a deadline firing,
+ * a wake-up, a callback), and for "took too long" checks. No run, however
+ * slow (valgrind, a loaded host), comes near it; every wait bounded by it
+ * returns as soon as its condition holds, so a quick run stays quick. Test
+ * suites' .timeout is well above it, so a wait that gives up reports itself.
+ */
+#define TH_PATIENCE_MS 20000
 
 static inline int64_t th_now_ns(void)
 {
@@ -95,19 +106,61 @@ static inline bool th_plain_malloc(void)
 }
 
 /*
- * Wait until the runtime thread has handled every deadline context queued
- * so far (cancelled ones give their memory back then): a sentinel deadline
- * queued last expires only after the runtime has drained the queue batch
- * that holds everything queued before it.
+ * Wait until the runtime thread has taken on every deadline context queued
+ * so far (those cancelled before it took them give their memory back then):
+ * a sentinel deadline queued last expires only once the runtime has drained
+ * the queue batch that holds everything queued before it. A sentinel done at
+ * creation (a run slow enough that its deadline passed before the call
+ * returned) never reaches the runtime and proves nothing: then try again
+ * with a ten times later one. False if no sentinel expired.
  */
-static inline void th_runtime_settle(void)
+static inline bool th_runtime_settle(void)
 {
-	rctx_t *s = rctx_with_timeout(rctx_background(), 2000000);
+	for (int64_t rel = MS(2); rel <= MS(TH_PATIENCE_MS); rel *= 10) {
+		rctx_t *s = rctx_with_timeout(rctx_background(), rel);
+		bool ok;
 
-	if (s) {
-		rctx_wait(s, RCTX_FOREVER);
+		if (!s)
+			return false;
+		if (rctx_err(s)) {
+			rctx_release(s);
+			continue;
+		}
+		ok = rctx_wait(s, rctx_now() + rel + MS(TH_PATIENCE_MS)) == 0;
 		rctx_release(s);
+		return ok;
 	}
+	return false;
+}
+
+static inline void th_count_call(void *arg)
+{
+	atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/*
+ * Wait until the runtime thread has run every after-func queued so far: it
+ * runs them one at a time in queue order, so once one queued now has run,
+ * all earlier ones have. A check that something did not run, made after
+ * this, does not depend on how long the test waited. Not while an
+ * after-func blocks. False if it never ran within TH_PATIENCE_MS.
+ */
+static inline bool th_afters_settle(void)
+{
+	static atomic_int ran;
+	int want = atomic_load(&ran) + 1;
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	rctx_after_t *h;
+	bool ok;
+
+	if (!c)
+		return false;
+	rctx_cancel(c);
+	h = rctx_after_func(c, th_count_call, &ran);
+	ok = h && WAIT_UNTIL(atomic_load(&ran) >= want, TH_PATIENCE_MS);
+	rctx_after_release(h);
+	rctx_release(c);
+	return ok;
 }
 
 #endif

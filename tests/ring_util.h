@@ -16,6 +16,8 @@
 #include <criterion/criterion.h>
 #include <ringctx.h>
 
+#include "helpers.h"
+
 /* One completion record per request: how often its callback ran, with what. */
 struct done_rec {
 	int calls;
@@ -31,7 +33,8 @@ static void rec_cb(void *arg, int res, uint32_t flags)
 	d->res = res;
 }
 
-/* Run ring until *counter reaches want or limit_ms passes. */
+/* Run ring until *counter reaches want or limit_ms passes (TH_PATIENCE_MS
+ * for anything that must happen). */
 static inline int run_until(rctx_ring_t *ring, const int *counter, int want, int limit_ms)
 {
 	int64_t limit = rctx_now() + (int64_t)limit_ms * 1000000;

@@ -1,7 +1,9 @@
 /* Description: after-funcs (Go's AfterFunc): fn runs once, asynchronously on
  * another thread, after cancel or time-out, or at once if the context is
  * already done; rctx_after_stop semantics; cancel never waits for fn; fn may
- * call back into the library; releasing the handle does not stop fn. */
+ * call back into the library; releasing the handle does not stop fn.
+ * Checks that fn did not run are made once every after-func queued before
+ * has run (th_afters_settle), not after a sleep. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
@@ -13,7 +15,7 @@
 #include "ringctx.h"
 #include "helpers.h"
 
-TestSuite(afterfunc, .timeout = 20);
+TestSuite(afterfunc, .timeout = 60);
 
 struct probe {
 	atomic_int calls;
@@ -42,16 +44,17 @@ Test(afterfunc, not_called_before_cancel_called_after_then_stop_false)
 	p.ctx = c;
 	rctx_after_t *h = rctx_after_func(c, probe_fn, &p);
 	cr_assert_not_null(h);
-	th_sleep_ms(20);
+	cr_assert(th_afters_settle(), "the runtime never ran an after-func");
 	cr_assert_eq(atomic_load(&p.calls), 0, "fn ran before the context was done");
 	int64_t t0 = rctx_now();
 	rctx_cancel(c);
-	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, 5000), "fn not called after cancel");
+	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, TH_PATIENCE_MS),
+		  "fn not called after cancel");
 	cr_assert_geq(atomic_load(&p.at), t0);
 	cr_assert_eq(atomic_load(&p.err_seen), -ECANCELED, "fn must see the ctx done");
 	cr_assert_neq(atomic_load(&p.tid), my_tid(), "fn must run on another thread");
 	cr_assert_not(rctx_after_stop(h), "stop after fn ran returns false");
-	th_sleep_ms(10);
+	cr_assert(th_afters_settle(), "the runtime never ran an after-func");
 	cr_assert_eq(atomic_load(&p.calls), 1, "fn ran more than once");
 	rctx_after_release(h);
 	rctx_release(c);
@@ -65,7 +68,8 @@ Test(afterfunc, called_after_timeout)
 	int64_t dl;
 	rctx_deadline(c, &dl);
 	rctx_after_t *h = rctx_after_func(c, probe_fn, &p);
-	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, 5000), "fn not called after timeout");
+	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, TH_PATIENCE_MS),
+		  "fn not called after timeout");
 	cr_assert_geq(atomic_load(&p.at), dl, "fn ran before the deadline");
 	cr_assert_eq(atomic_load(&p.err_seen), -ETIMEDOUT);
 	cr_assert_not(rctx_after_stop(h));
@@ -80,7 +84,7 @@ Test(afterfunc, called_at_once_asynchronously_if_already_done)
 	rctx_cancel(c);
 	rctx_after_t *h = rctx_after_func(c, probe_fn, &p);
 	cr_assert_not_null(h);
-	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, 5000), "fn not called");
+	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, TH_PATIENCE_MS), "fn not called");
 	cr_assert_neq(atomic_load(&p.tid), my_tid(), "fn must not run on the caller");
 	cr_assert_not(rctx_after_stop(h));
 	rctx_after_release(h);
@@ -89,7 +93,7 @@ Test(afterfunc, called_at_once_asynchronously_if_already_done)
 	struct probe q = { 0 };
 	rctx_t *t = rctx_with_timeout(rctx_background(), 0);
 	h = rctx_after_func(t, probe_fn, &q);
-	cr_assert(WAIT_UNTIL(atomic_load(&q.calls) == 1, 5000));
+	cr_assert(WAIT_UNTIL(atomic_load(&q.calls) == 1, TH_PATIENCE_MS));
 	rctx_after_release(h);
 	rctx_release(t);
 }
@@ -102,7 +106,7 @@ Test(afterfunc, stop_before_cancel_prevents_fn)
 	cr_assert(rctx_after_stop(h), "first stop must stop fn");
 	cr_assert_not(rctx_after_stop(h), "second stop returns false");
 	rctx_cancel(c);
-	th_sleep_ms(50);
+	cr_assert(th_afters_settle(), "the runtime never ran an after-func");
 	cr_assert_eq(atomic_load(&p.calls), 0, "stopped fn ran");
 	cr_assert_not(rctx_after_stop(h));
 	rctx_after_release(h);
@@ -111,15 +115,27 @@ Test(afterfunc, stop_before_cancel_prevents_fn)
 
 Test(afterfunc, stop_before_timeout_prevents_fn)
 {
-	struct probe p = { 0 };
-	rctx_t *c = rctx_with_timeout(rctx_background(), MS(10));
-	rctx_after_t *h = rctx_after_func(c, probe_fn, &p);
-	cr_assert(rctx_after_stop(h));
-	cr_assert_eq(rctx_wait(c, rctx_now() + MS(5000)), 0);
-	th_sleep_ms(30);
-	cr_assert_eq(atomic_load(&p.calls), 0);
-	rctx_after_release(h);
-	rctx_release(c);
+	/* A run so slow that the timeout came before the stop (fn then runs:
+	 * let it finish) tries a ten times later one. */
+	for (int64_t rel = MS(10);; rel *= 10) {
+		struct probe p = { 0 };
+		cr_assert_leq(rel, MS(TH_PATIENCE_MS), "no stop came before its timeout");
+		rctx_t *c = rctx_with_timeout(rctx_background(), rel);
+		rctx_after_t *h = rctx_after_func(c, probe_fn, &p);
+		bool stopped = rctx_after_stop(h);
+		if (stopped) {
+			cr_assert_eq(rctx_wait(c, rctx_now() + MS(TH_PATIENCE_MS)), 0);
+			cr_assert(th_afters_settle(), "the runtime never ran an after-func");
+			cr_assert_eq(atomic_load(&p.calls), 0);
+		} else {
+			cr_assert_eq(rctx_err(c), -ETIMEDOUT, "stop lost to something else");
+			cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, TH_PATIENCE_MS));
+		}
+		rctx_after_release(h);
+		rctx_release(c);
+		if (stopped)
+			break;
+	}
 }
 
 Test(afterfunc, release_does_not_stop_fn)
@@ -128,10 +144,11 @@ Test(afterfunc, release_does_not_stop_fn)
 	rctx_t *c = rctx_with_cancel(rctx_background());
 	rctx_after_t *h = rctx_after_func(c, probe_fn, &p);
 	rctx_after_release(h);
-	th_sleep_ms(10);
+	cr_assert(th_afters_settle(), "the runtime never ran an after-func");
 	cr_assert_eq(atomic_load(&p.calls), 0);
 	rctx_cancel(c);
-	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, 5000), "released handle's fn not run");
+	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, TH_PATIENCE_MS),
+		  "released handle's fn not run");
 	rctx_release(c);
 }
 
@@ -143,7 +160,7 @@ Test(afterfunc, handle_keeps_ctx_alive)
 	rctx_after_t *h = rctx_after_func(c, probe_fn, &p);
 	rctx_unref(c);  /* only the handle (and the tree) hold it now */
 	rctx_cancel_cause(parent, -EPIPE);
-	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, 5000));
+	cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, TH_PATIENCE_MS));
 	rctx_after_release(h);
 	rctx_release(parent);
 }
@@ -156,7 +173,7 @@ Test(afterfunc, never_called_on_a_never_done_ctx)
 	rctx_after_t *h2 = rctx_after_func(w, probe_fn, &p);
 	cr_assert_not_null(h1);
 	cr_assert_not_null(h2);
-	th_sleep_ms(20);
+	cr_assert(th_afters_settle(), "the runtime never ran an after-func");
 	cr_assert_eq(atomic_load(&p.calls), 0);
 	cr_assert(rctx_after_stop(h1));
 	cr_assert(rctx_after_stop(h2));
@@ -186,8 +203,8 @@ Test(afterfunc, every_registered_fn_runs_exactly_once)
 	rctx_cancel(root);
 	rctx_cancel(root);
 	for (int i = 0; i < N; i++)
-		cr_assert(WAIT_UNTIL(atomic_load(&p[i].calls) == 1, 5000), "fn %d", i);
-	th_sleep_ms(20);
+		cr_assert(WAIT_UNTIL(atomic_load(&p[i].calls) == 1, TH_PATIENCE_MS), "fn %d", i);
+	cr_assert(th_afters_settle(), "the runtime never ran an after-func");
 	for (int i = 0; i < N; i++) {
 		cr_assert_eq(atomic_load(&p[i].calls), 1, "fn %d ran %d times", i,
 			     atomic_load(&p[i].calls));
@@ -204,34 +221,35 @@ Test(afterfunc, every_registered_fn_runs_exactly_once)
 
 static atomic_int blk_started, blk_release, blk_finished;
 
+/* Runs until released; gives up (blk_finished 2) only after a wait no run
+ * could need, so that a failing test still exits. */
 static void blocking_fn(void *arg)
 {
 	(void)arg;
 	atomic_store(&blk_started, 1);
-	int64_t end = th_now_ns() + MS(10000);
+	int64_t end = th_now_ns() + MS(2 * TH_PATIENCE_MS);
 	while (!atomic_load(&blk_release) && th_now_ns() < end)
 		th_sleep_ms(1);
-	atomic_store(&blk_finished, 1);
+	atomic_store(&blk_finished, atomic_load(&blk_release) ? 1 : 2);
 }
 
 Test(afterfunc, cancel_does_not_wait_for_fn)
 {
 	rctx_t *c = rctx_with_cancel(rctx_background());
 	rctx_after_t *h = rctx_after_func(c, blocking_fn, NULL);
-	int64_t t0 = rctx_now();
 	cr_assert_eq(rctx_cancel(c), 1);
-	int64_t dt = rctx_now() - t0;
-	/* fn cannot finish before we release it */
-	cr_assert_eq(atomic_load(&blk_finished), 0);
-	cr_assert_lt(dt, MS(1000), "cancel blocked for %.1f ms", dt / 1e6);
-	cr_assert(WAIT_UNTIL(atomic_load(&blk_started), 5000), "fn never started");
+	/* fn finishes only once released: a cancel that waited for it would
+	 * have returned only after fn gave up */
+	cr_assert_eq(atomic_load(&blk_finished), 0, "cancel waited for fn");
+	cr_assert(WAIT_UNTIL(atomic_load(&blk_started), TH_PATIENCE_MS), "fn never started");
 	cr_assert_eq(atomic_load(&blk_finished), 0);
 	/* other library calls do not wait for it either */
 	rctx_t *c2 = rctx_with_cancel(rctx_background());
 	cr_assert_eq(rctx_cancel(c2), 1);
 	rctx_release(c2);
 	atomic_store(&blk_release, 1);
-	cr_assert(WAIT_UNTIL(atomic_load(&blk_finished), 5000));
+	cr_assert(WAIT_UNTIL(atomic_load(&blk_finished), TH_PATIENCE_MS));
+	cr_assert_eq(atomic_load(&blk_finished), 1, "fn gave up before it was released");
 	rctx_after_release(h);
 	rctx_release(c);
 }
@@ -263,13 +281,14 @@ Test(afterfunc, fn_may_create_register_and_cancel)
 	struct chain ch = { .to_cancel = b, .second = &second };
 	rctx_after_t *h = rctx_after_func(a, chain_fn, &ch);
 	rctx_cancel(a);
-	cr_assert(WAIT_UNTIL(atomic_load(&ch.done), 5000), "fn deadlocked in the library");
+	cr_assert(WAIT_UNTIL(atomic_load(&ch.done), TH_PATIENCE_MS),
+		  "fn deadlocked in the library");
 	cr_assert_eq(rctx_err(b), -ECANCELED);
 	cr_assert_eq(rctx_cause(b), -EPIPE);
 	cr_assert_not_null(ch.made);
 	cr_assert_eq(rctx_err(ch.made), -ECANCELED);
 	cr_assert_not_null(ch.h2);
-	cr_assert(WAIT_UNTIL(atomic_load(&second.calls) == 1, 5000),
+	cr_assert(WAIT_UNTIL(atomic_load(&second.calls) == 1, TH_PATIENCE_MS),
 		  "after-func registered from an after-func did not run");
 	rctx_after_release(ch.h2);
 	rctx_release(ch.made);
@@ -310,11 +329,11 @@ Test(afterfunc, stop_racing_cancel_is_exactly_one_of_stopped_or_run)
 		bool stopped = rctx_after_stop(h);
 		pthread_join(th, NULL);
 		if (stopped) {
-			th_sleep_ms(1);
+			cr_assert(th_afters_settle(), "the runtime never ran an after-func");
 			cr_assert_eq(atomic_load(&p.calls), 0, "round %d: stop returned true but fn ran", i);
 			stopped_n++;
 		} else {
-			cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, 5000),
+			cr_assert(WAIT_UNTIL(atomic_load(&p.calls) == 1, TH_PATIENCE_MS),
 				  "round %d: stop returned false but fn never ran", i);
 			ran_n++;
 		}

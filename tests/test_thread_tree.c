@@ -18,7 +18,7 @@
 #include "ringctx.h"
 #include "helpers.h"
 
-TestSuite(thread_tree, .timeout = 30);
+TestSuite(thread_tree, .timeout = 60);
 
 #define C1 (-EPIPE)
 #define C2 (-ECONNRESET)
@@ -66,7 +66,7 @@ Test(thread_tree, child_finishing_first_leaves_parent_untouched)
 	rctx_t *t = rctx_with_timeout(p, MS(5));
 	int pfd = rctx_done_fd(p);
 	cr_assert_eq(rctx_cancel_cause(c, C2), 1);
-	cr_assert_eq(rctx_wait(t, rctx_now() + MS(5000)), 0);
+	cr_assert_eq(rctx_wait(t, rctx_now() + MS(TH_PATIENCE_MS)), 0);
 	cr_assert_eq(rctx_err(t), -ETIMEDOUT);
 	cr_assert_eq(rctx_err(c), -ECANCELED);
 	cr_assert_eq(rctx_err(p), 0, "child's cancel reached the parent");
@@ -186,19 +186,20 @@ static void run_cycles(enum cycle_kind k, long n, const char *name)
 		cycle(i & 1 ? pv : parent, k);
 	/* timers of cancelled contexts end asynchronously */
 	struct rctx_runtime_stats st;
-	th_runtime_settle();
-	WAIT_UNTIL((rctx_runtime_stats(&st), st.timers_live == 0), 3000);
+	cr_assert(th_runtime_settle(), "the runtime never expired a sentinel");
+	cr_assert(WAIT_UNTIL((rctx_runtime_stats(&st), st.timers_live == 0), TH_PATIENCE_MS));
 	size_t m0 = heap_in_use();
 	int fd0 = lowest_free_fd();
 	int64_t t0 = rctx_now();
 	for (long i = 0; i < n; i++)
 		cycle(i & 1 ? pv : parent, k);
 	int64_t t1 = rctx_now();
-	th_runtime_settle();
-	WAIT_UNTIL((rctx_runtime_stats(&st), st.timers_live == 0), 3000);
+	cr_assert(th_runtime_settle(), "the runtime never expired a sentinel");
+	cr_assert(WAIT_UNTIL((rctx_runtime_stats(&st), st.timers_live == 0), TH_PATIENCE_MS));
 	size_t m1 = heap_in_use();
 	int fd1 = lowest_free_fd();
-	/* a child set that kept dead entries would make this cancel slow */
+	/* a child set that kept dead entries would make this cancel slow (and
+	 * grow the heap, measured above): only a stuck cancel fails here */
 	int64_t c0 = rctx_now();
 	cr_assert_eq(rctx_cancel(parent), 1);
 	int64_t cdt = rctx_now() - c0;
@@ -209,7 +210,8 @@ static void run_cycles(enum cycle_kind k, long n, const char *name)
 	if (th_plain_malloc())
 		cr_assert_lt(grow, 4L << 20, "%s: heap grew by %ld bytes over %ld cycles",
 			     name, grow, n);
-	cr_assert_lt(cdt, MS(100), "%s: cancelling the parent took %.3f ms", name, cdt / 1e6);
+	cr_assert_lt(cdt, MS(TH_PATIENCE_MS), "%s: cancelling the parent took %.3f ms", name,
+		     cdt / 1e6);
 	rctx_release(pv);
 	rctx_release(parent);
 }
@@ -340,7 +342,7 @@ struct pair {
 static void *wait_parent_cancel_child(void *arg)
 {
 	struct pair *p = arg;
-	if (rctx_wait(p->parent, rctx_now() + MS(10000)) == 0)
+	if (rctx_wait(p->parent, rctx_now() + MS(TH_PATIENCE_MS)) == 0)
 		rctx_cancel(p->child);
 	atomic_store(&p->done, 1);
 	return NULL;
@@ -358,8 +360,9 @@ Test(thread_tree, interlocked_cancel_from_thread_waiting_on_parent)
 		if (r & 1)
 			th_sleep_ms(1);
 		cr_assert_eq(rctx_cancel(parent), 1);
-		cr_assert_eq(rctx_wait(child, rctx_now() + MS(5000)), 0);
-		cr_assert(WAIT_UNTIL(atomic_load(&p.done), 5000), "round %d: waiter stuck", r);
+		cr_assert_eq(rctx_wait(child, rctx_now() + MS(TH_PATIENCE_MS)), 0);
+		cr_assert(WAIT_UNTIL(atomic_load(&p.done), TH_PATIENCE_MS),
+			  "round %d: waiter stuck", r);
 		pthread_join(th, NULL);
 		cr_assert_eq(rctx_err(child), -ECANCELED);
 		rctx_release(child);
@@ -381,8 +384,8 @@ Test(thread_tree, interlocked_cancel_from_after_func)
 	rctx_after_t *h2 = rctx_after_func(other_child, cancel_arg, other);
 	rctx_cancel(parent);
 	rctx_cancel(other_child);
-	cr_assert_eq(rctx_wait(child, rctx_now() + MS(5000)), 0);
-	cr_assert_eq(rctx_wait(other, rctx_now() + MS(5000)), 0,
+	cr_assert_eq(rctx_wait(child, rctx_now() + MS(TH_PATIENCE_MS)), 0);
+	cr_assert_eq(rctx_wait(other, rctx_now() + MS(TH_PATIENCE_MS)), 0,
 		     "after-func cancelling the parent did not complete");
 	cr_assert_eq(rctx_err(other), -ECANCELED);
 	cr_assert_eq(rctx_cause(other_child), -ECANCELED);
@@ -693,7 +696,8 @@ static void *waiter(void *arg)
 	struct shared *s = arg;
 	int i = atomic_fetch_add(&s->idx, 1);
 	pthread_barrier_wait(&s->bar);
-	s->wait_rc[i] = rctx_wait(s->ctx, (i & 1) ? RCTX_FOREVER : rctx_now() + MS(10000));
+	int64_t dl = (i & 1) ? RCTX_FOREVER : rctx_now() + MS(TH_PATIENCE_MS);
+	s->wait_rc[i] = rctx_wait(s->ctx, dl);
 	return NULL;
 }
 
@@ -711,12 +715,11 @@ Test(thread_tree, all_waiters_wake_on_cancel)
 	for (int i = 0; i < T; i++)
 		pthread_create(&th[i], NULL, waiter, &s);
 	pthread_barrier_wait(&s.bar);
-	th_sleep_ms(20);
-	int64_t t0 = rctx_now();
+	th_sleep_ms(20); /* most waiters block by then; the rest return at once */
 	rctx_cancel(p);
+	/* the timed waiters return 0 only if woken, the others hang the join */
 	for (int i = 0; i < T; i++)
 		pthread_join(th[i], NULL);
-	cr_assert_lt(rctx_now() - t0, MS(5000));
 	for (int i = 0; i < T; i++)
 		cr_assert_eq(s.wait_rc[i], 0, "waiter %d returned %d", i, s.wait_rc[i]);
 	rctx_release(s.ctx);
@@ -767,6 +770,6 @@ Test(thread_tree, concurrent_children_churn_under_one_parent)
 	cr_assert_eq(rctx_err(ch.parent), 0, "children's cancels reached the parent");
 	int64_t t0 = rctx_now();
 	cr_assert_eq(rctx_cancel(ch.parent), 1);
-	cr_assert_lt(rctx_now() - t0, MS(100), "parent kept dead children");
+	cr_assert_lt(rctx_now() - t0, MS(TH_PATIENCE_MS), "parent kept dead children");
 	rctx_release(ch.parent);
 }

@@ -13,7 +13,7 @@
 #include "ringctx.h"
 #include "helpers.h"
 
-TestSuite(values, .timeout = 20);
+TestSuite(values, .timeout = 60);
 
 /* Two keys with identical contents: only their addresses differ. */
 static const int key1 = 1, key2 = 1, key3 = 1;
@@ -339,7 +339,7 @@ Test(values, layers_keep_values_after_timeout)
 		cr_assert_geq(first_to, 0);
 		/* every layer from the first timeout downward times out */
 		for (int i = first_to; i < n; i++) {
-			cr_assert_eq(rctx_wait(L.ctx[i], rctx_now() + MS(5000)), 0,
+			cr_assert_eq(rctx_wait(L.ctx[i], rctx_now() + MS(TH_PATIENCE_MS)), 0,
 				     "round %d layer %d never ended", r, i);
 			cr_assert_eq(rctx_err(L.ctx[i]), -ETIMEDOUT, "round %d layer %d", r, i);
 		}
