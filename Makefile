@@ -142,14 +142,21 @@ $(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC)
 # ---- tests ----------------------------------------------------------------
 # Every test binary runs under a hard time limit; CRITERION_OPTS adds options.
 RUN_TEST = scripts/run-tests.sh
+# One passed step, counted in make check's last line.
+summary = [ -z "$$RCTX_CHECK_SUMMARY" ] || echo "$(1) 1 0 0" >>"$$RCTX_CHECK_SUMMARY";
 
+# Every step adds its counts to $(SUMMARY); the last line adds them up.
+SUMMARY := $(CURDIR)/$(BUILD)/check.summary
 check: deps-check
-	$(Q)$(MAKE) --no-print-directory check-plain check-asan check-tsan check-fault \
-		check-valgrind check-install check-symbols check-fuzz
+	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
+	$(Q)RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory check-plain check-asan \
+		check-tsan check-fault check-valgrind check-install check-symbols check-fuzz
+	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
 
 # Nothing but the public API and rctx__ internals is global.
 check-symbols: $(STATIC) $(SHLIB)
 	$(Q)scripts/check-symbols.sh $(STATIC) $(SHLIB)
+	$(Q)$(call summary,symbols)
 
 # Install into a staging tree and build a program against it with pkg-config,
 # statically and against the shared library.
@@ -162,6 +169,7 @@ check-install: all
 	$(CC) -o $(BUILD)/install-smoke-static tests/install_smoke.c $$(pkg-config --cflags ringctx) \
 		$(STAGE)/lib/libringctx.a $$(pkg-config --libs-only-l --static ringctx | sed 's/-lringctx//') && \
 	$(BUILD)/install-smoke-static static
+	$(Q)$(call summary,install) $(call summary,install)
 
 check-plain: $(plain_TESTS) $(TOOLS)
 	$(Q)$(RUN_TEST) plain $(plain_TESTS)
@@ -232,6 +240,7 @@ fuzz: deps-check $(FUZZ_DIR)/fuzz_api
 check-fuzz: $(FUZZ_DIR)/fuzz_api
 	$(Q)rm -rf $(FUZZ_DIR)/corpus && cp -r tests/fuzz/corpus $(FUZZ_DIR)/corpus
 	$(Q)$(FUZZ_RUN) -max_total_time=30 $(FUZZ_DIR)/corpus
+	$(Q)$(call summary,fuzz)
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed.

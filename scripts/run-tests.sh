@@ -48,4 +48,7 @@ for t in "$@"; do
 	rm -f "$log"
 done
 echo "$flavour: $pass passed, $fail failed, $skip skipped"
+# make check adds the counts of every step up at the end.
+[ -z "${RCTX_CHECK_SUMMARY:-}" ] ||
+	echo "$flavour $pass $fail $skip" >>"$RCTX_CHECK_SUMMARY"
 [ -z "$bad" ] || { echo "$flavour: failed:$bad"; exit 1; }
