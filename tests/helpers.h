@@ -5,6 +5,7 @@
 #ifndef RCTX_TEST_HELPERS_H
 #define RCTX_TEST_HELPERS_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -61,6 +62,21 @@ static inline int th_readable(int fd, int timeout_ms)
 	if (r < 0)
 		return -errno;
 	return r > 0 && (p.revents & POLLIN);
+}
+
+/* Open file descriptors of this process. */
+static inline int th_fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
 }
 
 static inline bool th_under_valgrind(void)

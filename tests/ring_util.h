@@ -53,6 +53,13 @@ static inline void drain(rctx_ring_t *ring, int limit_ms)
 		rctx_ring_run(ring, rctx_now() + 10000000);
 }
 
+/* Run until every callback ran, failing the test if that takes too long. */
+static inline void drain_all(rctx_ring_t *ring)
+{
+	drain(ring, TH_PATIENCE_MS);
+	cr_assert_eq(rctx_ring_pending(ring), 0, "requests never completed");
+}
+
 static inline void sub(rctx_ring_t *ring, rctx_t *ctx, struct io_uring_sqe *sqe,
 		       struct done_rec *d)
 {

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "ringctx.h"
-#include "helpers.h"
+#include "ring_util.h"
 #include "../lib/fault_ctl.h"
 
 TestSuite(fault, .timeout = 300);
@@ -30,18 +30,6 @@ static unsigned long points; /* (operation, N) pairs whose N failed */
 /* The N of the current run: operations that need a fixture disarm while
  * they build it, then arm again. */
 static unsigned long cur_n;
-
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 static bool runtime_running(void)
 {
@@ -74,7 +62,7 @@ static unsigned long drive(const char *name, int (*op)(void), const int *allowed
 
 	for (n = 1; n <= MAX_N; n++) {
 		bool was_running = runtime_running();
-		int fds = fd_count(), ret;
+		int fds = th_fd_count(), ret;
 		unsigned long injected;
 
 		cur_n = n;
@@ -87,7 +75,7 @@ static unsigned long drive(const char *name, int (*op)(void), const int *allowed
 				  name, n, ret, strerror(-ret));
 		cr_assert(!ret || injected, "%s, N=%lu: error %d with no failure injected",
 			  name, n, ret);
-		cr_assert_eq(fd_count(), fds + (!was_running && runtime_running() ? RUNTIME_FDS : 0),
+		cr_assert_eq(th_fd_count(), fds + (!was_running && runtime_running() ? RUNTIME_FDS : 0),
 			     "%s, N=%lu: fd leaked", name, n);
 		cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
 			     "%s, N=%lu: memory leaked", name, n);
@@ -335,28 +323,6 @@ static int op_done_fd(void)
 
 /* ---- rings -------------------------------------------------------------------- */
 
-struct rec {
-	int calls;
-	int res;
-};
-
-static void rec_cb(void *arg, int res, uint32_t flags)
-{
-	struct rec *r = arg;
-
-	r->calls++;
-	r->res = res;
-}
-
-static void drain(rctx_ring_t *ring)
-{
-	int64_t limit = rctx_now() + LONG_NS;
-
-	while (rctx_ring_pending(ring) && rctx_now() < limit)
-		rctx_ring_run(ring, rctx_now() + MS(10));
-	cr_assert_eq(rctx_ring_pending(ring), 0, "requests never completed");
-}
-
 static int op_ring_create(void)
 {
 	rctx_ring_t *ring = NULL;
@@ -373,7 +339,7 @@ static int op_ring_create(void)
 #define NSUB 300
 static int op_submit(void)
 {
-	static struct rec recs[NSUB];
+	static struct done_rec recs[NSUB];
 	rctx_ring_t *ring;
 	rctx_t *c;
 	int err = 0;
@@ -395,7 +361,7 @@ static int op_submit(void)
 			err = ret;
 		}
 	}
-	drain(ring);
+	drain_all(ring);
 	for (int i = 0; i < NSUB; i++)
 		if (recs[i].calls != -1)
 			cr_assert_eq(recs[i].calls, 1, "request %d: %d callbacks", i, recs[i].calls);
@@ -409,7 +375,7 @@ static int op_submit(void)
  * must neither lose them nor make the run sleep on SQEs never sent. */
 static int op_ring_run(void)
 {
-	struct rec recs[4] = { { 0 } };
+	struct done_rec recs[4] = { { 0 } };
 	rctx_ring_t *ring;
 	rctx_t *c;
 	int pfd[2], ret;
@@ -459,7 +425,7 @@ static int op_ring_run(void)
  * callbacks run before the ring is freed, whatever fails. */
 static int op_ring_destroy(void)
 {
-	struct rec recs[3] = { { 0 } };
+	struct done_rec recs[3] = { { 0 } };
 	rctx_ring_t *ring;
 	int pfd[2];
 
@@ -486,7 +452,7 @@ static int op_ring_destroy(void)
 /* rctx_ring_flush: a failed submit is reported, the SQEs stay queued. */
 static int op_ring_flush(void)
 {
-	struct rec rec = { 0 };
+	struct done_rec rec = { 0 };
 	struct io_uring_sqe sqe = { 0 };
 	rctx_ring_t *ring;
 	int ret;
@@ -498,7 +464,7 @@ static int op_ring_flush(void)
 	rctx__fault_arm(cur_n);
 	ret = rctx_ring_flush(ring);
 	rctx__fault_disarm();
-	drain(ring);
+	drain_all(ring);
 	cr_assert_eq(rec.calls, 1);
 	rctx_ring_destroy(ring);
 	return ret < 0 ? ret : 0;

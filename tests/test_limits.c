@@ -11,46 +11,11 @@
 #include <unistd.h>
 
 #include "ringctx.h"
-#include "helpers.h"
+#include "ring_util.h"
 
 TestSuite(limits, .timeout = 60);
 
-struct rec {
-	int calls;
-	int res;
-};
-
-static void rec_cb(void *arg, int res, uint32_t flags)
-{
-	struct rec *r = arg;
-
-	r->calls++;
-	r->res = res;
-}
-
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
-/* Run until no request is pending, within seconds. */
-static void drain(rctx_ring_t *ring)
-{
-	int64_t limit = rctx_now() + MS(10000);
-
-	while (rctx_ring_pending(ring) && rctx_now() < limit)
-		rctx_ring_run(ring, rctx_now() + MS(10));
-	cr_assert_eq(rctx_ring_pending(ring), 0, "requests never completed");
-}
-
-static void check_all_once(const struct rec *recs, int n)
+static void check_all_once(const struct done_rec *recs, int n)
 {
 	for (int i = 0; i < n; i++) {
 		cr_assert_eq(recs[i].calls, 1, "request %d: %d callbacks", i, recs[i].calls);
@@ -61,10 +26,10 @@ static void check_all_once(const struct rec *recs, int n)
 Test(limits, sq_full_before_a_run)
 {
 	enum { N = 100 };
-	static struct rec recs[N];
+	static struct done_rec recs[N];
 	rctx_ring_t *ring;
 	rctx_t *c = rctx_with_timeout(rctx_background(), MS(60000));
-	int fds = fd_count();
+	int fds = th_fd_count();
 
 	cr_assert_not_null(c);
 	cr_assert_eq(rctx_ring_create(&ring, 4), 0);
@@ -77,21 +42,21 @@ Test(limits, sq_full_before_a_run)
 		cr_assert_eq(rctx_submit(ring, i & 1 ? c : rctx_background(), &sqe,
 					 rec_cb, &recs[i]), 0, "submit %d", i);
 	}
-	drain(ring);
+	drain_all(ring);
 	check_all_once(recs, N);
 	rctx_ring_destroy(ring);
 	check_all_once(recs, N);
-	cr_assert_eq(fd_count(), fds, "fd leaked");
+	cr_assert_eq(th_fd_count(), fds, "fd leaked");
 	rctx_cancel(c);
 	rctx_release(c);
 }
 
 Test(limits, cq_overflow_loses_nothing)
 {
-	static struct rec recs[4096];
+	static struct done_rec recs[4096];
 	rctx_ring_t *ring;
 	unsigned cq, n;
-	int fds = fd_count();
+	int fds = th_fd_count();
 
 	cr_assert_eq(rctx_ring_create(&ring, 4), 0);
 	cq = rctx_ring_uring(ring)->cq.ring_entries;
@@ -110,10 +75,10 @@ Test(limits, cq_overflow_loses_nothing)
 	 * the kernel's overflow list. */
 	cr_assert(IO_URING_READ_ONCE(*rctx_ring_uring(ring)->sq.kflags) & IORING_SQ_CQ_OVERFLOW,
 		  "the CQ did not overflow");
-	drain(ring);
+	drain_all(ring);
 	check_all_once(recs, (int)n);
 	rctx_ring_destroy(ring);
-	cr_assert_eq(fd_count(), fds, "fd leaked");
+	cr_assert_eq(th_fd_count(), fds, "fd leaked");
 }
 
 Test(limits, nofile_exhausted_for_done_fd)
@@ -124,7 +89,7 @@ Test(limits, nofile_exhausted_for_done_fd)
 
 	cr_assert_not_null(c);
 	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
-	fds = fd_count();
+	fds = th_fd_count();
 	rl = saved;
 	rl.rlim_cur = (rlim_t)fds + 16;
 	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
@@ -150,9 +115,9 @@ Test(limits, nofile_exhausted_for_done_fd)
 Test(limits, tiny_memlock_at_ring_creation)
 {
 	struct rlimit saved, rl;
-	struct rec rec = { 0 };
+	struct done_rec rec = { 0 };
 	rctx_ring_t *ring = NULL;
-	int fds = fd_count(), ret;
+	int fds = th_fd_count(), ret;
 
 	cr_assert_eq(getrlimit(RLIMIT_MEMLOCK, &saved), 0);
 	rl = saved;
@@ -167,9 +132,9 @@ Test(limits, tiny_memlock_at_ring_creation)
 
 		io_uring_prep_nop(&sqe);
 		cr_assert_eq(rctx_submit(ring, rctx_background(), &sqe, rec_cb, &rec), 0);
-		drain(ring);
+		drain_all(ring);
 		cr_assert_eq(rec.calls, 1);
 		rctx_ring_destroy(ring);
 	}
-	cr_assert_eq(fd_count(), fds, "fd leaked");
+	cr_assert_eq(th_fd_count(), fds, "fd leaked");
 }

@@ -114,19 +114,6 @@ static bool wait_in_d(pid_t pid, pid_t tid)
 	return false;
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1; /* the directory's own fd */
-}
-
 /* Is dir a mount point in this mount namespace? */
 static bool mounted(const char *dir)
 {
@@ -308,7 +295,7 @@ Test(stuck_io, openat_returns_at_deadline_while_plain_open_blocks)
 
 	mount_or_skip();
 	fd = stick_first_page();
-	nfds = count_fds();
+	nfds = th_fd_count();
 
 	ctx = rctx_with_timeout(rctx_background(), DEADLINE);
 	cr_assert(rctx_deadline(ctx, &dl));
@@ -339,7 +326,7 @@ Test(stuck_io, openat_returns_at_deadline_while_plain_open_blocks)
 	st = kept_stats();
 	cr_assert_eq(st.in_flight, 0);
 	cr_assert_eq(st.held_after_cancel, 0);
-	cr_assert_eq(count_fds(), nfds, "the late openat's fd was not closed");
+	cr_assert_eq(th_fd_count(), nfds, "the late openat's fd was not closed");
 	close(fd);
 	stuckfs_stop(&fs);
 }

@@ -18,21 +18,6 @@
 
 TestSuite(teardown, .timeout = 120);
 
-/* Open file descriptors of this process. */
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	cr_assert_not_null(d);
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own fd */
-}
-
 struct teardown {
 	rctx_ring_t *ring;
 	long n;
@@ -103,7 +88,7 @@ static void run_teardown(long n, unsigned entries, bool resubmit)
 	cr_assert(reqs && cancel_ctx && deadline_ctx);
 	t.calls = calloc((size_t)n, 1);
 	cr_assert_not_null(t.calls);
-	fds_before = count_fds();
+	fds_before = th_fd_count();
 	cr_assert_eq(pipe(pfd), 0);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	t.pipe_rd = pfd[0];
@@ -166,7 +151,7 @@ static void run_teardown(long n, unsigned entries, bool resubmit)
 	close(pfd[1]);
 	close(sv[0]);
 	close(sv[1]);
-	cr_assert_eq(count_fds(), fds_before, "fds leaked by the ring");
+	cr_assert_eq(th_fd_count(), fds_before, "fds leaked by the ring");
 	free(t.calls);
 	free(reqs);
 }
