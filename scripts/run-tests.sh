@@ -20,8 +20,10 @@ for t in "$@"; do
 			--show-leak-kinds=definite "$t" --jobs=2 ;;
 	*)        set -- timeout -k 5 "$limit" "$t" --jobs=2 ;;
 	esac
+	t0=$(date +%s)
 	"$@" >"$log" 2>&1
 	rc=$?
+	secs=$(($(date +%s) - t0))
 	if [ "$flavour" = valgrind ]; then
 		if [ -n "$(cat "$vglog"/vg.* 2>/dev/null)" ]; then
 			cat "$vglog"/vg.* >>"$log"
@@ -43,7 +45,7 @@ for t in "$@"; do
 		echo "---- $flavour: $(basename "$t") FAILED (exit $rc)"; cat "$log"
 	else
 		grep -a '\[SKIP\]' "$log" | sed 's/^/    /'
-		echo "  $flavour: $(basename "$t"): ${nt:-0} tested, $np passing"
+		echo "  $flavour: $(basename "$t"): ${nt:-0} tested, $np passing (${secs} s)"
 	fi
 	rm -f "$log"
 done

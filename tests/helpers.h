@@ -121,34 +121,6 @@ static inline bool th_plain_malloc(void)
 #endif
 }
 
-/*
- * Wait until the runtime thread has taken on every deadline context queued
- * so far (those cancelled before it took them give their memory back then):
- * a sentinel deadline queued last expires only once the runtime has drained
- * the queue batch that holds everything queued before it. A sentinel done at
- * creation (a run slow enough that its deadline passed before the call
- * returned) never reaches the runtime and proves nothing: then try again
- * with a ten times later one. False if no sentinel expired.
- */
-static inline bool th_runtime_settle(void)
-{
-	for (int64_t rel = MS(2); rel <= MS(TH_PATIENCE_MS); rel *= 10) {
-		rctx_t *s = rctx_with_timeout(rctx_background(), rel);
-		bool ok;
-
-		if (!s)
-			return false;
-		if (rctx_err(s)) {
-			rctx_release(s);
-			continue;
-		}
-		ok = rctx_wait(s, rctx_now() + rel + MS(TH_PATIENCE_MS)) == 0;
-		rctx_release(s);
-		return ok;
-	}
-	return false;
-}
-
 static inline void th_count_call(void *arg)
 {
 	atomic_fetch_add((atomic_int *)arg, 1);
@@ -177,6 +149,20 @@ static inline bool th_afters_settle(void)
 	rctx_after_release(h);
 	rctx_release(c);
 	return ok;
+}
+
+/*
+ * Wait until the runtime thread has taken on every deadline context queued
+ * so far, and dropped every one cancelled so far (giving their memory back).
+ * Each turn of its loop drains its arm and remove queues before it runs
+ * after-funcs: once an after-func queued after a first one has run has
+ * itself run, a whole turn began after this call. No timer is involved, so
+ * nothing depends on how quick the machine is. Starts the runtime thread.
+ * False if the runtime did not get there within TH_PATIENCE_MS.
+ */
+static inline bool th_runtime_settle(void)
+{
+	return th_afters_settle() && th_afters_settle();
 }
 
 #endif

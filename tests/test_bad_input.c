@@ -144,11 +144,10 @@ Test(bad_input, deadline_forever_is_no_deadline)
 		rctx_format(c, buf, sizeof(buf));
 		cr_assert_str_eq(buf, "context.Background.WithCancel");
 	}
-	/* The runtime took on nothing but the settling sentinel. */
-	th_runtime_settle();
+	/* The runtime took on nothing. */
+	cr_assert(th_runtime_settle());
 	cr_assert_eq(rctx_runtime_stats(&after), 0);
-	cr_assert_eq(after.timers_armed, before.timers_armed + 1,
-		     "no deadline to arm");
+	cr_assert_eq(after.timers_armed, before.timers_armed, "no deadline to arm");
 	cr_assert_eq(rctx_cancel(c), 1, "still cancellable");
 	cr_assert_eq(rctx_err(c), -ECANCELED);
 	rctx_release(c);
