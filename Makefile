@@ -146,11 +146,18 @@ RUN_TEST = scripts/run-tests.sh
 summary = [ -z "$$RCTX_CHECK_SUMMARY" ] || echo "$(1) 1 0 0" >>"$$RCTX_CHECK_SUMMARY";
 
 # Every step adds its counts to $(SUMMARY); the last line adds them up.
-SUMMARY := $(CURDIR)/$(BUILD)/check.summary
+SUMMARY := $(abspath $(BUILD))/check.summary
+# Everything is built first, two compilers at a time; the fuzz smoke (one
+# core) runs beside valgrind.
+CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
+	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(FUZZ_DIR)/fuzz_api
+CHECK_MAKE = RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory
 check: deps-check
 	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
-	$(Q)RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory check-plain check-asan \
-		check-tsan check-fault check-valgrind check-install check-symbols check-fuzz
+	$(Q)$(MAKE) --no-print-directory -j2 $(CHECK_BINS)
+	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault
+	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz
+	$(Q)$(CHECK_MAKE) check-install check-symbols
 	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
 
 # Nothing but the public API and rctx__ internals is global.
@@ -239,7 +246,9 @@ fuzz: deps-check $(FUZZ_DIR)/fuzz_api
 
 check-fuzz: $(FUZZ_DIR)/fuzz_api
 	$(Q)rm -rf $(FUZZ_DIR)/corpus && cp -r tests/fuzz/corpus $(FUZZ_DIR)/corpus
-	$(Q)$(FUZZ_RUN) -max_total_time=30 $(FUZZ_DIR)/corpus
+	$(Q)$(FUZZ_RUN) -max_total_time=30 $(FUZZ_DIR)/corpus >$(FUZZ_DIR)/smoke.log 2>&1 || \
+		{ cat $(FUZZ_DIR)/smoke.log; echo "fuzz: 0 passed, 1 failed"; exit 1; }
+	$(Q)sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) .*/  fuzz: 30 s smoke: \1 inputs, no failure (\2 s)/p' $(FUZZ_DIR)/smoke.log
 	$(Q)$(call summary,fuzz)
 
 # ---- demo and benchmarks -------------------------------------------------
