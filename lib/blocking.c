@@ -148,7 +148,7 @@ static bool kept_wait(struct rctx_kept *k, rctx_t *ctx)
 			return false;
 		if (atomic_load_explicit(&k->state, memory_order_acquire) == KEPT_DONE)
 			return true;
-		rctx__rfutex_wait(&k->seq, seq, RCTX_FOREVER);
+		rctx__futex_wait(&k->seq, seq, RCTX_FOREVER);
 	}
 }
 
@@ -175,20 +175,20 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 	}
 	k->sqe.flags |= IOSQE_ASYNC; /* never block the runtime thread */
 	if (rctx_governor(ctx)) {
-		atomic_fetch_add(&k->refs, 1); /* the after-func's */
+		atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the after-func's */
 		after = rctx_after_func(ctx, rctx__kept_ctx_done, k);
 		if (!after) {
-			atomic_fetch_sub(&k->refs, 1);
+			atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
 			rctx__kept_put(k);
 			return -ENOMEM;
 		}
 	}
 	k->ctx = rctx_ref(ctx);
-	atomic_fetch_add(&k->refs, 1); /* the keeper's */
+	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
 	ret = rctx__keep_submit(k);
 	if (ret < 0) {
 		rctx_unref(k->ctx);
-		atomic_fetch_sub(&k->refs, 1);
+		atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
 	} else if (kept_wait(k, ctx)) {
 		ret = map_result(ctx, k->res);
 		if (ret > 0 && out) {
@@ -339,8 +339,7 @@ RCTX_API int rctx_sleep(rctx_t *ctx, int64_t rel_ns)
 
 	if (rel_ns < 0)
 		return -EINVAL;
-	ts.tv_sec = rel_ns / 1000000000;
-	ts.tv_nsec = rel_ns % 1000000000;
+	ts = ns_to_kts(rel_ns);
 	io_uring_prep_timeout(&sqe, &ts, 0, 0);
 	ret = direct(ctx, &sqe);
 	return ret == -ETIME ? 0 : ret;

@@ -44,11 +44,6 @@ static struct keeper {
 	} st;
 } kp;
 
-static void stat_add(_Atomic uint64_t *c, int64_t n)
-{
-	atomic_fetch_add_explicit(c, (uint64_t)n, memory_order_relaxed);
-}
-
 /* ---- kept requests ---------------------------------------------------------- */
 
 void rctx__kept_put(struct rctx_kept *k)
@@ -62,7 +57,7 @@ void rctx__kept_put(struct rctx_kept *k)
 static void kept_wake(struct rctx_kept *k)
 {
 	atomic_fetch_add_explicit(&k->seq, 1, memory_order_release);
-	rctx__rfutex_wake_all(&k->seq);
+	rctx__futex_wake_all(&k->seq);
 }
 
 /* The request's completion, on the runtime thread. */
@@ -82,7 +77,7 @@ static void kept_cb(void *arg, int res, uint32_t flags)
 		if (k->close_late && res >= 0)
 			close(res);
 		stat_add(&kp.st.late, 1);
-		stat_add(&kp.st.held, -1);
+		stat_sub(&kp.st.held, 1);
 	}
 	rctx__kept_put(k);
 }
@@ -99,16 +94,11 @@ void rctx__kept_ctx_done(void *arg)
 /* Any thread: hand k (holding a reference for the keeper) to the runtime. */
 int rctx__keep_submit(struct rctx_kept *k)
 {
-	struct rctx_kept *head;
 	int ret = rctx__rt_start();
 
 	if (ret < 0)
 		return ret;
-	head = atomic_load_explicit(&kp.submit_q, memory_order_relaxed);
-	do {
-		k->next = head;
-	} while (!atomic_compare_exchange_weak_explicit(&kp.submit_q, &head, k,
-			memory_order_release, memory_order_relaxed));
+	LFSTACK_PUSH(&kp.submit_q, k, k->next);
 	rctx__rt_wake();
 	return 0;
 }
@@ -128,15 +118,11 @@ bool rctx__kept_abandon(struct rctx_kept *k)
 
 static void submit_queued(void)
 {
-	struct rctx_kept *k, *next, *rev = NULL;
+	struct rctx_kept *k, *next;
 
-	k = atomic_exchange_explicit(&kp.submit_q, NULL, memory_order_acquire);
-	for (; k; k = next) { /* LIFO stack: submit in queue order */
-		next = k->next;
-		k->next = rev;
-		rev = k;
-	}
-	for (k = rev; k; k = next) {
+	/* LIFO stack: submit in queue order. */
+	k = LIST_REVERSE(LFSTACK_TAKE(&kp.submit_q), next);
+	for (; k; k = next) {
 		int ret;
 
 		next = k->next;
@@ -155,16 +141,11 @@ static void submit_queued(void)
 /* Any thread: the runtime thread takes ring over. */
 int rctx__keep_ring(struct rctx_ring *ring)
 {
-	struct rctx_ring *head;
 	int ret = rctx__rt_start();
 
 	if (ret < 0)
 		return ret;
-	head = atomic_load_explicit(&kp.adopt_q, memory_order_relaxed);
-	do {
-		*rctx__ring_link(ring) = head;
-	} while (!atomic_compare_exchange_weak_explicit(&kp.adopt_q, &head, ring,
-			memory_order_release, memory_order_relaxed));
+	LFSTACK_PUSH(&kp.adopt_q, ring, *rctx__ring_link(ring));
 	stat_add(&kp.st.adopted, 1);
 	rctx__rt_wake();
 	return 0;
@@ -176,15 +157,15 @@ static void watch_ring(struct rctx_ring *ring)
 	struct io_uring_sqe *sqe = rctx__rt_sqe();
 
 	io_uring_prep_poll_add(sqe, rctx_ring_fd(ring), POLLIN);
-	io_uring_sqe_set_data(sqe, ring); /* aligned: tag bits RT_UD_RING (0) */
+	/* keeper -> ring: rings are what the keeper runs (inherent). */
+	io_uring_sqe_set_data64(sqe, ud_make(UD_TARGET, (uintptr_t)ring));
 }
 
 static void take_adopted(void)
 {
 	struct rctx_ring *r, *next;
 
-	r = atomic_exchange_explicit(&kp.adopt_q, NULL, memory_order_acquire);
-	for (; r; r = next) {
+	for (r = LFSTACK_TAKE(&kp.adopt_q); r; r = next) {
 		next = *rctx__ring_link(r);
 		*rctx__ring_link(r) = kp.adopted;
 		kp.adopted = r;
@@ -231,18 +212,17 @@ int rctx__keeper_init(void)
 /* One turn of the runtime loop: submit what callers queued, adopt rings. */
 void rctx__keeper_turn(void)
 {
-	if (atomic_load_explicit(&kp.submit_q, memory_order_relaxed)) {
+	if (LFSTACK_PEEK(&kp.submit_q)) {
 		submit_queued();
 		rctx_ring_run(kp.ring, 0);
 	}
-	if (atomic_load_explicit(&kp.adopt_q, memory_order_relaxed))
+	if (LFSTACK_PEEK(&kp.adopt_q))
 		take_adopted();
 }
 
 bool rctx__keeper_queued(void)
 {
-	return atomic_load_explicit(&kp.submit_q, memory_order_relaxed) ||
-	       atomic_load_explicit(&kp.adopt_q, memory_order_relaxed);
+	return LFSTACK_PEEK(&kp.submit_q) || LFSTACK_PEEK(&kp.adopt_q);
 }
 
 /*
@@ -268,7 +248,7 @@ static bool drain_ring(struct rctx_ring *ring, unsigned abandoned, int64_t deadl
  */
 bool rctx__keeper_shutdown(int64_t deadline)
 {
-	unsigned held = (unsigned)atomic_load(&kp.st.held);
+	unsigned held = (unsigned)stat_get(&kp.st.held);
 	struct rctx_ring *r;
 	bool empty;
 
@@ -296,12 +276,12 @@ void rctx__keeper_stats(struct rctx_runtime_stats *st)
 {
 	struct rctx_ring *ring = atomic_load_explicit(&kp.stats_ring, memory_order_acquire);
 
-	st->kept_submitted = atomic_load_explicit(&kp.st.submitted, memory_order_relaxed);
-	st->kept_abandoned = atomic_load_explicit(&kp.st.abandoned, memory_order_relaxed);
-	st->kept_late = atomic_load_explicit(&kp.st.late, memory_order_relaxed);
-	st->kept_held = atomic_load_explicit(&kp.st.held, memory_order_relaxed);
-	st->rings_adopted = atomic_load_explicit(&kp.st.adopted, memory_order_relaxed);
-	st->rings_reclaimed = atomic_load_explicit(&kp.st.reclaimed, memory_order_relaxed);
+	st->kept_submitted = stat_get(&kp.st.submitted);
+	st->kept_abandoned = stat_get(&kp.st.abandoned);
+	st->kept_late = stat_get(&kp.st.late);
+	st->kept_held = stat_get(&kp.st.held);
+	st->rings_adopted = stat_get(&kp.st.adopted);
+	st->rings_reclaimed = stat_get(&kp.st.reclaimed);
 	if (ring) /* freed only at process exit */
 		rctx_ring_stats(ring, &st->kept);
 }
