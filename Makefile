@@ -24,7 +24,7 @@ endif
 
 BUILD   := build
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -pthread
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
 LIBS    := -luring -lpthread
 

@@ -344,6 +344,7 @@ static void rec_cb(void *arg, int res, uint32_t flags)
 {
 	struct rec *r = arg;
 
+	(void)flags;
 	r->calls++;
 	r->res = res;
 }
