@@ -219,9 +219,15 @@ static bool needs_owned(int fd)
 
 /* ---- the calls ------------------------------------------------------------- */
 
-RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off)
+/*
+ * A read or write (opcode) of len bytes at off: on a poll-driven fd the
+ * caller's buffer is used directly; otherwise the request owns a bounce
+ * buffer (copied from buf for a write, to buf for a read).
+ */
+static ssize_t file_rw(rctx_t *ctx, int opcode, int fd, void *buf, size_t len,
+		       int64_t off)
 {
-	ERRNO_GUARD;
+	bool is_read = opcode == IORING_OP_READ;
 	struct io_uring_sqe sqe;
 	struct rctx_kept *k;
 	int ret;
@@ -231,40 +237,32 @@ RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t o
 	if (len > INT_MAX)
 		len = INT_MAX;
 	if (!needs_owned(fd)) {
-		io_uring_prep_read(&sqe, fd, buf, (unsigned)len, (uint64_t)off);
+		io_uring_prep_rw(opcode, &sqe, fd, buf, (unsigned)len, (uint64_t)off);
 		ret = direct(ctx, &sqe);
-		if (ret > 0)
+		if (ret > 0 && is_read)
 			kernel_wrote(buf, (size_t)ret);
 		return ret;
 	}
 	k = kept_new(len ? len : 1);
 	if (!k)
 		return -ENOMEM;
-	io_uring_prep_read(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
-	return run_kept(ctx, k, buf);
+	if (!is_read && len)
+		memcpy(k->buf, buf, len);
+	io_uring_prep_rw(opcode, &k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
+	return run_kept(ctx, k, is_read ? buf : NULL);
+}
+
+RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off)
+{
+	ERRNO_GUARD;
+	return file_rw(ctx, IORING_OP_READ, fd, buf, len, off);
 }
 
 RCTX_API ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len,
 			    int64_t off)
 {
 	ERRNO_GUARD;
-	struct io_uring_sqe sqe;
-	struct rctx_kept *k;
-
-	if (!ctx || (!buf && len))
-		return -EINVAL;
-	if (len > INT_MAX)
-		len = INT_MAX;
-	if (!needs_owned(fd)) {
-		io_uring_prep_write(&sqe, fd, buf, (unsigned)len, (uint64_t)off);
-		return direct(ctx, &sqe);
-	}
-	k = kept_new(len ? len : 1);
-	if (!k)
-		return -ENOMEM;
-	memcpy(k->buf, buf, len);
-	io_uring_prep_write(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
-	return run_kept(ctx, k, NULL);
+	return file_rw(ctx, IORING_OP_WRITE, fd, (void *)buf, len, off);
 }
 
 RCTX_API ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags)

@@ -125,10 +125,28 @@ static bool cancel_attach(struct rctx_cancel *c)
 	return e == 0;
 }
 
-static void cancel_init(struct rctx_cancel *c, enum rctx_kind kind,
-			struct rctx *parent, int64_t deadline)
+/* A new object of size bytes with its header set (one reference, holding
+ * one on parent), or NULL. */
+static void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 {
-	canceler_init(&c->c, kind, parent, 1);
+	struct rctx *c = rctx__malloc(size);
+
+	if (c)
+		hdr_init(c, kind, parent, 1);
+	return c;
+}
+
+/* A new cancellable context (size bytes: a struct rctx_cancel or one that
+ * starts with it), not yet attached to its parent's governor. */
+static struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
+				      struct rctx *parent, int64_t deadline)
+{
+	struct rctx_cancel *c = obj_new(size, kind, parent);
+
+	if (!c)
+		return NULL;
+	c->c.sib.next = NULL;
+	c->c.sib.pprev = NULL;
 	atomic_init(&c->lock.v, 0);
 	atomic_init(&c->err, 0);
 	c->cause = 0;
@@ -136,6 +154,7 @@ static void cancel_init(struct rctx_cancel *c, enum rctx_kind kind,
 	c->children = NULL;
 	c->reqs = NULL;
 	c->deadline = deadline;
+	return c;
 }
 
 RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
@@ -145,10 +164,9 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 
 	if (!ctx_valid(parent))
 		return NULL;
-	c = rctx__malloc(sizeof(*c));
+	c = cancel_new(sizeof(*c), RCTX_CANCEL, parent, effective_deadline(parent));
 	if (!c)
 		return NULL;
-	cancel_init(c, RCTX_CANCEL, parent, effective_deadline(parent));
 	cancel_attach(c);
 	return &c->c.hdr;
 }
@@ -156,6 +174,7 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
 {
 	ERRNO_GUARD;
+	struct rctx_cancel *c;
 	struct rctx_deadline *d;
 
 	if (!ctx_valid(parent))
@@ -164,10 +183,10 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 	 * Go), which never takes a place in the runtime's deadline heap. */
 	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
 		return rctx_with_cancel(parent);
-	d = rctx__malloc(sizeof(*d));
-	if (!d)
+	c = cancel_new(sizeof(*d), RCTX_DEADLINE, parent, abs_ns);
+	if (!c)
 		return NULL;
-	cancel_init(&d->cc, RCTX_DEADLINE, parent, abs_ns);
+	d = container_of(c, struct rctx_deadline, cc);
 	d->arm_next = NULL;
 	d->remove_next = NULL;
 	d->timeout_cause = cause;
@@ -212,10 +231,9 @@ RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 
 	if (!ctx_valid(parent) || !key)
 		return NULL;
-	v = rctx__malloc(sizeof(*v));
+	v = obj_new(sizeof(*v), RCTX_VALUE, parent);
 	if (!v)
 		return NULL;
-	hdr_init(&v->hdr, RCTX_VALUE, parent, 1);
 	v->canc = rctx_governor(parent);
 	v->key = key;
 	v->val = val;
@@ -229,11 +247,8 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 
 	if (!ctx_valid(parent))
 		return NULL;
-	w = rctx__malloc(sizeof(*w));
-	if (!w)
-		return NULL;
-	hdr_init(&w->hdr, RCTX_WITHOUT, parent, 1);
-	return &w->hdr;
+	w = obj_new(sizeof(*w), RCTX_WITHOUT, parent);
+	return w ? &w->hdr : NULL;
 }
 
 /* ---- cancellation -------------------------------------------------------- */
