@@ -37,7 +37,7 @@ static void thread_ring_exit(void *p)
 
 	tls_ring = NULL;
 	if (rctx__ring_shutdown(ring, rctx_now() + 100000000LL) == 0 ||
-	    rctx__keep_ring(ring) < 0)
+	    rctx__rt_adopt(ring) < 0)
 		rctx__ring_free(ring); /* empty, or the process is exiting */
 }
 
@@ -185,7 +185,7 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 	}
 	k->ctx = rctx_ref(ctx);
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
-	ret = rctx__keep_submit(k);
+	ret = rctx__rt_keep(k);
 	if (ret < 0) {
 		rctx_unref(k->ctx);
 		atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);

@@ -197,6 +197,7 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 		rctx__timer_expired(d); /* no timer was armed */
 		return &d->cc.c.hdr;
 	}
+	/* context -> runtime: the runtime keeps the timers (inherent). */
 	if (rctx__rt_arm_deadline(d) < 0) {
 		rctx_release(&d->cc.c.hdr);
 		return NULL;
@@ -269,6 +270,8 @@ static void end_locked(struct rctx_cancel *c, int cause, struct cancel_batch *b,
 	c->cause = cause;
 	atomic_store_explicit(&c->err, ERR_ENDING, memory_order_seq_cst);
 	rctx__done_signal_locked(c);
+	/* context -> ring, context -> runtime: a cancel reaches the
+	 * requests and the timer of what it ends (inherent). */
 	if (c->reqs)
 		rctx__ring_cancel_reqs_locked(c, b);
 	if (c->c.hdr.kind == RCTX_DEADLINE && !from_timer)
@@ -286,7 +289,7 @@ static void fire_after(struct rctx_after *a, struct rctx_after **stopped)
 
 	if (!atomic_compare_exchange_strong_explicit(&a->state, &armed, AFTER_QUEUED,
 			memory_order_acq_rel, memory_order_acquire) ||
-	    !rctx__rt_queue_after(a)) {
+	    !rctx__rt_queue_after(a)) { /* context -> runtime: it runs them */
 		a->run_next = *stopped;
 		*stopped = a;
 	}

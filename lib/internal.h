@@ -103,6 +103,7 @@ struct rctx_canceler {
 };
 
 struct rctx_req;
+struct rctx_kept;
 
 /* WithCancel. 72 bytes on x86-64. */
 struct rctx_cancel {
@@ -235,9 +236,9 @@ int rctx__rt_arm_deadline(struct rctx_deadline *d);
 void rctx__rt_remove_deadline(struct rctx_deadline *d);
 bool rctx__rt_queue_after(struct rctx_after *a);
 int rctx__rt_start(void);
-void rctx__rt_wake(void);
 bool rctx__rt_self(void);
-struct io_uring_sqe *rctx__rt_sqe(void);
+int rctx__rt_keep(struct rctx_kept *k);
+int rctx__rt_adopt(struct rctx_ring *ring);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
 /* Collects the rings a cancel must wake, so wake-ups happen after the
@@ -275,13 +276,13 @@ struct rctx_kept {
 	bool close_late;           /* a late fd is closed */
 	void *buf;                 /* owned bounce buffer or path copy */
 };
-int rctx__keep_submit(struct rctx_kept *k);
 bool rctx__kept_abandon(struct rctx_kept *k);
 void rctx__kept_ctx_done(void *arg);
 void rctx__kept_put(struct rctx_kept *k);
-int rctx__keep_ring(struct rctx_ring *ring);
+void rctx__keeper_push(struct rctx_kept *k);
+void rctx__keeper_push_ring(struct rctx_ring *ring);
 /* Runtime thread: */
-int rctx__keeper_init(void);
+int rctx__keeper_init(struct io_uring *rt_ring);
 void rctx__keeper_turn(void);
 bool rctx__keeper_queued(void);
 void rctx__keeper_ring_ready(struct rctx_ring *ring);

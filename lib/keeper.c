@@ -21,8 +21,10 @@
  * each with a poll request on the ring fd, runs it when completions arrive,
  * and frees it once it is empty.
  *
- * Everything here but rctx__keep_submit() and the stats runs on the runtime
- * thread.
+ * Everything here but the two pushes and the stats runs on the runtime
+ * thread. The keeper does not call the runtime: the runtime calls it
+ * (rctx__rt_keep(), rctx__rt_adopt() start and wake the thread), and it
+ * submits on the runtime ring it is given at init.
  */
 #include <poll.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@
 
 static struct keeper {
 	struct rctx_ring *ring;                  /* runtime thread's */
+	struct io_uring *rt_ring;                /* the runtime's own ring */
 	_Atomic(struct rctx_ring *) stats_ring;  /* the same, for rctx__keeper_stats */
 	_Atomic(struct rctx_kept *) submit_q;    /* from callers */
 	_Atomic(struct rctx_ring *) adopt_q;     /* from exiting threads */
@@ -91,16 +94,11 @@ void rctx__kept_ctx_done(void *arg)
 	rctx__kept_put(k);
 }
 
-/* Any thread: hand k (holding a reference for the keeper) to the runtime. */
-int rctx__keep_submit(struct rctx_kept *k)
+/* Any thread, through rctx__rt_keep(): queue k (holding a reference for
+ * the keeper). */
+void rctx__keeper_push(struct rctx_kept *k)
 {
-	int ret = rctx__rt_start();
-
-	if (ret < 0)
-		return ret;
 	LFSTACK_PUSH(&kp.submit_q, k, k->next);
-	rctx__rt_wake();
-	return 0;
 }
 
 /* The caller gives k up (its context is done). False if it completed first. */
@@ -138,23 +136,17 @@ static void submit_queued(void)
 
 /* ---- adopted rings ------------------------------------------------------- */
 
-/* Any thread: the runtime thread takes ring over. */
-int rctx__keep_ring(struct rctx_ring *ring)
+/* Any thread, through rctx__rt_adopt(): queue ring for adoption. */
+void rctx__keeper_push_ring(struct rctx_ring *ring)
 {
-	int ret = rctx__rt_start();
-
-	if (ret < 0)
-		return ret;
 	LFSTACK_PUSH(&kp.adopt_q, ring, *rctx__ring_link(ring));
 	stat_add(&kp.st.adopted, 1);
-	rctx__rt_wake();
-	return 0;
 }
 
 /* Ask for a CQE on the runtime ring when ring has completions to reap. */
 static void watch_ring(struct rctx_ring *ring)
 {
-	struct io_uring_sqe *sqe = rctx__rt_sqe();
+	struct io_uring_sqe *sqe = rctx__sqe_get_retry(kp.rt_ring);
 
 	io_uring_prep_poll_add(sqe, rctx_ring_fd(ring), POLLIN);
 	/* keeper -> ring: rings are what the keeper runs (inherent). */
@@ -198,12 +190,13 @@ void rctx__keeper_ring_ready(struct rctx_ring *ring)
 
 /* ---- the runtime thread's side ------------------------------------------- */
 
-int rctx__keeper_init(void)
+int rctx__keeper_init(struct io_uring *rt_ring)
 {
 	int ret = rctx_ring_create(&kp.ring, KEEPER_ENTRIES);
 
 	if (ret < 0)
 		return ret;
+	kp.rt_ring = rt_ring;
 	watch_ring(kp.ring);
 	atomic_store_explicit(&kp.stats_ring, kp.ring, memory_order_release);
 	return 0;

@@ -341,6 +341,7 @@ static int track(struct rctx_req *r, struct rctx_cancel *g)
 	err = atomic_load_explicit(&g->err, memory_order_relaxed);
 	if (!err) {
 		hlist_add(&g->reqs, &r->link);
+		/* ring -> context: a request holds its governor (inherent). */
 		rctx__obj_get(&g->c.hdr);
 		r->ctx = g;
 	}

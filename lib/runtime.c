@@ -34,6 +34,8 @@
  * UD_CANCEL, its removal; UD_WAKE. */
 enum { RT_RUNNING, RT_EXITED, RT_HELD }; /* rt.exit_state */
 enum { TS_NEW, TS_ARMED, TS_DONE }; /* struct rctx_deadline.tstate */
+/* runtime -> context: the runtime holds references to the deadline
+ * contexts and after-func records it keeps, and puts them (inherent). */
 
 static bool deadline_less(const void *x, const void *y)
 {
@@ -74,25 +76,15 @@ static struct runtime {
 	.heap = HEAP_INIT(deadline_less, deadline_set_idx),
 };
 
-/*
- * An SQE on the runtime ring. The full-SQ policy of lib/uring.h, with the
- * runtime thread's answer to a failed submit: it has no caller to report
- * to, so it retries. It prepares a few SQEs per loop and submits them each
- * loop, so its SQ fills only while submits keep failing.
- */
-struct io_uring_sqe *rctx__rt_sqe(void)
+/* An SQE on the runtime ring (the full-SQ policy: lib/uring.h). */
+static struct io_uring_sqe *rt_sqe(void)
 {
-	struct io_uring_sqe *sqe;
-	int err;
-
-	while (!(sqe = rctx__sqe_get(&rt.ring, 1, &err)))
-		;
-	return sqe;
+	return rctx__sqe_get_retry(&rt.ring);
 }
 
 static void rt_arm_wake_read(void)
 {
-	rctx__wake_arm(&rt.wake, rctx__rt_sqe(), ud_make(UD_WAKE, 0));
+	rctx__wake_arm(&rt.wake, rt_sqe(), ud_make(UD_WAKE, 0));
 }
 
 /* Wake the thread unless it will be awake before `when` anyway. */
@@ -111,7 +103,7 @@ bool rctx__rt_self(void)
 }
 
 /* Wake the thread now (work queued for it). */
-void rctx__rt_wake(void)
+static void rt_wake(void)
 {
 	rt_wake_before(INT64_MIN + 1);
 }
@@ -121,6 +113,7 @@ void rctx__rt_wake(void)
 static void expire(struct rctx_deadline *d)
 {
 	d->tstate = TS_DONE;
+	/* runtime -> context: the timer cancels its context (inherent). */
 	if (rctx__timer_expired(d))
 		stat_add_owner(&rt.st.fired, 1);
 	rctx__obj_put(&d->cc.c.hdr); /* the timer's reference */
@@ -203,13 +196,13 @@ static void sync_kernel_timer(void)
 	if (want == RCTX_FOREVER || (rt.tlive && want >= rt.tarmed_for))
 		return;
 	if (rt.tlive) {
-		sqe = rctx__rt_sqe();
+		sqe = rt_sqe();
 		io_uring_prep_timeout_remove(sqe, ud_make(UD_TIMEOUT, rt.tgen), 0);
 		io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, 0));
 	}
 	rt.tgen++;
 	rt.ts = ns_to_kts(want);
-	sqe = rctx__rt_sqe();
+	sqe = rt_sqe();
 	io_uring_prep_timeout(sqe, &rt.ts, 0, IORING_TIMEOUT_ABS);
 	io_uring_sqe_set_data64(sqe, ud_make(UD_TIMEOUT, rt.tgen));
 	rt.tlive = true;
@@ -250,7 +243,7 @@ static void rt_handle_cqe(void *owner, const struct io_uring_cqe *cqe)
 			expire_due();
 		break;
 	case UD_TARGET:
-		/* runtime -> keeper -> ring: the inherent call into rings. */
+		/* A ring watched for the keeper has completions. */
 		if (ud)
 			rctx__keeper_ring_ready((struct rctx_ring *)(uintptr_t)ud);
 		break;
@@ -405,7 +398,7 @@ int rctx__rt_start(void)
 	ret = rctx__queue_init(RT_ENTRIES, &rt.ring, 0);
 	if (ret < 0)
 		goto out_close_efd;
-	ret = rctx__keeper_init();
+	ret = rctx__keeper_init(&rt.ring);
 	if (ret < 0)
 		goto out_exit_ring;
 	atomic_store_explicit(&rt.next_wakeup, INT64_MIN, memory_order_relaxed);
@@ -461,8 +454,32 @@ bool rctx__rt_queue_after(struct rctx_after *a)
 	if (rctx__rt_start() < 0)
 		return false;
 	LFSTACK_PUSH(&rt.run_q, a, a->run_next);
-	rt_wake_before(INT64_MIN + 1);
+	rt_wake();
 	return true;
+}
+
+/* Any thread: hand k (holding a reference for the keeper) to the keeper. */
+int rctx__rt_keep(struct rctx_kept *k)
+{
+	int ret = rctx__rt_start();
+
+	if (ret < 0)
+		return ret;
+	rctx__keeper_push(k);
+	rt_wake();
+	return 0;
+}
+
+/* Any thread: the keeper takes ring over (an exiting thread's). */
+int rctx__rt_adopt(struct rctx_ring *ring)
+{
+	int ret = rctx__rt_start();
+
+	if (ret < 0)
+		return ret;
+	rctx__keeper_push_ring(ring);
+	rt_wake();
+	return 0;
 }
 
 RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)

@@ -26,6 +26,16 @@ struct io_uring_sqe *rctx__sqe_get(struct io_uring *ring, unsigned need, int *er
 	return io_uring_get_sqe(ring);
 }
 
+struct io_uring_sqe *rctx__sqe_get_retry(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe;
+	int err;
+
+	while (!(sqe = rctx__sqe_get(ring, 1, &err)))
+		;
+	return sqe;
+}
+
 /*
  * The library sleeps in ppoll(2) on the ring fd, and uses io_uring_enter(2)
  * only to submit: a thread about to sleep pays one more system call, and

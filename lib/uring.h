@@ -17,7 +17,8 @@
  * A full SQ, one policy: the owner submits what is queued to make room, and
  * if that fails too gets NULL and the error (rctx__sqe_get()). A ring hands
  * the error to its caller; the runtime thread, which has no caller, retries
- * (rctx__rt_sqe(), lib/runtime.c).
+ * (rctx__sqe_get_retry()): it prepares a few SQEs per loop and submits them
+ * each loop, so its SQ fills only while submits keep failing.
  */
 #ifndef RINGCTX_URING_H
 #define RINGCTX_URING_H
@@ -49,6 +50,9 @@ static inline uint64_t ud_payload(uint64_t ud)
 /* need free SQEs in a row (a request and its link timeout), the first
  * returned; NULL if the SQ stays too full, *err then holds why. */
 struct io_uring_sqe *rctx__sqe_get(struct io_uring *ring, unsigned need, int *err);
+/* The same for an owner with no caller to report to: retries until the
+ * kernel takes its SQEs. */
+struct io_uring_sqe *rctx__sqe_get_retry(struct io_uring *ring);
 
 /* Sleep until ring has a completion or abs_deadline (INT64_MAX: none)
  * passes. Returns 0, or -EINTR / -ETIME. */
