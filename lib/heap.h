@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "compiler.h"
 #include "fault.h"
 
 struct heap {
@@ -83,7 +84,10 @@ static inline bool heap_push(struct heap *h, void *x)
 /* Remove the element at index i (as last told to set_idx). */
 static inline void heap_remove(struct heap *h, size_t i)
 {
-	void *last = h->a[--h->n];
+	void *last;
+
+	RCTX_ASSERT(i < h->n);
+	last = h->a[--h->n];
 
 	if (i == h->n)
 		return;
