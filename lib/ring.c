@@ -717,7 +717,7 @@ void rctx__ring_free(struct rctx_ring *ring)
 	while (atomic_load_explicit(&ring->wakers, memory_order_acquire))
 		sched_yield();
 	/* Every request popped, unless the process exits with some held. */
-	RCTX_ASSERT(ring->pending || !atomic_load(&ring->cancel_q));
+	RCTX_ASSERT(ring->pending || !LFSTACK_PEEK(&ring->cancel_q));
 	io_uring_queue_exit(&ring->ring);
 	rctx__wake_close(&ring->wake);
 	for (unsigned c = 0; c < ring->nchunks; c++)
