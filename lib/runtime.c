@@ -122,7 +122,6 @@ static void expire(struct rctx_deadline *d)
 static void expire_due(void)
 {
 	int64_t now = rctx_now();
-
 	struct rctx_deadline *d;
 
 	while ((d = heap_min(&rt.heap)) && d->cc.deadline <= now) {
