@@ -215,7 +215,9 @@ void rctx__keeper_turn(void)
 
 bool rctx__keeper_queued(void)
 {
-	return LFSTACK_PEEK(&kp.submit_q) || LFSTACK_PEEK(&kp.adopt_q);
+	/* seq_cst: the runtime's check before it sleeps (queues_pending). */
+	return atomic_load_explicit(&kp.submit_q, memory_order_seq_cst) ||
+	       atomic_load_explicit(&kp.adopt_q, memory_order_seq_cst);
 }
 
 /*

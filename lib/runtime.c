@@ -131,8 +131,13 @@ static void expire_due(void)
 	}
 }
 
-/* Take on the deadlines of the arm queue (and those that waited for heap
- * memory): into the heap, or expired or dropped at once. */
+/*
+ * Take on the deadlines of the arm queue (and those that waited for heap
+ * memory): into the heap, or dropped at once if already done. One already
+ * due goes into the heap too: expire_due() ends it after drain_remove() and
+ * after this whole batch, so whoever sees it expire sees everything queued
+ * before it settled (tests wait for a short deadline to know that).
+ */
 static void drain_arm(void)
 {
 	struct rctx_deadline *d = LFSTACK_TAKE(&rt.arm_q), *next;
@@ -153,9 +158,6 @@ static void drain_arm(void)
 			d->tstate = TS_DONE;
 			stat_add_owner(&rt.st.skipped, 1);
 			rctx__obj_put(&d->cc.c.hdr);
-		} else if (d->cc.deadline <= rctx_now()) {
-			stat_add_owner(&rt.st.armed, 1); /* taken on, and due */
-			expire(d);
 		} else if (!heap_push(&rt.heap, d)) {
 			d->arm_next = rt.overflow;
 			rt.overflow = d;
@@ -253,7 +255,10 @@ static void rt_handle_cqe(void *owner, const struct io_uring_cqe *cqe)
 
 static bool queues_pending(void)
 {
-	return LFSTACK_PEEK(&rt.arm_q) || LFSTACK_PEEK(&rt.run_q) ||
+	/* seq_cst: after the store of next_wakeup, against the pushers'
+	 * push-then-load (rt_wake_before). */
+	return atomic_load_explicit(&rt.arm_q, memory_order_seq_cst) ||
+	       atomic_load_explicit(&rt.run_q, memory_order_seq_cst) ||
 	       rctx__keeper_queued();
 }
 
