@@ -13,7 +13,9 @@
 
 PREFIX  ?= /usr/local
 CC      ?= cc
-VERSION := 0.1.0
+# The version is written once, in include/ringctx.h.
+version_part = $(shell sed -n 's/^\#define RINGCTX_VERSION_$(1) \([0-9]*\)$$/\1/p' include/ringctx.h)
+VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 SOMAJOR := 0
 
 ifeq ($(V),1)
@@ -24,7 +26,7 @@ endif
 
 BUILD   := build
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -pthread
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
 LIBS    := -luring -lpthread
 
@@ -52,7 +54,7 @@ TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 # Tests that exercise threads, run again under ThreadSanitizer.
-TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit
+TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-fault check-valgrind check-install check-symbols demo bench bench-quick \
@@ -63,16 +65,12 @@ TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_
 define flavour
 $(1)_DIR    := $(BUILD)/$(1)
 $(1)_OBJS   := $$(patsubst lib/%.c,$$($(1)_DIR)/lib/%.o,$$(LIB_SRCS))
-$(1)_PICOBJS:= $$(patsubst lib/%.c,$$($(1)_DIR)/pic/%.o,$$(LIB_SRCS))
 $(1)_TESTS  := $$(patsubst tests/%.c,$$($(1)_DIR)/tests/%,$$(TEST_SRCS))
 $(1)_SUPPORT:= $$($(1)_DIR)/libsupport.a
 
 $$($(1)_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | $$($(1)_DIR)/lib
 	@$$(if $$(Q),echo "  CC      $$@")
 	$$(Q)$$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) -fvisibility=hidden -c -o $$@ $$<
-$$($(1)_DIR)/pic/%.o: lib/%.c lib/*.h include/ringctx.h | $$($(1)_DIR)/pic
-	@$$(if $$(Q),echo "  CC      $$@")
-	$$(Q)$$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) -fPIC -fvisibility=hidden -c -o $$@ $$<
 $$($(1)_DIR)/libringctx.a: $$($(1)_OBJS)
 	@$$(if $$(Q),echo "  AR      $$@")
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
@@ -86,12 +84,14 @@ $$($(1)_DIR)/tests/%: tests/%.c tests/*.h support/*.h $$($(1)_DIR)/libringctx.a 
 	@$$(if $$(Q),echo "  CC      $$@")
 	$$(Q)$$(CC) $$(CPPFLAGS) $(3) -Itests -Isupport $$(CFLAGS) $(2) -o $$@ $$< \
 		$$($(1)_SUPPORT) $$($(1)_DIR)/libringctx.a $(4) $$(FUSE_LIBS) $$(LIBS)
-$$($(1)_DIR)/lib $$($(1)_DIR)/pic $$($(1)_DIR)/tests $$($(1)_DIR)/support:
+$$($(1)_DIR)/lib $$($(1)_DIR)/tests $$($(1)_DIR)/support:
 	$$(Q)mkdir -p $$@
 endef
 
-SAN_ASAN := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-SAN_TSAN := -O1 -fsanitize=thread
+# The sanitizer flavours also check the library's invariants (RCTX_ASSERT).
+SAN_ASAN := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+	-DRCTX_DEBUG
+SAN_TSAN := -O1 -fsanitize=thread -DRCTX_DEBUG
 # Criterion cannot start under ThreadSanitizer (its inheritable arena does not
 # map): the TSan flavour builds the same tests against tests/shim.
 $(eval $(call flavour,plain,,,-lcriterion))
@@ -99,6 +99,14 @@ $(eval $(call flavour,asan,$(SAN_ASAN),,-lcriterion))
 $(eval $(call flavour,tsan,$(SAN_TSAN),-Itests/shim,))
 # Fault injection (lib/fault.h): only tests/test_fault.c, under ASan+UBSan.
 $(eval $(call flavour,fault,$(SAN_ASAN) -DRCTX_FAULT_INJECTION,,-lcriterion))
+
+# The shared library: position-independent objects, plain flavour only.
+plain_PICOBJS := $(patsubst lib/%.c,$(plain_DIR)/pic/%.o,$(LIB_SRCS))
+$(plain_DIR)/pic/%.o: lib/%.c lib/*.h include/ringctx.h | $(plain_DIR)/pic
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+$(plain_DIR)/pic:
+	$(Q)mkdir -p $@
 
 SONAME  := libringctx.so.$(SOMAJOR)
 SHLIB   := $(BUILD)/libringctx.so.$(VERSION)
@@ -223,7 +231,7 @@ soak-asan: deps-build $(BUILD)/asan/soak
 FUZZ_CC      := clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-	-fno-sanitize-recover=undefined
+	-fno-sanitize-recover=undefined -DRCTX_DEBUG
 FUZZ_OBJS    := $(patsubst lib/%.c,$(FUZZ_DIR)/lib/%.o,$(LIB_SRCS))
 FUZZ_SECONDS ?= 3600
 FUZZ_RUN      = ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -232,11 +240,11 @@ FUZZ_RUN      = ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=
 
 $(FUZZ_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | $(FUZZ_DIR)/lib
 	@$(if $(Q),echo "  CLANG   $@")
-	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread \
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -pthread \
 		$(FUZZ_SAN) -fsanitize=fuzzer-no-link -fvisibility=hidden -c -o $@ $<
 $(FUZZ_DIR)/fuzz_api: tests/fuzz/fuzz_api.c $(FUZZ_OBJS)
 	@$(if $(Q),echo "  CLANG   $@")
-	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread \
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -pthread \
 		$(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
 $(FUZZ_DIR)/lib:
 	$(Q)mkdir -p $@

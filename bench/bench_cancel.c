@@ -190,6 +190,8 @@ static long rx_done, rx_not_cancelled;
 
 static void recv_cb(void *arg, int res, uint32_t flags)
 {
+	(void)arg;
+	(void)flags;
 	rx_done++;
 	if (res != -ECANCELED)
 		rx_not_cancelled++;

@@ -55,6 +55,8 @@ static inline long spin100(long x)
 
 static void common_parent_cancel(void *arg, long n, int tid)
 {
+	(void)arg;
+	(void)tid;
 	long x = 0;
 	for (long i = 0; i < n; i++) {
 		rctx_t *ctx = rctx_with_cancel(cpc_shared);
@@ -98,6 +100,8 @@ static long wt_live_base;
 
 static void with_timeout(void *arg, long n, int tid)
 {
+	(void)arg;
+	(void)tid;
 	rctx_t *w[10];
 	for (long i = 0; i < n; i++) {
 		for (int j = 0; j < 10; j++)
@@ -201,6 +205,7 @@ static void build_tree(rctx_t *root, int depth, rctx_t **v)
 
 static void cancel_tree(void *p, long n, int tid)
 {
+	(void)tid;
 	struct tree_arg *a = p;
 	for (long i = 0; i < n; i++) {
 		switch (a->root) {
@@ -236,6 +241,7 @@ static rctx_t *check_ctx;
 
 static void check_err(void *arg, long n, int tid)
 {
+	(void)tid;
 	rctx_t *ctx = arg;
 	long s = 0;
 	for (long i = 0; i < n; i++)
@@ -245,6 +251,7 @@ static void check_err(void *arg, long n, int tid)
 
 static void check_done_poll(void *arg, long n, int tid)
 {
+	(void)tid;
 	rctx_t *ctx = arg;
 	long s = 0;
 	for (long i = 0; i < n; i++) {
@@ -267,6 +274,7 @@ static void *value_thread(void *arg)
 
 static void deep_value_new_thread(void *arg, long n, int tid)
 {
+	(void)tid;
 	for (long i = 0; i < n; i++) {
 		pthread_t th;
 		int e = pthread_create(&th, NULL, value_thread, arg);
@@ -278,6 +286,7 @@ static void deep_value_new_thread(void *arg, long n, int tid)
 
 static void deep_value_same(void *arg, long n, int tid)
 {
+	(void)tid;
 	long s = 0;
 	for (long i = 0; i < n; i++)
 		s += (long)rctx_value(arg, &missing_key);
@@ -299,6 +308,7 @@ static rctx_t *value_chain(int depth, rctx_t **v)
 
 static void with_value(void *p, long n, int tid)
 {
+	(void)tid;
 	struct tree_arg *a = p;
 	for (long i = 0; i < n; i++) {
 		value_chain(a->depth, a->v);

@@ -33,6 +33,8 @@ static struct {
 
 static void cb(void *arg, int res, uint32_t flags)
 {
+	(void)arg;
+	(void)flags;
 	e.done++;
 	if (res != -ECANCELED)
 		e.bad++;
@@ -42,6 +44,7 @@ static void cb(void *arg, int res, uint32_t flags)
 
 static void *owner_main(void *arg)
 {
+	(void)arg;
 	rctx_ring_t *ring;
 	int ret = rctx_ring_create(&ring, 4096);
 	if (ret < 0)

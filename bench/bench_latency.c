@@ -41,6 +41,7 @@ static struct {
 
 static void *waiter_main(void *arg)
 {
+	(void)arg;
 	char buf[64];
 	atomic_store(&xt.tid, (pid_t)syscall(SYS_gettid));
 	for (;;) {

@@ -67,6 +67,9 @@ static long ndone;
 
 static void cb(void *arg, int res, uint32_t flags)
 {
+	(void)arg;
+	(void)res;
+	(void)flags;
 	ndone++;
 }
 

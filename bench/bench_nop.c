@@ -26,6 +26,7 @@ struct raw_nop {
 
 static void raw_nop_fn(void *p, long n, int tid)
 {
+	(void)tid;
 	struct raw_nop *rn = p;
 	struct io_uring *ring = &rn->ring;
 	struct io_uring_cqe *cqes[256];
@@ -67,6 +68,7 @@ struct rctx_nop {
 
 static void nop_cb(void *arg, int res, uint32_t flags)
 {
+	(void)flags;
 	struct rctx_nop *rn = arg;
 	if (res < 0)
 		bench_die("rctx nop callback", res);
@@ -75,6 +77,7 @@ static void nop_cb(void *arg, int res, uint32_t flags)
 
 static void rctx_nop_fn(void *p, long n, int tid)
 {
+	(void)tid;
 	struct rctx_nop *rn = p;
 	struct io_uring_sqe sqe;
 	memset(&sqe, 0, sizeof sqe);

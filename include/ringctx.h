@@ -34,8 +34,11 @@
 extern "C" {
 #endif
 
+/* The library's version: the only place it is written (the Makefile and
+ * ringctx.pc read it from here). */
 #define RINGCTX_VERSION_MAJOR 0
 #define RINGCTX_VERSION_MINOR 1
+#define RINGCTX_VERSION_PATCH 0
 
 /* "No deadline": the largest representable instant. */
 #define RCTX_FOREVER INT64_MAX

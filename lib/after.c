@@ -17,20 +17,15 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	struct rctx_after *a;
 	int e = 0;
 
-	if (!ctx || !fn || ctx->kind == RCTX_AFTER)
+	if (!ctx_valid(ctx) || !fn)
 		return NULL;
 	if (rctx_governor(ctx) && rctx__rt_start() < 0)
 		return NULL; /* fn could never run */
 	a = rctx__malloc(sizeof(*a));
 	if (!a)
 		return NULL;
-	atomic_init(&a->c.hdr.refs, 2); /* the caller's handle + registration */
-	a->c.hdr.kind = RCTX_AFTER;
-	a->c.hdr.tstate = 0;
-	atomic_init(&a->c.hdr.waiters, 0);
-	a->c.hdr.parent = rctx_ref(ctx);
-	a->c.sib.next = NULL;
-	a->c.sib.pprev = NULL;
+	/* Two references: the caller's handle and the registration. */
+	canceler_init(&a->c, RCTX_AFTER, ctx, 2);
 	a->fn = fn;
 	a->arg = arg;
 	atomic_init(&a->state, AFTER_ARMED);
@@ -48,7 +43,7 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 		hlist_add(&g->children, &a->c.sib);
 	runlock(&g->lock);
 	if (e) {
-		atomic_store(&a->state, AFTER_QUEUED);
+		atomic_store_explicit(&a->state, AFTER_QUEUED, memory_order_relaxed);
 		if (!rctx__rt_queue_after(a))
 			rctx__obj_put(&a->c.hdr);
 	}
@@ -64,7 +59,8 @@ RCTX_API bool rctx_after_stop(rctx_after_t *a)
 
 	if (!a)
 		return false;
-	if (!atomic_compare_exchange_strong(&a->state, &armed, AFTER_STOPPED))
+	if (!atomic_compare_exchange_strong_explicit(&a->state, &armed, AFTER_STOPPED,
+			memory_order_acq_rel, memory_order_acquire))
 		return false;
 	g = rctx_governor(a->c.hdr.parent);
 	if (g) {

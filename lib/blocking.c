@@ -37,7 +37,7 @@ static void thread_ring_exit(void *p)
 
 	tls_ring = NULL;
 	if (rctx__ring_shutdown(ring, rctx_now() + 100000000LL) == 0 ||
-	    rctx__keep_ring(ring) < 0)
+	    rctx__rt_adopt(ring) < 0)
 		rctx__ring_free(ring); /* empty, or the process is exiting */
 }
 
@@ -148,7 +148,7 @@ static bool kept_wait(struct rctx_kept *k, rctx_t *ctx)
 			return false;
 		if (atomic_load_explicit(&k->state, memory_order_acquire) == KEPT_DONE)
 			return true;
-		rctx__rfutex_wait(&k->seq, seq, RCTX_FOREVER);
+		rctx__futex_wait(&k->seq, seq, RCTX_FOREVER);
 	}
 }
 
@@ -175,20 +175,20 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 	}
 	k->sqe.flags |= IOSQE_ASYNC; /* never block the runtime thread */
 	if (rctx_governor(ctx)) {
-		atomic_fetch_add(&k->refs, 1); /* the after-func's */
+		atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the after-func's */
 		after = rctx_after_func(ctx, rctx__kept_ctx_done, k);
 		if (!after) {
-			atomic_fetch_sub(&k->refs, 1);
+			atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
 			rctx__kept_put(k);
 			return -ENOMEM;
 		}
 	}
 	k->ctx = rctx_ref(ctx);
-	atomic_fetch_add(&k->refs, 1); /* the keeper's */
-	ret = rctx__keep_submit(k);
+	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
+	ret = rctx__rt_keep(k);
 	if (ret < 0) {
 		rctx_unref(k->ctx);
-		atomic_fetch_sub(&k->refs, 1);
+		atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
 	} else if (kept_wait(k, ctx)) {
 		ret = map_result(ctx, k->res);
 		if (ret > 0 && out) {
@@ -219,9 +219,15 @@ static bool needs_owned(int fd)
 
 /* ---- the calls ------------------------------------------------------------- */
 
-RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off)
+/*
+ * A read or write (opcode) of len bytes at off: on a poll-driven fd the
+ * caller's buffer is used directly; otherwise the request owns a bounce
+ * buffer (copied from buf for a write, to buf for a read).
+ */
+static ssize_t file_rw(rctx_t *ctx, int opcode, int fd, void *buf, size_t len,
+		       int64_t off)
 {
-	ERRNO_GUARD;
+	bool is_read = opcode == IORING_OP_READ;
 	struct io_uring_sqe sqe;
 	struct rctx_kept *k;
 	int ret;
@@ -231,40 +237,32 @@ RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t o
 	if (len > INT_MAX)
 		len = INT_MAX;
 	if (!needs_owned(fd)) {
-		io_uring_prep_read(&sqe, fd, buf, (unsigned)len, (uint64_t)off);
+		io_uring_prep_rw(opcode, &sqe, fd, buf, (unsigned)len, (uint64_t)off);
 		ret = direct(ctx, &sqe);
-		if (ret > 0)
+		if (ret > 0 && is_read)
 			kernel_wrote(buf, (size_t)ret);
 		return ret;
 	}
 	k = kept_new(len ? len : 1);
 	if (!k)
 		return -ENOMEM;
-	io_uring_prep_read(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
-	return run_kept(ctx, k, buf);
+	if (!is_read && len)
+		memcpy(k->buf, buf, len);
+	io_uring_prep_rw(opcode, &k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
+	return run_kept(ctx, k, is_read ? buf : NULL);
+}
+
+RCTX_API ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off)
+{
+	ERRNO_GUARD;
+	return file_rw(ctx, IORING_OP_READ, fd, buf, len, off);
 }
 
 RCTX_API ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len,
 			    int64_t off)
 {
 	ERRNO_GUARD;
-	struct io_uring_sqe sqe;
-	struct rctx_kept *k;
-
-	if (!ctx || (!buf && len))
-		return -EINVAL;
-	if (len > INT_MAX)
-		len = INT_MAX;
-	if (!needs_owned(fd)) {
-		io_uring_prep_write(&sqe, fd, buf, (unsigned)len, (uint64_t)off);
-		return direct(ctx, &sqe);
-	}
-	k = kept_new(len ? len : 1);
-	if (!k)
-		return -ENOMEM;
-	memcpy(k->buf, buf, len);
-	io_uring_prep_write(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
-	return run_kept(ctx, k, NULL);
+	return file_rw(ctx, IORING_OP_WRITE, fd, (void *)buf, len, off);
 }
 
 RCTX_API ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags)
@@ -339,8 +337,7 @@ RCTX_API int rctx_sleep(rctx_t *ctx, int64_t rel_ns)
 
 	if (rel_ns < 0)
 		return -EINVAL;
-	ts.tv_sec = rel_ns / 1000000000;
-	ts.tv_nsec = rel_ns % 1000000000;
+	ts = ns_to_kts(rel_ns);
 	io_uring_prep_timeout(&sqe, &ts, 0, 0);
 	ret = direct(ctx, &sqe);
 	return ret == -ETIME ? 0 : ret;

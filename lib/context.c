@@ -12,20 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
 static struct rctx background_ctx = { .refs = 1, .kind = RCTX_BACKGROUND };
 static struct rctx todo_ctx = { .refs = 1, .kind = RCTX_TODO };
-
-RCTX_API int64_t rctx_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 RCTX_API rctx_t *rctx_background(void) { return &background_ctx; }
 RCTX_API rctx_t *rctx_todo(void) { return &todo_ctx; }
@@ -97,22 +88,11 @@ RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
 RCTX_API void rctx_unref(rctx_t *ctx)
 {
 	ERRNO_GUARD;
-	if (ctx && ctx->kind != RCTX_AFTER)
+	if (ctx_valid(ctx))
 		rctx__obj_put(ctx);
 }
 
 /* ---- construction -------------------------------------------------------- */
-
-static void hdr_init(struct rctx *c, enum rctx_kind kind, struct rctx *parent)
-{
-	atomic_init(&c->refs, 1);
-	c->kind = (uint8_t)kind;
-	c->tstate = 0;
-	atomic_init(&c->waiters, 0);
-	c->unused = 0;
-	rctx__obj_get(parent); /* no-op count on the static roots */
-	c->parent = parent;
-}
 
 static int64_t effective_deadline(const struct rctx *c)
 {
@@ -145,10 +125,26 @@ static bool cancel_attach(struct rctx_cancel *c)
 	return e == 0;
 }
 
-static void cancel_init(struct rctx_cancel *c, enum rctx_kind kind,
-			struct rctx *parent, int64_t deadline)
+/* A new object of size bytes with its header set (one reference, holding
+ * one on parent), or NULL. */
+static void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 {
-	hdr_init(&c->c.hdr, kind, parent);
+	struct rctx *c = rctx__malloc(size);
+
+	if (c)
+		hdr_init(c, kind, parent, 1);
+	return c;
+}
+
+/* A new cancellable context (size bytes: a struct rctx_cancel or one that
+ * starts with it), not yet attached to its parent's governor. */
+static struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
+				      struct rctx *parent, int64_t deadline)
+{
+	struct rctx_cancel *c = obj_new(size, kind, parent);
+
+	if (!c)
+		return NULL;
 	c->c.sib.next = NULL;
 	c->c.sib.pprev = NULL;
 	atomic_init(&c->lock.v, 0);
@@ -158,6 +154,7 @@ static void cancel_init(struct rctx_cancel *c, enum rctx_kind kind,
 	c->children = NULL;
 	c->reqs = NULL;
 	c->deadline = deadline;
+	return c;
 }
 
 RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
@@ -165,12 +162,11 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 	ERRNO_GUARD;
 	struct rctx_cancel *c;
 
-	if (!parent || parent->kind == RCTX_AFTER)
+	if (!ctx_valid(parent))
 		return NULL;
-	c = rctx__malloc(sizeof(*c));
+	c = cancel_new(sizeof(*c), RCTX_CANCEL, parent, effective_deadline(parent));
 	if (!c)
 		return NULL;
-	cancel_init(c, RCTX_CANCEL, parent, effective_deadline(parent));
 	cancel_attach(c);
 	return &c->c.hdr;
 }
@@ -178,27 +174,30 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
 {
 	ERRNO_GUARD;
+	struct rctx_cancel *c;
 	struct rctx_deadline *d;
 
-	if (!parent || parent->kind == RCTX_AFTER)
+	if (!ctx_valid(parent))
 		return NULL;
 	/* No deadline, or the parent's is sooner: a plain cancel context (as
 	 * Go), which never takes a place in the runtime's deadline heap. */
 	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
 		return rctx_with_cancel(parent);
-	d = rctx__malloc(sizeof(*d));
-	if (!d)
+	c = cancel_new(sizeof(*d), RCTX_DEADLINE, parent, abs_ns);
+	if (!c)
 		return NULL;
-	cancel_init(&d->cc, RCTX_DEADLINE, parent, abs_ns);
+	d = container_of(c, struct rctx_deadline, cc);
 	d->arm_next = NULL;
 	d->remove_next = NULL;
 	d->timeout_cause = cause;
+	d->tstate = 0;
 	if (!cancel_attach(&d->cc))
 		return &d->cc.c.hdr;
 	if (abs_ns <= rctx_now()) {
 		rctx__timer_expired(d); /* no timer was armed */
 		return &d->cc.c.hdr;
 	}
+	/* context -> runtime: the runtime keeps the timers (inherent). */
 	if (rctx__rt_arm_deadline(d) < 0) {
 		rctx_release(&d->cc.c.hdr);
 		return NULL;
@@ -231,12 +230,11 @@ RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 	ERRNO_GUARD;
 	struct rctx_value *v;
 
-	if (!parent || !key || parent->kind == RCTX_AFTER)
+	if (!ctx_valid(parent) || !key)
 		return NULL;
-	v = rctx__malloc(sizeof(*v));
+	v = obj_new(sizeof(*v), RCTX_VALUE, parent);
 	if (!v)
 		return NULL;
-	hdr_init(&v->hdr, RCTX_VALUE, parent);
 	v->canc = rctx_governor(parent);
 	v->key = key;
 	v->val = val;
@@ -248,31 +246,32 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 	ERRNO_GUARD;
 	struct rctx_without *w;
 
-	if (!parent || parent->kind == RCTX_AFTER)
+	if (!ctx_valid(parent))
 		return NULL;
-	w = rctx__malloc(sizeof(*w));
-	if (!w)
-		return NULL;
-	hdr_init(&w->hdr, RCTX_WITHOUT, parent);
-	return &w->hdr;
+	w = obj_new(sizeof(*w), RCTX_WITHOUT, parent);
+	return w ? &w->hdr : NULL;
 }
 
 /* ---- cancellation -------------------------------------------------------- */
 
 /*
- * End c, whose lock the caller holds: publish cause and error (the done fd is
- * signalled first), queue its requests' cancels, and wake futex waiters.
- * After-func records stay in the child set; the walk handles them.
+ * End c, whose lock the caller holds: publish its cause and ERR_ENDING (the
+ * done fd is signalled first), queue its requests' cancels, and drop its
+ * timer unless the timer is what ends it. After-func records stay in the
+ * child set; the walk handles them.
  */
-static void end_locked(struct rctx_cancel *c, int err, int cause,
-		       struct cancel_batch *b, bool from_timer)
+static void end_locked(struct rctx_cancel *c, int cause, struct cancel_batch *b,
+		       bool from_timer)
 {
-	/* ERR_ENDING until the whole subtree is done (finish_locked): a
+	RLOCK_ASSERT_HELD(&c->lock);
+	/* ERR_ENDING until the whole subtree is done (finish_node): a
 	 * reader that sees it waits for this lock, so seeing a context done
 	 * means its subtree is done too. */
 	c->cause = cause;
 	atomic_store_explicit(&c->err, ERR_ENDING, memory_order_seq_cst);
 	rctx__done_signal_locked(c);
+	/* context -> ring, context -> runtime: a cancel reaches the
+	 * requests and the timer of what it ends (inherent). */
 	if (c->reqs)
 		rctx__ring_cancel_reqs_locked(c, b);
 	if (c->c.hdr.kind == RCTX_DEADLINE && !from_timer)
@@ -280,21 +279,107 @@ static void end_locked(struct rctx_cancel *c, int err, int cause,
 }
 
 /*
- * Cancel c's subtree the way Go does: each node's lock is held until its
- * whole subtree is done, so a concurrent cancel that reaches a node of this
- * subtree waits for it, and rctx_cancel() never returns while a descendant
- * is still live. The walk is iterative (the path is the chain of locked
- * governors, no recursion, no allocation) and locks only top-down, the same
- * order as every other path, which never holds two context locks. While a
- * node is locked its children cannot be freed (their free path takes it),
- * so the walk needs no references.
+ * An after-func record detached by the walk (its registration reference is
+ * ours now): queue it for the runtime thread, or, if a stop won the race or
+ * there is no runtime, keep it on *stopped to be put once nothing is locked.
  */
-static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
-			bool remove_from_parent, bool from_timer)
+static void fire_after(struct rctx_after *a, struct rctx_after **stopped)
+{
+	int armed = AFTER_ARMED;
+
+	if (!atomic_compare_exchange_strong_explicit(&a->state, &armed, AFTER_QUEUED,
+			memory_order_acq_rel, memory_order_acquire) ||
+	    !rctx__rt_queue_after(a)) { /* context -> runtime: it runs them */
+		a->run_next = *stopped;
+		*stopped = a;
+	}
+}
+
+/* Lock child and end it; NULL (unlocked) if it was done already. */
+static struct rctx_cancel *enter_child(struct rctx_cancel *child, int cause,
+				       struct cancel_batch *b)
+{
+	rlock(&child->lock);
+	if (atomic_load_explicit(&child->err, memory_order_relaxed)) {
+		runlock(&child->lock);
+		return NULL;
+	}
+	end_locked(child, cause, b, false);
+	return child;
+}
+
+/*
+ * cur's subtree is done: publish its final error, unlock it and wake its
+ * waiters. Returns its governor, which the walk holds locked (NULL at root).
+ */
+static struct rctx_cancel *finish_node(struct rctx_cancel *root,
+				       struct rctx_cancel *cur, int err)
+{
+	struct rctx_cancel *up = cur == root ? NULL : rctx_governor(cur->c.hdr.parent);
+
+	RCTX_ASSERT(!cur->children);
+	atomic_store_explicit(&cur->err, err, memory_order_seq_cst);
+	runlock(&cur->lock);
+	rctx__done_wake(cur);
+	return up;
+}
+
+/*
+ * Cancel the subtree of root (ended and locked by the caller) the way Go
+ * does: each node's lock is held until its whole subtree is done, so a
+ * concurrent cancel that reaches a node of this subtree waits for it, and
+ * rctx_cancel() never returns while a descendant is still live. The walk is
+ * iterative (the path is the chain of locked governors, no recursion, no
+ * allocation) and locks only top-down, the same order as every other path,
+ * which never holds two context locks. While a node is locked its children
+ * cannot be freed (their free path takes it), so the walk needs no
+ * references. Returns root unlocked.
+ */
+static void cancel_subtree(struct rctx_cancel *root, int err, int cause,
+			   struct cancel_batch *b, struct rctx_after **stopped)
+{
+	struct rctx_cancel *cur = root;
+
+	while (cur) {
+		struct hnode *h = cur->children;
+		struct rctx_canceler *k;
+		struct rctx_cancel *child;
+
+		if (!h) {
+			cur = finish_node(root, cur, err);
+			continue;
+		}
+		hlist_del(h);
+		k = container_of(h, struct rctx_canceler, sib);
+		if (k->hdr.kind == RCTX_AFTER) {
+			fire_after((struct rctx_after *)k, stopped);
+			continue;
+		}
+		child = enter_child((struct rctx_cancel *)k, cause, b);
+		if (child)
+			cur = child;
+	}
+}
+
+/* Drop the after-func records the walk could not queue. */
+static void put_stopped(struct rctx_after *a)
+{
+	while (a) {
+		struct rctx_after *next = a->run_next;
+
+		rctx__obj_put(&a->c.hdr);
+		a = next;
+	}
+}
+
+/*
+ * Cancel root and its subtree with err and cause (err if 0), then take root
+ * out of its parent's child set. False if root was done already.
+ */
+static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer)
 {
 	struct cancel_batch b = { .n = 0 };
-	struct rctx_after *stopped = NULL, *a;
-	struct rctx_cancel *cur = root;
+	struct rctx_after *stopped = NULL;
 
 	if (cause == 0)
 		cause = err;
@@ -303,62 +388,18 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause,
 		runlock(&root->lock);
 		return false;
 	}
-	end_locked(root, err, cause, &b, from_timer);
-	for (;;) {
-		struct hnode *h = cur->children;
-		struct rctx_canceler *k;
-		struct rctx_cancel *child;
-
-		if (!h) {
-			/* cur's subtree is done: publish its error, then climb
-			 * back to its governor, which this walk holds locked. */
-			struct rctx_cancel *up = cur == root ? NULL :
-				rctx_governor(cur->c.hdr.parent);
-
-			atomic_store_explicit(&cur->err, err, memory_order_seq_cst);
-			runlock(&cur->lock);
-			rctx__done_wake(cur);
-			if (!up)
-				break;
-			cur = up;
-			continue;
-		}
-		hlist_del(h);
-		k = container_of(h, struct rctx_canceler, sib);
-		if (k->hdr.kind == RCTX_AFTER) {
-			int armed = AFTER_ARMED;
-
-			/* Detaching it gives us its registration reference. */
-			a = (struct rctx_after *)k;
-			if (!atomic_compare_exchange_strong(&a->state, &armed, AFTER_QUEUED) ||
-			    !rctx__rt_queue_after(a)) {
-				a->run_next = stopped; /* put once unlocked */
-				stopped = a;
-			}
-			continue;
-		}
-		child = (struct rctx_cancel *)k;
-		rlock(&child->lock);
-		if (atomic_load_explicit(&child->err, memory_order_relaxed)) {
-			runlock(&child->lock);
-			continue;
-		}
-		end_locked(child, err, cause, &b, false);
-		cur = child;
-	}
+	end_locked(root, cause, &b, from_timer);
+	cancel_subtree(root, err, cause, &b, &stopped);
+	/* context -> ring: the inherent call back into rings (wake-ups). */
 	rctx__ring_wake_batch(&b);
-	while ((a = stopped)) {
-		stopped = a->run_next;
-		rctx__obj_put(&a->c.hdr);
-	}
-	if (remove_from_parent)
-		unregister(&root->c);
+	put_stopped(stopped);
+	unregister(&root->c);
 	return true;
 }
 
 bool rctx__timer_expired(struct rctx_deadline *d)
 {
-	return cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true, true);
+	return cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true);
 }
 
 /*
@@ -379,7 +420,7 @@ int rctx__expire_due(const struct rctx *ctx)
 		    ((const struct rctx_cancel *)c)->deadline == g->deadline) {
 			struct rctx_deadline *d = (struct rctx_deadline *)c;
 
-			cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, true, false);
+			cancel_tree(&d->cc, -ETIMEDOUT, d->timeout_cause, false);
 			break;
 		}
 	}
@@ -391,8 +432,7 @@ RCTX_API int rctx_cancel_cause(rctx_t *ctx, int cause)
 	ERRNO_GUARD;
 	if (!ctx || !kind_cancellable(ctx))
 		return -EINVAL;
-	return cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, cause, true,
-			   false) ? 1 : 0;
+	return cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, cause, false) ? 1 : 0;
 }
 
 RCTX_API int rctx_cancel(rctx_t *ctx)
@@ -403,10 +443,10 @@ RCTX_API int rctx_cancel(rctx_t *ctx)
 RCTX_API void rctx_release(rctx_t *ctx)
 {
 	ERRNO_GUARD;
-	if (!ctx || ctx->kind == RCTX_AFTER)
+	if (!ctx_valid(ctx))
 		return;
 	if (kind_cancellable(ctx))
-		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, true, false);
+		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, false);
 	rctx__obj_put(ctx);
 }
 
@@ -438,7 +478,7 @@ RCTX_API bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns)
 {
 	int64_t d;
 
-	if (!ctx || ctx->kind == RCTX_AFTER)
+	if (!ctx_valid(ctx))
 		return false;
 	d = effective_deadline(ctx);
 	if (d == RCTX_FOREVER)
@@ -491,11 +531,11 @@ static int fmt_seg(char seg[FMT_SEG_MAX], const struct rctx *c, int64_t now)
 		return snprintf(seg, FMT_SEG_MAX,
 				".WithDeadline(%s%llu.%09llus [%s%llu.%09llus])",
 				d < 0 ? "-" : "",
-				(unsigned long long)(ad / 1000000000),
-				(unsigned long long)(ad % 1000000000),
+				(unsigned long long)(ad / NSEC_PER_SEC),
+				(unsigned long long)(ad % NSEC_PER_SEC),
 				left < 0 ? "-" : "",
-				(unsigned long long)(al / 1000000000),
-				(unsigned long long)(al % 1000000000));
+				(unsigned long long)(al / NSEC_PER_SEC),
+				(unsigned long long)(al % NSEC_PER_SEC));
 	}
 	case RCTX_VALUE: {
 		const struct rctx_value *v = (const struct rctx_value *)c;
@@ -524,7 +564,7 @@ RCTX_API int rctx_format(const rctx_t *ctx, char *buf, size_t len)
 	size_t total = 0, end;
 	const struct rctx *c;
 
-	if (!ctx || (!buf && len) || ctx->kind == RCTX_AFTER)
+	if (!ctx_valid(ctx) || (!buf && len))
 		return -EINVAL;
 	for (c = ctx; c; c = c->parent)
 		total += (size_t)fmt_seg(seg, c, now);

@@ -4,7 +4,10 @@
  * every wrapped call, from any thread, and the table of call sites.
  */
 #ifdef RCTX_FAULT_INJECTION
-#include "internal.h"
+#include <stdatomic.h>
+#include <string.h>
+
+#include "fault.h"
 
 /* The linker's bounds of the call-site table. */
 extern struct rctx__fault_site *const __start_rctx_fault_sites[];

@@ -24,13 +24,13 @@
 #include <stdint.h>
 
 #include "ringctx.h"
+#include "compiler.h"
 #include "fault.h"
-
-#define RCTX_API __attribute__((visibility("default")))
-#define likely(x) __builtin_expect(!!(x), 1)
-#define unlikely(x) __builtin_expect(!!(x), 0)
-#define container_of(p, type, member) \
-	((type *)((char *)(p) - offsetof(type, member)))
+#include "clock.h"
+#include "sync.h"
+#include "stat.h"
+#include "wake.h"
+#include "uring.h"
 
 /* Public entry points that make system calls restore errno on return:
  * errno is never the channel, and a call leaves it as it found it. */
@@ -77,40 +77,6 @@ static inline void hlist_del(struct hnode *n)
 	n->pprev = NULL;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-static inline void cpu_relax(void) { __builtin_ia32_pause(); }
-#elif defined(__aarch64__)
-static inline void cpu_relax(void) { __asm__ __volatile__("yield"); }
-#else
-static inline void cpu_relax(void) { }
-#endif
-
-/* ---- a 4-byte futex mutex (Drepper, "Futexes are tricky", mutex 3) ------ */
-typedef struct {
-	_Atomic uint32_t v; /* 0 free, 1 locked, 2 locked with waiters */
-} rlock_t;
-
-void rctx__rlock_slow(rlock_t *l);
-void rctx__rlock_wake(rlock_t *l);
-
-static inline void rlock(rlock_t *l)
-{
-	uint32_t z = 0;
-	if (likely(atomic_compare_exchange_strong_explicit(
-		    &l->v, &z, 1, memory_order_acquire, memory_order_relaxed)))
-		return;
-	rctx__rlock_slow(l);
-}
-
-static inline void runlock(rlock_t *l)
-{
-	if (unlikely(atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2))
-		rctx__rlock_wake(l);
-}
-
-int rctx__rfutex_wait(_Atomic int *addr, int val, int64_t abs_deadline);
-void rctx__rfutex_wake_all(_Atomic int *addr);
-
 /* ---- the tree ---------------------------------------------------------- */
 enum rctx_kind {
 	RCTX_BACKGROUND,
@@ -125,9 +91,8 @@ enum rctx_kind {
 struct rctx {
 	_Atomic uint32_t refs;
 	uint8_t kind;
-	uint8_t tstate;            /* deadline contexts: runtime-thread state */
 	_Atomic uint8_t waiters;   /* cancellable: someone may sleep on ->err */
-	uint8_t unused;
+	uint8_t unused[2];
 	struct rctx *parent;       /* holds a reference; NULL for roots */
 };
 
@@ -138,6 +103,7 @@ struct rctx_canceler {
 };
 
 struct rctx_req;
+struct rctx_kept;
 
 /* WithCancel. 72 bytes on x86-64. */
 struct rctx_cancel {
@@ -161,6 +127,7 @@ struct rctx_deadline {
 	};
 	struct rctx_deadline *remove_next; /* runtime remove queue */
 	int timeout_cause;
+	uint8_t tstate;            /* runtime-thread only (lib/runtime.c) */
 };
 
 struct rctx_value {
@@ -183,6 +150,34 @@ struct rctx_after {
 	_Atomic int state;
 	struct rctx_after *run_next; /* runtime run queue */
 };
+
+/* Every object starts so: one reference per count in refs, holding one on
+ * parent (a no-op count on the static roots). */
+static inline void hdr_init(struct rctx *c, enum rctx_kind kind,
+			    struct rctx *parent, uint32_t refs)
+{
+	atomic_init(&c->refs, refs);
+	c->kind = (uint8_t)kind;
+	atomic_init(&c->waiters, 0);
+	c->unused[0] = c->unused[1] = 0;
+	if (parent)
+		atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
+	c->parent = parent;
+}
+
+static inline void canceler_init(struct rctx_canceler *k, enum rctx_kind kind,
+				 struct rctx *parent, uint32_t refs)
+{
+	hdr_init(&k->hdr, kind, parent, refs);
+	k->sib.next = NULL;
+	k->sib.pprev = NULL;
+}
+
+/* The API's check of a context argument: an after-func handle is not one. */
+static inline bool ctx_valid(const struct rctx *c)
+{
+	return c && c->kind != RCTX_AFTER;
+}
 
 static inline bool kind_cancellable(const struct rctx *c)
 {
@@ -240,14 +235,10 @@ void rctx__done_close(struct rctx_cancel *c);
 int rctx__rt_arm_deadline(struct rctx_deadline *d);
 void rctx__rt_remove_deadline(struct rctx_deadline *d);
 bool rctx__rt_queue_after(struct rctx_after *a);
-void rctx__rt_stat_add(_Atomic uint64_t *ctr, uint64_t n);
 int rctx__rt_start(void);
-void rctx__rt_wake(void);
 bool rctx__rt_self(void);
-struct io_uring_sqe *rctx__rt_sqe(void);
-
-/* Sleep until ring has a completion or abs_deadline passes (lib/done.c). */
-int rctx__ring_wait_cqe(struct io_uring *ring, int64_t abs_deadline);
+int rctx__rt_keep(struct rctx_kept *k);
+int rctx__rt_adopt(struct rctx_ring *ring);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
 /* Collects the rings a cancel must wake, so wake-ups happen after the
@@ -285,13 +276,13 @@ struct rctx_kept {
 	bool close_late;           /* a late fd is closed */
 	void *buf;                 /* owned bounce buffer or path copy */
 };
-int rctx__keep_submit(struct rctx_kept *k);
 bool rctx__kept_abandon(struct rctx_kept *k);
 void rctx__kept_ctx_done(void *arg);
 void rctx__kept_put(struct rctx_kept *k);
-int rctx__keep_ring(struct rctx_ring *ring);
+void rctx__keeper_push(struct rctx_kept *k);
+void rctx__keeper_push_ring(struct rctx_ring *ring);
 /* Runtime thread: */
-int rctx__keeper_init(void);
+int rctx__keeper_init(struct io_uring *rt_ring);
 void rctx__keeper_turn(void);
 bool rctx__keeper_queued(void);
 void rctx__keeper_ring_ready(struct rctx_ring *ring);

@@ -21,8 +21,10 @@
  * each with a poll request on the ring fd, runs it when completions arrive,
  * and frees it once it is empty.
  *
- * Everything here but rctx__keep_submit() and the stats runs on the runtime
- * thread.
+ * Everything here but the two pushes and the stats runs on the runtime
+ * thread. The keeper does not call the runtime: the runtime calls it
+ * (rctx__rt_keep(), rctx__rt_adopt() start and wake the thread), and it
+ * submits on the runtime ring it is given at init.
  */
 #include <poll.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@
 
 static struct keeper {
 	struct rctx_ring *ring;                  /* runtime thread's */
+	struct io_uring *rt_ring;                /* the runtime's own ring */
 	_Atomic(struct rctx_ring *) stats_ring;  /* the same, for rctx__keeper_stats */
 	_Atomic(struct rctx_kept *) submit_q;    /* from callers */
 	_Atomic(struct rctx_ring *) adopt_q;     /* from exiting threads */
@@ -43,11 +46,6 @@ static struct keeper {
 			adopted, reclaimed;
 	} st;
 } kp;
-
-static void stat_add(_Atomic uint64_t *c, int64_t n)
-{
-	atomic_fetch_add_explicit(c, (uint64_t)n, memory_order_relaxed);
-}
 
 /* ---- kept requests ---------------------------------------------------------- */
 
@@ -62,7 +60,7 @@ void rctx__kept_put(struct rctx_kept *k)
 static void kept_wake(struct rctx_kept *k)
 {
 	atomic_fetch_add_explicit(&k->seq, 1, memory_order_release);
-	rctx__rfutex_wake_all(&k->seq);
+	rctx__futex_wake_all(&k->seq);
 }
 
 /* The request's completion, on the runtime thread. */
@@ -82,7 +80,7 @@ static void kept_cb(void *arg, int res, uint32_t flags)
 		if (k->close_late && res >= 0)
 			close(res);
 		stat_add(&kp.st.late, 1);
-		stat_add(&kp.st.held, -1);
+		stat_sub(&kp.st.held, 1);
 	}
 	rctx__kept_put(k);
 }
@@ -96,21 +94,11 @@ void rctx__kept_ctx_done(void *arg)
 	rctx__kept_put(k);
 }
 
-/* Any thread: hand k (holding a reference for the keeper) to the runtime. */
-int rctx__keep_submit(struct rctx_kept *k)
+/* Any thread, through rctx__rt_keep(): queue k (holding a reference for
+ * the keeper). */
+void rctx__keeper_push(struct rctx_kept *k)
 {
-	struct rctx_kept *head;
-	int ret = rctx__rt_start();
-
-	if (ret < 0)
-		return ret;
-	head = atomic_load_explicit(&kp.submit_q, memory_order_relaxed);
-	do {
-		k->next = head;
-	} while (!atomic_compare_exchange_weak_explicit(&kp.submit_q, &head, k,
-			memory_order_release, memory_order_relaxed));
-	rctx__rt_wake();
-	return 0;
+	LFSTACK_PUSH(&kp.submit_q, k, k->next);
 }
 
 /* The caller gives k up (its context is done). False if it completed first. */
@@ -128,15 +116,11 @@ bool rctx__kept_abandon(struct rctx_kept *k)
 
 static void submit_queued(void)
 {
-	struct rctx_kept *k, *next, *rev = NULL;
+	struct rctx_kept *k, *next;
 
-	k = atomic_exchange_explicit(&kp.submit_q, NULL, memory_order_acquire);
-	for (; k; k = next) { /* LIFO stack: submit in queue order */
-		next = k->next;
-		k->next = rev;
-		rev = k;
-	}
-	for (k = rev; k; k = next) {
+	/* LIFO stack: submit in queue order. */
+	k = LIST_REVERSE(LFSTACK_TAKE(&kp.submit_q), next);
+	for (; k; k = next) {
 		int ret;
 
 		next = k->next;
@@ -152,39 +136,28 @@ static void submit_queued(void)
 
 /* ---- adopted rings ------------------------------------------------------- */
 
-/* Any thread: the runtime thread takes ring over. */
-int rctx__keep_ring(struct rctx_ring *ring)
+/* Any thread, through rctx__rt_adopt(): queue ring for adoption. */
+void rctx__keeper_push_ring(struct rctx_ring *ring)
 {
-	struct rctx_ring *head;
-	int ret = rctx__rt_start();
-
-	if (ret < 0)
-		return ret;
-	head = atomic_load_explicit(&kp.adopt_q, memory_order_relaxed);
-	do {
-		*rctx__ring_link(ring) = head;
-	} while (!atomic_compare_exchange_weak_explicit(&kp.adopt_q, &head, ring,
-			memory_order_release, memory_order_relaxed));
+	LFSTACK_PUSH(&kp.adopt_q, ring, *rctx__ring_link(ring));
 	stat_add(&kp.st.adopted, 1);
-	rctx__rt_wake();
-	return 0;
 }
 
 /* Ask for a CQE on the runtime ring when ring has completions to reap. */
 static void watch_ring(struct rctx_ring *ring)
 {
-	struct io_uring_sqe *sqe = rctx__rt_sqe();
+	struct io_uring_sqe *sqe = rctx__sqe_get_retry(kp.rt_ring);
 
 	io_uring_prep_poll_add(sqe, rctx_ring_fd(ring), POLLIN);
-	io_uring_sqe_set_data(sqe, ring); /* aligned: tag bits RT_UD_RING (0) */
+	/* keeper -> ring: rings are what the keeper runs (inherent). */
+	io_uring_sqe_set_data64(sqe, ud_make(UD_TARGET, (uintptr_t)ring));
 }
 
 static void take_adopted(void)
 {
 	struct rctx_ring *r, *next;
 
-	r = atomic_exchange_explicit(&kp.adopt_q, NULL, memory_order_acquire);
-	for (; r; r = next) {
+	for (r = LFSTACK_TAKE(&kp.adopt_q); r; r = next) {
 		next = *rctx__ring_link(r);
 		*rctx__ring_link(r) = kp.adopted;
 		kp.adopted = r;
@@ -217,12 +190,13 @@ void rctx__keeper_ring_ready(struct rctx_ring *ring)
 
 /* ---- the runtime thread's side ------------------------------------------- */
 
-int rctx__keeper_init(void)
+int rctx__keeper_init(struct io_uring *rt_ring)
 {
 	int ret = rctx_ring_create(&kp.ring, KEEPER_ENTRIES);
 
 	if (ret < 0)
 		return ret;
+	kp.rt_ring = rt_ring;
 	watch_ring(kp.ring);
 	atomic_store_explicit(&kp.stats_ring, kp.ring, memory_order_release);
 	return 0;
@@ -231,18 +205,19 @@ int rctx__keeper_init(void)
 /* One turn of the runtime loop: submit what callers queued, adopt rings. */
 void rctx__keeper_turn(void)
 {
-	if (atomic_load_explicit(&kp.submit_q, memory_order_relaxed)) {
+	if (LFSTACK_PEEK(&kp.submit_q)) {
 		submit_queued();
 		rctx_ring_run(kp.ring, 0);
 	}
-	if (atomic_load_explicit(&kp.adopt_q, memory_order_relaxed))
+	if (LFSTACK_PEEK(&kp.adopt_q))
 		take_adopted();
 }
 
 bool rctx__keeper_queued(void)
 {
-	return atomic_load_explicit(&kp.submit_q, memory_order_relaxed) ||
-	       atomic_load_explicit(&kp.adopt_q, memory_order_relaxed);
+	/* seq_cst: the runtime's check before it sleeps (queues_pending). */
+	return atomic_load_explicit(&kp.submit_q, memory_order_seq_cst) ||
+	       atomic_load_explicit(&kp.adopt_q, memory_order_seq_cst);
 }
 
 /*
@@ -268,7 +243,7 @@ static bool drain_ring(struct rctx_ring *ring, unsigned abandoned, int64_t deadl
  */
 bool rctx__keeper_shutdown(int64_t deadline)
 {
-	unsigned held = (unsigned)atomic_load(&kp.st.held);
+	unsigned held = (unsigned)stat_get(&kp.st.held);
 	struct rctx_ring *r;
 	bool empty;
 
@@ -296,12 +271,12 @@ void rctx__keeper_stats(struct rctx_runtime_stats *st)
 {
 	struct rctx_ring *ring = atomic_load_explicit(&kp.stats_ring, memory_order_acquire);
 
-	st->kept_submitted = atomic_load_explicit(&kp.st.submitted, memory_order_relaxed);
-	st->kept_abandoned = atomic_load_explicit(&kp.st.abandoned, memory_order_relaxed);
-	st->kept_late = atomic_load_explicit(&kp.st.late, memory_order_relaxed);
-	st->kept_held = atomic_load_explicit(&kp.st.held, memory_order_relaxed);
-	st->rings_adopted = atomic_load_explicit(&kp.st.adopted, memory_order_relaxed);
-	st->rings_reclaimed = atomic_load_explicit(&kp.st.reclaimed, memory_order_relaxed);
+	st->kept_submitted = stat_get(&kp.st.submitted);
+	st->kept_abandoned = stat_get(&kp.st.abandoned);
+	st->kept_late = stat_get(&kp.st.late);
+	st->kept_held = stat_get(&kp.st.held);
+	st->rings_adopted = stat_get(&kp.st.adopted);
+	st->rings_reclaimed = stat_get(&kp.st.reclaimed);
 	if (ring) /* freed only at process exit */
 		rctx_ring_stats(ring, &st->kept);
 }

@@ -3,8 +3,8 @@
  * Rings and the requests submitted under contexts.
  *
  * A request lives in a slot of its ring; its user_data is
- * tag(2) | generation(30) | slot(32), so a late cancel aimed at a finished
- * request can never hit the slot's next occupant. While in flight a request is
+ * tag(2) | generation(30) | slot(32) (tags: lib/uring.h), so a late cancel
+ * aimed at a finished request can never hit the slot's next occupant. While in flight a request is
  * linked in the request list of its governing context (under that context's
  * lock) and holds a reference to it.
  *
@@ -23,7 +23,6 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -31,7 +30,6 @@
 #define REQ_CHUNK 256
 #define DEFAULT_ENTRIES 256
 
-enum { UD_REQ = 0, UD_LINK = 1, UD_CANCEL = 2, UD_WAKE = 3 };
 enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE, RS_LOCAL };
 
 struct rctx_req {
@@ -81,15 +79,14 @@ static inline uint32_t req_index(const struct rctx_req *r)
 	       (uint32_t)(((uintptr_t)r - (uintptr_t)c) / sizeof(struct rctx_req));
 }
 
-static inline uint64_t req_ud(const struct rctx_req *r, unsigned tag)
+static inline uint64_t req_ud(const struct rctx_req *r, enum ud_tag tag)
 {
-	return ((uint64_t)tag << 62) | ((uint64_t)(r->gen & 0x3fffffff) << 32) |
-	       req_index(r);
+	return ud_make(tag, ((uint64_t)(r->gen & 0x3fffffff) << 32) | req_index(r));
 }
 
-#define STAT_ADD(r, f, n) atomic_store_explicit(&(r)->st.f, \
-	atomic_load_explicit(&(r)->st.f, memory_order_relaxed) + (n), memory_order_relaxed)
-#define STAT_SUB(r, f, n) STAT_ADD(r, f, (uint64_t)0 - (n))
+/* Ring statistics have one writer, the owner (lib/stat.h). */
+#define STAT_ADD(r, f, n) stat_add_owner(&(r)->st.f, (n))
+#define STAT_SUB(r, f, n) stat_sub_owner(&(r)->st.f, (n))
 
 struct rctx_ring {
 	struct io_uring ring;
@@ -99,10 +96,8 @@ struct rctx_ring {
 	struct rctx_req *free_list;
 	struct rctx_req *local_head, *local_tail; /* short-circuited, FIFO */
 	_Atomic(struct rctx_req *) cancel_q;
-	_Atomic int wake_pending;
 	_Atomic int wakers;            /* cancellers between push and wake */
-	int efd;
-	uint64_t efd_buf;
+	struct wake wake;
 	bool in_run;
 	bool wake_unarmed;             /* the wake-up read could not be queued */
 	struct rctx_req *cancel_retry; /* cancels that found the SQ wedged */
@@ -148,6 +143,7 @@ static struct rctx_req *slot_alloc(struct rctx_ring *ring)
 static void slot_free(struct rctx_ring *ring, struct rctx_req *r)
 {
 	r->gen++;
+	RCTX_ASSERT(r->state != RS_FREE);
 	r->state = RS_FREE;
 	r->cnext = ring->free_list;
 	ring->free_list = r;
@@ -168,50 +164,27 @@ static struct rctx_req *slot_lookup(struct rctx_ring *ring, uint64_t ud)
 
 /* ---- SQEs ---------------------------------------------------------------- */
 
-/* An SQE, submitting what is queued if the SQ is full. NULL only if the
- * submit failed; *err then holds its error. */
-static struct io_uring_sqe *ring_sqe(struct rctx_ring *ring, unsigned need, int *err)
-{
-	if (io_uring_sq_space_left(&ring->ring) < need) {
-		int ret = rctx__submit(&ring->ring);
-
-		if (ret < 0 && ret != -EBUSY) {
-			*err = ret;
-			return NULL;
-		}
-		if (io_uring_sq_space_left(&ring->ring) < need) {
-			*err = ret < 0 ? ret : -EBUSY;
-			return NULL;
-		}
-	}
-	return io_uring_get_sqe(&ring->ring);
-}
-
 static void arm_wake_read(struct rctx_ring *ring)
 {
 	int err;
-	struct io_uring_sqe *sqe = ring_sqe(ring, 1, &err);
+	struct io_uring_sqe *sqe = rctx__sqe_get(&ring->ring, 1, &err);
 
 	if (!sqe) {
 		ring->wake_unarmed = true; /* retried at the next run */
 		return;
 	}
-	io_uring_prep_read(sqe, ring->efd, &ring->efd_buf, sizeof(ring->efd_buf), 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)UD_WAKE << 62);
+	/* Pairs with the canceller's push then signal: either we see its
+	 * push in drain_cancels, or it sees the read armed and writes. */
+	rctx__wake_arm(&ring->wake, sqe, ud_make(UD_WAKE, 0));
 	ring->wake_unarmed = false;
-	atomic_store_explicit(&ring->wake_pending, 0, memory_order_seq_cst);
-	/* Pairs with the canceller's push then exchange: either we see its
-	 * push in drain_cancels, or it sees wake_pending == 0 and writes. */
-	atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* ---- cancellation (called by any thread) ------------------------------- */
 
 static void wake_ring(struct rctx_ring *ring)
 {
-	if (ring != tls_running &&
-	    !atomic_exchange_explicit(&ring->wake_pending, 1, memory_order_seq_cst))
-		eventfd_write(ring->efd, 1);
+	if (ring != tls_running)
+		rctx__wake_signal(&ring->wake);
 	atomic_fetch_sub_explicit(&ring->wakers, 1, memory_order_release);
 }
 
@@ -229,19 +202,15 @@ static void batch_add(struct cancel_batch *b, struct rctx_ring *ring)
 /* Queue every request of c on its ring's cancel stack. Under c->lock. */
 void rctx__ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b)
 {
+	RLOCK_ASSERT_HELD(&c->lock);
 	for (struct hnode *h = c->reqs; h; h = h->next) {
 		struct rctx_req *r = container_of(h, struct rctx_req, link);
 		struct rctx_ring *ring = req_ring(r);
-		struct rctx_req *head;
 
 		if (r->queued)
 			continue;
 		r->queued = 1;
-		head = atomic_load_explicit(&ring->cancel_q, memory_order_relaxed);
-		do {
-			r->cnext = head;
-		} while (!atomic_compare_exchange_weak_explicit(&ring->cancel_q,
-				&head, r, memory_order_seq_cst, memory_order_relaxed));
+		LFSTACK_PUSH(&ring->cancel_q, r, r->cnext);
 		batch_add(b, ring);
 	}
 }
@@ -259,18 +228,33 @@ static void issue_cancel(struct rctx_ring *ring, struct rctx_req *r)
 	struct io_uring_sqe *sqe;
 	int err;
 
-	sqe = ring_sqe(ring, 1, &err);
+	sqe = rctx__sqe_get(&ring->ring, 1, &err);
 	if (!sqe) {
 		/* The SQ is wedged: try again at the next run. */
 		r->cnext = ring->cancel_retry;
 		ring->cancel_retry = r;
 		return;
 	}
-	io_uring_prep_cancel64(sqe, req_ud(r, UD_REQ), 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)UD_CANCEL << 62);
+	io_uring_prep_cancel64(sqe, req_ud(r, UD_TARGET), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, 0));
 	r->cissued = 1;
 	STAT_ADD(ring, cancels_issued, 1);
 	STAT_ADD(ring, held_after_cancel, 1);
+}
+
+/* Owner: cancels that found the SQ wedged last time. */
+static void retry_cancels(struct rctx_ring *ring)
+{
+	struct rctx_req *r = ring->cancel_retry, *next;
+
+	ring->cancel_retry = NULL;
+	for (; r; r = next) {
+		next = r->cnext;
+		if (r->state == RS_ZOMBIE)
+			slot_free(ring, r);
+		else
+			issue_cancel(ring, r);
+	}
 }
 
 /*
@@ -285,21 +269,12 @@ static void drain_cancels(struct rctx_ring *ring)
 
 	if (unlikely(ring->wake_unarmed))
 		arm_wake_read(ring);
-	if (unlikely(ring->cancel_retry)) {
-		r = ring->cancel_retry;
-		ring->cancel_retry = NULL;
-		for (; r; r = next) {
-			next = r->cnext;
-			if (r->state == RS_ZOMBIE)
-				slot_free(ring, r);
-			else
-				issue_cancel(ring, r);
-		}
-	}
+	if (unlikely(ring->cancel_retry))
+		retry_cancels(ring);
+	/* seq_cst: after the fence of arm_wake_read (lib/wake.c). */
 	if (!atomic_load_explicit(&ring->cancel_q, memory_order_seq_cst))
 		return;
-	r = atomic_exchange_explicit(&ring->cancel_q, NULL, memory_order_acquire);
-	for (; r; r = next) {
+	for (r = LFSTACK_TAKE(&ring->cancel_q); r; r = next) {
 		next = r->cnext;
 		r->popped = 1;
 		if (r->state == RS_ZOMBIE) {
@@ -328,26 +303,24 @@ static void sqe_copy(struct io_uring_sqe *dst, const struct io_uring_sqe *src)
 	*dst = *src;
 }
 
-RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
-			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+/* What the kernel must not see from rctx_submit() (documented there):
+ * chains would be split by a flush between their SQEs, and a skipped
+ * success CQE would leave the callback uncalled. */
+static bool submit_args_valid(const struct rctx_ring *ring, const rctx_t *ctx,
+			      const struct io_uring_sqe *sqe, rctx_cb_t cb)
 {
-	ERRNO_GUARD;
-	struct rctx_cancel *g;
-	struct io_uring_sqe *s;
-	struct rctx_req *r;
-	unsigned need = 1;
-	int err = 0;
+	return ring && ctx_valid(ctx) && sqe && cb &&
+	       !(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
+			       IOSQE_CQE_SKIP_SUCCESS));
+}
 
-	if (unlikely(!ring || !ctx || !sqe || !cb || ctx->kind == RCTX_AFTER))
-		return -EINVAL;
-	/* Chains would be split by a flush between their SQEs, and a skipped
-	 * success CQE would leave the callback uncalled. */
-	if (unlikely(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
-				   IOSQE_CQE_SKIP_SUCCESS)))
-		return -EINVAL;
-	r = slot_alloc(ring);
+/* A free slot set up for a new request, or NULL. */
+static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *arg)
+{
+	struct rctx_req *r = slot_alloc(ring);
+
 	if (unlikely(!r))
-		return -ENOMEM;
+		return NULL;
 	r->cb = cb;
 	r->arg = arg;
 	r->queued = 0;
@@ -355,65 +328,114 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	r->cissued = 0;
 	r->state = RS_INFLIGHT;
 	r->ctx = NULL;
-	g = rctx_governor(ctx);
+	return r;
+}
+
+/* Link r in g's request list (holding a reference to g), unless g is done:
+ * then return its error. */
+static int track(struct rctx_req *r, struct rctx_cancel *g)
+{
+	int err;
+
+	rlock(&g->lock);
+	err = atomic_load_explicit(&g->err, memory_order_relaxed);
+	if (!err) {
+		hlist_add(&g->reqs, &r->link);
+		/* ring -> context: a request holds its governor (inherent). */
+		rctx__obj_get(&g->c.hdr);
+		r->ctx = g;
+	}
+	runlock(&g->lock);
+	return err;
+}
+
+/* The context was done already: r never reaches the kernel, its callback
+ * runs with err at the next rctx_ring_run(). */
+static void short_circuit(struct rctx_ring *ring, struct rctx_req *r, int err)
+{
+	r->res = err;
+	r->state = RS_LOCAL;
+	r->cnext = NULL;
+	if (ring->local_tail)
+		ring->local_tail->cnext = r;
+	else
+		ring->local_head = r;
+	ring->local_tail = r;
+	ring->pending++;
+	STAT_ADD(ring, short_circuited, 1);
+}
+
+/* No SQE for r: undo track() and free the slot, unless a cancel raced in
+ * and queued it; the cancel stack frees it then. */
+static void untrack_and_free(struct rctx_ring *ring, struct rctx_req *r)
+{
+	struct rctx_cancel *g = r->ctx;
+	bool queued = false;
+
 	if (g) {
 		rlock(&g->lock);
-		err = atomic_load_explicit(&g->err, memory_order_relaxed);
-		if (!err) {
-			hlist_add(&g->reqs, &r->link);
-			rctx__obj_get(&g->c.hdr);
-			r->ctx = g;
-		}
+		hlist_del(&r->link);
+		queued = r->queued;
 		runlock(&g->lock);
-		if (err) {
-			/* Done already: never reaches the kernel. */
-			r->res = err;
-			r->state = RS_LOCAL;
-			r->cnext = NULL;
-			if (ring->local_tail)
-				ring->local_tail->cnext = r;
-			else
-				ring->local_head = r;
-			ring->local_tail = r;
-			ring->pending++;
-			STAT_ADD(ring, short_circuited, 1);
-			return 0;
-		}
-		if (g->deadline != RCTX_FOREVER)
-			need = 2;
+		rctx__obj_put(&g->c.hdr);
 	}
-	s = ring_sqe(ring, need, &err);
-	if (unlikely(!s)) {
-		if (g) {
-			rlock(&g->lock);
-			hlist_del(&r->link);
-			runlock(&g->lock);
-			if (r->queued) {
-				/* A cancel raced in and queued it: let the
-				 * stack free the slot. */
-				r->state = RS_ZOMBIE;
-				rctx__obj_put(&g->c.hdr);
-				return err;
-			}
-			rctx__obj_put(&g->c.hdr);
-		}
+	if (queued)
+		r->state = RS_ZOMBIE;
+	else
 		slot_free(ring, r);
-		return err;
-	}
+}
+
+/* The request's SQE at s, and its absolute link timeout at the deadline
+ * if there is one (the SQE after s). */
+static void prep_sqes(struct rctx_ring *ring, struct rctx_req *r,
+		      struct io_uring_sqe *s, const struct io_uring_sqe *sqe,
+		      int64_t deadline)
+{
 	sqe_copy(s, sqe);
 	r->opcode = sqe->opcode;
-	s->user_data = req_ud(r, UD_REQ);
-	if (need == 2) {
+	s->user_data = req_ud(r, UD_TARGET);
+	if (deadline != RCTX_FOREVER) {
 		struct io_uring_sqe *l = io_uring_get_sqe(&ring->ring);
 		struct __kernel_timespec *ts = &ring->ts[l - ring->ring.sq.sqes];
 
 		s->flags |= IOSQE_IO_LINK;
-		ts->tv_sec = g->deadline / 1000000000;
-		ts->tv_nsec = g->deadline % 1000000000;
+		*ts = ns_to_kts(deadline);
 		io_uring_prep_link_timeout(l, ts, IORING_TIMEOUT_ABS);
-		io_uring_sqe_set_data64(l, req_ud(r, UD_LINK));
+		io_uring_sqe_set_data64(l, req_ud(r, UD_TIMEOUT));
 		STAT_ADD(ring, link_timeouts, 1);
 	}
+}
+
+RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
+			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_cancel *g;
+	struct io_uring_sqe *s;
+	int64_t deadline = RCTX_FOREVER;
+	struct rctx_req *r;
+	int err;
+
+	if (unlikely(!submit_args_valid(ring, ctx, sqe, cb)))
+		return -EINVAL;
+	r = slot_start(ring, cb, arg);
+	if (unlikely(!r))
+		return -ENOMEM;
+	g = rctx_governor(ctx);
+	if (g) {
+		err = track(r, g);
+		if (err) {
+			short_circuit(ring, r, err);
+			return 0;
+		}
+		deadline = g->deadline;
+	}
+	s = rctx__sqe_get(&ring->ring, deadline != RCTX_FOREVER ? 2 : 1, &err);
+	if (unlikely(!s)) {
+		untrack_and_free(ring, r);
+		return err;
+	}
+	prep_sqes(ring, r, s, sqe, deadline);
 	ring->pending++;
 	STAT_ADD(ring, in_flight, 1);
 	STAT_ADD(ring, submitted, 1);
@@ -421,6 +443,20 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 }
 
 /* ---- completion ---------------------------------------------------------- */
+
+/* Owner: the final CQE of a request, counted. */
+static void count_completion(struct rctx_ring *ring, const struct rctx_req *r, int res)
+{
+	if (r->cissued) {
+		STAT_SUB(ring, held_after_cancel, 1);
+		if (res == -ECANCELED || res == -EINTR)
+			STAT_ADD(ring, aborted, 1);
+		else
+			STAT_ADD(ring, completed_anyway, 1);
+	}
+	STAT_SUB(ring, in_flight, 1);
+	STAT_ADD(ring, completed, 1);
+}
 
 static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 			 uint32_t flags)
@@ -430,6 +466,7 @@ static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 	rctx_cb_t cb;
 	void *arg;
 
+	RCTX_ASSERT(r->state == RS_INFLIGHT);
 	if (flags & IORING_CQE_F_MORE) {
 		r->cb(r->arg, res, flags);
 		STAT_ADD(ring, completed, 1);
@@ -441,15 +478,7 @@ static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 		queued = r->queued;
 		runlock(&g->lock);
 	}
-	if (r->cissued) {
-		STAT_SUB(ring, held_after_cancel, 1);
-		if (res == -ECANCELED || res == -EINTR)
-			STAT_ADD(ring, aborted, 1);
-		else
-			STAT_ADD(ring, completed_anyway, 1);
-	}
-	STAT_SUB(ring, in_flight, 1);
-	STAT_ADD(ring, completed, 1);
+	count_completion(ring, r, res);
 	ring->pending--;
 	cb = r->cb;
 	arg = r->arg;
@@ -464,18 +493,19 @@ static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 		rctx__obj_put(&g->c.hdr);
 }
 
-static void handle_cqe(struct rctx_ring *ring, const struct io_uring_cqe *cqe)
+/* The ring's completion dispatcher (lib/uring.h). */
+static void ring_handle_cqe(void *owner, const struct io_uring_cqe *cqe)
 {
-	uint64_t ud = cqe->user_data;
+	struct rctx_ring *ring = owner;
 	struct rctx_req *r;
 
-	switch (ud >> 62) {
-	case UD_REQ:
-		r = slot_lookup(ring, ud);
+	switch (ud_tag(cqe->user_data)) {
+	case UD_TARGET:
+		r = slot_lookup(ring, cqe->user_data);
 		if (r)
 			complete_req(ring, r, cqe->res, cqe->flags);
 		break;
-	case UD_LINK:
+	case UD_TIMEOUT:
 		if (cqe->res == -ETIME)
 			STAT_ADD(ring, link_timeouts_fired, 1);
 		break;
@@ -507,6 +537,7 @@ static int run_local(struct rctx_ring *ring)
 		int res = r->res;
 
 		next = r->cnext;
+		RCTX_ASSERT(r->state == RS_LOCAL);
 		ring->pending--;
 		STAT_ADD(ring, completed, 1);
 		slot_free(ring, r);
@@ -519,22 +550,10 @@ static int run_local(struct rctx_ring *ring)
 /* Handle every CQE available; returns the number of callbacks run. */
 static int reap(struct rctx_ring *ring)
 {
-	uint64_t before = atomic_load_explicit(&ring->st.completed, memory_order_relaxed);
-	struct io_uring_cqe *cqes[32];
-	unsigned n;
+	uint64_t before = stat_get(&ring->st.completed);
 
-	/* Copy a batch out and release it before running callbacks, which
-	 * may submit and reap themselves. */
-	while ((n = io_uring_peek_batch_cqe(&ring->ring, cqes, 32)) > 0) {
-		struct io_uring_cqe copy[32];
-
-		for (unsigned i = 0; i < n; i++)
-			copy[i] = *cqes[i];
-		io_uring_cq_advance(&ring->ring, n);
-		for (unsigned i = 0; i < n; i++)
-			handle_cqe(ring, &copy[i]);
-	}
-	return (int)(atomic_load_explicit(&ring->st.completed, memory_order_relaxed) - before);
+	rctx__reap(&ring->ring, ring, ring_handle_cqe);
+	return (int)(stat_get(&ring->st.completed) - before);
 }
 
 RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
@@ -559,7 +578,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 		 * there are none. */
 		n = reap(ring);
 		if (n == 0 && !io_uring_cq_ready(&ring->ring))
-			ret = rctx__ring_wait_cqe(&ring->ring, abs_deadline);
+			ret = rctx__wait_cqe(&ring->ring, abs_deadline);
 	}
 	n += reap(ring);
 	n += run_local(ring);
@@ -621,13 +640,9 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 		ret = -ENOMEM;
 		goto out_exit;
 	}
-	/* Blocking: io_uring returns -EAGAIN for reads of O_NONBLOCK files
-	 * instead of waiting for them. */
-	ring->efd = rctx__eventfd(0, EFD_CLOEXEC);
-	if (ring->efd < 0) {
-		ret = -errno;
+	ret = rctx__wake_init(&ring->wake);
+	if (ret < 0)
 		goto out_free_ts;
-	}
 	arm_wake_read(ring);
 	*ringp = ring;
 	return 0;
@@ -701,8 +716,10 @@ void rctx__ring_free(struct rctx_ring *ring)
 	/* A canceller may still be between its push and its wake-up. */
 	while (atomic_load_explicit(&ring->wakers, memory_order_acquire))
 		sched_yield();
+	/* Every request popped, unless the process exits with some held. */
+	RCTX_ASSERT(ring->pending || !LFSTACK_PEEK(&ring->cancel_q));
 	io_uring_queue_exit(&ring->ring);
-	close(ring->efd);
+	rctx__wake_close(&ring->wake);
 	for (unsigned c = 0; c < ring->nchunks; c++)
 		free(ring->chunks[c]);
 	free(ring->chunks);
@@ -745,7 +762,7 @@ RCTX_API int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st
 {
 	if (!ring || !st)
 		return -EINVAL;
-#define CP(f) st->f = atomic_load_explicit(&ring->st.f, memory_order_relaxed)
+#define CP(f) st->f = stat_get(&ring->st.f)
 	CP(submitted); CP(short_circuited); CP(completed); CP(cancels_issued);
 	CP(cancel_found); CP(cancel_ealready); CP(cancel_enoent); CP(aborted);
 	CP(completed_anyway); CP(link_timeouts); CP(link_timeouts_fired);

@@ -20,14 +20,17 @@ int stuckfs_start(struct stuckfs *fs)
 
 int stuckfs_release(struct stuckfs *fs)
 {
+	(void)fs;
 	return -ENOSYS;
 }
 
 int stuckfs_reads_seen(struct stuckfs *fs)
 {
+	(void)fs;
 	return -ENOSYS;
 }
 
 void stuckfs_stop(struct stuckfs *fs)
 {
+	(void)fs;
 }

@@ -95,12 +95,14 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct stat st;
 
+	(void)fi;
 	fs_attr(ino, &st);
 	fuse_reply_attr(req, &st, 3600);
 }
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	(void)ino;
 	fuse_reply_open(req, fi);
 }
 
@@ -124,6 +126,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct server *sv = fuse_req_userdata(req);
 
+	(void)off;
+	(void)fi;
 	if (ino != INO_STUCK) {
 		reply_bytes(req, size, STUCKFS_DATA_BYTE);
 		return;

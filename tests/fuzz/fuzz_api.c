@@ -166,6 +166,7 @@ static unsigned in_u8(struct input *in)
 
 static void *canceller_main(void *unused)
 {
+	(void)unused;
 	pthread_mutex_lock(&xq.lock);
 	for (;;) {
 		struct xop op;
@@ -722,6 +723,7 @@ static void req_cb(void *arg, int res, uint32_t flags)
 	struct req *r = arg;
 	int c = r->cancel_slot;
 
+	(void)flags;
 	r->count++;
 	r->res = res;
 	CHECK(r->submitted, "callback of a failed submit");
@@ -908,6 +910,7 @@ static atomic_bool flushed;
 
 static void sentinel_fn(void *arg)
 {
+	(void)arg;
 	atomic_store(&flushed, true);
 }
 
