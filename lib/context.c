@@ -127,7 +127,8 @@ static bool cancel_attach(struct rctx_cancel *c)
 
 /* A new object of size bytes with its header set (one reference, holding
  * one on parent), or NULL. */
-static void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
+static inline __attribute__((always_inline))
+void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 {
 	struct rctx *c = rctx__malloc(size);
 
@@ -138,8 +139,9 @@ static void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 
 /* A new cancellable context (size bytes: a struct rctx_cancel or one that
  * starts with it), not yet attached to its parent's governor. */
-static struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
-				      struct rctx *parent, int64_t deadline)
+static inline __attribute__((always_inline))
+struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
+		      struct rctx *parent, int64_t deadline)
 {
 	struct rctx_cancel *c = obj_new(size, kind, parent);
 
