@@ -31,6 +31,8 @@ for f, t in code.items():
     for m in re.finditer(r'^(?:static inline |RCTX_API |static )?[\w \*]+?\b(\w+)\([^;{]*\)\s*\{',
                          t, re.M):
         name = m.group(1)
+        if name.startswith('__'):
+            continue  # an attribute on the line before the name
         if f.endswith('.c') and re.search(r'^static [^\n]*\b%s\(' % name, t, re.M):
             continue  # file-local
         defs.setdefault(name, f)
