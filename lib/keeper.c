@@ -42,12 +42,24 @@ static struct keeper {
 	_Atomic(struct rctx_ring *) adopt_q;     /* from exiting threads */
 	struct rctx_ring *adopted;               /* runtime thread only */
 	struct {
-		_Atomic uint64_t submitted, abandoned, late, held,
-			adopted, reclaimed;
+		_Atomic uint64_t submitted, abandoned, late, adopted, reclaimed;
 	} st;
 } kp;
 
 /* ---- kept requests ---------------------------------------------------------- */
+
+/*
+ * Abandoned requests the kernel still holds: abandoned minus those ended
+ * since. A completion can count its "late" just before its caller counts
+ * the abandon, so the difference is clamped at zero.
+ */
+static uint64_t kept_held(void)
+{
+	uint64_t late = stat_get(&kp.st.late);
+	uint64_t abandoned = stat_get(&kp.st.abandoned);
+
+	return abandoned > late ? abandoned - late : 0;
+}
 
 void rctx__kept_put(struct rctx_kept *k)
 {
@@ -80,7 +92,6 @@ static void kept_cb(void *arg, int res, uint32_t flags)
 		if (k->close_late && res >= 0)
 			close(res);
 		stat_add(&kp.st.late, 1);
-		stat_sub(&kp.st.held, 1);
 	}
 	rctx__kept_put(k);
 }
@@ -110,7 +121,6 @@ bool rctx__kept_abandon(struct rctx_kept *k)
 			KEPT_ABANDONED, memory_order_acq_rel, memory_order_acquire))
 		return false;
 	stat_add(&kp.st.abandoned, 1);
-	stat_add(&kp.st.held, 1);
 	return true;
 }
 
@@ -243,7 +253,7 @@ static bool drain_ring(struct rctx_ring *ring, unsigned abandoned, int64_t deadl
  */
 bool rctx__keeper_shutdown(int64_t deadline)
 {
-	unsigned held = (unsigned)stat_get(&kp.st.held);
+	unsigned held = (unsigned)kept_held();
 	struct rctx_ring *r;
 	bool empty;
 
@@ -274,7 +284,7 @@ void rctx__keeper_stats(struct rctx_runtime_stats *st)
 	st->kept_submitted = stat_get(&kp.st.submitted);
 	st->kept_abandoned = stat_get(&kp.st.abandoned);
 	st->kept_late = stat_get(&kp.st.late);
-	st->kept_held = stat_get(&kp.st.held);
+	st->kept_held = kept_held();
 	st->rings_adopted = stat_get(&kp.st.adopted);
 	st->rings_reclaimed = stat_get(&kp.st.reclaimed);
 	if (ring) /* freed only at process exit */

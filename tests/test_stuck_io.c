@@ -85,22 +85,29 @@ static bool wait_reads_seen(int n)
 	return stuckfs_reads_seen(&fs) >= n;
 }
 
-/* Is thread tid of process pid in uninterruptible sleep (D state)? */
-static bool thread_in_d(pid_t pid, pid_t tid)
+/* The state letter of a /proc stat file (R, S, D, Z...), 0 if it is gone. */
+static char proc_state(const char *path)
 {
-	char path[64], buf[512], *p;
-	FILE *f;
+	char buf[512], *p;
+	FILE *f = fopen(path, "re");
 	size_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
-	f = fopen(path, "re");
 	if (!f)
-		return false;
+		return 0;
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
 	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] == 'D';
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Is thread tid of process pid in uninterruptible sleep (D state)? */
+static bool thread_in_d(pid_t pid, pid_t tid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	return proc_state(path) == 'D';
 }
 
 /* Wait until thread tid of pid is in D state; false after WAIT_MS. */
@@ -435,21 +442,13 @@ static bool reaped(pid_t pid)
 /* Has pid exited (no longer exists, or is a zombie of another parent)? */
 static bool exited(pid_t pid)
 {
-	char path[64], buf[512], *p;
+	char path[64];
 
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	for (int waited = 0; waited < WAIT_MS; waited += 10) {
-		FILE *f;
-		size_t n;
+		char st = proc_state(path);
 
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		f = fopen(path, "re");
-		if (!f)
-			return true;
-		n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		p = strrchr(buf, ')');
-		if (p && (p[2] == 'Z' || p[2] == 'X'))
+		if (st == 0 || st == 'Z' || st == 'X')
 			return true;
 		usleep(10000);
 	}
