@@ -476,6 +476,138 @@ int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
 rctx_ring_t *rctx_thread_ring(void);
 
 /* ------------------------------------------------------------------------ */
+/* Values without deep chains                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Several values in one node (one allocation): as n nested rctx_with_value()
+ * calls with keys[0]..keys[n-1] in order (a later duplicate key shadows an
+ * earlier one). keys and vals are copied; the context owns neither the keys
+ * nor the values. Returns NULL if parent, keys or vals is NULL, a key is
+ * NULL, or n is 0 or larger than RCTX_VALUES_MAX (all invalid), or on
+ * out-of-memory.
+ */
+#define RCTX_VALUES_MAX 64
+rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
+			 void *const *vals);
+
+/*
+ * Nanoseconds left before ctx's deadline (rctx_deadline()): RCTX_FOREVER
+ * without one, 0 once it has passed; -EINVAL for NULL. For adaptive
+ * timeouts.
+ */
+int64_t rctx_remaining(const rctx_t *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Merge                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A context done as soon as parent or any of others[0..n-1] is done, with
+ * that context's error and cause. Values are looked up in parent's chain
+ * first, then in each other's in order; its deadline is the earliest of all.
+ * No thread, no polling: it registers with each source as a child does, and
+ * unregisters from all of them when it ends. Holds a reference to parent
+ * and to each other. Cancellable (rctx_cancel()). Returns NULL if parent is
+ * NULL, others is NULL with n > 0, an element is NULL, or n > RCTX_ANY_MAX
+ * (all invalid), or on out-of-memory.
+ */
+#define RCTX_ANY_MAX 64
+rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Signals, file descriptors, hang-ups                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Go's signal.NotifyContext: done with -ECANCELED on the first of sigs[0..n-1]
+ * delivered to the process, whichever thread receives it; rctx_cause() then
+ * gives a cause from which rctx_cause_signal() reads the signal back.
+ * While the context lives, those signals do not take their previous action;
+ * when its last reference goes (rctx_release()), the disposition and mask
+ * the library changed are restored, also after it fired. Several may coexist.
+ * Returns NULL if parent or sigs is NULL, n is 0, or a signal is invalid or
+ * cannot be caught (SIGKILL, SIGSTOP) (all invalid), on out-of-memory, or if
+ * the runtime thread cannot be started.
+ */
+rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n);
+
+/* The cause a signal context reports for signal sig. */
+#define RCTX_CAUSE_SIGNAL_BASE (-0x10000)
+/* The signal number carried by a cause, or 0 if cause is not a signal's. */
+int rctx_cause_signal(int cause);
+
+/*
+ * Done with -ECANCELED and cause (nonzero) when the kernel reports any of
+ * poll_events (POLLIN, POLLRDHUP...) on fd: one io_uring poll request on a
+ * library ring, cancelled when the context ends first. Reads nothing from
+ * fd; the caller keeps owning it (close it only after releasing the
+ * context). Returns NULL if parent is NULL, fd is negative or not open,
+ * poll_events is 0 or cause is 0 (all invalid), on out-of-memory, or if the
+ * runtime thread cannot be started.
+ */
+rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
+
+/*
+ * The peer of socket sockfd closed or the socket failed: rctx_with_fd() with
+ * POLLRDHUP | POLLHUP | POLLERR and cause -ECONNRESET. Readable data does
+ * not end it.
+ */
+rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
+
+/* ------------------------------------------------------------------------ */
+/* Groups                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Go's errgroup with SetLimit. Opaque. */
+typedef struct rctx_group rctx_group_t;
+
+rctx_group_t *rctx_group_new(rctx_t *parent, int limit);
+rctx_t *rctx_group_ctx(rctx_group_t *g);
+int rctx_group_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
+int rctx_group_try_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
+int rctx_group_wait(rctx_group_t *g);
+void rctx_group_free(rctx_group_t *g);
+int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
+		      const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Propagation across processes                                             */
+/* ------------------------------------------------------------------------ */
+
+int rctx_grpc_timeout_parse(const char *str, int64_t *rel_ns);
+int rctx_grpc_timeout_format(const rctx_t *ctx, char *buf, size_t len);
+
+/* W3C trace context (traceparent). */
+struct rctx_trace {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t flags;
+};
+#define RCTX_TRACEPARENT_LEN 55
+int rctx_trace_parse(const char *str, struct rctx_trace *t);
+int rctx_trace_format(const struct rctx_trace *t, char *buf, size_t len);
+int rctx_trace_child(const struct rctx_trace *parent, struct rctx_trace *child);
+rctx_t *rctx_with_trace(rctx_t *parent, const struct rctx_trace *t);
+int rctx_trace_of(const rctx_t *ctx, struct rctx_trace *t);
+
+/* ------------------------------------------------------------------------ */
+/* Observability                                                            */
+/* ------------------------------------------------------------------------ */
+
+struct rctx_info {
+	int64_t created_ns;   /* rctx_now() at creation */
+	int64_t done_ns;      /* rctx_now() when it became done; 0 while not */
+	int err;              /* rctx_err() */
+	int cause;            /* rctx_cause() */
+	uint64_t submitted;   /* requests submitted under it */
+	uint64_t completed;   /* ... whose callback ran */
+	uint64_t aborted;     /* ... that ended -ECANCELED by a cancel */
+};
+int rctx_info(const rctx_t *ctx, struct rctx_info *info);
+int rctx_dump(rctx_t *ctx, int fd, size_t max_nodes);
+
+/* ------------------------------------------------------------------------ */
 /* Runtime                                                                  */
 /* ------------------------------------------------------------------------ */
 

@@ -33,6 +33,19 @@ void rctx__obj_get(struct rctx *c)
 	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
 }
 
+/* A reference to an object found in a child set under its governor's lock,
+ * unless its last reference is gone (its free path waits for that lock). */
+bool rctx__obj_tryget(struct rctx *c)
+{
+	uint32_t n = atomic_load_explicit(&c->refs, memory_order_relaxed);
+
+	while (n)
+		if (atomic_compare_exchange_weak_explicit(&c->refs, &n, n + 1,
+				memory_order_relaxed, memory_order_relaxed))
+			return true;
+	return false;
+}
+
 /* Remove a canceler from the child set it is registered in, if any. */
 static void unregister(struct rctx_canceler *k)
 {
@@ -52,6 +65,13 @@ static struct rctx *obj_free(struct rctx *c)
 	struct rctx *parent = c->parent;
 
 	switch (c->kind) {
+	case RCTX_EXT: {
+		struct rctx_ext *x = (struct rctx_ext *)c;
+
+		if (x->ops->destroy)
+			x->ops->destroy(x);
+	}
+		/* fall through */
 	case RCTX_CANCEL:
 	case RCTX_DEADLINE:
 		unregister(&((struct rctx_cancel *)c)->c);
@@ -99,6 +119,11 @@ static int64_t effective_deadline(const struct rctx *c)
 	const struct rctx_cancel *g = rctx_governor(c);
 
 	return g ? g->deadline : RCTX_FOREVER;
+}
+
+int64_t rctx__deadline_of(const struct rctx *c)
+{
+	return effective_deadline(c);
 }
 
 /*
@@ -171,6 +196,22 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 		return NULL;
 	cancel_attach(c);
 	return &c->c.hdr;
+}
+
+struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
+			       const struct rctx_ext_ops *ops, int64_t deadline)
+{
+	struct rctx_cancel *c = cancel_new(size, RCTX_EXT, parent, deadline);
+	struct rctx_ext *x;
+
+	if (!c)
+		return NULL;
+	x = container_of(c, struct rctx_ext, cc);
+	memset((char *)x + offsetof(struct rctx_ext, ops), 0,
+	       size - offsetof(struct rctx_ext, ops));
+	x->ops = ops;
+	cancel_attach(c);
+	return x;
 }
 
 RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
@@ -311,15 +352,39 @@ static struct rctx_cancel *enter_child(struct rctx_cancel *child, int cause,
 }
 
 /*
+ * What a cancel does once no lock is held: the after-func records it could
+ * not queue, and the ended() hooks of the extended contexts it ended.
+ */
+struct cancel_defer {
+	struct rctx_after *stopped;
+	struct rctx_ext *ended;
+};
+
+/* An extended context ended by the walk (locked, in its parent's child
+ * set): its hook runs after the walk, with a reference. */
+static void defer_ended(struct rctx_cancel *c, struct cancel_defer *d)
+{
+	struct rctx_ext *x = container_of(c, struct rctx_ext, cc);
+
+	if (x->ops->ended && rctx__obj_tryget(&c->c.hdr)) {
+		x->ended_next = d->ended;
+		d->ended = x;
+	}
+}
+
+/*
  * cur's subtree is done: publish its final error, unlock it and wake its
  * waiters. Returns its governor, which the walk holds locked (NULL at root).
  */
 static struct rctx_cancel *finish_node(struct rctx_cancel *root,
-				       struct rctx_cancel *cur, int err)
+				       struct rctx_cancel *cur, int err,
+				       struct cancel_defer *d)
 {
 	struct rctx_cancel *up = cur == root ? NULL : rctx_governor(cur->c.hdr.parent);
 
 	RCTX_ASSERT(!cur->children);
+	if (cur != root && cur->c.hdr.kind == RCTX_EXT)
+		defer_ended(cur, d);
 	atomic_store_explicit(&cur->err, err, memory_order_seq_cst);
 	runlock(&cur->lock);
 	rctx__done_wake(cur);
@@ -338,7 +403,7 @@ static struct rctx_cancel *finish_node(struct rctx_cancel *root,
  * references. Returns root unlocked.
  */
 static void cancel_subtree(struct rctx_cancel *root, int err, int cause,
-			   struct cancel_batch *b, struct rctx_after **stopped)
+			   struct cancel_batch *b, struct cancel_defer *d)
 {
 	struct rctx_cancel *cur = root;
 
@@ -348,13 +413,13 @@ static void cancel_subtree(struct rctx_cancel *root, int err, int cause,
 		struct rctx_cancel *child;
 
 		if (!h) {
-			cur = finish_node(root, cur, err);
+			cur = finish_node(root, cur, err, d);
 			continue;
 		}
 		hlist_del(h);
 		k = container_of(h, struct rctx_canceler, sib);
 		if (k->hdr.kind == RCTX_AFTER) {
-			fire_after((struct rctx_after *)k, stopped);
+			fire_after((struct rctx_after *)k, &d->stopped);
 			continue;
 		}
 		child = enter_child((struct rctx_cancel *)k, cause, b);
@@ -363,14 +428,25 @@ static void cancel_subtree(struct rctx_cancel *root, int err, int cause,
 	}
 }
 
-/* Drop the after-func records the walk could not queue. */
-static void put_stopped(struct rctx_after *a)
+/* Drop the after-func records the walk could not queue, and run the
+ * ended() hooks it deferred. */
+static void run_deferred(struct cancel_defer *d)
 {
+	struct rctx_after *a = d->stopped;
+	struct rctx_ext *x = d->ended;
+
 	while (a) {
 		struct rctx_after *next = a->run_next;
 
 		rctx__obj_put(&a->c.hdr);
 		a = next;
+	}
+	while (x) {
+		struct rctx_ext *next = x->ended_next;
+
+		x->ops->ended(x);
+		rctx__obj_put(&x->cc.c.hdr);
+		x = next;
 	}
 }
 
@@ -381,7 +457,7 @@ static void put_stopped(struct rctx_after *a)
 static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer)
 {
 	struct cancel_batch b = { .n = 0 };
-	struct rctx_after *stopped = NULL;
+	struct cancel_defer d = { NULL, NULL };
 
 	if (cause == 0)
 		cause = err;
@@ -391,12 +467,23 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_
 		return false;
 	}
 	end_locked(root, cause, &b, from_timer);
-	cancel_subtree(root, err, cause, &b, &stopped);
+	cancel_subtree(root, err, cause, &b, &d);
 	/* context -> ring: the inherent call back into rings (wake-ups). */
 	rctx__ring_wake_batch(&b);
-	put_stopped(stopped);
 	unregister(&root->c);
+	if (root->c.hdr.kind == RCTX_EXT) {
+		struct rctx_ext *x = container_of(root, struct rctx_ext, cc);
+
+		if (x->ops->ended)
+			x->ops->ended(x); /* the caller holds a reference */
+	}
+	run_deferred(&d);
 	return true;
+}
+
+bool rctx__cancel_tree(struct rctx_cancel *c, int err, int cause)
+{
+	return cancel_tree(c, err, cause, false);
 }
 
 bool rctx__timer_expired(struct rctx_deadline *d)
@@ -490,21 +577,41 @@ RCTX_API bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns)
 	return true;
 }
 
-RCTX_API void *rctx_value(const rctx_t *ctx, const void *key)
+/*
+ * Walk up from c. An extended context with values of its own (a merge) is
+ * searched after its parent's whole chain: one level of recursion per such
+ * context on the chain.
+ */
+bool rctx__value_lookup(const struct rctx *c, const void *key, void **val)
 {
-	if (!key)
-		return NULL;
-	for (const struct rctx *c = ctx; c; c = c->parent) {
+	for (; c; c = c->parent) {
 		if (c->kind == RCTX_VALUE) {
 			const struct rctx_value *v = (const struct rctx_value *)c;
 
-			if (v->key == key)
-				return v->val;
+			if (v->key == key) {
+				*val = v->val;
+				return true;
+			}
+		} else if (c->kind == RCTX_EXT) {
+			const struct rctx_ext *x = (const struct rctx_ext *)c;
+
+			if (x->ops->value)
+				return rctx__value_lookup(c->parent, key, val) ||
+				       x->ops->value(x, key, val);
 		} else if (c->kind == RCTX_AFTER) {
-			return NULL;
+			return false;
 		}
 	}
-	return NULL;
+	return false;
+}
+
+RCTX_API void *rctx_value(const rctx_t *ctx, const void *key)
+{
+	void *val;
+
+	if (!key || !rctx__value_lookup(ctx, key, &val))
+		return NULL;
+	return val;
 }
 
 /*
@@ -547,6 +654,9 @@ static int fmt_seg(char seg[FMT_SEG_MAX], const struct rctx *c, int64_t now)
 	}
 	case RCTX_WITHOUT:
 		return snprintf(seg, FMT_SEG_MAX, ".WithoutCancel");
+	case RCTX_EXT:
+		return snprintf(seg, FMT_SEG_MAX, ".%s",
+				((const struct rctx_ext *)c)->ops->name);
 	default:
 		seg[0] = '\0';
 		return 0;

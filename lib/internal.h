@@ -83,6 +83,7 @@ enum rctx_kind {
 	RCTX_TODO,
 	RCTX_CANCEL,   /* WithCancel (or a deadline later than the parent's) */
 	RCTX_DEADLINE, /* WithDeadline/WithTimeout with a kernel timer */
+	RCTX_EXT,      /* cancellable, with behaviour of its own (struct rctx_ext) */
 	RCTX_VALUE,
 	RCTX_WITHOUT,  /* WithoutCancel */
 	RCTX_AFTER,    /* an after-func record (not a context) */
@@ -128,6 +129,32 @@ struct rctx_deadline {
 	struct rctx_deadline *remove_next; /* runtime remove queue */
 	int timeout_cause;
 	uint8_t tstate;            /* runtime-thread only (lib/runtime.c) */
+};
+
+/*
+ * A cancellable context with behaviour of its own (a merge, a signal or fd
+ * watch): a struct rctx_cancel, its ops, and whatever follows in the
+ * containing structure. Every hook is optional and runs with no library lock
+ * held.
+ */
+struct rctx_ext;
+struct rctx_ext_ops {
+	const char *name;   /* its part of rctx_format(), e.g. "WithAny" */
+	/* Once, after the context is done (whoever ended it), with a
+	 * reference held; not called if its last reference went first, nor
+	 * for one created done (its creator sees rctx_err() != 0). */
+	void (*ended)(struct rctx_ext *x);
+	/* Once, when its last reference goes, before its memory is freed. */
+	void (*destroy)(struct rctx_ext *x);
+	/* Values of its own, looked up after its parent's chain found none:
+	 * true and *val if it has key. */
+	bool (*value)(const struct rctx_ext *x, const void *key, void **val);
+};
+
+struct rctx_ext {
+	struct rctx_cancel cc;
+	const struct rctx_ext_ops *ops;
+	struct rctx_ext *ended_next; /* deferred ended() list of a cancel */
 };
 
 struct rctx_value {
@@ -179,9 +206,10 @@ static inline bool ctx_valid(const struct rctx *c)
 	return c && c->kind != RCTX_AFTER;
 }
 
+/* RCTX_CANCEL, RCTX_DEADLINE and RCTX_EXT are consecutive. */
 static inline bool kind_cancellable(const struct rctx *c)
 {
-	return c->kind == RCTX_CANCEL || c->kind == RCTX_DEADLINE;
+	return (unsigned)(c->kind - RCTX_CANCEL) <= RCTX_EXT - RCTX_CANCEL;
 }
 
 /* The cancellable context that governs c: itself, or the nearest
@@ -222,7 +250,25 @@ static inline int cancel_err(const struct rctx_cancel *c)
 }
 
 void rctx__obj_get(struct rctx *c);
+bool rctx__obj_tryget(struct rctx *c);
 void rctx__obj_put(struct rctx *c);
+
+/*
+ * A new extended context of size bytes (a structure that starts with struct
+ * rctx_ext) under parent, with deadline (its own or inherited: rctx_deadline()
+ * reports it; no timer is armed), registered with the parent's governor or
+ * done at once with its error and cause. NULL on out-of-memory. The rest of
+ * the structure is zeroed.
+ */
+struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
+			       const struct rctx_ext_ops *ops, int64_t deadline);
+/* Cancel c and its subtree with err and cause (err if 0), as rctx_cancel().
+ * False if it was done already. */
+bool rctx__cancel_tree(struct rctx_cancel *c, int err, int cause);
+/* ctx's effective deadline (RCTX_FOREVER: none). */
+int64_t rctx__deadline_of(const struct rctx *c);
+/* ctx's value for key, searched as rctx_value(): true and *val if found. */
+bool rctx__value_lookup(const struct rctx *c, const void *key, void **val);
 
 /* The deadline of d expired (runtime thread, or at creation). */
 bool rctx__timer_expired(struct rctx_deadline *d);
