@@ -15,17 +15,20 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	ERRNO_GUARD;
 	struct rctx_cancel *g;
 	struct rctx_after *a;
+	uint8_t home;
 	int e = 0;
 
 	if (!ctx_valid(ctx) || !fn)
 		return NULL;
 	if (rctx_governor(ctx) && rctx__rt_start() < 0)
 		return NULL; /* fn could never run */
-	a = rctx__malloc(sizeof(*a));
+	a = rctx__pool_get(sizeof(*a), pool_class(sizeof(*a)), &home);
 	if (!a)
 		return NULL;
 	/* Two references: the caller's handle and the registration. */
 	canceler_init(&a->c, RCTX_AFTER, ctx, 2);
+	a->c.hdr.pool = pool_class(sizeof(*a));
+	a->c.hdr.home = home;
 	a->fn = fn;
 	a->arg = arg;
 	atomic_init(&a->state, AFTER_ARMED);

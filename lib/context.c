@@ -84,7 +84,7 @@ static struct rctx *obj_free(struct rctx *c)
 	default:
 		break;
 	}
-	free(c);
+	rctx__pool_put(c, c->pool, c->home);
 	return parent;
 }
 
@@ -155,10 +155,14 @@ static bool cancel_attach(struct rctx_cancel *c)
 static inline __attribute__((always_inline))
 void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 {
-	struct rctx *c = rctx__malloc(size);
+	uint8_t cls = pool_class(size), home;
+	struct rctx *c = rctx__pool_get(size, cls, &home);
 
-	if (c)
+	if (c) {
 		hdr_init(c, kind, parent, 1);
+		c->pool = cls;
+		c->home = home;
+	}
 	return c;
 }
 

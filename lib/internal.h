@@ -30,6 +30,7 @@
 #include "sync.h"
 #include "stat.h"
 #include "wake.h"
+#include "pool.h"
 #include "uring.h"
 
 /* Public entry points that make system calls restore errno on return:
@@ -93,7 +94,8 @@ struct rctx {
 	_Atomic uint32_t refs;
 	uint8_t kind;
 	_Atomic uint8_t waiters;   /* cancellable: someone may sleep on ->err */
-	uint8_t unused[2];
+	uint8_t pool;              /* its allocation class (lib/pool.h) */
+	uint8_t home;              /* and the thread cache it belongs to */
 	struct rctx *parent;       /* holds a reference; NULL for roots */
 };
 
@@ -186,7 +188,6 @@ static inline void hdr_init(struct rctx *c, enum rctx_kind kind,
 	atomic_init(&c->refs, refs);
 	c->kind = (uint8_t)kind;
 	atomic_init(&c->waiters, 0);
-	c->unused[0] = c->unused[1] = 0;
 	if (parent)
 		atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
 	c->parent = parent;

@@ -59,6 +59,7 @@ static struct runtime {
 	_Atomic int64_t next_wakeup; /* INT64_MIN while awake */
 	_Atomic(struct rctx_deadline *) arm_q;
 	_Atomic(struct rctx_deadline *) remove_q;
+	_Atomic uint32_t backlog;       /* arms and removals ever queued */
 	_Atomic(struct rctx_after *) run_q;
 	/* Runtime-thread only: */
 	struct heap heap;               /* of struct rctx_deadline */
@@ -106,6 +107,21 @@ bool rctx__rt_self(void)
 static void rt_wake(void)
 {
 	rt_wake_before(INT64_MIN + 1);
+}
+
+/*
+ * Arms and removals that are not due wait for the thread's next turn, but
+ * every RT_BACKLOG_WAKE of them wake it: the contexts they hold then go back
+ * to their threads' caches (lib/pool.h) before many more are made.
+ */
+#define RT_BACKLOG_WAKE 256
+
+static void rt_backlog(void)
+{
+	uint32_t n = atomic_fetch_add_explicit(&rt.backlog, 1, memory_order_relaxed);
+
+	if ((n & (RT_BACKLOG_WAKE - 1)) == RT_BACKLOG_WAKE - 1)
+		rt_wake();
 }
 
 /* ---- the thread ----------------------------------------------------------- */
@@ -435,6 +451,7 @@ int rctx__rt_arm_deadline(struct rctx_deadline *d)
 	rctx__obj_get(&d->cc.c.hdr); /* the timer's reference */
 	LFSTACK_PUSH(&rt.arm_q, d, d->arm_next);
 	rt_wake_before(d->cc.deadline);
+	rt_backlog();
 	return 0;
 }
 
@@ -445,6 +462,7 @@ void rctx__rt_remove_deadline(struct rctx_deadline *d)
 		return; /* never armed */
 	rctx__obj_get(&d->cc.c.hdr);
 	LFSTACK_PUSH(&rt.remove_q, d, d->remove_next);
+	rt_backlog();
 }
 
 /*

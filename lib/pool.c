@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-thread object caches (lib/pool.h).
+ *
+ * A cache is a free list per class in thread-local storage, linked through
+ * the free objects themselves. Each caching thread owns a home slot in a
+ * static table; objects freed by other threads are pushed on the slot's
+ * lock-free stacks (one per class) and taken back whole, with one exchange,
+ * by the owner when its list is empty. A pthread key's destructor empties
+ * the cache and the slot when the thread exits; an object freed after that
+ * (by a later destructor) goes straight back to malloc.
+ *
+ * Under AddressSanitizer cached objects are poisoned, so a use after free of
+ * a context is still reported; objects then stay with the thread that frees
+ * them (a pushed object could not be poisoned before it is published).
+ * Under valgrind, and in the fault-injection build (every allocation must
+ * be able to fail), nothing is cached: memcheck then sees every real malloc
+ * and free.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "internal.h"
+#include "pool.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_ASAN 1
+#endif
+#endif
+
+#ifdef POOL_ASAN
+#include <sanitizer/asan_interface.h>
+#define poison(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#define SEND_HOME 0
+#else
+#define poison(p, n) ((void)(p), (void)(n))
+#define unpoison(p, n) ((void)(p), (void)(n))
+#define SEND_HOME 1
+#endif
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define under_valgrind() RUNNING_ON_VALGRIND
+#endif
+#endif
+#ifndef under_valgrind
+#define under_valgrind() 0
+#endif
+
+enum { CACHE_NEW, CACHE_LIVE, CACHE_OFF };
+
+struct free_obj {
+	struct free_obj *next;
+};
+
+struct cache {
+	struct free_obj *head[POOL_CLASSES];
+	uint16_t n[POOL_CLASSES];
+	uint8_t state;
+	uint8_t home;
+};
+
+/* Home slots; slot 0 means "no home". */
+static struct home {
+	_Atomic(struct free_obj *) back[POOL_CLASSES]; /* sent home */
+	_Atomic bool used;
+} homes[POOL_HOMES];
+
+static __thread struct cache tc;
+static pthread_key_t cache_key;
+static bool cache_key_ok;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void free_list(struct free_obj *o, size_t size)
+{
+	while (o) {
+		struct free_obj *next;
+
+		unpoison(o, size);
+		next = o->next;
+		free(o);
+		o = next;
+	}
+}
+
+/* Thread exit: everything cached, and everything sent home, to malloc. */
+static void cache_drain(void *unused)
+{
+	struct home *h = &homes[tc.home];
+
+	(void)unused;
+	for (unsigned i = 0; i < POOL_CLASSES; i++) {
+		free_list(tc.head[i], (i + 1) * POOL_QUANTUM);
+		tc.head[i] = NULL;
+		tc.n[i] = 0;
+	}
+	if (tc.home) {
+		atomic_store_explicit(&h->used, false, memory_order_release);
+		for (unsigned i = 0; i < POOL_CLASSES; i++)
+			free_list(atomic_exchange_explicit(&h->back[i], NULL,
+				memory_order_acquire), (i + 1) * POOL_QUANTUM);
+	}
+	tc.home = 0;
+	tc.state = CACHE_OFF;
+}
+
+static void cache_key_init(void)
+{
+	cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
+}
+
+/* A free home slot for this thread, or 0. */
+static uint8_t home_claim(void)
+{
+	for (unsigned i = 1; i < POOL_HOMES; i++) {
+		bool no = false;
+
+		if (!atomic_load_explicit(&homes[i].used, memory_order_relaxed) &&
+		    atomic_compare_exchange_strong_explicit(&homes[i].used, &no, true,
+				memory_order_acq_rel, memory_order_relaxed))
+			return (uint8_t)i;
+	}
+	return 0;
+}
+
+/* Whether this thread caches; on first use, register the drain. */
+static bool cache_on(void)
+{
+	if (likely(tc.state == CACHE_LIVE))
+		return true;
+	if (tc.state == CACHE_OFF)
+		return false;
+#ifdef RCTX_FAULT_INJECTION
+	tc.state = CACHE_OFF;
+#else
+	pthread_once(&cache_once, cache_key_init);
+	tc.state = cache_key_ok && !under_valgrind() &&
+		   pthread_setspecific(cache_key, &tc) == 0 ? CACHE_LIVE : CACHE_OFF;
+	if (tc.state == CACHE_LIVE && SEND_HOME)
+		tc.home = home_claim();
+#endif
+	return tc.state == CACHE_LIVE;
+}
+
+/* The list is empty: take back what other threads sent home. */
+static struct free_obj *take_back(unsigned i)
+{
+	struct free_obj *o, *p;
+	unsigned n = 0;
+
+	if (!tc.home || !atomic_load_explicit(&homes[tc.home].back[i], memory_order_relaxed))
+		return NULL;
+	o = atomic_exchange_explicit(&homes[tc.home].back[i], NULL, memory_order_acquire);
+	for (p = o; p; p = p->next)
+		n++;
+	tc.head[i] = o;
+	tc.n[i] = (uint16_t)(n < UINT16_MAX ? n : UINT16_MAX);
+	return o;
+}
+
+void *rctx__pool_get(size_t size, uint8_t cls, uint8_t *home)
+{
+	struct free_obj *o;
+
+	if (!cache_on() || !cls) {
+		*home = 0;
+		return rctx__malloc(size);
+	}
+	*home = tc.home;
+	o = tc.head[cls - 1];
+	if (o || (o = take_back(cls - 1))) {
+		unpoison(o, (size_t)cls * POOL_QUANTUM);
+		tc.head[cls - 1] = o->next;
+		tc.n[cls - 1]--;
+		return o;
+	}
+	return rctx__malloc((size_t)cls * POOL_QUANTUM);
+}
+
+/* Push p on its home's stack; false if the home is gone. */
+static bool send_home(struct free_obj *o, unsigned i, uint8_t home)
+{
+	struct home *h = &homes[home];
+	struct free_obj *top;
+
+	if (!atomic_load_explicit(&h->used, memory_order_acquire))
+		return false;
+	top = atomic_load_explicit(&h->back[i], memory_order_relaxed);
+	do
+		o->next = top;
+	while (!atomic_compare_exchange_weak_explicit(&h->back[i], &top, o,
+			memory_order_release, memory_order_relaxed));
+	return true;
+}
+
+void rctx__pool_put(void *p, uint8_t cls, uint8_t home)
+{
+	struct free_obj *o = p;
+
+	if (!cls || !cache_on()) {
+		free(p);
+		return;
+	}
+	if (SEND_HOME && home && home != tc.home && send_home(o, cls - 1, home))
+		return;
+	if (tc.n[cls - 1] >= POOL_DEPTH) {
+		free(p);
+		return;
+	}
+	o->next = tc.head[cls - 1];
+	tc.head[cls - 1] = o;
+	tc.n[cls - 1]++;
+	poison(o, (size_t)cls * POOL_QUANTUM);
+}
+
+unsigned rctx__pool_mode(void)
+{
+	if (!cache_on())
+		return 0;
+	return POOL_CACHES | (tc.home ? POOL_SENDS_HOME : 0);
+}
