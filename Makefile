@@ -54,7 +54,9 @@ TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 # Tests that exercise threads, run again under ThreadSanitizer.
-TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf test_pool
+TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf
+TSAN_TESTS += test_propagation
+TSAN_TESTS += test_pool
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-fault check-valgrind check-install check-symbols demo bench bench-quick \
@@ -258,6 +260,29 @@ check-fuzz: $(FUZZ_DIR)/fuzz_api
 		{ cat $(FUZZ_DIR)/smoke.log; echo "fuzz: 0 passed, 1 failed"; exit 1; }
 	$(Q)sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) .*/  fuzz: 30 s smoke: \1 inputs, no failure (\2 s)/p' $(FUZZ_DIR)/smoke.log
 	$(Q)$(call summary,fuzz)
+
+# The header parsers of propagation (tests/fuzz/fuzz_parsers.c): `make
+# fuzz-parsers` grows tests/fuzz/corpus-parsers; check-fuzz-parsers (part of
+# check-fuzz) runs a fixed number of inputs, a few seconds.
+FUZZ_PARSERS_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(FUZZ_DIR)/fuzz_parsers -detect_leaks=1 -max_len=128 -print_final_stats=1 \
+	-artifact_prefix=$(FUZZ_DIR)/parsers-
+.PHONY: fuzz-parsers check-fuzz-parsers
+$(FUZZ_DIR)/fuzz_parsers: tests/fuzz/fuzz_parsers.c $(FUZZ_OBJS)
+	@$(if $(Q),echo "  CLANG   $@")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -pthread \
+		$(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
+
+fuzz-parsers: deps-check $(FUZZ_DIR)/fuzz_parsers
+	$(Q)$(FUZZ_PARSERS_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-parsers
+
+check-fuzz: check-fuzz-parsers
+check-fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
+	$(Q)rm -rf $(FUZZ_DIR)/corpus-parsers && cp -r tests/fuzz/corpus-parsers $(FUZZ_DIR)/corpus-parsers
+	$(Q)$(FUZZ_PARSERS_RUN) -runs=300000 $(FUZZ_DIR)/corpus-parsers >$(FUZZ_DIR)/parsers.log 2>&1 || \
+		{ cat $(FUZZ_DIR)/parsers.log; echo "fuzz-parsers: 0 passed, 1 failed"; exit 1; }
+	$(Q)sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) .*/  fuzz-parsers: \1 inputs, no failure (\2 s)/p' $(FUZZ_DIR)/parsers.log
+	$(Q)$(call summary,fuzz-parsers)
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed.

@@ -575,20 +575,106 @@ int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 /* Propagation across processes                                             */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Parse a gRPC "grpc-timeout" header value (TimeoutValue TimeoutUnit): 1 to 8
+ * ASCII digits then exactly one unit, H (hours), M (minutes), S (seconds),
+ * m (milliseconds), u (microseconds) or n (nanoseconds), and the end of the
+ * string; no sign, no space, nothing else. On success *rel_ns is the timeout
+ * in nanoseconds (0 for "0n"). Only hours can exceed int64_t nanoseconds
+ * (from 2562048H, about 292 years, up to 99999999H): such a value saturates
+ * to RCTX_FOREVER, as gRPC's Go implementation clamps it; treat it as "no
+ * deadline" (rctx_with_timeout() refuses it, rctx_with_deadline() with
+ * RCTX_FOREVER accepts it). Pure function: thread-safe, no allocation.
+ * Returns 0, or -EINVAL if str or rel_ns is NULL or str is not of that form
+ * (*rel_ns is then untouched).
+ */
 int rctx_grpc_timeout_parse(const char *str, int64_t *rel_ns);
+
+/* The longest grpc-timeout value, with its NUL: 8 digits, a unit, '\0'. */
+#define RCTX_GRPC_TIMEOUT_MAX 10
+
+/*
+ * Write the time left before ctx's deadline (rctx_deadline()) as a gRPC
+ * "grpc-timeout" value into buf, NUL-terminated: the finest unit whose value
+ * fits in 8 digits (n, then u, m, S, M, H), rounded down, so that the peer
+ * never gets more time than remains. A deadline already passed is written
+ * "0n" (as gRPC's Go implementation does; the peer then fails at once).
+ * Only the deadline counts: a context cancelled before it is not refused
+ * (check rctx_err() first if that matters). len of RCTX_GRPC_TIMEOUT_MAX
+ * always suffices. Thread-safe.
+ * Returns the length written (without the NUL, 2 to 9), -ENOENT if ctx has
+ * no deadline, -ENOSPC if the value and its NUL do not fit in len bytes
+ * (buf is then untouched), or -EINVAL if ctx or buf is NULL.
+ */
 int rctx_grpc_timeout_format(const rctx_t *ctx, char *buf, size_t len);
 
-/* W3C trace context (traceparent). */
+/*
+ * W3C Trace Context (level 1): the fields of a "traceparent" header. A valid
+ * trace has a trace_id and a span_id (the header's parent-id) that are not
+ * all zero; flags bit 0 is "sampled", other bits are carried as they are.
+ */
 struct rctx_trace {
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
 	uint8_t flags;
 };
+
+/* The length of a version-00 traceparent value, without its NUL. */
 #define RCTX_TRACEPARENT_LEN 55
+
+/*
+ * Parse a traceparent header value (without HTTP's surrounding white space,
+ * which is the caller's to strip): "00-<32 hex>-<16 hex>-<2 hex>", lowercase
+ * hex only, exactly 55 characters for version 00. A higher version (01 to fe)
+ * is parsed by its first 55 characters in the same layout, which must then
+ * be followed by the end of the string or '-' (the specification's rule for
+ * future versions). Refused: version ff, an all-zero trace id or parent id,
+ * uppercase or non-hex digits, wrong lengths or separators. Pure function:
+ * thread-safe, no allocation.
+ * Returns 0 and *t, or -EINVAL if str or t is NULL or str is not a valid
+ * traceparent (*t is then untouched).
+ */
 int rctx_trace_parse(const char *str, struct rctx_trace *t);
+
+/*
+ * Write t as a version-00 traceparent value (RCTX_TRACEPARENT_LEN characters,
+ * lowercase hex) and a NUL into buf. Thread-safe.
+ * Returns RCTX_TRACEPARENT_LEN, -ENOSPC if len is less than
+ * RCTX_TRACEPARENT_LEN + 1 (buf is then untouched), or -EINVAL if t or buf
+ * is NULL or t is not valid (an all-zero trace id or span id: no peer would
+ * accept it).
+ */
 int rctx_trace_format(const struct rctx_trace *t, char *buf, size_t len);
+
+/*
+ * A child span of parent: *child gets parent's trace id and flags and a new
+ * random span id, never zero. The span ids come from a per-thread generator
+ * seeded from getrandom(2) (reseeded in the child after fork()), so a call
+ * makes no system call and takes no lock; they are unique in practice, not
+ * cryptographically unpredictable. child may be parent. Thread-safe.
+ * Returns 0, or -EINVAL if parent or child is NULL or parent's trace id is
+ * all zero (*child is then untouched).
+ */
 int rctx_trace_child(const struct rctx_trace *parent, struct rctx_trace *child);
+
+/*
+ * A value context (as rctx_with_value()) carrying a copy of *t, stored in
+ * the context's own allocation: the caller keeps owning t and may reuse it
+ * at once; the copy lives as long as the context. Read it back with
+ * rctx_trace_of(). Thread-safe.
+ * Returns a new context holding one reference, owned by the caller (drop it
+ * with rctx_unref() or rctx_release()); NULL if parent or t is NULL or t is
+ * not valid (an all-zero trace id or span id) (all invalid), or on
+ * out-of-memory.
+ */
 rctx_t *rctx_with_trace(rctx_t *parent, const struct rctx_trace *t);
+
+/*
+ * The trace of the nearest context made by rctx_with_trace() on ctx's chain
+ * (ctx itself included), copied into *t. Lock-free, as rctx_value().
+ * Returns 0 and *t, -ENOENT if no context of the chain carries a trace, or
+ * -EINVAL if ctx or t is NULL (*t is untouched on failure).
+ */
 int rctx_trace_of(const rctx_t *ctx, struct rctx_trace *t);
 
 /* ------------------------------------------------------------------------ */
