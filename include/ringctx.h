@@ -652,8 +652,9 @@ void rctx_group_free(rctx_group_t *g);
  * a context that can end, one child context and one poll request on the
  * ring. rctx_ring_destroy() completes queued requests with -ECANCELED
  * (their cb runs, none is dropped), in-flight ones as rctx_submit() says.
- * A group is bound to one ring at a time: the ring of its first request,
- * then of the first one after it had no request queued or in flight.
+ * A group with a limit is bound to one ring at a time: the ring of its
+ * first request, then of the first one after it had no request queued or
+ * in flight (one without a limit may use any ring, from the rings' owners).
  * The limit of requests is apart from the limit of functions. The group's
  * result is not affected by the requests' results.
  * Owner thread of ring only (the ring's rules); rctx_group_free() may come

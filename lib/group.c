@@ -227,20 +227,25 @@ static void worker_free(struct group_worker *w)
 	free(w);
 }
 
-/* Join the workers that exited on their own. */
-static void reap_exited(struct rctx_group *g)
+/* Join workers taken off the exited list (no lock held). */
+static void join_workers(struct group_worker *w)
 {
-	struct group_worker *w, *next;
+	struct group_worker *next;
 
-	pthread_mutex_lock(&g->lock);
-	w = g->exited;
-	g->exited = NULL;
-	pthread_mutex_unlock(&g->lock);
 	for (; w; w = next) {
 		next = w->next;
 		pthread_join(w->tid, NULL);
 		worker_free(w);
 	}
+}
+
+/* g->lock held: take the workers that exited on their own, to join. */
+static struct group_worker *take_exited(struct rctx_group *g)
+{
+	struct group_worker *w = g->exited;
+
+	g->exited = NULL;
+	return w;
 }
 
 /* Start a thread for w (already listed with its task), every signal
@@ -304,14 +309,13 @@ static int group_start(struct rctx_group *g, int (*fn)(rctx_t *, void *), void *
 		       bool block)
 {
 	ERRNO_GUARD;
-	struct group_worker *spawn = NULL;
+	struct group_worker *spawn = NULL, *exited;
 	int ret;
 
 	if (!g || !fn)
 		return -EINVAL;
-	if (g->exited)
-		reap_exited(g);
 	pthread_mutex_lock(&g->lock);
+	exited = take_exited(g);
 	for (;;) {
 		ret = rctx_err(group_ctx(g));
 		if (ret)
@@ -329,20 +333,21 @@ static int group_start(struct rctx_group *g, int (*fn)(rctx_t *, void *), void *
 	if (ret < 0)
 		slot_put_locked(g);
 	pthread_mutex_unlock(&g->lock);
-	if (!spawn)
-		return ret;
-	ret = worker_spawn(spawn);
-	if (ret < 0) {
+	if (spawn)
+		ret = worker_spawn(spawn);
+	if (ret < 0 && spawn) {
 		pthread_mutex_lock(&g->lock);
 		unlink_worker(&g->workers, spawn, false);
 		slot_put_locked(g);
 		pthread_mutex_unlock(&g->lock);
 		free(spawn);
 	}
+	join_workers(exited);
 	return ret;
 
 out_unlock:
 	pthread_mutex_unlock(&g->lock);
+	join_workers(exited);
 	return ret;
 }
 
@@ -374,7 +379,7 @@ RCTX_API int rctx_group_wait(rctx_group_t *g)
 /* After the wait: stop and join every worker. */
 static void stop_workers(struct rctx_group *g)
 {
-	struct group_worker *w, *next;
+	struct group_worker *w, *exited;
 
 	pthread_mutex_lock(&g->lock);
 	g->stopping = true;
@@ -383,13 +388,10 @@ static void stop_workers(struct rctx_group *g)
 	w = g->workers;
 	g->workers = NULL;
 	g->idle = NULL;
+	exited = take_exited(g);
 	pthread_mutex_unlock(&g->lock);
-	for (; w; w = next) {
-		next = w->next;
-		pthread_join(w->tid, NULL);
-		worker_free(w);
-	}
-	reap_exited(g);
+	join_workers(w);
+	join_workers(exited);
 }
 
 RCTX_API void rctx_group_free(rctx_group_t *g)
@@ -582,7 +584,7 @@ RCTX_API int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 	if (!g || !ring || !ctx_valid(ctx) || !sqe || !cb ||
 	    (sqe->flags & GROUP_REFUSED_FLAGS))
 		return -EINVAL;
-	if (g->ring != ring) {
+	if (g->limit > 0 && g->ring != ring) {
 		if (g->inflight || g->qhead)
 			return -EXDEV;
 		g->ring = ring;
