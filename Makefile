@@ -57,6 +57,7 @@ BENCH_SRCS := $(wildcard bench/bench_*.c)
 TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf
 TSAN_TESTS += test_propagation
 TSAN_TESTS += test_pool
+TSAN_TESTS += test_group
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-fault check-valgrind check-install check-symbols demo bench bench-quick \

@@ -562,12 +562,110 @@ rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
 /* Go's errgroup with SetLimit. Opaque. */
 typedef struct rctx_group rctx_group_t;
 
+/*
+ * Go's errgroup.WithContext followed by SetLimit(limit): a group of
+ * functions run on worker threads of the group, at most `limit` at once
+ * (limit < 0: no limit), and a limit of `limit` requests in flight for
+ * rctx_group_submit(). The group owns a cancellable context derived from
+ * parent (rctx_group_ctx()), ended by the first function that fails, by
+ * rctx_group_wait(), or by parent. Returns a group owned by the caller, who
+ * frees it with rctx_group_free(); NULL if parent is NULL or limit is 0
+ * (invalid: Go's SetLimit(0) would block every Go call forever), or on
+ * out-of-memory. Thread-safe.
+ */
 rctx_group_t *rctx_group_new(rctx_t *parent, int limit);
+
+/*
+ * The group's context (borrowed: valid until rctx_group_free(); take a
+ * reference with rctx_ref() to keep it longer). Every function of the group
+ * gets it; pass it, or a descendant, to the work the group does. NULL for
+ * NULL. Thread-safe.
+ */
 rctx_t *rctx_group_ctx(rctx_group_t *g);
+
+/*
+ * Go's Group.Go: wait until fewer than limit functions of the group run,
+ * then run fn(ctx, arg) on a worker thread of the group, ctx being the
+ * group's context (borrowed for the call). Workers are reused: an idle one
+ * takes the call, a new one is created only when none is idle, so a group
+ * with a limit never has more than `limit` threads (they live until
+ * rctx_group_free()); without a limit, a worker idle for a second exits.
+ * Workers run with every signal blocked. The first fn that returns
+ * non-zero records that value as the group's result and cancels the
+ * group's context with it as cause (rctx_cancel_cause()): other functions
+ * see rctx_err(ctx) == -ECANCELED and rctx_cause(ctx) == that value, and
+ * requests submitted under the context are aborted. Among racing failures
+ * exactly one is recorded.
+ * Returns 0 once fn is started (it will run exactly once); without running
+ * fn: the group context's error (-ECANCELED, -ETIMEDOUT) if it is done, or
+ * becomes done while waiting for a slot (so also after rctx_group_wait(),
+ * which cancels it: a group is not reusable), -EINVAL if g or fn is NULL,
+ * -ENOMEM, or the negative errno of pthread_create (-EAGAIN). Thread-safe,
+ * callable from the group's own functions (which may then wait for a slot:
+ * with a limit, do not do it from every running function at once).
+ */
 int rctx_group_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
+
+/*
+ * Go's Group.TryGo: as rctx_group_go(), but never waits: -EAGAIN if limit
+ * functions are running. Returns 0 once fn is started, or the errors of
+ * rctx_group_go(). Thread-safe.
+ */
 int rctx_group_try_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
+
+/*
+ * Go's Group.Wait: wait until every function started returned, then cancel
+ * the group's context (with the group's result as cause, or a plain cancel
+ * if there is none). Returns the first non-zero result of a function, or 0
+ * if none failed; -EINVAL for NULL. May be called again, and from several
+ * threads (each returns the same); not from one of the group's functions
+ * (it would wait for itself). Requests of rctx_group_submit() are not
+ * waited for.
+ */
 int rctx_group_wait(rctx_group_t *g);
+
+/*
+ * Wait as rctx_group_wait() (if not done yet), stop and join the worker
+ * threads, and drop the caller's group. No other call on g may run or
+ * follow (the caller's own references to the group's context, if any,
+ * stay valid). Requests of rctx_group_submit() still queued or in flight
+ * keep what they need alive: they complete as usual when their ring is run
+ * or destroyed, and the group's memory is freed after the last one. NULL is
+ * ignored. Not from one of the group's functions.
+ */
 void rctx_group_free(rctx_group_t *g);
+
+/*
+ * As rctx_submit(), under any context ctx (the group's, a descendant, or
+ * any other: the limit applies regardless), but with at most limit requests
+ * of the group in flight (no limit: a plain rctx_submit()). A request over
+ * the limit is queued, in FIFO order, and submitted from the callback of a
+ * request of the group that completes and frees a slot (before that
+ * callback's own cb runs). A request holds its slot until its callback runs
+ * (a multishot one: until its last CQE). A request whose context is done at
+ * this call, or when it leaves the queue, is not counted and completes as
+ * rctx_submit() says, with the context's error. A queued request whose
+ * context ends (a cancel, its deadline) completes at once, without waiting
+ * for a slot: its cb runs with the context's error from the next
+ * rctx_ring_run() of the ring after that (the ring is woken), whatever the
+ * group's in-flight requests do; this costs, for each queued request under
+ * a context that can end, one child context and one poll request on the
+ * ring. rctx_ring_destroy() completes queued requests with -ECANCELED
+ * (their cb runs, none is dropped), in-flight ones as rctx_submit() says.
+ * A group with a limit is bound to one ring at a time: the ring of its
+ * first request, then of the first one after it had no request queued or
+ * in flight (one without a limit may use any ring, from the rings' owners).
+ * The limit of requests is apart from the limit of functions. The group's
+ * result is not affected by the requests' results.
+ * Owner thread of ring only (the ring's rules); rctx_group_free() may come
+ * before the group's requests have completed (from any thread); the ring may
+ * be destroyed before or after the group is freed.
+ * Returns 0 (cb will be called exactly once), or, with cb never called:
+ * -EINVAL (NULL g, ring, ctx, sqe or cb, or a flag rctx_submit() refuses),
+ * -EXDEV (ring is not the ring the group is bound to), -ENOMEM, the
+ * negative errno of eventfd(2) (-EMFILE, -ENFILE) for the first queued
+ * request, or the errors of rctx_submit().
+ */
 int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 		      const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
 
