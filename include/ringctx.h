@@ -542,8 +542,12 @@ rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
  * a handler, with its flags and mask), and the runtime thread blocks sig
  * again if it was blocked there; a signal arriving between the two takes
  * the restored disposition. Do not change sig's disposition yourself while
- * a signal context watches it. A context created done (its parent was done)
- * watches nothing.
+ * a signal context watches it. The restore happens in the rctx_release()
+ * or rctx_unref() that drops the last reference; when the runtime thread
+ * is still ending the context for a signal at that moment (it holds a
+ * reference meanwhile: a waiter may see the context done first), it
+ * happens on that thread just after. A context created done (its parent
+ * was done) watches nothing.
  *
  * Returns NULL if parent or sigs is NULL, n <= 0, or a signal is out of
  * range, SIGKILL, SIGSTOP, or one of the two real-time signals the C

@@ -126,9 +126,11 @@ static struct sig_ctx *take_watchers(int sig)
 	for (n = st.slot[sig].ctxs; n; n = n->next) {
 		struct sig_ctx *c = container_of(n, struct sig_reg, node)->owner;
 
-		/* One whose last reference went waits for this lock to
-		 * unregister: leave it. */
-		if (rctx__obj_tryget(&c->x.cc.c.hdr)) {
+		/* Skip one done already (no reference taken: a release
+		 * is not delayed by signals after the first), and one whose
+		 * last reference went (it waits for this lock to unregister). */
+		if (!atomic_load_explicit(&c->x.cc.err, memory_order_acquire) &&
+		    rctx__obj_tryget(&c->x.cc.c.hdr)) {
 			c->fire_next = list;
 			list = c;
 		}
