@@ -520,38 +520,82 @@ rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
 /* ------------------------------------------------------------------------ */
 
 /*
- * Go's signal.NotifyContext: done with -ECANCELED on the first of sigs[0..n-1]
- * delivered to the process, whichever thread receives it; rctx_cause() then
- * gives a cause from which rctx_cause_signal() reads the signal back.
- * While the context lives, those signals do not take their previous action;
- * when its last reference goes (rctx_release()), the disposition and mask
- * the library changed are restored, also after it fired. Several may coexist.
- * Returns NULL if parent or sigs is NULL, n is 0, or a signal is invalid or
- * cannot be caught (SIGKILL, SIGSTOP) (all invalid), on out-of-memory, or if
- * the runtime thread cannot be started.
+ * Go's signal.NotifyContext: a child of parent, done with -ECANCELED on the
+ * first of sigs[0..n-1] delivered to the process after its creation,
+ * whichever thread receives it (a thread that never called the library
+ * too); rctx_cause() then reports RCTX_CAUSE_SIGNAL_BASE - sig, from which
+ * rctx_cause_signal() reads the signal back. Duplicates in sigs count once.
+ * The caller owns the returned reference and drops it with rctx_release().
+ * Thread-safe; several signal contexts may live at once, for the same or
+ * different signals, and each signal ends every context that watches it.
+ *
+ * While at least one signal context watching sig lives (from its creation
+ * to its last reference, also after it fired, as Go's NotifyContext until
+ * stop()): the library's handler (SA_SIGINFO | SA_RESTART) replaces the
+ * application's handler or disposition for sig, which is therefore not
+ * taken (neither a handler of yours nor the default action: a SIGINT or a
+ * SIGTERM does not end the process meanwhile, a second one after the
+ * context fired neither); and the library's runtime thread unblocks sig in
+ * its own signal mask, so that sig is delivered even if every application
+ * thread blocks it. When the last such context goes, the disposition saved
+ * before the first is restored (as sigaction() read it: SIG_DFL, SIG_IGN or
+ * a handler, with its flags and mask), and the runtime thread blocks sig
+ * again if it was blocked there; a signal arriving between the two takes
+ * the restored disposition. Do not change sig's disposition yourself while
+ * a signal context watches it. The restore happens in the rctx_release()
+ * or rctx_unref() that drops the last reference; when the runtime thread
+ * is still ending the context for a signal at that moment (it holds a
+ * reference meanwhile: a waiter may see the context done first), it
+ * happens on that thread just after. A context created done (its parent
+ * was done) watches nothing.
+ *
+ * Returns NULL if parent or sigs is NULL, n <= 0, or a signal is out of
+ * range, SIGKILL, SIGSTOP, or one of the two real-time signals the C
+ * library keeps for itself (32, 33) (all invalid); on out-of-memory or when
+ * no eventfd is left; if sigaction() fails; or if the runtime thread cannot
+ * be started (out of fds, threads or io_uring resources, or the process is
+ * exiting).
  */
 rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n);
 
-/* The cause a signal context reports for signal sig. */
+/* The cause a signal context reports for signal sig: RCTX_CAUSE_SIGNAL_BASE - sig. */
 #define RCTX_CAUSE_SIGNAL_BASE (-0x10000)
-/* The signal number carried by a cause, or 0 if cause is not a signal's. */
+/*
+ * The signal number carried by a cause (rctx_cause() of a context ended by
+ * rctx_with_signals()), or 0 if cause is not a signal's. Pure, thread-safe,
+ * never fails.
+ */
 int rctx_cause_signal(int cause);
 
 /*
- * Done with -ECANCELED and cause (nonzero) when the kernel reports any of
- * poll_events (POLLIN, POLLRDHUP...) on fd: one io_uring poll request on a
- * library ring, cancelled when the context ends first. Reads nothing from
- * fd; the caller keeps owning it (close it only after releasing the
- * context). Returns NULL if parent is NULL, fd is negative or not open,
- * poll_events is 0 or cause is 0 (all invalid), on out-of-memory, or if the
- * runtime thread cannot be started.
+ * A child of parent, done with -ECANCELED and cause (nonzero) when the
+ * kernel reports any of poll_events (POLLIN, POLLRDHUP...) on fd. The kernel
+ * always reports POLLERR and POLLHUP too, and they end it as well. One
+ * IORING_OP_POLL_ADD on the library's keeper ring (submitted by the runtime
+ * thread, so it never ties up a caller's ring or thread), under the context
+ * itself: when the context ends first (rctx_release(), its parent's cancel
+ * or deadline) the poll is cancelled like any request. If the poll fails
+ * instead (say -EBADF), the context is done with -ECANCELED and that
+ * negative errno as its cause. The in-flight poll holds a reference to the
+ * context: drop yours with rctx_release() (cancel + unref), not
+ * rctx_unref(), or the context and its poll live until the event. Reads
+ * nothing from fd; the caller keeps owning it (close it only after
+ * releasing the context). The caller owns the returned reference.
+ * Thread-safe. A parent already done gives a context done at creation with
+ * its error and cause, and no poll.
+ * Returns NULL if parent is NULL, fd is negative or not open, poll_events is
+ * 0 or cause is 0 (all invalid), on out-of-memory, or if the runtime thread
+ * cannot be started (out of fds, threads or io_uring resources, or the
+ * process is exiting).
  */
 rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
 
 /*
- * The peer of socket sockfd closed or the socket failed: rctx_with_fd() with
- * POLLRDHUP | POLLHUP | POLLERR and cause -ECONNRESET. Readable data does
- * not end it.
+ * The peer of socket sockfd closed or shut down its writing side, or the
+ * socket failed: rctx_with_fd() with POLLRDHUP | POLLHUP | POLLERR and cause
+ * -ECONNRESET (ownership, thread-safety and NULL returns as there). Readable
+ * data does not end it. For stream sockets (TCP, UNIX); NULL if sockfd is
+ * negative or not open.
  */
 rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
 

@@ -322,6 +322,10 @@ struct rctx_kept {
 	int res;
 	bool close_late;           /* a late fd is closed */
 	void *buf;                 /* owned bounce buffer or path copy */
+	/* Optional: no caller waits; called with res set on the runtime
+	 * thread instead of the wake-up (state is left KEPT_WAITING). */
+	void (*complete)(struct rctx_kept *k);
+	void *arg;                 /* complete()'s */
 };
 bool rctx__kept_abandon(struct rctx_kept *k);
 void rctx__kept_ctx_done(void *arg);

@@ -13,8 +13,10 @@
  * own ring (the keeper ring) under the caller's context, and the caller
  * sleeps on a futex word until the request completes or the context is done.
  * An abandoned request belongs to the keeper, which frees its memory (and
- * closes a late fd) when the kernel lets go. The runtime thread lives as long
- * as the process, so no caller's exit ever waits for the disk.
+ * closes a late fd) when the kernel lets go. The library's own watches (fd
+ * and signal contexts: lib/watch.c, lib/signal.c) are kept requests too,
+ * with a completion hook instead of a waiting caller. The runtime thread
+ * lives as long as the process, so no caller's exit ever waits for the disk.
  *
  * The same thread adopts the rings of exited threads that still held
  * requests the kernel would not give back (rctx_thread_ring()): it watches
@@ -84,7 +86,9 @@ static void kept_cb(void *arg, int res, uint32_t flags)
 	if (flags & IORING_CQE_F_MORE)
 		return;
 	k->res = res;
-	if (atomic_compare_exchange_strong_explicit(&k->state, &waiting, KEPT_DONE,
+	if (k->complete) {
+		k->complete(k); /* a watch of the library's own: no caller */
+	} else if (atomic_compare_exchange_strong_explicit(&k->state, &waiting, KEPT_DONE,
 			memory_order_acq_rel, memory_order_acquire)) {
 		kept_wake(k);
 	} else {

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fd contexts: done when the kernel reports an event on a file descriptor
+ * (rctx_with_fd(), rctx_with_hangup()).
+ *
+ * The context is an extended context. Its one IORING_OP_POLL_ADD is a kept
+ * request (lib/keeper.c) that the runtime thread submits on the keeper ring
+ * under the context itself: so the ordinary cancel path aborts the poll when
+ * the context ends first (rctx_release(), a parent's cancel, a deadline),
+ * and the request's reference keeps the context alive while the poll is in
+ * flight. The kept request holds a reference of its own too, which its
+ * completion hook drops: the hook may run after a short-circuit, when the
+ * request never held one.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+struct fd_watch {
+	struct rctx_ext x;
+	int cause;          /* of an event */
+};
+
+static const struct rctx_ext_ops fd_watch_ops = {
+	.name = "WithFd",
+};
+
+/*
+ * The poll's completion, on the runtime thread. Events: cancel with the
+ * watch's cause. The context done first (-ECANCELED, or its error when the
+ * submission short-circuited), or the runtime shutting down: nothing.
+ * Another error (-EBADF...): cancel with that errno as the cause.
+ */
+static void watch_complete(struct rctx_kept *k)
+{
+	struct fd_watch *w = k->arg;
+	int cause = w->cause;
+
+	if (k->res < 0 && k->res != -ECANCELED)
+		cause = k->res;
+	if (k->res != -ECANCELED && !rctx_err(&w->x.cc.c.hdr))
+		rctx__cancel_tree(&w->x.cc, -ECANCELED, cause);
+	rctx_unref(&w->x.cc.c.hdr); /* the kept request's */
+}
+
+/* Hand the poll to the keeper. 0, or -errno (nothing was queued). */
+static int watch_submit(struct fd_watch *w, int fd, unsigned events, int cause)
+{
+	rctx_t *ctx = &w->x.cc.c.hdr;
+	struct rctx_kept *k = rctx__calloc(1, sizeof(*k));
+	int ret;
+
+	if (!k)
+		return -ENOMEM;
+	atomic_init(&k->refs, 1); /* the keeper's */
+	io_uring_prep_poll_add(&k->sqe, fd, events);
+	k->complete = watch_complete;
+	k->arg = w;
+	w->cause = cause;
+	k->ctx = rctx_ref(ctx);    /* submitted under the watch itself */
+	rctx_ref(ctx);             /* the kept request's, for the hook */
+	ret = rctx__rt_keep(k);
+	if (ret < 0) {
+		rctx_unref(ctx);
+		rctx_unref(ctx);
+		free(k);
+	}
+	return ret;
+}
+
+RCTX_API rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause)
+{
+	ERRNO_GUARD;
+	struct rctx_ext *x;
+
+	if (!ctx_valid(parent) || fd < 0 || !poll_events || !cause)
+		return NULL;
+	if (fcntl(fd, F_GETFD) < 0)
+		return NULL; /* not open */
+	x = rctx__ext_new(parent, sizeof(struct fd_watch), &fd_watch_ops,
+			  rctx__deadline_of(parent));
+	if (!x)
+		return NULL;
+	if (rctx_err(&x->cc.c.hdr))
+		return &x->cc.c.hdr; /* done at creation: nothing to watch */
+	if (watch_submit(container_of(x, struct fd_watch, x), fd, poll_events,
+			 cause) < 0) {
+		rctx_release(&x->cc.c.hdr);
+		return NULL;
+	}
+	return &x->cc.c.hdr;
+}
+
+RCTX_API rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd)
+{
+	return rctx_with_fd(parent, sockfd, POLLRDHUP | POLLHUP | POLLERR,
+			    -ECONNRESET);
+}
