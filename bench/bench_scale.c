@@ -279,8 +279,10 @@ static void deadlines(long n, int reps)
 
 int main(void)
 {
-	bench_init("scale: 1M contexts, 100,000 reads in flight, 400,000 deadlines");
+	bench_init(NULL);
 	int reps = bench_reps > 3 ? 3 : bench_reps;
+	printf("== scale: 1M contexts, 100,000 reads in flight, 400,000 deadlines "
+	       "(%s: smaller sizes; median of %d)\n", bench_quick ? "quick" : "full", reps);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ncpu < 1)
 		ncpu = 1;

@@ -26,7 +26,7 @@ QUICK=${RCTX_BENCH_QUICK:-0}
 if [ "$QUICK" != 0 ]; then
 	MODE=quick; GO_BENCHTIME=25ms; GO_COUNT=3; E2E_RUNS=3; LIMIT=60
 else
-	MODE=full; GO_BENCHTIME=200ms; GO_COUNT=5; E2E_RUNS=5; LIMIT=300
+	MODE=full; GO_BENCHTIME=100ms; GO_COUNT=5; E2E_RUNS=5; LIMIT=300
 fi
 # Every program runs under a time limit (seconds), so that a hang cannot
 # stall the suite; rows written before it stopped are kept.
