@@ -176,7 +176,7 @@ static inline struct bench_allocs bench_count_stop(void)
 
 static int bench_quick;
 static int bench_reps = 5;
-static int64_t bench_time_ns = 150 * 1000000LL;
+static int64_t bench_time_ns = 100 * 1000000LL;
 static FILE *bench_csv;
 
 static inline void bench_die(const char *what, int err)

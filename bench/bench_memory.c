@@ -18,6 +18,14 @@
  * context on one ring (SQ 4096), spread over 2,000 AF_UNIX socketpairs;
  * counted from the first rctx_submit() to the rctx_ring_flush() that sends
  * the last ones. Every figure is the median of the repetitions.
+ *
+ * Allocations per create + cancel, in steady state: per op, one context of
+ * each kind is created under a cancellable root and released at once
+ * (rctx_release: cancel + drop); after 10,000 ops of warm-up, the wrappers
+ * count every malloc/calloc/realloc/memalign of the process (the runtime
+ * thread's included) over 100,000 ops. run.sh prints Go's allocs/op beside
+ * it, from its own -benchmem output (CommonParentCancel; WithTimeout and
+ * WithValue per context, i.e. divided by their 10 contexts per op).
  */
 #include "bench.h"
 
@@ -32,6 +40,18 @@ enum { K_CANCEL, K_VALUE, K_TIMEOUT };
 static char vkey;
 static rctx_t *objs[COUNT];
 
+static rctx_t *make_ctx(rctx_t *root, int kind)
+{
+	switch (kind) {
+	case K_CANCEL:
+		return rctx_with_cancel(root);
+	case K_VALUE:
+		return rctx_with_value(root, &vkey, NULL);
+	default:
+		return rctx_with_timeout(root, 3600LL * 1000000000LL);
+	}
+}
+
 static struct bench_allocs contexts_once(int kind)
 {
 	rctx_t *root = rctx_with_cancel(rctx_background());
@@ -39,17 +59,7 @@ static struct bench_allocs contexts_once(int kind)
 		bench_die("rctx_with_cancel", ENOMEM);
 	bench_count_start();
 	for (int i = 0; i < COUNT; i++) {
-		switch (kind) {
-		case K_CANCEL:
-			objs[i] = rctx_with_cancel(root);
-			break;
-		case K_VALUE:
-			objs[i] = rctx_with_value(root, &vkey, NULL);
-			break;
-		default:
-			objs[i] = rctx_with_timeout(root, 3600LL * 1000000000LL);
-			break;
-		}
+		objs[i] = make_ctx(root, kind);
 		if (!objs[i])
 			bench_die("context constructor", ENOMEM);
 	}
@@ -59,6 +69,27 @@ static struct bench_allocs contexts_once(int kind)
 		rctx_unref(objs[i]);
 	rctx_release(root);
 	return a;
+}
+
+static double steady_allocs_once(int kind)
+{
+	rctx_t *root = rctx_with_cancel(rctx_background());
+	if (!root)
+		bench_die("rctx_with_cancel", ENOMEM);
+	for (int pass = 0; pass < 2; pass++) {
+		long n = pass ? COUNT : 10000;
+		if (pass)
+			bench_count_start();
+		for (long i = 0; i < n; i++) {
+			rctx_t *c = make_ctx(root, kind);
+			if (!c)
+				bench_die("context constructor", ENOMEM);
+			rctx_release(c);
+		}
+	}
+	struct bench_allocs a = bench_count_stop();
+	rctx_release(root);
+	return (double)a.n / COUNT;
 }
 
 static int socks[PAIRS][2];
@@ -152,6 +183,21 @@ int main(void)
 			al[r] = (double)a.n / COUNT;
 		}
 		report(names[k], req, use, live, al, reps);
+	}
+	static const char *kinds[] = { "cancel", "value", "timeout" };
+	/* Go benchmark whose allocs/op is the reference, and its contexts per op */
+	static const char *goref[] = { "goallocs:CommonParentCancel:1",
+				       "goallocs:WithValue/depth=10:10",
+				       "goallocs:WithTimeout/concurrency=40:10" };
+	for (int k = 0; k < 3; k++) {
+		for (int r = 0; r < reps; r++)
+			al[r] = steady_allocs_once(k);
+		double m = bench_median(al, reps);
+		char n[96];
+		snprintf(n, sizeof n, "AllocsPerCreateCancel/%s", kinds[k]);
+		printf("%-34s %10.4f allocs/op (steady state)\n", n, m);
+		fflush(stdout);
+		bench_row("memory", n, "allocs", m, goref[k], NAN, NAN, m, NAN, NAN);
 	}
 	for (int r = 0; r < reps; r++) {
 		struct bench_allocs a = requests_once();

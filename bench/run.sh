@@ -26,7 +26,7 @@ QUICK=${RCTX_BENCH_QUICK:-0}
 if [ "$QUICK" != 0 ]; then
 	MODE=quick; GO_BENCHTIME=25ms; GO_COUNT=3; E2E_RUNS=3; LIMIT=60
 else
-	MODE=full; GO_BENCHTIME=200ms; GO_COUNT=5; E2E_RUNS=5; LIMIT=300
+	MODE=full; GO_BENCHTIME=100ms; GO_COUNT=5; E2E_RUNS=5; LIMIT=300
 fi
 # Every program runs under a time limit (seconds), so that a hang cannot
 # stall the suite; rows written before it stopped are kept.
@@ -47,6 +47,12 @@ RESULTS=$OUT/results.csv
 : >"$CSV"; : >"$GOTXT"; : >"$GOCSV"; : >"$E2ETXT"
 status=0
 start=$(date +%s)
+# Wall time of each part, printed at the end (the targets include the total).
+PARTS=$OUT/parts.txt
+: >"$PARTS"
+part_t0=$start
+part_begin() { part_t0=$(date +%s.%N); }
+part_end() { echo "$1 $(echo "$(date +%s.%N) $part_t0" | awk '{ printf "%.1f", $1 - $2 }')" >>"$PARTS"; }
 
 echo "ringctx benchmarks ($MODE mode), $(uname -sr), $(nproc) CPUs"
 
@@ -55,6 +61,7 @@ if command -v go >/dev/null 2>&1; then
 	GOROOT_SRC=$(go env GOROOT)/src/context
 	export GOCACHE="$OUT/gocache" GOPATH="$OUT/gopath" GOMODCACHE="$OUT/gopath/pkg/mod"
 	export GOPROXY=off GOFLAGS= GOMAXPROCS=2 CGO_ENABLED=0
+	part_begin
 	echo "== Go $(go env GOVERSION): go test -bench . -benchmem context (GOMAXPROCS=2, -benchtime=$GO_BENCHTIME -count=$GO_COUNT)"
 	if ! (cd "$GOROOT_SRC" && go test -run XXX -bench . -benchmem \
 		-benchtime="$GO_BENCHTIME" -count="$GO_COUNT") >>"$GOTXT" 2>&1; then
@@ -66,6 +73,8 @@ if command -v go >/dev/null 2>&1; then
 		echo "run.sh: go test bench/go/ctxextra failed (see $GOTXT)" >&2
 		status=1
 	fi
+	part_end "go test context"
+	part_begin
 	echo "== Go end-to-end: bench/go/e2e (-runs $E2E_RUNS)"
 	if (cd "$TOP/bench/go" && go build -o "$OUT/go-e2e" ./e2e) >>"$E2ETXT" 2>&1; then
 		run_limited "$OUT/go-e2e" -n 1000,8000 -runs "$E2E_RUNS" >>"$E2ETXT" 2>&1 || status=1
@@ -74,6 +83,7 @@ if command -v go >/dev/null 2>&1; then
 		echo "run.sh: building bench/go/e2e failed (see $E2ETXT)" >&2
 		status=1
 	fi
+	part_end "go e2e"
 	# Medians over the -count repetitions. Names lose "Benchmark" and "-2".
 	awk '
 	/^Benchmark/ {
@@ -105,8 +115,9 @@ else
 fi
 
 # ---- C ----------------------------------------------------------------------
-for b in context nop cancel latency memory e2e; do
+for b in context nop cancel latency memory e2e scale; do
 	bin=$BUILD/bench_$b
+	part_begin
 	if [ ! -x "$bin" ]; then
 		echo "run.sh: $bin missing (make bench builds it)" >&2
 		status=1
@@ -121,15 +132,18 @@ for b in context nop cancel latency memory e2e; do
 		echo "run.sh: bench_$b failed (exit $rc)" >&2
 		status=1
 	fi
+	part_end "bench_$b"
 done
 # Any other bench_* program that was added later runs too.
 for bin in "$BUILD"/bench_*; do
 	[ -x "$bin" ] || continue
 	case ${bin##*/} in
-	bench_context | bench_nop | bench_cancel | bench_latency | bench_memory | bench_e2e) continue ;;
+	bench_context | bench_nop | bench_cancel | bench_latency | bench_memory | bench_e2e | bench_scale) continue ;;
 	esac
+	part_begin
 	RCTX_BENCH_CSV="$CSV" run_limited "$bin" >"$OUT/${bin##*/}.txt" 2>&1 || status=1
 	cat "$OUT/${bin##*/}.txt"
+	part_end "${bin##*/}"
 done
 
 # ---- join -------------------------------------------------------------------
@@ -151,9 +165,17 @@ BEGIN {
 {
 	sec = $1; name = $2; unit = $3; rc = $4; refn = $5; ref = $6
 	rb = $7; ra = $8; refb = $9; refa = $10
-	if (refn ~ /^go:/) {
+	if (refn ~ /^goallocs:/) {
+		# goallocs:<Go benchmark>:<contexts per Go op>: Go allocs per context
+		split(refn, f, ":"); g = f[2]
+		ref = (g in ga && ga[g] != "") ? ga[g] / f[3] : ""
+		refa = ref
+		refn = "Go " g
+	} else if (refn ~ /^go:/) {
 		g = substr(refn, 4)
-		if (g == "e2e") { ref = (name in e2e) ? e2e[name] : "" }
+		# the single-ring and per-core rows both compare to Go at the same N
+		k = name; sub(/\/(single|per-core)$/, "", k)
+		if (g == "e2e") { ref = (k in e2e) ? e2e[k] : "" }
 		else if (g in gns) { ref = gns[g]; refb = gb[g]; refa = ga[g] }
 		else { ref = "" }
 		refn = (g == "e2e") ? "Go (bench/go/e2e)" : "Go"
@@ -171,6 +193,7 @@ awk -F, '
 function fmt(v, unit) {
 	if (v == "") return "-"
 	if (unit == "B") return sprintf("%.2f B", v)
+	if (unit == "allocs") return sprintf("%.3f", v)
 	v += 0
 	if (v < 10) return sprintf("%.2f ns", v)
 	if (v < 10000) return sprintf("%.1f ns", v)
@@ -188,47 +211,48 @@ NR == 1 { next }
 	printf "%-40s %-28s %11s %11s %8s %9s %9s %7s %7s\n", $2, substr($4, 1, 28), fmt($5, $3), fmt($6, $3), ($7 == "" ? "-" : sprintf("%.3fx", $7)), num($8, "%.0f"), num($9, "%.1f"), num($10, "%.0f"), num($11, "%.2f")
 }' "$RESULTS" >"$TABLE"
 
-awk -F, '
+# Every target is computed from this run's figures. targets.csv (for
+# bench/compare.sh): target<TAB>value<TAB>limit<TAB>status.
+TCSV=$OUT/targets.tsv
+elapsed=$(( $(date +%s) - start ))
+if [ "$MODE" = quick ]; then wall_limit=60; else wall_limit=240; fi
+awk -F, -v tcsv="$TCSV" -v wall="$elapsed" -v wall_limit="$wall_limit" '
 NR == 1 { next }
-{ key = $2 "|" $4; val[key] = $6; rat[key] = $7; ref[key] = $5 }
-function find(bench, refpat,    k) {
-	for (k in val) if (index(k, bench "|") == 1 && substr(k, length(bench) + 2) ~ refpat) return k
-	return ""
-}
-# kind "ratio": ratio <= lim; "faster": reference/ringctx >= lim; "abs": value <= lim
-function t(desc, bench, refpat, kind, lim,    k, v, ok, shown) {
-	k = find(bench, refpat)
-	if (k == "" || (kind != "abs" && rat[k] == "") || (kind == "abs" && val[k] == "")) {
-		printf "NODATA  %-58s (no measurement)\n", desc; nodata++; return
-	}
-	if (kind == "ratio") { v = rat[k] + 0; ok = v <= lim; shown = sprintf("%.3fx", v) }
-	else if (kind == "faster") { v = (ref[k] + 0) / (val[k] + 0); ok = v >= lim; shown = sprintf("%.1fx faster", v) }
-	else { v = val[k] + 0; ok = v <= lim; shown = (bench ~ /^Bytes/) ? sprintf("%.2f B", v) : sprintf("%.1f us", v / 1000) }
-	printf "%-7s %-58s %s\n", ok ? "PASS" : "MISS", desc, shown
+{ val[$2] = $6; rat[$2] = $7; ref[$2] = $5; refname[$2] = $4 }
+function out(desc, ok, shown, v, lim) {
+	printf "%-7s %-60s %s\n", ok ? "PASS" : "MISS", desc, shown
+	printf "%s\t%s\t%s\t%s\n", desc, v, lim, ok ? "PASS" : "MISS" >tcsv
 	if (ok) pass++; else miss++
 }
+function nodata(desc) {
+	printf "NODATA  %-60s (no measurement)\n", desc; nodata_n++
+	printf "%s\t\t\tNODATA\n", desc >tcsv
+}
+# ringctx / reference of the same run <= lim
+function ratio(desc, bench, lim,    v) {
+	if (!(bench in rat) || rat[bench] == "") { nodata(desc); return }
+	v = rat[bench] + 0
+	out(desc, v <= lim, sprintf("%.3fx (limit %.2fx)", v, lim), v, lim)
+}
+# allocations per op <= lim, with the reference (Go) allocs/op beside it
+function allocs(desc, bench, lim,    v) {
+	if (!(bench in val) || val[bench] == "") { nodata(desc); return }
+	v = val[bench] + 0
+	out(desc, v <= lim, sprintf("%.3f allocs/op (%s: %s allocs/op)", v, refname[bench], ref[bench] == "" ? "-" : sprintf("%.3g", ref[bench])), v, lim)
+}
 END {
-	t("CancelTree depth=1000 Root=Background <= 0.25x Go", "CancelTree/depth=1000/Root=Background", "^Go", "ratio", 0.25)
-	t("CheckCanceled/Err <= 0.5x Go", "CheckCanceled/Err", "^Go", "ratio", 0.5)
-	t("CheckCanceled/Done via rctx_err <= 0.5x Go", "CheckCanceled/Done(rctx_err)", "^Go", "ratio", 0.5)
-	t("CheckCanceled/Done via poll(done fd) <= 0.5x Go", "CheckCanceled/Done(poll)", "^Go", "ratio", 0.5)
-	t("ContextCancelDone via rctx_err <= 0.5x Go", "ContextCancelDone(rctx_err)", "^Go", "ratio", 0.5)
-	t("ContextCancelDone via poll(done fd) <= 0.5x Go", "ContextCancelDone(poll)", "^Go", "ratio", 0.5)
-	t("DeepValueSameGoRoutine depth=100 <= 0.5x Go", "DeepValueSameGoRoutine/depth=100", "^Go", "ratio", 0.5)
-	t("CommonParentCancel <= 0.5x Go", "CommonParentCancel", "^Go", "ratio", 0.5)
-	t("WithTimeout concurrency=40 <= 1.0x Go", "WithTimeout/concurrency=40", "^Go", "ratio", 1.0)
-	t("WithTimeout concurrency=4000 <= 1.0x Go", "WithTimeout/concurrency=4000", "^Go", "ratio", 1.0)
-	t("WithTimeout concurrency=400000 <= 1.0x Go", "WithTimeout/concurrency=400000", "^Go", "ratio", 1.0)
-	t("tracked NOP batch=32 <= 1.15x raw liburing", "NOP/batch=32", "raw", "ratio", 1.15)
-	t("cancel 10,000 receives <= 1.5x raw batched cancels", "CancelRecv/N=10000", "batched", "ratio", 1.5)
-	t("cancel 10,000 receives >= 30x faster than ANY|ALL", "CancelRecv/N=10000", "ANY", "faster", 30)
-	t("cross-thread cancel p99 <= 50 us", "CrossThreadCancel/p99", "", "abs", 50000)
-	t("deadline lateness p99 (rctx_wait) <= 200 us", "DeadlineLateness/wait/p99", "", "abs", 200000)
-	t("deadline lateness p99 (done fd + poll) <= 200 us", "DeadlineLateness/done_fd/p99", "", "abs", 200000)
-	t("bytes per cancel context <= 96 (live heap)", "BytesPerCancelContext/live", "", "abs", 96)
-	t("bytes per tracked request <= 64 (live heap)", "BytesPerTrackedRequest/live", "", "abs", 64)
-	t("end-to-end 8,000 blocked readers <= 0.5x Go", "BlockedReaders/N=8000", "^Go", "ratio", 0.5)
-	printf "targets: %d PASS, %d MISS, %d NODATA\n", pass, miss, nodata
+	printf "" >tcsv
+	ratio("cancel 1,000 blocked readers, per-core rings <= 0.5x Go", "BlockedReaders/N=1000/per-core", 0.5)
+	ratio("cancel 8,000 blocked readers, per-core rings <= 0.5x Go", "BlockedReaders/N=8000/per-core", 0.5)
+	ratio("tracked NOP batch=32 <= 1.10x raw liburing", "NOP/batch=32", 1.10)
+	ratio("tracked NOP batch=256 <= 1.10x raw liburing", "NOP/batch=256", 1.10)
+	allocs("allocs per create+cancel, cancel context = 0", "AllocsPerCreateCancel/cancel", 0)
+	allocs("allocs per create+cancel, timeout context = 0", "AllocsPerCreateCancel/timeout", 0)
+	allocs("allocs per create+cancel, value context = 0", "AllocsPerCreateCancel/value", 0)
+	ratio("deadline lateness p50 (rctx_wait) <= 0.75x clock_nanosleep", "DeadlineLateness/wait/p50", 0.75)
+	ratio("deadline lateness p99 (rctx_wait) <= 0.75x clock_nanosleep", "DeadlineLateness/wait/p99", 0.75)
+	out(sprintf("bench wall time <= %d s (%s mode)", wall_limit, wall_limit == 60 ? "quick" : "full"), wall <= wall_limit + 0, sprintf("%d s, %.3fx of the limit", wall, wall / wall_limit), wall / wall_limit, 1)
+	printf "targets: %d PASS, %d MISS, %d NODATA\n", pass, miss, nodata_n
 }' "$RESULTS" >"$TARGETS"
 
 echo
@@ -236,7 +260,10 @@ echo "==========================================================================
 echo "ringctx vs Go $(command -v go >/dev/null 2>&1 && go env GOVERSION) and raw liburing ($MODE mode; medians; ratio = ringctx / reference)"
 cat "$TABLE"
 echo
-echo "Targets:"
+echo "Wall time per part (s):"
+awk '{ t = $NF; $NF = ""; printf "  %-24s %6.1f\n", $0, t }' "$PARTS"
+echo
+echo "Targets (ratio = ringctx / reference of this run):"
 cat "$TARGETS"
 
 # ---- docs/bench/results.md -----------------------------------------------------
@@ -259,6 +286,7 @@ cat "$TARGETS"
 	function fmt(v, unit) {
 		if (v == "") return "-"
 		if (unit == "B") return sprintf("%.2f B", v)
+	if (unit == "allocs") return sprintf("%.3f", v)
 		v += 0
 		if (v < 10) return sprintf("%.2f ns", v)
 		if (v < 10000) return sprintf("%.1f ns", v)
@@ -273,6 +301,7 @@ cat "$TARGETS"
 		title["latency"] = "Wake-up latency (bench/bench_latency.c)"
 		title["memory"] = "Heap bytes per object (bench/bench_memory.c)"
 		title["e2e"] = "End-to-end: cancel N blocked socket readers (bench/bench_e2e.c vs bench/go/e2e)"
+		title["scale"] = "Scale: 1M contexts, 100,000 reads in flight, 400,000 deadlines (bench/bench_scale.c)"
 	}
 	NR == 1 { next }
 	{
@@ -301,7 +330,11 @@ if command -v gnuplot >/dev/null 2>&1; then
 		if ($4 ~ /batched/) b[n] = $5; else a[n] = $5
 		if (!(n in seen)) { seen[n] = 1; ord[++k] = n }
 	} END { for (i = 1; i <= k; i++) { n = ord[i]; printf "%s %s %s %s\n", n, rc[n] / 1e6, b[n] == "" ? "NaN" : b[n] / 1e6, a[n] == "" ? "NaN" : a[n] / 1e6 } }' "$RESULTS" >"$OUT/plot_cancel.dat"
-	awk -F, 'NR > 1 && $1 == "e2e" { n = $2; sub(/^BlockedReaders\/N=/, "", n); printf "%s %s %s\n", n, ($5 == "" ? "NaN" : $5 / 1e6), $6 / 1e6 }' "$RESULTS" >"$OUT/plot_e2e.dat"
+	awk -F, 'NR > 1 && $1 == "e2e" {
+		n = $2; sub(/^BlockedReaders\/N=/, "", n); lay = n; sub(/\/.*/, "", n); sub(/^[0-9]*\/?/, "", lay)
+		if (!(n in seen)) { seen[n] = 1; ord[++k] = n }
+		g[n] = ($5 == "" ? "NaN" : $5 / 1e6); v[n, lay] = $6 / 1e6
+	} END { for (i = 1; i <= k; i++) { n = ord[i]; printf "%s %s %s %s\n", n, g[n], v[n, "single"], v[n, "per-core"] } }' "$RESULTS" >"$OUT/plot_e2e.dat"
 	gnuplot >"$OUT/gnuplot.log" 2>&1 <<EOF || echo "run.sh: gnuplot failed (see $OUT/gnuplot.log)" >&2
 set terminal pngcairo size 1400,700 noenhanced font ",10"
 set datafile missing "NaN"
@@ -355,7 +388,8 @@ set xlabel "N blocked readers"
 set ylabel "ms, cancel -> all returned"
 set yrange [0:*]
 plot "$OUT/plot_e2e.dat" using 2:xtic(1) title "Go 1.19 (goroutines + watcher)" lc rgb "#909090", \
-     "" using 3 title "ringctx (one ring)" lc rgb "#3070b0"
+     "" using 3 title "ringctx (one ring)" lc rgb "#3070b0", \
+     "" using 4 title "ringctx (one ring per CPU)" lc rgb "#30a060"
 EOF
 else
 	echo "run.sh: gnuplot not installed: no plots" >&2
