@@ -854,13 +854,16 @@ struct rctx_runtime_stats {
 	uint64_t wakeups;         /* runtime thread wake-ups by eventfd */
 	bool running;             /* the runtime thread exists */
 	/* Blocking file I/O (fsync, openat, file reads and writes), which the
-	 * runtime thread submits so that no caller's exit waits for a disk: */
-	uint64_t kept_submitted;  /* requests submitted */
+	 * runtime thread submits so that no caller's exit waits for a disk,
+	 * and the library's own watches (one poll per rctx_with_fd() context,
+	 * one read of the signal notifications once a signal context was
+	 * made), which it submits on the same ring: */
+	uint64_t kept_submitted;  /* requests submitted (both kinds) */
 	uint64_t kept_abandoned;  /* given up by their caller (context done)
 				     while the kernel still held them */
 	uint64_t kept_late;       /* abandoned requests the kernel ended since */
 	uint64_t kept_held;       /* gauge: abandoned, still held by the kernel */
-	struct rctx_ring_stats kept; /* the ring they run on */
+	struct rctx_ring_stats kept; /* the ring they run on (both kinds) */
 	uint64_t rings_adopted;   /* rings of exited threads that still held
 				     requests, taken over by the runtime */
 	uint64_t rings_reclaimed; /* adopted rings freed once the kernel let go */
