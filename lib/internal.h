@@ -87,13 +87,15 @@ enum rctx_kind {
 	RCTX_VALUE,
 	RCTX_WITHOUT,  /* WithoutCancel */
 	RCTX_AFTER,    /* an after-func record (not a context) */
+	RCTX_LINK,     /* a merge's record in a source's child set (not a context) */
 };
 
 struct rctx {
 	_Atomic uint32_t refs;
 	uint8_t kind;
 	_Atomic uint8_t waiters;   /* cancellable: someone may sleep on ->err */
-	uint8_t unused[2];
+	uint8_t nvals;             /* RCTX_VALUE: pairs in the node */
+	uint8_t unused;
 	struct rctx *parent;       /* holds a reference; NULL for roots */
 };
 
@@ -157,12 +159,24 @@ struct rctx_ext {
 	struct rctx_ext *ended_next; /* deferred ended() list of a cancel */
 };
 
-struct rctx_value {
-	struct rctx hdr;
-	struct rctx_cancel *canc;  /* nearest cancellable ancestor or NULL */
+/* WithValue, WithValues: hdr.nvals pairs, the last one searched first.
+ * 40 bytes on x86-64 with one pair. */
+struct rctx_kv {
 	const void *key;
 	void *val;
 };
+
+struct rctx_value {
+	struct rctx hdr;
+	struct rctx_cancel *canc;  /* nearest cancellable ancestor or NULL */
+	struct rctx_kv kv[];
+};
+
+/* A value node for key whose value points to size zeroed bytes in the same
+ * allocation (a structure kept by value). NULL if parent or key is invalid,
+ * or on out-of-memory. */
+struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
+			      void **blob);
 
 struct rctx_without {
 	struct rctx hdr;
@@ -178,6 +192,21 @@ struct rctx_after {
 	struct rctx_after *run_next; /* runtime run queue */
 };
 
+/*
+ * A link: the record by which an extended context (a merge) is cancelled
+ * along with another context, a source that is not its parent. It sits in
+ * the child set of the source's governor and lives inside its owner's
+ * allocation (its own refs are unused). A cancel that detaches it takes a
+ * reference on the owner, if it still has one, and cancels it with the
+ * source's error and cause once no lock is held.
+ */
+struct rctx_link {
+	struct rctx_canceler c;    /* hdr.parent: the source (a reference) */
+	struct rctx_ext *owner;
+	struct rctx_link *fire_next; /* deferred by a cancel */
+	int err, cause;            /* what the deferring cancel ends it with */
+};
+
 /* Every object starts so: one reference per count in refs, holding one on
  * parent (a no-op count on the static roots). */
 static inline void hdr_init(struct rctx *c, enum rctx_kind kind,
@@ -186,7 +215,8 @@ static inline void hdr_init(struct rctx *c, enum rctx_kind kind,
 	atomic_init(&c->refs, refs);
 	c->kind = (uint8_t)kind;
 	atomic_init(&c->waiters, 0);
-	c->unused[0] = c->unused[1] = 0;
+	c->nvals = 0;
+	c->unused = 0;
 	if (parent)
 		atomic_fetch_add_explicit(&parent->refs, 1, memory_order_relaxed);
 	c->parent = parent;
