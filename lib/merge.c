@@ -17,19 +17,24 @@
 #include "internal.h"
 
 /*
- * n is published (release) once the links are set up: the parent's cancel
- * may run ended() while the creator is still at it, and then sees no link
- * or only set-up ones (the creator's check after registering covers it).
+ * n is published once the links are set up: the parent's cancel may run
+ * ended() while the creator is still at it, and then sees no link or only
+ * set-up ones. The creator's check after registering covers the rest: n is
+ * stored and loaded seq_cst, as the canceller stores err and the creator
+ * loads it, so either ended() sees n (and takes each source's lock after
+ * the creator registered there, or before, and then the creator sees err),
+ * or the creator sees err.
  */
 struct rctx_merge {
 	struct rctx_ext x;
 	_Atomic size_t n;
+	_Atomic bool unlinked;     /* every link is out of its child set */
 	struct rctx_link links[];
 };
 
 static size_t merge_n(const struct rctx_merge *m)
 {
-	return atomic_load_explicit(&((struct rctx_merge *)m)->n, memory_order_acquire);
+	return atomic_load_explicit(&((struct rctx_merge *)m)->n, memory_order_seq_cst);
 }
 
 static struct rctx_merge *merge_of(const struct rctx_ext *x)
@@ -54,12 +59,14 @@ static void link_unregister(struct rctx_link *l)
 	runlock(&g->lock);
 }
 
+/* Once the merge is done: a link that is out stays out. */
 static void merge_unregister_all(struct rctx_merge *m)
 {
 	size_t i;
 
 	for (i = 0; i < merge_n(m); i++)
 		link_unregister(&m->links[i]);
+	atomic_store_explicit(&m->unlinked, true, memory_order_relaxed);
 }
 
 /*
@@ -94,13 +101,17 @@ static void merge_ended(struct rctx_ext *x)
 }
 
 /* The last reference went: not done perhaps (rctx_unref() without a
- * cancel), so unregister, then drop the references to the sources. */
+ * cancel), or done without its ended() (the parent's cancel found no
+ * reference left), so unregister unless that was done, then drop the
+ * references to the sources. Whoever unregistered held a reference, whose
+ * release orders it before this. */
 static void merge_destroy(struct rctx_ext *x)
 {
 	struct rctx_merge *m = merge_of(x);
 	size_t i;
 
-	merge_unregister_all(m);
+	if (!atomic_load_explicit(&m->unlinked, memory_order_relaxed))
+		merge_unregister_all(m);
 	for (i = 0; i < merge_n(m); i++)
 		rctx__obj_put(m->links[i].c.hdr.parent);
 }
@@ -168,8 +179,8 @@ static void merge_register(struct rctx_merge *m)
 			break;
 		}
 	}
-	if (cancel_err(&m->x.cc))
-		merge_unregister_all(m);
+	if (atomic_load_explicit(&m->x.cc.err, memory_order_seq_cst))
+		merge_unregister_all(m); /* ERR_ENDING included */
 }
 
 RCTX_API rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n)
@@ -191,7 +202,7 @@ RCTX_API rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n)
 		canceler_init(&m->links[i].c, RCTX_LINK, others[i], 1);
 		m->links[i].owner = x;
 	}
-	atomic_store_explicit(&m->n, n, memory_order_release);
+	atomic_store_explicit(&m->n, n, memory_order_seq_cst);
 	if (!cancel_err(&x->cc)) /* else done with its parent's error */
 		merge_register(m);
 	return &x->cc.c.hdr;
