@@ -252,7 +252,9 @@ Test(merge, values_parent_first_then_others_in_order)
 	rctx_t *p = rctx_with_value(rctx_background(), &key1, &val_a);
 	const void *k1[] = { &key1, &key2 };
 	void *v1[] = { &val_b, &val_b };
-	rctx_t *o1 = rctx_with_values(rctx_with_cancel(rctx_background()), 2, k1, v1);
+	rctx_t *o1c = rctx_with_cancel(rctx_background());
+	rctx_t *o1 = rctx_with_values(o1c, 2, k1, v1);
+	rctx_unref(o1c); /* o1 holds it */
 	const void *k2[] = { &key2, &key3 };
 	void *v2[] = { &val_c, &val_c };
 	rctx_t *o2 = rctx_with_values(rctx_background(), 2, k2, v2);
@@ -283,7 +285,9 @@ Test(merge, values_parent_first_then_others_in_order)
 Test(merge, cancelling_it_unregisters_from_every_source)
 {
 	rctx_t *o1 = rctx_with_cancel(rctx_background());
-	rctx_t *o2 = rctx_with_value(rctx_with_cancel(rctx_background()), &key1, &val_a);
+	rctx_t *o2c = rctx_with_cancel(rctx_background());
+	rctx_t *o2 = rctx_with_value(o2c, &key1, &val_a);
+	rctx_unref(o2c); /* o2 holds it */
 	rctx_t *m = any2(rctx_background(), o1, o2);
 	char buf[256];
 
@@ -319,7 +323,9 @@ Test(merge, freeing_it_live_unregisters_it)
 Test(merge, it_holds_its_sources)
 {
 	rctx_t *p = rctx_with_cancel(rctx_background());
-	rctx_t *o1 = rctx_with_value(rctx_with_cancel(rctx_background()), &key2, &val_b);
+	rctx_t *o1c = rctx_with_cancel(rctx_background());
+	rctx_t *o1 = rctx_with_value(o1c, &key2, &val_b);
+	rctx_unref(o1c); /* o1 holds it */
 	rctx_t *o2 = rctx_with_cancel(rctx_background());
 	rctx_t *m = any2(p, o1, o2);
 
