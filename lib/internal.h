@@ -5,7 +5,8 @@
  * Object model (see docs/lifecycle.md):
  *  - Every tree object starts with struct rctx (refcount, kind, parent).
  *  - A "canceler" is what a cancellable context keeps in its child set: a
- *    cancellable child context or an after-func record. Value and
+ *    cancellable child context, an after-func record or a merge's link
+ *    (struct rctx_link). Value and
  *    without-cancel contexts keep nothing; their children register with the
  *    nearest cancellable ancestor (value contexts cache it in ->canc).
  *  - The child set and the request list of a cancellable context are

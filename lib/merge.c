@@ -100,6 +100,34 @@ static void merge_ended(struct rctx_ext *x)
 	merge_unregister_all(merge_of(x));
 }
 
+/*
+ * Drop a merge's reference to a source. The source may be a merge whose
+ * destroy drops its own sources, and so on down a chain of merges: rather
+ * than recurse once per level, the outermost call on a thread drains a small
+ * per-thread stack to which the nested ones push. Only when the stack is
+ * full (a wide fan-out of merges of merges) does a call recurse.
+ */
+#define PUT_STACK_MAX 64
+static __thread struct rctx *put_stack[PUT_STACK_MAX];
+static __thread unsigned put_depth;
+static __thread bool put_draining;
+
+static void put_source(struct rctx *src)
+{
+	if (put_draining) {
+		if (put_depth < PUT_STACK_MAX)
+			put_stack[put_depth++] = src;
+		else
+			rctx__obj_put(src);
+		return;
+	}
+	put_draining = true;
+	rctx__obj_put(src);
+	while (put_depth)
+		rctx__obj_put(put_stack[--put_depth]);
+	put_draining = false;
+}
+
 /* The last reference went: not done perhaps (rctx_unref() without a
  * cancel), or done without its ended() (the parent's cancel found no
  * reference left), so unregister unless that was done, then drop the
@@ -113,7 +141,7 @@ static void merge_destroy(struct rctx_ext *x)
 	if (!atomic_load_explicit(&m->unlinked, memory_order_relaxed))
 		merge_unregister_all(m);
 	for (i = 0; i < merge_n(m); i++)
-		rctx__obj_put(m->links[i].c.hdr.parent);
+		put_source(m->links[i].c.hdr.parent);
 }
 
 /* The parent's chain found nothing (lib/context.c): each source's, in order. */

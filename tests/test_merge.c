@@ -363,7 +363,7 @@ Test(merge, the_same_source_twice)
  * reaches the top without recursing once per level. */
 Test(merge, a_long_chain_of_merges)
 {
-	const long depth = th_scaled(20000);
+	const long depth = th_scaled(200000);
 	rctx_t **m = calloc((size_t)depth, sizeof(*m));
 
 	cr_assert_not_null(m);
@@ -381,6 +381,24 @@ Test(merge, a_long_chain_of_merges)
 	/* Top first: each release frees one merge, its source still held. */
 	for (long i = depth - 1; i >= 0; i--)
 		rctx_release(m[i]);
+	free(m);
+}
+
+/* The same, freed bottom first without a cancel: the last release frees
+ * the whole chain, without recursing once per level either. */
+Test(merge, a_long_chain_of_merges_freed_bottom_first)
+{
+	const long depth = th_scaled(200000);
+	rctx_t **m = calloc((size_t)depth, sizeof(*m));
+
+	cr_assert_not_null(m);
+	m[0] = rctx_with_cancel(rctx_background());
+	for (long i = 1; i < depth; i++) {
+		m[i] = rctx_with_any(rctx_background(), &m[i - 1], 1);
+		cr_assert_not_null(m[i]);
+	}
+	for (long i = 0; i < depth; i++)
+		rctx_unref(m[i]);
 	free(m);
 }
 
