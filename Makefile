@@ -59,6 +59,7 @@ TSAN_TESTS += test_propagation
 TSAN_TESTS += test_pool
 TSAN_TESTS += test_group
 TSAN_TESTS += test_signal test_watch
+TSAN_TESTS += test_merge
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-fault check-valgrind check-install check-symbols demo bench bench-quick \

@@ -21,6 +21,10 @@
  *    there are no goroutines in C, so it measures thread creation.
  *  - WithValue is not in Go 1.19's file; run.sh runs the same shape in Go
  *    from bench/go/ctxextra.
+ *  - "merge create+cancel (n=2)" (rctx_with_any of a parent and two others,
+ *    then rctx_release) has no Go row: its reference is "with_cancel
+ *    create+cancel", the same op on a plain cancel context under the same
+ *    parent, measured in the same run; the ratio is printed.
  *  - Allocations: counted by the malloc wrappers of bench.h (calls and
  *    requested bytes); Go's B/op are size-class rounded. Done fds are file
  *    descriptors, not memory, and are not counted.
@@ -317,6 +321,62 @@ static void with_value(void *p, long n, int tid)
 	}
 }
 
+/* ---- merge create+cancel vs with_cancel create+cancel -------------------- */
+
+struct merge_arg {
+	rctx_t *parent;
+	rctx_t *others[2];
+};
+
+static void merge_create_cancel(void *p, long n, int tid)
+{
+	(void)tid;
+	struct merge_arg *a = p;
+	for (long i = 0; i < n; i++) {
+		rctx_t *m = rctx_with_any(a->parent, a->others, 2);
+		if (!m)
+			bench_die("rctx_with_any", ENOMEM);
+		rctx_release(m);
+	}
+}
+
+static void cancel_create_cancel(void *p, long n, int tid)
+{
+	(void)tid;
+	struct merge_arg *a = p;
+	for (long i = 0; i < n; i++) {
+		rctx_t *c = rctx_with_cancel(a->parent);
+		if (!c)
+			bench_die("rctx_with_cancel", ENOMEM);
+		rctx_release(c);
+	}
+}
+
+static void merge_vs_cancel(void)
+{
+	struct merge_arg a = {
+		rctx_with_cancel(rctx_background()),
+		{ rctx_with_cancel(rctx_background()), rctx_with_cancel(rctx_background()) },
+	};
+	if (!a.parent || !a.others[0] || !a.others[1])
+		bench_die("setup", ENOMEM);
+	struct bench_result c = bench_measure(cancel_create_cancel, &a, 1, 0);
+	struct bench_result m = bench_measure(merge_create_cancel, &a, 1, 0);
+	char t[32];
+	printf("%-46s %12s %10.1f %8.2f %10ld\n", "with_cancel create+cancel",
+	       bench_fmt_ns(c.ns_op, t, sizeof t), c.bytes_op, c.allocs_op, c.n);
+	printf("%-46s %12s %10.1f %8.2f %10ld   (%.2fx with_cancel)\n",
+	       "merge create+cancel (n=2)", bench_fmt_ns(m.ns_op, t, sizeof t), m.bytes_op,
+	       m.allocs_op, m.n, m.ns_op / c.ns_op);
+	fflush(stdout);
+	bench_row("context", "merge create+cancel (n=2)", "ns/op", m.ns_op,
+		  "with_cancel create+cancel", c.ns_op, m.bytes_op, m.allocs_op, c.bytes_op,
+		  c.allocs_op);
+	rctx_release(a.others[1]);
+	rctx_release(a.others[0]);
+	rctx_release(a.parent);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--with-timeout") == 0) {
@@ -394,6 +454,8 @@ int main(int argc, char **argv)
 		snprintf(name, sizeof name, "WithValue/depth=%d", vdepths[i]);
 		report(name, NULL, bench_measure(with_value, &a, 1, 0));
 	}
+
+	merge_vs_cancel();
 	bench_finish();
 	return 0;
 }

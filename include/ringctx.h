@@ -482,8 +482,15 @@ rctx_ring_t *rctx_thread_ring(void);
 /*
  * Several values in one node (one allocation): as n nested rctx_with_value()
  * calls with keys[0]..keys[n-1] in order (a later duplicate key shadows an
- * earlier one). keys and vals are copied; the context owns neither the keys
- * nor the values. Returns NULL if parent, keys or vals is NULL, a key is
+ * earlier one, and the pairs shadow the parent's values of the same keys).
+ * A val may be NULL (it shadows as in rctx_with_value()). The arrays keys
+ * and vals are copied: the caller may reuse them at once; the context owns
+ * neither the keys nor the values. rctx_format() shows one
+ * ".WithValue(key=..., val=...)" part per pair, in order. The new context
+ * holds one reference, owned by the caller (drop it with rctx_release() or
+ * rctx_unref()), and one to parent; it is done, cancelled and timed out with
+ * parent, like any value context. Thread-safe.
+ * Returns the new context; NULL if parent, keys or vals is NULL, a key is
  * NULL, or n is 0 or larger than RCTX_VALUES_MAX (all invalid), or on
  * out-of-memory.
  */
@@ -492,9 +499,12 @@ rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
 			 void *const *vals);
 
 /*
- * Nanoseconds left before ctx's deadline (rctx_deadline()): RCTX_FOREVER
- * without one, 0 once it has passed; -EINVAL for NULL. For adaptive
- * timeouts.
+ * Nanoseconds left before ctx's effective deadline (the one rctx_deadline()
+ * reports), for adaptive timeouts. Reads the clock once; lock-free,
+ * thread-safe. Whether ctx is done is not considered (see rctx_err()).
+ * Returns the time left, RCTX_FOREVER if ctx has no deadline, 0 once the
+ * deadline has passed (even if its timer has not fired yet), or -EINVAL if
+ * ctx is NULL.
  */
 int64_t rctx_remaining(const rctx_t *ctx);
 
@@ -504,13 +514,27 @@ int64_t rctx_remaining(const rctx_t *ctx);
 
 /*
  * A context done as soon as parent or any of others[0..n-1] is done, with
- * that context's error and cause. Values are looked up in parent's chain
- * first, then in each other's in order; its deadline is the earliest of all.
- * No thread, no polling: it registers with each source as a child does, and
- * unregisters from all of them when it ends. Holds a reference to parent
- * and to each other. Cancellable (rctx_cancel()). Returns NULL if parent is
- * NULL, others is NULL with n > 0, an element is NULL, or n > RCTX_ANY_MAX
- * (all invalid), or on out-of-memory.
+ * that context's error and cause (-ETIMEDOUT when a source's deadline
+ * passes); if one is done already, it is done at creation (parent first,
+ * then the first of others found done). Values are looked up in parent's
+ * chain first, then in each other's in order; its deadline (rctx_deadline(),
+ * rctx_remaining()) is the earliest of all, and it arms no timer of its own:
+ * the source whose deadline it is ends it. No thread, no polling: it
+ * registers with each source as a child does, and unregisters from all of
+ * them when it ends or is freed. An other that can never be done
+ * (background, todo, without-cancel) only contributes its values. The same
+ * context may appear more than once. n == 0 gives what rctx_with_cancel()
+ * gives, formatted differently.
+ * Ownership: the new context holds one reference, owned by the caller (drop
+ * it with rctx_release() or rctx_unref()), and one to parent and to each
+ * other until it is freed, so the caller may drop its own references to them
+ * at any time; the array others is not kept. It is cancellable
+ * (rctx_cancel(), rctx_cancel_cause()); rctx_format() shows it as
+ * ".WithAny". Thread-safe: its sources may be cancelled concurrently with
+ * the call.
+ * Returns the new context; NULL if parent is NULL, others is NULL with
+ * n > 0, an element is NULL, or n > RCTX_ANY_MAX (all invalid), or on
+ * out-of-memory.
  */
 #define RCTX_ANY_MAX 64
 rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);

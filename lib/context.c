@@ -272,6 +272,20 @@ RCTX_API rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns)
 	return rctx_with_timeout_cause(parent, rel_ns, 0);
 }
 
+/* A new value node for n pairs (not yet set) and extra bytes after them. */
+static inline __attribute__((always_inline))
+struct rctx_value *value_new(struct rctx *parent, size_t n, size_t extra)
+{
+	struct rctx_value *v = obj_new(sizeof(*v) + n * sizeof(v->kv[0]) + extra,
+				       RCTX_VALUE, parent);
+
+	if (!v)
+		return NULL;
+	v->n = n;
+	v->canc = rctx_governor(parent);
+	return v;
+}
+
 RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 {
 	ERRNO_GUARD;
@@ -279,12 +293,53 @@ RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 
 	if (!ctx_valid(parent) || !key)
 		return NULL;
-	v = obj_new(sizeof(*v), RCTX_VALUE, parent);
+	v = value_new(parent, 1, 0);
 	if (!v)
 		return NULL;
-	v->canc = rctx_governor(parent);
-	v->key = key;
-	v->val = val;
+	v->kv[0].key = key;
+	v->kv[0].val = val;
+	return &v->hdr;
+}
+
+RCTX_API rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
+				  void *const *vals)
+{
+	ERRNO_GUARD;
+	struct rctx_value *v;
+	size_t i;
+
+	if (!ctx_valid(parent) || !keys || !vals || n == 0 || n > RCTX_VALUES_MAX)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (!keys[i])
+			return NULL;
+	v = value_new(parent, n, 0);
+	if (!v)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		v->kv[i].key = keys[i];
+		v->kv[i].val = vals[i];
+	}
+	return &v->hdr;
+}
+
+struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
+			      void **blob)
+{
+	const size_t align = _Alignof(max_align_t);
+	size_t off = (sizeof(struct rctx_value) + sizeof(struct rctx_kv) + align - 1) &
+		     ~(align - 1);
+	struct rctx_value *v;
+
+	if (!ctx_valid(parent) || !key || size > SIZE_MAX - off)
+		return NULL;
+	v = value_new(parent, 1, off - sizeof(*v) - sizeof(v->kv[0]) + size);
+	if (!v)
+		return NULL;
+	*blob = (char *)v + off;
+	memset(*blob, 0, size);
+	v->kv[0].key = key;
+	v->kv[0].val = *blob;
 	return &v->hdr;
 }
 
@@ -362,6 +417,7 @@ static struct rctx_cancel *enter_child(struct rctx_cancel *child, int cause,
 struct cancel_defer {
 	struct rctx_after *stopped;
 	struct rctx_ext *ended;
+	struct rctx_link *links;
 };
 
 /* An extended context ended by the walk (locked, in its parent's child
@@ -373,6 +429,20 @@ static void defer_ended(struct rctx_cancel *c, struct cancel_defer *d)
 	if (x->ops->ended && rctx__obj_tryget(&c->c.hdr)) {
 		x->ended_next = d->ended;
 		d->ended = x;
+	}
+}
+
+/* A link detached by the walk: its owner is cancelled after the walk with
+ * the walk's error and cause, unless its last reference is gone (its free
+ * path waits for the lock the walk holds, then finds it detached). */
+static void defer_link(struct rctx_link *l, int err, int cause,
+		       struct cancel_defer *d)
+{
+	if (rctx__obj_tryget(&l->owner->cc.c.hdr)) {
+		l->err = err;
+		l->cause = cause;
+		l->fire_next = d->links;
+		d->links = l;
 	}
 }
 
@@ -426,14 +496,53 @@ static void cancel_subtree(struct rctx_cancel *root, int err, int cause,
 			fire_after((struct rctx_after *)k, &d->stopped);
 			continue;
 		}
+		if (k->hdr.kind == RCTX_LINK) {
+			defer_link((struct rctx_link *)k, err, cause, d);
+			continue;
+		}
 		child = enter_child((struct rctx_cancel *)k, cause, b);
 		if (child)
 			cur = child;
 	}
 }
 
-/* Drop the after-func records the walk could not queue, and run the
- * ended() hooks it deferred. */
+static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer);
+
+/*
+ * Cancel the owners of the links a walk detached. The owner of one may hold
+ * links of its own (a merge of a merge): cancelling it here would recurse
+ * once per level of such a chain. Instead the outermost call on a thread
+ * drains a per-thread queue, to which the nested calls only add, so the
+ * depth stays at one nested cancel whatever the chain; the outermost cancel
+ * still returns only once the whole chain is done.
+ */
+static __thread struct rctx_link *links_queue;
+static __thread bool links_draining;
+
+static void fire_links(struct rctx_link *l)
+{
+	while (l) {
+		struct rctx_link *next = l->fire_next;
+
+		l->fire_next = links_queue;
+		links_queue = l;
+		l = next;
+	}
+	if (links_draining)
+		return;
+	links_draining = true;
+	while ((l = links_queue)) {
+		struct rctx_ext *owner = l->owner;
+
+		links_queue = l->fire_next;
+		cancel_tree(&owner->cc, l->err, l->cause, false);
+		rctx__obj_put(&owner->cc.c.hdr);
+	}
+	links_draining = false;
+}
+
+/* Drop the after-func records the walk could not queue, run the ended()
+ * hooks it deferred and cancel the owners of the links it detached. */
 static void run_deferred(struct cancel_defer *d)
 {
 	struct rctx_after *a = d->stopped;
@@ -452,6 +561,8 @@ static void run_deferred(struct cancel_defer *d)
 		rctx__obj_put(&x->cc.c.hdr);
 		x = next;
 	}
+	if (d->links)
+		fire_links(d->links);
 }
 
 /*
@@ -461,7 +572,7 @@ static void run_deferred(struct cancel_defer *d)
 static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer)
 {
 	struct cancel_batch b = { .n = 0 };
-	struct cancel_defer d = { NULL, NULL };
+	struct cancel_defer d = { NULL, NULL, NULL };
 
 	if (cause == 0)
 		cause = err;
@@ -567,6 +678,20 @@ RCTX_API int rctx_cause(const rctx_t *ctx)
 	return g->cause; /* published by the release store of err */
 }
 
+RCTX_API int64_t rctx_remaining(const rctx_t *ctx)
+{
+	int64_t d, left;
+
+	if (!ctx_valid(ctx))
+		return -EINVAL;
+	d = effective_deadline(ctx);
+	if (d == RCTX_FOREVER)
+		return RCTX_FOREVER;
+	if (__builtin_sub_overflow(d, rctx_now(), &left) || left < 0)
+		return 0;
+	return left;
+}
+
 RCTX_API bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns)
 {
 	int64_t d;
@@ -591,10 +716,13 @@ bool rctx__value_lookup(const struct rctx *c, const void *key, void **val)
 	for (; c; c = c->parent) {
 		if (c->kind == RCTX_VALUE) {
 			const struct rctx_value *v = (const struct rctx_value *)c;
+			size_t i = v->n;
 
-			if (v->key == key) {
-				*val = v->val;
-				return true;
+			while (i--) {
+				if (v->kv[i].key == key) {
+					*val = v->kv[i].val;
+					return true;
+				}
 			}
 		} else if (c->kind == RCTX_EXT) {
 			const struct rctx_ext *x = (const struct rctx_ext *)c;
@@ -602,7 +730,7 @@ bool rctx__value_lookup(const struct rctx *c, const void *key, void **val)
 			if (x->ops->value)
 				return rctx__value_lookup(c->parent, key, val) ||
 				       x->ops->value(x, key, val);
-		} else if (c->kind == RCTX_AFTER) {
+		} else if (c->kind >= RCTX_AFTER) {
 			return false;
 		}
 	}
@@ -619,13 +747,21 @@ RCTX_API void *rctx_value(const rctx_t *ctx, const void *key)
 }
 
 /*
- * One context's part of the description, e.g. ".WithCancel", into seg
- * (always fits: the longest is a deadline). now is read once per format so
- * that both passes below agree on every part's length. Returns its length.
+ * Part i of one context's description, e.g. ".WithCancel", into seg (always
+ * fits: the longest is a deadline). A context has one part, a value node one
+ * per pair (as that many nested WithValue nodes). now is read once per
+ * format so that both passes below agree on every part's length. Returns
+ * its length.
  */
 #define FMT_SEG_MAX 128
 
-static int fmt_seg(char seg[FMT_SEG_MAX], const struct rctx *c, int64_t now)
+static unsigned fmt_nsegs(const struct rctx *c)
+{
+	return c->kind == RCTX_VALUE ? (unsigned)((const struct rctx_value *)c)->n : 1;
+}
+
+static int fmt_seg(char seg[FMT_SEG_MAX], const struct rctx *c, unsigned i,
+		   int64_t now)
 {
 	switch (c->kind) {
 	case RCTX_BACKGROUND:
@@ -654,7 +790,7 @@ static int fmt_seg(char seg[FMT_SEG_MAX], const struct rctx *c, int64_t now)
 		const struct rctx_value *v = (const struct rctx_value *)c;
 
 		return snprintf(seg, FMT_SEG_MAX, ".WithValue(key=%p, val=%p)",
-				v->key, v->val);
+				v->kv[i].key, v->kv[i].val);
 	}
 	case RCTX_WITHOUT:
 		return snprintf(seg, FMT_SEG_MAX, ".WithoutCancel");
@@ -679,22 +815,27 @@ RCTX_API int rctx_format(const rctx_t *ctx, char *buf, size_t len)
 	int64_t now = rctx_now();
 	size_t total = 0, end;
 	const struct rctx *c;
+	unsigned i;
 
 	if (!ctx_valid(ctx) || (!buf && len))
 		return -EINVAL;
 	for (c = ctx; c; c = c->parent)
-		total += (size_t)fmt_seg(seg, c, now);
+		for (i = 0; i < fmt_nsegs(c); i++)
+			total += (size_t)fmt_seg(seg, c, i, now);
 	if (len) {
 		size_t room = len - 1; /* characters before the NUL */
 
 		buf[total < room ? total : room] = '\0';
 		end = total;
 		for (c = ctx; c && end; c = c->parent) {
-			size_t n = (size_t)fmt_seg(seg, c, now), off = end - n;
+			for (i = fmt_nsegs(c); i-- && end;) {
+				size_t n = (size_t)fmt_seg(seg, c, i, now), off = end - n;
 
-			if (off < room)
-				memcpy(buf + off, seg, (end < room ? end : room) - off);
-			end = off;
+				if (off < room)
+					memcpy(buf + off, seg,
+					       (end < room ? end : room) - off);
+				end = off;
+			}
 		}
 	}
 	return total > INT_MAX ? INT_MAX : (int)total;

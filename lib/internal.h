@@ -5,7 +5,8 @@
  * Object model (see docs/lifecycle.md):
  *  - Every tree object starts with struct rctx (refcount, kind, parent).
  *  - A "canceler" is what a cancellable context keeps in its child set: a
- *    cancellable child context or an after-func record. Value and
+ *    cancellable child context, an after-func record or a merge's link
+ *    (struct rctx_link). Value and
  *    without-cancel contexts keep nothing; their children register with the
  *    nearest cancellable ancestor (value contexts cache it in ->canc).
  *  - The child set and the request list of a cancellable context are
@@ -88,6 +89,7 @@ enum rctx_kind {
 	RCTX_VALUE,
 	RCTX_WITHOUT,  /* WithoutCancel */
 	RCTX_AFTER,    /* an after-func record (not a context) */
+	RCTX_LINK,     /* a merge's record in a source's child set (not a context) */
 };
 
 struct rctx {
@@ -159,12 +161,25 @@ struct rctx_ext {
 	struct rctx_ext *ended_next; /* deferred ended() list of a cancel */
 };
 
-struct rctx_value {
-	struct rctx hdr;
-	struct rctx_cancel *canc;  /* nearest cancellable ancestor or NULL */
+/* WithValue, WithValues: n pairs, the last one searched first. 48 bytes on
+ * x86-64 with one pair (one pool class: lib/pool.h). */
+struct rctx_kv {
 	const void *key;
 	void *val;
 };
+
+struct rctx_value {
+	struct rctx hdr;
+	struct rctx_cancel *canc;  /* nearest cancellable ancestor or NULL */
+	size_t n;
+	struct rctx_kv kv[];
+};
+
+/* A value node for key whose value points to size zeroed bytes in the same
+ * allocation (a structure kept by value). NULL if parent or key is invalid,
+ * or on out-of-memory. */
+struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
+			      void **blob);
 
 struct rctx_without {
 	struct rctx hdr;
@@ -178,6 +193,21 @@ struct rctx_after {
 	void *arg;
 	_Atomic int state;
 	struct rctx_after *run_next; /* runtime run queue */
+};
+
+/*
+ * A link: the record by which an extended context (a merge) is cancelled
+ * along with another context, a source that is not its parent. It sits in
+ * the child set of the source's governor and lives inside its owner's
+ * allocation (its own refs are unused). A cancel that detaches it takes a
+ * reference on the owner, if it still has one, and cancels it with the
+ * source's error and cause once no lock is held.
+ */
+struct rctx_link {
+	struct rctx_canceler c;    /* hdr.parent: the source (a reference) */
+	struct rctx_ext *owner;
+	struct rctx_link *fire_next; /* deferred by a cancel */
+	int err, cause;            /* what the deferring cancel ends it with */
 };
 
 /* Every object starts so: one reference per count in refs, holding one on

@@ -15,7 +15,6 @@
 #include <sys/random.h>
 
 #include "internal.h"
-#include "value_blob.h"
 
 /* Offsets in a traceparent value: "vv-<32>-<16>-ff". */
 #define TP_VERSION 0

@@ -2,7 +2,8 @@
  * identity, NULL values shadowing, lookup through cancel and timeout contexts,
  * formatting of the chain; rctx_without_cancel; and random layered chains of
  * value, cancel and timeout contexts that keep their values after cancellation
- * and after time-out. */
+ * and after time-out. rctx_with_values (several pairs in one node: lookup,
+ * shadowing, limits, formatting with truncation) and rctx_remaining. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -349,4 +350,233 @@ Test(values, layers_keep_values_after_timeout)
 		layers_check_values(&L, "after timeout");
 		layers_free(&L);
 	}
+}
+
+/* ---- several values in one node ----------------------------------------- */
+
+Test(values, with_values_looks_up_every_pair)
+{
+	const void *keys[] = { &key1, &key2 };
+	void *vals[] = { &val_a, &val_b };
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	rctx_t *v = rctx_with_values(c, 2, keys, vals);
+
+	cr_assert_not_null(v);
+	/* The arrays are copied. */
+	keys[0] = &key3;
+	vals[0] = &val_c;
+	cr_assert_eq(rctx_value(v, &key1), &val_a);
+	cr_assert_eq(rctx_value(v, &key2), &val_b);
+	cr_assert_null(rctx_value(v, &key3));
+	cr_assert_null(rctx_value(c, &key1), "the parent does not see them");
+	/* Done, cancelled and timed out with its parent. */
+	cr_assert_eq(rctx_done_fd(v), rctx_done_fd(c));
+	cr_assert_eq(rctx_cancel(v), -EINVAL, "not cancellable itself");
+	cr_assert_eq(rctx_cancel_cause(c, 21), 1);
+	cr_assert_eq(rctx_err(v), -ECANCELED);
+	cr_assert_eq(rctx_cause(v), 21);
+	cr_assert_eq(rctx_value(v, &key2), &val_b, "values outlive the cancel");
+	rctx_release(v);
+	rctx_release(c);
+}
+
+Test(values, with_values_shadows_in_order)
+{
+	/* Inside the node: the later duplicate wins, a NULL value included. */
+	const void *k[] = { &key1, &key2, &key1, &key3, &key3 };
+	void *v[] = { &val_a, &val_b, &val_c, &val_a, NULL };
+	rctx_t *p = rctx_with_value(rctx_background(), &key2, &val_c);
+	rctx_t *n = rctx_with_values(p, 5, k, v);
+
+	cr_assert_not_null(n);
+	cr_assert_eq(rctx_value(n, &key1), &val_c, "later duplicate shadows");
+	cr_assert_eq(rctx_value(n, &key2), &val_b, "shadows the parent's");
+	cr_assert_null(rctx_value(n, &key3), "a NULL value shadows");
+	/* Across nodes: a child shadows the node. */
+	rctx_t *child = rctx_with_value(n, &key1, &val_b);
+	cr_assert_eq(rctx_value(child, &key1), &val_b);
+	cr_assert_eq(rctx_value(child, &key2), &val_b);
+	const void *k2[] = { &key3 };
+	void *v2[] = { &val_a };
+	rctx_t *n2 = rctx_with_values(child, 1, k2, v2);
+	cr_assert_eq(rctx_value(n2, &key3), &val_a);
+	cr_assert_eq(rctx_value(n2, &key1), &val_b);
+	rctx_release(n2);
+	rctx_release(child);
+	rctx_release(n);
+	rctx_release(p);
+}
+
+Test(values, with_values_rejects_invalid_arguments)
+{
+	const void *k[RCTX_VALUES_MAX + 1];
+	void *v[RCTX_VALUES_MAX + 1];
+
+	for (int i = 0; i <= RCTX_VALUES_MAX; i++) {
+		k[i] = &key1;
+		v[i] = &val_a;
+	}
+	cr_assert_null(rctx_with_values(NULL, 1, k, v));
+	cr_assert_null(rctx_with_values(rctx_background(), 1, NULL, v));
+	cr_assert_null(rctx_with_values(rctx_background(), 1, k, NULL));
+	cr_assert_null(rctx_with_values(rctx_background(), 0, k, v));
+	cr_assert_null(rctx_with_values(rctx_background(), RCTX_VALUES_MAX + 1, k, v));
+	k[3] = NULL;
+	cr_assert_null(rctx_with_values(rctx_background(), 4, k, v), "a NULL key");
+	rctx_t *ok = rctx_with_values(rctx_background(), 3, k, v);
+	cr_assert_not_null(ok, "the NULL key is past n");
+	rctx_release(ok);
+}
+
+/* RCTX_VALUES_MAX distinct keys in one node. */
+static const char many_keys[RCTX_VALUES_MAX];
+static char many_vals[RCTX_VALUES_MAX];
+
+Test(values, with_values_holds_the_maximum)
+{
+	const void *k[RCTX_VALUES_MAX];
+	void *v[RCTX_VALUES_MAX];
+
+	for (int i = 0; i < RCTX_VALUES_MAX; i++) {
+		k[i] = &many_keys[i];
+		v[i] = &many_vals[i];
+	}
+	rctx_t *n = rctx_with_values(rctx_background(), RCTX_VALUES_MAX, k, v);
+	cr_assert_not_null(n);
+	for (int i = 0; i < RCTX_VALUES_MAX; i++)
+		cr_assert_eq(rctx_value(n, &many_keys[i]), &many_vals[i], "pair %d", i);
+	cr_assert_null(rctx_value(n, &key1));
+	rctx_release(n);
+}
+
+/* The expected description of ctx, truncated at every length: a prefix of
+ * the full one, NUL-terminated, nothing written past len. */
+static void check_format_every_length(rctx_t *ctx, const char *want)
+{
+	size_t full = strlen(want);
+	char *buf = malloc(full + 8);
+
+	cr_assert_not_null(buf);
+	cr_assert_eq(rctx_format(ctx, NULL, 0), (int)full);
+	for (size_t len = 0; len <= full + 2; len++) {
+		memset(buf, '#', full + 8);
+		cr_assert_eq(rctx_format(ctx, buf, len), (int)full, "len %zu", len);
+		if (len == 0) {
+			cr_assert_eq(buf[0], '#');
+			continue;
+		}
+		size_t got = len - 1 < full ? len - 1 : full;
+		cr_assert_eq(memcmp(buf, want, got), 0, "len %zu", len);
+		cr_assert_eq(buf[got], '\0', "len %zu", len);
+		for (size_t i = got + 1; i < full + 8; i++)
+			cr_assert_eq(buf[i], '#', "len %zu: byte %zu written", len, i);
+	}
+	free(buf);
+}
+
+Test(values, with_values_formats_one_part_per_pair)
+{
+	const void *k[] = { &key1, &key2, &key3 };
+	void *v[] = { &val_a, NULL, &val_c };
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	rctx_t *n = rctx_with_values(c, 3, k, v);
+	rctx_t *w = rctx_with_value(n, &key2, &val_b);
+	char want[512];
+
+	snprintf(want, sizeof want,
+		 "context.Background.WithCancel"
+		 ".WithValue(key=%p, val=%p).WithValue(key=%p, val=%p)"
+		 ".WithValue(key=%p, val=%p).WithValue(key=%p, val=%p)",
+		 (void *)&key1, (void *)&val_a, (void *)&key2, (void *)NULL,
+		 (void *)&key3, (void *)&val_c, (void *)&key2, (void *)&val_b);
+	check_format_every_length(w, want);
+	rctx_release(w);
+	rctx_release(n);
+	rctx_release(c);
+}
+
+Test(values, with_values_formats_the_maximum)
+{
+	const void *k[RCTX_VALUES_MAX];
+	void *v[RCTX_VALUES_MAX];
+	size_t cap = 64 + RCTX_VALUES_MAX * 64, off;
+	char *want = malloc(cap);
+
+	cr_assert_not_null(want);
+	off = (size_t)snprintf(want, cap, "context.TODO");
+	for (int i = 0; i < RCTX_VALUES_MAX; i++) {
+		k[i] = &many_keys[i];
+		v[i] = &many_vals[i];
+		off += (size_t)snprintf(want + off, cap - off, ".WithValue(key=%p, val=%p)",
+					k[i], v[i]);
+	}
+	rctx_t *n = rctx_with_values(rctx_todo(), RCTX_VALUES_MAX, k, v);
+	cr_assert_not_null(n);
+	check_format_every_length(n, want);
+	rctx_release(n);
+	free(want);
+}
+
+/* The library's internal value node holding a structure by value. */
+rctx_t *rctx__value_blob(rctx_t *parent, const void *key, size_t size, void **blob);
+
+Test(values, a_blob_value_is_zeroed_and_aligned)
+{
+	void *blob = NULL;
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	rctx_t *b = rctx__value_blob(c, &key1, 100, &blob);
+
+	cr_assert_not_null(b);
+	cr_assert_not_null(blob);
+	cr_assert_eq((uintptr_t)blob % _Alignof(max_align_t), 0);
+	cr_assert_eq(rctx_value(b, &key1), blob);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(((unsigned char *)blob)[i], 0);
+	memset(blob, 0xab, 100); /* all of it is ours (ASan) */
+	cr_assert_null(rctx__value_blob(NULL, &key1, 1, &blob));
+	cr_assert_null(rctx__value_blob(c, NULL, 1, &blob));
+	rctx_release(b);
+	rctx_release(c);
+}
+
+/* ---- time remaining ------------------------------------------------------ */
+
+Test(values, remaining_before_the_deadline)
+{
+	cr_assert_eq(rctx_remaining(NULL), -EINVAL);
+	cr_assert_eq(rctx_remaining(rctx_background()), RCTX_FOREVER);
+	rctx_t *c = rctx_with_cancel(rctx_background());
+	cr_assert_eq(rctx_remaining(c), RCTX_FOREVER);
+
+	int64_t before = rctx_now();
+	rctx_t *t = rctx_with_timeout(c, MS(60000));
+	int64_t left = rctx_remaining(t);
+	cr_assert_gt(left, 0);
+	cr_assert_leq(left, MS(60000));
+	int64_t d = 0;
+	cr_assert(rctx_deadline(t, &d));
+	cr_assert_leq(left, d - before);
+
+	const void *k[] = { &key1 };
+	void *v[] = { &val_a };
+	rctx_t *n = rctx_with_values(t, 1, k, v);
+	int64_t left2 = rctx_remaining(n);
+	cr_assert_gt(left2, 0, "through a value node");
+	cr_assert_leq(left2, left);
+	rctx_t *w = rctx_without_cancel(n);
+	cr_assert_eq(rctx_remaining(w), RCTX_FOREVER, "without-cancel drops it");
+
+	rctx_t *past = rctx_with_deadline(c, rctx_now() - MS(1));
+	cr_assert_eq(rctx_remaining(past), 0);
+	rctx_t *old = rctx_with_deadline(c, INT64_MIN);
+	cr_assert_eq(rctx_remaining(old), 0, "no overflow");
+	rctx_cancel(t);
+	cr_assert_gt(rctx_remaining(t), 0, "being done does not matter");
+
+	rctx_release(old);
+	rctx_release(past);
+	rctx_release(w);
+	rctx_release(n);
+	rctx_release(t);
+	rctx_release(c);
 }
