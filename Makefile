@@ -53,6 +53,7 @@ LIB_SRCS := $(wildcard lib/*.c)
 TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
+EXAMPLE_SRCS := $(wildcard docs/examples/*.c)
 # Tests that exercise threads, run again under ThreadSanitizer.
 TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf
 TSAN_TESTS += test_propagation
@@ -62,7 +63,7 @@ TSAN_TESTS += test_signal test_watch
 TSAN_TESTS += test_merge
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
-	check-tsan check-fault check-valgrind check-install check-symbols demo bench bench-quick \
+	check-tsan check-fault check-examples check-valgrind check-install check-symbols demo bench bench-quick \
 	soak soak-asan man install clean fuzz check-fuzz
 .DEFAULT_GOAL := all
 
@@ -118,6 +119,8 @@ SHLIB   := $(BUILD)/libringctx.so.$(VERSION)
 STATIC  := $(plain_DIR)/libringctx.a
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRCS))
+# The examples of docs/patterns.md, against the plain and ASan libraries.
+EXAMPLES := $(foreach f,plain asan,$(patsubst docs/examples/%.c,$(BUILD)/$(f)/examples/%,$(EXAMPLE_SRCS)))
 
 all: deps-build $(STATIC) $(SHLIB) $(TOOLS)
 
@@ -152,6 +155,13 @@ $(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Ibench -o $@ $< $(STATIC) $(LIBS) -lm
 
+$(BUILD)/plain/examples/%: docs/examples/%.c include/ringctx.h $(STATIC)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STATIC) $(LIBS)
+$(BUILD)/asan/examples/%: docs/examples/%.c include/ringctx.h $(asan_DIR)/libringctx.a
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(CFLAGS) $(SAN_ASAN) -o $@ $< $(asan_DIR)/libringctx.a $(LIBS)
+
 # ---- tests ----------------------------------------------------------------
 # Every test binary runs under a hard time limit; CRITERION_OPTS adds options.
 RUN_TEST = scripts/run-tests.sh
@@ -163,12 +173,12 @@ SUMMARY := $(abspath $(BUILD))/check.summary
 # Everything is built first, two compilers at a time; the fuzz smoke (one
 # core) runs beside valgrind.
 CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
-	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(FUZZ_DIR)/fuzz_api
+	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(EXAMPLES) $(FUZZ_DIR)/fuzz_api
 CHECK_MAKE = RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory
 check: deps-check
 	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
 	$(Q)$(MAKE) --no-print-directory -j2 $(CHECK_BINS)
-	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault
+	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault check-examples
 	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz
 	$(Q)$(CHECK_MAKE) check-install check-symbols
 	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
@@ -205,6 +215,12 @@ check-tsan: $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS))
 check-fault: $(fault_DIR)/tests/test_fault
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(RUN_TEST) fault $^
+
+# Every example of docs/patterns.md runs and shows what it says.
+check-examples: $(EXAMPLES)
+	$(Q)scripts/run-examples.sh plain $(filter $(BUILD)/plain/%,$^)
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		scripts/run-examples.sh asan $(filter $(BUILD)/asan/%,$^)
 
 # Every test under memcheck.
 check-valgrind: $(plain_TESTS)
