@@ -26,6 +26,8 @@ struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
 	if (!v)
 		return NULL;
 	hdr_init(&v->hdr, RCTX_VALUE, parent, 1);
+	v->hdr.pool = 0; /* plain malloc: obj_free() gives it back to free() */
+	v->hdr.home = 0;
 	v->canc = rctx_governor(parent);
 	v->key = key;
 	v->val = (char *)v + BLOB_OFFSET;
