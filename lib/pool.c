@@ -91,6 +91,7 @@ static void free_list(struct free_obj *o, size_t size)
 	}
 }
 
+#ifndef RCTX_FAULT_INJECTION
 /* Thread exit: everything cached, and everything sent home, to malloc. */
 static void cache_drain(void *unused)
 {
@@ -112,7 +113,6 @@ static void cache_drain(void *unused)
 	tc.state = CACHE_OFF;
 }
 
-#ifndef RCTX_FAULT_INJECTION
 static void cache_key_init(void)
 {
 	cache_key_ok = pthread_key_create(&cache_key, cache_drain) == 0;
