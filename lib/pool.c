@@ -79,6 +79,7 @@ static bool cache_key_ok;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 #endif
 
+#ifndef RCTX_FAULT_INJECTION
 static void free_list(struct free_obj *o, size_t size)
 {
 	while (o) {
@@ -91,7 +92,6 @@ static void free_list(struct free_obj *o, size_t size)
 	}
 }
 
-#ifndef RCTX_FAULT_INJECTION
 /* Thread exit: everything cached, and everything sent home, to malloc. */
 static void cache_drain(void *unused)
 {
