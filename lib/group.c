@@ -121,6 +121,7 @@ static const struct rctx_ext_ops group_ops = {
 
 RCTX_API rctx_group_t *rctx_group_new(rctx_t *parent, int limit)
 {
+	ERRNO_GUARD;
 	struct rctx_ext *x;
 	struct rctx_group *g;
 
@@ -264,7 +265,7 @@ static int worker_spawn(struct group_worker *w)
 		return -ret;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&w->tid, NULL, worker_main, w);
+	ret = rctx__pthread_create(&w->tid, NULL, worker_main, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret)
 		pthread_cond_destroy(&w->cv);
@@ -532,7 +533,7 @@ static int sentinel_arm(struct rctx_group *g, struct group_req *r)
 	int ret;
 
 	if (g->efd < 0) {
-		g->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		g->efd = rctx__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (g->efd < 0)
 			return -errno;
 	}

@@ -73,10 +73,13 @@ static struct home {
 } homes[POOL_HOMES];
 
 static __thread struct cache tc;
+#ifndef RCTX_FAULT_INJECTION
 static pthread_key_t cache_key;
 static bool cache_key_ok;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+#endif
 
+#ifndef RCTX_FAULT_INJECTION
 static void free_list(struct free_obj *o, size_t size)
 {
 	while (o) {
@@ -128,6 +131,7 @@ static uint8_t home_claim(void)
 	}
 	return 0;
 }
+#endif
 
 /* Whether this thread caches; on first use, register the drain. */
 static bool cache_on(void)
@@ -168,19 +172,20 @@ void *rctx__pool_get(size_t size, uint8_t cls, uint8_t *home)
 {
 	struct free_obj *o;
 
-	if (!cache_on() || !cls) {
-		*home = 0;
-		return rctx__malloc(size);
+	*home = 0;
+	if (cls && cache_on()) {
+		*home = tc.home;
+		o = tc.head[cls - 1];
+		if (o || (o = take_back(cls - 1))) {
+			unpoison(o, (size_t)cls * POOL_QUANTUM);
+			tc.head[cls - 1] = o->next;
+			tc.n[cls - 1]--;
+			return o;
+		}
+		size = (size_t)cls * POOL_QUANTUM;
 	}
-	*home = tc.home;
-	o = tc.head[cls - 1];
-	if (o || (o = take_back(cls - 1))) {
-		unpoison(o, (size_t)cls * POOL_QUANTUM);
-		tc.head[cls - 1] = o->next;
-		tc.n[cls - 1]--;
-		return o;
-	}
-	return rctx__malloc((size_t)cls * POOL_QUANTUM);
+	/* One call site: the fault build (no cache) can fail every one. */
+	return rctx__malloc(size);
 }
 
 /* Push p on its home's stack; false if the home is gone. */

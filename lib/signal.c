@@ -163,10 +163,18 @@ static int reader_submit(struct rctx_kept *k)
 	return rctx__rt_keep(k);
 }
 
+/* A read that failed for want of memory or of submission room (the keeper
+ * could not submit it): try again, or the live contexts would never fire. */
+static bool read_retry(int res)
+{
+	return res >= 0 || res == -EINTR || res == -EAGAIN || res == -ENOMEM ||
+	       res == -EBUSY;
+}
+
 /*
  * The eventfd read completed, on the runtime thread: follow the table, fire,
- * read again. Cancelled (the runtime is stopping) or failed: stop reading;
- * the next new context starts again.
+ * read again. Cancelled (the runtime is stopping) or failed for good: stop
+ * reading; the next new context starts again.
  */
 static void read_complete(struct rctx_kept *k)
 {
@@ -176,7 +184,7 @@ static void read_complete(struct rctx_kept *k)
 		sync_mask();
 		fire_pending();
 	}
-	if (res >= 0 || res == -EINTR || res == -EAGAIN) {
+	if (read_retry(res)) {
 		if (reader_submit(k) == 0)
 			return;
 		atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -765,4 +766,126 @@ Test(bad_input, poll_with_an_empty_mask_ends_with_its_context)
 	cr_assert(KEEP_ERRNO(rctx_poll(rctx_background(), pfd[0], 0)) & POLLHUP);
 	close(pfd[0]);
 	rctx_release(t);
+}
+
+/* ---- signals, fds, groups, propagation ---------------------------------- */
+
+Test(bad_input, with_signals_refuses_bad_signals)
+{
+	static const int ok[] = { SIGUSR1 };
+	const int bad[] = { 0, -1, NSIG, SIGKILL, SIGSTOP, 32, 33 };
+
+	cr_assert_null(KEEP_ERRNO(rctx_with_signals(NULL, ok, 1)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_signals(rctx_background(), NULL, 1)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_signals(rctx_background(), ok, 0)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_signals(rctx_background(), ok, -1)));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int two[] = { SIGUSR1, bad[i] };
+
+		cr_assert_null(KEEP_ERRNO(rctx_with_signals(rctx_background(), two, 2)),
+			       "signal %d accepted", bad[i]);
+	}
+	cr_assert_eq(rctx_cause_signal(0), 0);
+	cr_assert_eq(rctx_cause_signal(-ECANCELED), 0);
+	cr_assert_eq(rctx_cause_signal(INT_MIN), 0);
+	cr_assert_eq(rctx_cause_signal(RCTX_CAUSE_SIGNAL_BASE - SIGINT), SIGINT);
+}
+
+Test(bad_input, with_fd_refuses_bad_input)
+{
+	int sv[2], closed;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	closed = dup(sv[0]);
+	cr_assert_geq(closed, 0);
+	close(closed);
+	cr_assert_null(KEEP_ERRNO(rctx_with_fd(NULL, sv[0], POLLIN, 1)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_fd(rctx_background(), -1, POLLIN, 1)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_fd(rctx_background(), closed, POLLIN, 1)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_fd(rctx_background(), sv[0], 0, 1)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_fd(rctx_background(), sv[0], POLLIN, 0)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_hangup(NULL, sv[0])));
+	cr_assert_null(KEEP_ERRNO(rctx_with_hangup(rctx_background(), -1)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_hangup(rctx_background(), closed)));
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static int nop_fn(rctx_t *ctx, void *arg)
+{
+	(void)ctx;
+	(void)arg;
+	return 0;
+}
+
+Test(bad_input, groups_refuse_bad_input)
+{
+	struct io_uring_sqe sqe = { 0 };
+	rctx_group_t *g;
+	rctx_ring_t *ring;
+
+	cr_assert_null(KEEP_ERRNO(rctx_group_new(NULL, 1)));
+	cr_assert_null(KEEP_ERRNO(rctx_group_new(rctx_background(), 0)));
+	cr_assert_null(KEEP_ERRNO(rctx_group_ctx(NULL)));
+	cr_assert_eq(KEEP_ERRNO(rctx_group_go(NULL, nop_fn, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_try_go(NULL, nop_fn, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_wait(NULL)), -EINVAL);
+	KEEP_ERRNO_VOID(rctx_group_free(NULL));
+	g = KEEP_ERRNO(rctx_group_new(rctx_background(), 1));
+	cr_assert_not_null(g);
+	cr_assert_eq(rctx_ring_create(&ring, 8), 0);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_go(g, NULL, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_try_go(g, NULL, NULL)), -EINVAL);
+	io_uring_prep_nop(&sqe);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_submit(NULL, ring, rctx_background(), &sqe,
+						  nop_cb, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_submit(g, NULL, rctx_background(), &sqe,
+						  nop_cb, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_submit(g, ring, NULL, &sqe,
+						  nop_cb, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_submit(g, ring, rctx_background(), NULL,
+						  nop_cb, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_submit(g, ring, rctx_background(), &sqe,
+						  NULL, NULL)), -EINVAL);
+	sqe.flags = IOSQE_IO_LINK;
+	cr_assert_eq(KEEP_ERRNO(rctx_group_submit(g, ring, rctx_background(), &sqe,
+						  nop_cb, NULL)), -EINVAL);
+	/* A group that waited is done: no more functions. */
+	cr_assert_eq(KEEP_ERRNO(rctx_group_wait(g)), 0);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_go(g, nop_fn, NULL)), -ECANCELED);
+	cr_assert_eq(KEEP_ERRNO(rctx_group_try_go(g, nop_fn, NULL)), -ECANCELED);
+	KEEP_ERRNO_VOID(rctx_group_free(g));
+	rctx_ring_destroy(ring);
+}
+
+Test(bad_input, propagation_refuses_bad_input)
+{
+	struct rctx_trace t = { .trace_id = { 1 }, .span_id = { 1 } }, zero = { 0 }, out;
+	char buf[RCTX_TRACEPARENT_LEN + 1];
+	int64_t ns = 7;
+
+	cr_assert_eq(KEEP_ERRNO(rctx_grpc_timeout_parse(NULL, &ns)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_grpc_timeout_parse("1S", NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_grpc_timeout_parse("", &ns)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_grpc_timeout_parse("123456789S", &ns)), -EINVAL);
+	cr_assert_eq(ns, 7);
+	cr_assert_eq(KEEP_ERRNO(rctx_grpc_timeout_format(NULL, buf, sizeof(buf))), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_grpc_timeout_format(rctx_background(), NULL, 10)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_grpc_timeout_format(rctx_background(), buf, sizeof(buf))),
+		     -ENOENT);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_parse(NULL, &out)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_parse("00-", NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_format(NULL, buf, sizeof(buf))), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_format(&t, NULL, sizeof(buf))), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_format(&zero, buf, sizeof(buf))), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_format(&t, buf, RCTX_TRACEPARENT_LEN)), -ENOSPC);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_child(NULL, &out)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_child(&t, NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_child(&zero, &out)), -EINVAL);
+	cr_assert_null(KEEP_ERRNO(rctx_with_trace(NULL, &t)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_trace(rctx_background(), NULL)));
+	cr_assert_null(KEEP_ERRNO(rctx_with_trace(rctx_background(), &zero)));
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_of(NULL, &out)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_of(rctx_background(), NULL)), -EINVAL);
+	cr_assert_eq(KEEP_ERRNO(rctx_trace_of(rctx_background(), &out)), -ENOENT);
 }

@@ -10,11 +10,14 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sanitizer/lsan_interface.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ringctx.h"
@@ -56,6 +59,10 @@ static bool in_set(int ret, const int *allowed)
  */
 #define RUNTIME_FDS 4
 
+/* A descriptor the library keeps for the rest of the process once made (the
+ * signal table's eventfd): an op that saw it appear sets this to 1. */
+static int kept_fds;
+
 static unsigned long drive(const char *name, int (*op)(void), const int *allowed)
 {
 	unsigned long n;
@@ -66,6 +73,7 @@ static unsigned long drive(const char *name, int (*op)(void), const int *allowed
 		unsigned long injected;
 
 		cur_n = n;
+		kept_fds = 0;
 		rctx__fault_arm(n);
 		ret = op();
 		injected = rctx__fault_injected();
@@ -75,7 +83,8 @@ static unsigned long drive(const char *name, int (*op)(void), const int *allowed
 				  name, n, ret, strerror(-ret));
 		cr_assert(!ret || injected, "%s, N=%lu: error %d with no failure injected",
 			  name, n, ret);
-		cr_assert_eq(th_fd_count(), fds + (!was_running && runtime_running() ? RUNTIME_FDS : 0),
+		cr_assert_eq(th_fd_count(), fds + kept_fds +
+			     (!was_running && runtime_running() ? RUNTIME_FDS : 0),
 			     "%s, N=%lu: fd leaked", name, n);
 		cr_assert_eq(__lsan_do_recoverable_leak_check(), 0,
 			     "%s, N=%lu: memory leaked", name, n);
@@ -319,6 +328,279 @@ static int op_done_fd(void)
 	cr_assert_eq(rctx_err(c), -ECANCELED);
 	rctx_release(c);
 	return fd < 0 ? fd : 0;
+}
+
+/* ---- the new kinds of contexts ------------------------------------------------ */
+
+#define ERRNO_SENTINEL 4242
+
+static int op_with_trace(void)
+{
+	struct rctx_trace t = { .trace_id = { 1 }, .span_id = { 2 }, .flags = 1 }, got;
+	rctx_t *c;
+
+	errno = ERRNO_SENTINEL;
+	c = rctx_with_trace(rctx_background(), &t);
+	cr_assert_eq(errno, ERRNO_SENTINEL, "with_trace changed errno");
+	if (!c)
+		return -ENOMEM;
+	cr_assert_eq(rctx_trace_of(c, &got), 0);
+	cr_assert_eq(memcmp(&got, &t, sizeof(t)), 0);
+	rctx_release(c);
+	return 0;
+}
+
+static atomic_int group_runs;
+
+static int group_fn(rctx_t *ctx, void *arg)
+{
+	(void)ctx;
+	atomic_fetch_add(&group_runs, 1);
+	return arg ? -EIO : 0;
+}
+
+/* A group with a limit of 2 and three functions (a worker is reused), the
+ * last failing: every function started runs exactly once, the group's
+ * result is its failure. A deadline parent: the group's context is timed. */
+static int op_group_go(void)
+{
+	rctx_t *p = rctx_with_timeout(rctx_background(), LONG_NS);
+	rctx_group_t *g;
+	int started = 0, ret = 0, res;
+
+	if (!p)
+		return -ENOMEM;
+	errno = ERRNO_SENTINEL;
+	g = rctx_group_new(p, 2);
+	cr_assert_eq(errno, ERRNO_SENTINEL, "group_new changed errno");
+	if (!g) {
+		rctx_release(p);
+		return -ENOMEM;
+	}
+	atomic_store(&group_runs, 0);
+	for (int i = 0; i < 3; i++) {
+		int r;
+
+		errno = ERRNO_SENTINEL;
+		r = i < 2 ? rctx_group_go(g, group_fn, i == 1 ? &ret : NULL) :
+			    rctx_group_try_go(g, group_fn, NULL);
+		cr_assert_eq(errno, ERRNO_SENTINEL, "group_go changed errno");
+		if (r == 0)
+			started++;
+		else if (r != -EAGAIN || i < 2)
+			ret = ret ? ret : r;
+		/* try_go's -EAGAIN: two running, a documented outcome */
+		if (r && r != -ENOMEM && r != -EAGAIN)
+			cr_assert(r == -ECANCELED, "go: %d", r);
+	}
+	res = rctx_group_wait(g);
+	cr_assert_eq(atomic_load(&group_runs), started);
+	cr_assert(res == 0 || res == -EIO, "group result %d", res);
+	cr_assert_eq(rctx_err(rctx_group_ctx(g)), -ECANCELED);
+	rctx_group_free(g);
+	rctx_release(p);
+	return ret == -ECANCELED ? 0 : ret;
+}
+
+/* rctx_group_submit with a limit of 1 on a ring: one NOP in flight, the
+ * others queued (under a cancellable context: a sentinel each), the last
+ * queued one's context cancelled. Every accepted request's callback runs
+ * exactly once; the group is freed before the ring runs. */
+#define GSUB 4
+static int op_group_submit(void)
+{
+	struct done_rec recs[GSUB] = { { 0 } };
+	rctx_ring_t *ring;
+	rctx_group_t *g;
+	rctx_t *c, *last;
+	int err = 0;
+
+	rctx__fault_disarm();
+	cr_assert_eq(rctx_ring_create(&ring, 8), 0);
+	c = rctx_with_cancel(rctx_background());
+	cr_assert_not_null(c);
+	last = rctx_with_cancel(c);
+	cr_assert_not_null(last);
+	rctx__fault_arm(cur_n);
+	g = rctx_group_new(rctx_background(), 1);
+	if (!g) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (int i = 0; i < GSUB; i++) {
+		struct io_uring_sqe sqe = { 0 };
+		int ret;
+
+		io_uring_prep_nop(&sqe);
+		errno = ERRNO_SENTINEL;
+		ret = rctx_group_submit(g, ring, i == GSUB - 1 ? last : c, &sqe,
+					rec_cb, &recs[i]);
+		cr_assert_eq(errno, ERRNO_SENTINEL, "group_submit changed errno");
+		if (ret < 0) {
+			recs[i].calls = -1; /* never called */
+			err = ret;
+		}
+	}
+	rctx_cancel(last);
+	rctx_group_free(g);
+	drain_all(ring);
+	for (int i = 0; i < GSUB; i++)
+		if (recs[i].calls != -1)
+			cr_assert_eq(recs[i].calls, 1, "request %d: %d callbacks", i, recs[i].calls);
+	if (recs[GSUB - 1].calls == 1)
+		cr_assert(recs[GSUB - 1].res == -ECANCELED || recs[GSUB - 1].res == 0,
+			  "cancelled request: %d", recs[GSUB - 1].res);
+out:
+	rctx__fault_disarm();
+	rctx_ring_destroy(ring);
+	rctx_release(last);
+	rctx_release(c);
+	return err;
+}
+
+/* Whether the process now holds a descriptor it did not before: the
+ * signal table's eventfd, made once and kept. */
+static void note_kept_fd(int before)
+{
+	static bool seen;
+	int now = th_fd_count();
+
+	if (now == before + 1 && !seen) {
+		seen = true;
+		kept_fds = 1;
+	}
+}
+
+static void sig_nop(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * The signal table's reader is started once per process, by the first signal
+ * context made, and then runs for good: its calls (eventfd, calloc, malloc)
+ * fail, one each, in the first runs (by name: once the eventfd exists, the
+ * countdown would skip the malloc), then the countdown takes over.
+ */
+static const struct {
+	const char *call;
+	unsigned long nth;
+} reader_calls[] = { { "eventfd", 1 }, { "calloc", 1 }, { "malloc", 2 } };
+#define READER_CALLS (sizeof(reader_calls) / sizeof(reader_calls[0]))
+
+static void arm_signals(void)
+{
+	static unsigned long step, skip;
+
+	if (cur_n == 1)
+		skip = 0;
+	if (step < READER_CALLS) {
+		rctx__fault_arm_call(reader_calls[step].call, reader_calls[step].nth);
+		step++;
+		skip++;
+	} else {
+		rctx__fault_arm(cur_n - skip);
+	}
+}
+
+/* A signal context for SIGUSR1 fired by a raise(); the handler the test
+ * installed before comes back after the release. */
+static int op_with_signals(void)
+{
+	static const int sigs[] = { SIGUSR1, SIGUSR1 };
+	struct sigaction sa = { .sa_handler = sig_nop }, old;
+	rctx_t *c;
+	int fds;
+
+	rctx__fault_disarm();
+	deadline_fires(); /* the runtime running: its start is with_deadline's */
+	/* and asleep with no deadline, so that the Nth call is this thread's
+	 * (the table's reader sites fail only before the first success) */
+	cr_assert(WAIT_UNTIL(timers_live() == 0, 10000));
+	cr_assert(th_runtime_settle());
+	th_sleep_ms(10);
+	fds = th_fd_count();
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	arm_signals();
+	errno = ERRNO_SENTINEL;
+	c = rctx_with_signals(rctx_background(), sigs, 2);
+	cr_assert_eq(errno, ERRNO_SENTINEL, "with_signals changed errno");
+	if (c) {
+		cr_assert_eq(raise(SIGUSR1), 0);
+		cr_assert_eq(rctx_wait(c, rctx_now() + LONG_NS), 0, "N=%lu: signal never seen", cur_n);
+		cr_assert_eq(rctx_err(c), -ECANCELED);
+		cr_assert_eq(rctx_cause_signal(rctx_cause(c)), SIGUSR1);
+		rctx_release(c);
+	}
+	rctx__fault_disarm();
+	/* The runtime thread may hold a reference a moment after it fired c:
+	 * the restore is then its own (documented). */
+	cr_assert(WAIT_UNTIL(sigaction(SIGUSR1, NULL, &old) == 0 &&
+			     old.sa_handler == sig_nop, 10000), "disposition not restored");
+	signal(SIGUSR1, SIG_DFL);
+	note_kept_fd(fds);
+	return c ? 0 : -ENOMEM;
+}
+
+/* An fd context on a socket pair: a hang-up context ends when the peer
+ * closes, an fd context for POLLIN is released before any event. */
+static uint64_t kept_in_flight(void)
+{
+	struct rctx_runtime_stats st;
+
+	cr_assert_eq(rctx_runtime_stats(&st), 0);
+	return st.kept.in_flight;
+}
+
+static int op_with_fd(void)
+{
+	rctx_t *h, *f = NULL;
+	int sv[2], ret = 0;
+	uint64_t base;
+
+	rctx__fault_disarm();
+	cr_assert(th_runtime_settle());
+	base = kept_in_flight();
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	rctx__fault_arm(cur_n);
+	errno = ERRNO_SENTINEL;
+	h = rctx_with_hangup(rctx_background(), sv[0]);
+	cr_assert_eq(errno, ERRNO_SENTINEL, "with_hangup changed errno");
+	if (h) {
+		errno = ERRNO_SENTINEL;
+		f = rctx_with_fd(h, sv[0], POLLIN, 7);
+		cr_assert_eq(errno, ERRNO_SENTINEL, "with_fd changed errno");
+	}
+	if (!h || !f)
+		ret = -ENOMEM;
+	if (f) {
+		/* Done early only if a poll could not be submitted (its
+		 * cause), f's own or its parent's. */
+		cr_assert(!rctx_err(f) || rctx_err(h) || rctx_cause(f) == -ENOMEM ||
+			  rctx_cause(f) == -EAGAIN, "N=%lu: fd context: cause %d",
+			  cur_n, rctx_cause(f));
+		rctx_release(f);
+	}
+	if (h) {
+		cr_assert(rctx_err(h) == 0 || rctx_cause(h) == -ENOMEM ||
+			  rctx_cause(h) == -EAGAIN, "N=%lu: hang-up context: err %d cause %d",
+			  cur_n, rctx_err(h), rctx_cause(h));
+		close(sv[1]);
+		sv[1] = -1;
+		cr_assert_eq(rctx_wait(h, rctx_now() + LONG_NS), 0, "hang-up never seen");
+		cr_assert_eq(rctx_err(h), -ECANCELED);
+		rctx_release(h);
+	}
+	rctx__fault_disarm();
+	close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	/* The released contexts' polls end on the runtime thread: wait for
+	 * what they hold to go back before the leak check. */
+	cr_assert(WAIT_UNTIL(kept_in_flight() == base, 10000), "polls never ended");
+	cr_assert(th_runtime_settle());
+	return ret;
 }
 
 /* ---- rings -------------------------------------------------------------------- */
@@ -567,6 +849,11 @@ static const int create_errs[] = { -ENOMEM, -EMFILE, 0 };
 /* rctx_done_fd: eventfd's -EMFILE (its context's creation: -ENOMEM). */
 static const int emfile[] = { -EMFILE, -ENOMEM, 0 };
 
+/* rctx_group_go: -ENOMEM, pthread_create's -EAGAIN. */
+static const int group_errs[] = { -ENOMEM, -EAGAIN, 0 };
+/* rctx_group_submit: -ENOMEM, eventfd's -EMFILE, rctx_submit's errors. */
+static const int group_submit_errs[] = { -ENOMEM, -EMFILE, -EAGAIN, 0 };
+
 struct driver {
 	const char *name;
 	int (*op)(void);
@@ -590,6 +877,11 @@ static const struct driver drivers[] = {
 	{ "ring_flush", op_ring_flush, submit_errs },
 	{ "thread_ring", op_thread_ring, enomem },
 	{ "blocking", op_blocking, blocking_errs },
+	{ "with_trace", op_with_trace, enomem },
+	{ "group_go", op_group_go, group_errs },
+	{ "group_submit", op_group_submit, group_submit_errs },
+	{ "with_signals", op_with_signals, enomem },
+	{ "with_fd", op_with_fd, enomem },
 };
 
 static unsigned long drive_named(const char *name)
@@ -632,6 +924,11 @@ DRIVER_TEST(ring_destroy, 1)
 DRIVER_TEST(ring_flush, 1)
 DRIVER_TEST(thread_ring, 4)
 DRIVER_TEST(blocking, 5)
+DRIVER_TEST(with_trace, 1)
+DRIVER_TEST(group_go, 4)
+DRIVER_TEST(group_submit, 4)
+DRIVER_TEST(with_signals, 3)
+DRIVER_TEST(with_fd, 3)
 
 /* The runtime's first deadline heap (256 entries) full: growing it fails
  * (the only realloc the runtime makes then), the deadline waits in the
