@@ -31,6 +31,12 @@ for t in "$@"; do
 		fi
 		rm -rf "$vglog"
 	fi
+	# Criterion runs each test in a child and ignores how the sanitizers
+	# judged it (a leak report at the child's exit keeps exit status 0):
+	# their reports fail the binary.
+	if grep -aq 'ERROR: LeakSanitizer\|ERROR: AddressSanitizer\|runtime error:\|WARNING: ThreadSanitizer' "$log"; then
+		[ $rc -ne 0 ] || rc=97
+	fi
 	syn=$(grep -a 'Synthesis:' "$log" | tail -n 1)
 	np=$(echo "$syn" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
 	nf=$(echo "$syn" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
