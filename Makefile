@@ -54,7 +54,8 @@ TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 # Tests that exercise threads, run again under ThreadSanitizer.
-TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf
+TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf \
+	test_observe
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-fault check-valgrind check-install check-symbols demo bench bench-quick \
