@@ -209,14 +209,14 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 
 	if (!ctx_valid(parent))
 		return NULL;
-	return with_cancel_at(parent, rctx_now());
+	return with_cancel_at(parent, clock_coarse_ns());
 }
 
 struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 			       const struct rctx_ext_ops *ops, int64_t deadline)
 {
 	struct rctx_cancel *c = cancel_new(size, RCTX_EXT, parent, deadline,
-					   rctx_now());
+					   clock_coarse_ns());
 	struct rctx_ext *x;
 
 	if (!c)
@@ -269,6 +269,10 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 {
 	ERRNO_GUARD;
 
+	/* A plain cancel context (below) needs no precise reading. */
+	if (ctx_valid(parent) &&
+	    (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns))
+		return with_cancel_at(parent, clock_coarse_ns());
 	return with_deadline_at(parent, abs_ns, cause, rctx_now());
 }
 
@@ -482,7 +486,8 @@ static void run_deferred(struct cancel_defer *d)
 /*
  * Cancel root and its subtree with err and cause (err if 0), then take root
  * out of its parent's child set. False if root was done already. One clock
- * reading stamps every node it ends.
+ * reading stamps every node it ends: the coarse clock, but for an expired
+ * timer, whose stamp must not precede the deadline.
  */
 static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer)
 {
@@ -494,7 +499,7 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_
 	/* Done and settled: no lock, no clock (a release after a cancel). */
 	if (e && e != ERR_ENDING)
 		return false;
-	now = rctx_now();
+	now = from_timer ? rctx_now() : clock_coarse_ns();
 	if (cause == 0)
 		cause = err;
 	rlock(&root->lock);

@@ -118,8 +118,8 @@ struct rctx_cancel {
 	struct hnode *reqs;        /* in-flight requests tracked here */
 	int64_t deadline;          /* effective deadline (own or inherited) */
 	/* Observability (rctx_info(), rctx_dump()), under lock once shared: */
-	int64_t created_ns;        /* rctx_now() at creation */
-	int64_t done_ns;           /* rctx_now() when it ended; 0 while not */
+	int64_t created_ns;        /* clock at creation (rctx_info()) */
+	int64_t done_ns;           /* clock when it ended; 0 while not */
 	uint64_t submitted;        /* requests linked in reqs (lib/ring.c) */
 	uint64_t completed;        /* ... unlinked with another result */
 	uint64_t aborted;          /* ... unlinked with -ECANCELED */
