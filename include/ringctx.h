@@ -653,9 +653,9 @@ int rctx_info(const rctx_t *ctx, struct rctx_info *info);
  * a line "req ring=<address> op=<NAME, or ?> opcode=<number> age=<n>ms" for
  * each request in flight under it (at most 32, then "req ... <n> more"). A
  * request's age counts from its ring's last rctx_ring_run() or
- * rctx_ring_flush() before its submission (one clock reading per batch,
- * not per request): in ms, and it includes any time the ring sat idle
- * between that run and the submission.
+ * rctx_ring_flush() before its submission (one coarse clock reading per
+ * batch, not per request): in ms, and it includes any time the ring sat
+ * idle between that run and the submission, and up to a tick (1-10 ms).
  *
  * At most max_nodes node lines are written (0: no limit). When a node has
  * more children than the limit leaves room for, its newest are kept, and a
