@@ -183,7 +183,7 @@ static bool stack_reserve(struct walk *w)
 	if (w->n < w->cap)
 		return true;
 	cap = w->cap ? w->cap * 2 : 16;
-	v = realloc(w->stack, cap * sizeof(*v));
+	v = rctx__realloc(w->stack, cap * sizeof(*v));
 	if (!v)
 		return false;
 	w->stack = v;

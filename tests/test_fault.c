@@ -90,6 +90,30 @@ static unsigned long drive(const char *name, int (*op)(void), const int *allowed
 
 /* ---- context operations ----------------------------------------------------- */
 
+#define DUMP_KIDS 20 /* more than the walk's first stack: it grows once */
+
+/* rctx_dump() of a root with DUMP_KIDS children, to /dev/null. */
+static int op_dump(void)
+{
+	rctx_t *root = rctx_with_cancel(rctx_background()), *kids[DUMP_KIDS];
+	int i, n = 0, fd, ret = -ENOMEM;
+
+	if (!root)
+		return -ENOMEM;
+	for (; n < DUMP_KIDS; n++)
+		if (!(kids[n] = rctx_with_cancel(root)))
+			goto out;
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	ret = rctx_dump(root, fd, 0);
+	close(fd);
+out:
+	for (i = 0; i < n; i++)
+		rctx_release(kids[i]);
+	rctx_release(root);
+	return ret;
+}
+
 /* Cancel c and check that its error, once set, stays what it was. */
 static void cancel_check(rctx_t *c, int want)
 {
@@ -590,6 +614,7 @@ static const struct driver drivers[] = {
 	{ "ring_flush", op_ring_flush, submit_errs },
 	{ "thread_ring", op_thread_ring, enomem },
 	{ "blocking", op_blocking, blocking_errs },
+	{ "dump", op_dump, enomem },
 };
 
 static unsigned long drive_named(const char *name)
@@ -632,6 +657,7 @@ DRIVER_TEST(ring_destroy, 1)
 DRIVER_TEST(ring_flush, 1)
 DRIVER_TEST(thread_ring, 4)
 DRIVER_TEST(blocking, 5)
+DRIVER_TEST(dump, DUMP_KIDS + 3)
 
 /* The runtime's first deadline heap (256 entries) full: growing it fails
  * (the only realloc the runtime makes then), the deadline waits in the
