@@ -169,7 +169,7 @@ struct walk {
 /* What a node holds, copied under its lock. */
 struct snap {
 	int err, cause;
-	int64_t created_ns, done_ns, deadline;
+	int64_t created_ns, deadline;
 	uint64_t submitted, completed, aborted;
 	size_t nreqs;
 	struct rctx_req_view reqs[DUMP_REQS];
@@ -227,7 +227,6 @@ static void snap_node(struct walk *w, struct rctx_cancel *c, size_t depth,
 	s->err = atomic_load_explicit(&c->err, memory_order_relaxed);
 	s->cause = c->cause;
 	s->created_ns = c->created_ns;
-	s->done_ns = c->done_ns;
 	s->deadline = c->deadline;
 	s->submitted = c->submitted;
 	s->completed = c->completed;
