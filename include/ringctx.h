@@ -847,16 +847,89 @@ int rctx_trace_of(const rctx_t *ctx, struct rctx_trace *t);
 /* Observability                                                            */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * What rctx_info() reports of a context. Times are instants of rctx_now()'s
+ * clock, read cheaply where no precise reading is at hand
+ * (CLOCK_MONOTONIC_COARSE: as of the last kernel tick, so 1-10 ms early,
+ * more if ticks come late on a loaded or tickless CPU, never later than
+ * rctx_now()). Two are precise: a deadline context's creation (its
+ * constructor reads the clock anyway) and the end of a context that its
+ * deadline's timer ended.
+ *
+ * The request counters cover the requests this context tracks itself:
+ * those submitted under it, or under value contexts between it and its
+ * cancellable children; not those of its cancellable descendants, which
+ * count their own. A request submitted under a context already done never
+ * reaches the kernel and is not counted. In flight: submitted - completed -
+ * aborted.
+ */
 struct rctx_info {
-	int64_t created_ns;   /* rctx_now() at creation */
-	int64_t done_ns;      /* rctx_now() when it became done; 0 while not */
+	int64_t created_ns;   /* at creation */
+	int64_t done_ns;      /* when it became done; 0 while not */
 	int err;              /* rctx_err() */
 	int cause;            /* rctx_cause() */
 	uint64_t submitted;   /* requests submitted under it */
-	uint64_t completed;   /* ... whose callback ran */
-	uint64_t aborted;     /* ... that ended -ECANCELED by a cancel */
+	uint64_t completed;   /* ... that ended (callback ran) otherwise */
+	uint64_t aborted;     /* ... that ended -ECANCELED (a cancel or a
+				 deadline reached them), or -EINTR after a
+				 cancel */
 };
+
+/*
+ * Fill *info with ctx's creation time, the time it became done (0 while it
+ * is not), its error and cause, and the counters of the requests it tracks
+ * (struct rctx_info), as one consistent snapshot. A value context reports
+ * its nearest cancellable ancestor (the context that governs it and tracks
+ * its requests); background, TODO and without-cancel contexts, and value
+ * contexts with no cancellable ancestor below such a root, track nothing
+ * and are never done: all zero. A context created under a done parent has
+ * done_ns == created_ns; otherwise done_ns >= created_ns. Does not block
+ * beyond taking the governing context's lock; thread-safe.
+ *
+ * Returns 0, or -EINVAL if ctx or info is NULL (or ctx is an after-func
+ * handle).
+ */
 int rctx_info(const rctx_t *ctx, struct rctx_info *info);
+
+/*
+ * Write the live subtree of ctx to fd as text: one line per cancellable
+ * context, depth first, oldest child first, indented by two spaces per
+ * level below ctx. A node's line is its kind (WithCancel, WithDeadline, or
+ * an extended context's name such as WithAny), then space-separated
+ * key=value fields: ctx=<address>; age=<seconds since its creation, as
+ * rctx_info() stamps it>; left=<seconds to its deadline, negative once
+ * passed> if it has one; err=<errno> cause=<errno> once done; and its
+ * rctx_info() counters submitted=, completed=, aborted=. Below it, one
+ * level deeper, come a line "value key=<address> val=<address>" for each
+ * value context between it and its cancellable parent (nearest first), and
+ * a line "req ring=<address> op=<NAME, or ?> opcode=<number> age=<n>ms" for
+ * each request in flight under it (at most 32, then "req ... <n> more"). A
+ * request's age counts from its ring's last rctx_ring_run() or
+ * rctx_ring_flush() before its submission (one coarse clock reading per
+ * batch, not per request): in ms, and it includes any time the ring sat
+ * idle between that run and the submission, and up to a tick (1-10 ms).
+ *
+ * At most max_nodes node lines are written (0: no limit). When a node has
+ * more children than the limit leaves room for, its newest are kept, and a
+ * last line "... <n> more" counts the children left out (not their own
+ * subtrees). For a value context the subtree is that of its governing
+ * cancellable ancestor; a context with nothing cancellable above it
+ * (background, TODO, without-cancel) gets one line, "<Kind> ctx=<address>".
+ *
+ * Safe while other threads create, cancel and release contexts in the
+ * subtree: each node is copied under its own lock, one lock at a time, and
+ * written with no lock held; a node ended or released meanwhile appears as
+ * it was copied, or not at all. The caller holds a reference to ctx. Output
+ * goes through a 4 KiB buffer to write(2), retried on EINTR and short
+ * writes; a pipe or socket whose reader is gone raises SIGPIPE unless the
+ * caller ignores it. Allocates the stack of nodes still to visit.
+ *
+ * Returns 0; -EINVAL if ctx is NULL (or an after-func handle); -EBADF if fd
+ * is negative; -ENOMEM if the walk could not allocate (what was written
+ * stays written, the children it could not visit are counted in "... <n>
+ * more"); or write(2)'s -errno (e.g. -EBADF, -EPIPE), after which nothing
+ * more is written.
+ */
 int rctx_dump(rctx_t *ctx, int fd, size_t max_nodes);
 
 /* ------------------------------------------------------------------------ */

@@ -142,6 +142,7 @@ static bool cancel_attach(struct rctx_cancel *c)
 	e = atomic_load_explicit(&g->err, memory_order_relaxed);
 	if (e) {
 		c->cause = g->cause;
+		c->done_ns = c->created_ns;
 		atomic_store_explicit(&c->err, e, memory_order_release);
 	} else {
 		hlist_add(&g->children, &c->c.sib);
@@ -167,10 +168,11 @@ void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 }
 
 /* A new cancellable context (size bytes: a struct rctx_cancel or one that
- * starts with it), not yet attached to its parent's governor. */
+ * starts with it) created at now, not yet attached to its parent's
+ * governor. */
 static inline __attribute__((always_inline))
 struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
-		      struct rctx *parent, int64_t deadline)
+		      struct rctx *parent, int64_t deadline, int64_t now)
 {
 	struct rctx_cancel *c = obj_new(size, kind, parent);
 
@@ -185,27 +187,40 @@ struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
 	c->children = NULL;
 	c->reqs = NULL;
 	c->deadline = deadline;
+	c->created_ns = now;
+	c->done_ns = 0;
+	c->submitted = 0;
+	c->completed = 0;
+	c->aborted = 0;
 	return c;
 }
 
-RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
+/* WithCancel, created at now (the caller's one clock reading). */
+static rctx_t *with_cancel_at(rctx_t *parent, int64_t now)
 {
-	ERRNO_GUARD;
 	struct rctx_cancel *c;
 
-	if (!ctx_valid(parent))
-		return NULL;
-	c = cancel_new(sizeof(*c), RCTX_CANCEL, parent, effective_deadline(parent));
+	c = cancel_new(sizeof(*c), RCTX_CANCEL, parent, effective_deadline(parent), now);
 	if (!c)
 		return NULL;
 	cancel_attach(c);
 	return &c->c.hdr;
 }
 
+RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
+{
+	ERRNO_GUARD;
+
+	if (!ctx_valid(parent))
+		return NULL;
+	return with_cancel_at(parent, clock_coarse_ns());
+}
+
 struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 			       const struct rctx_ext_ops *ops, int64_t deadline)
 {
-	struct rctx_cancel *c = cancel_new(size, RCTX_EXT, parent, deadline);
+	struct rctx_cancel *c = cancel_new(size, RCTX_EXT, parent, deadline,
+					   clock_coarse_ns());
 	struct rctx_ext *x;
 
 	if (!c)
@@ -218,9 +233,11 @@ struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 	return x;
 }
 
-RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
+/* WithDeadline, with now the caller's one clock reading: the creation time
+ * and what abs_ns is compared with. */
+static rctx_t *with_deadline_at(rctx_t *parent, int64_t abs_ns, int cause,
+				int64_t now)
 {
-	ERRNO_GUARD;
 	struct rctx_cancel *c;
 	struct rctx_deadline *d;
 
@@ -229,8 +246,8 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 	/* No deadline, or the parent's is sooner: a plain cancel context (as
 	 * Go), which never takes a place in the runtime's deadline heap. */
 	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
-		return rctx_with_cancel(parent);
-	c = cancel_new(sizeof(*d), RCTX_DEADLINE, parent, abs_ns);
+		return with_cancel_at(parent, now);
+	c = cancel_new(sizeof(*d), RCTX_DEADLINE, parent, abs_ns, now);
 	if (!c)
 		return NULL;
 	d = container_of(c, struct rctx_deadline, cc);
@@ -240,7 +257,7 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 	d->tstate = 0;
 	if (!cancel_attach(&d->cc))
 		return &d->cc.c.hdr;
-	if (abs_ns <= rctx_now()) {
+	if (abs_ns <= now) {
 		rctx__timer_expired(d); /* no timer was armed */
 		return &d->cc.c.hdr;
 	}
@@ -252,6 +269,17 @@ RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int ca
 	return &d->cc.c.hdr;
 }
 
+RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
+{
+	ERRNO_GUARD;
+
+	/* A plain cancel context (below) needs no precise reading. */
+	if (ctx_valid(parent) &&
+	    (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns))
+		return with_cancel_at(parent, clock_coarse_ns());
+	return with_deadline_at(parent, abs_ns, cause, rctx_now());
+}
+
 RCTX_API rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns)
 {
 	return rctx_with_deadline_cause(parent, abs_ns, 0);
@@ -259,12 +287,13 @@ RCTX_API rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns)
 
 RCTX_API rctx_t *rctx_with_timeout_cause(rctx_t *parent, int64_t rel_ns, int cause)
 {
-	int64_t abs_ns;
+	ERRNO_GUARD;
+	int64_t now = rctx_now(), abs_ns;
 
-	if (rel_ns < 0 || __builtin_add_overflow(rctx_now(), rel_ns, &abs_ns) ||
+	if (rel_ns < 0 || __builtin_add_overflow(now, rel_ns, &abs_ns) ||
 	    abs_ns == RCTX_FOREVER)
 		return NULL;
-	return rctx_with_deadline_cause(parent, abs_ns, cause);
+	return with_deadline_at(parent, abs_ns, cause, now);
 }
 
 RCTX_API rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns)
@@ -363,9 +392,12 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
  * child set; the walk handles them.
  */
 static void end_locked(struct rctx_cancel *c, int cause, struct cancel_batch *b,
-		       bool from_timer)
+		       bool from_timer, int64_t now)
 {
 	RLOCK_ASSERT_HELD(&c->lock);
+	/* now was read before this lock: a child created meanwhile may be
+	 * younger than it. */
+	c->done_ns = now > c->created_ns ? now : c->created_ns;
 	/* ERR_ENDING until the whole subtree is done (finish_node): a
 	 * reader that sees it waits for this lock, so seeing a context done
 	 * means its subtree is done too. */
@@ -399,14 +431,14 @@ static void fire_after(struct rctx_after *a, struct rctx_after **stopped)
 
 /* Lock child and end it; NULL (unlocked) if it was done already. */
 static struct rctx_cancel *enter_child(struct rctx_cancel *child, int cause,
-				       struct cancel_batch *b)
+				       struct cancel_batch *b, int64_t now)
 {
 	rlock(&child->lock);
 	if (atomic_load_explicit(&child->err, memory_order_relaxed)) {
 		runlock(&child->lock);
 		return NULL;
 	}
-	end_locked(child, cause, b, false);
+	end_locked(child, cause, b, false, now);
 	return child;
 }
 
@@ -477,7 +509,8 @@ static struct rctx_cancel *finish_node(struct rctx_cancel *root,
  * references. Returns root unlocked.
  */
 static void cancel_subtree(struct rctx_cancel *root, int err, int cause,
-			   struct cancel_batch *b, struct cancel_defer *d)
+			   struct cancel_batch *b, struct cancel_defer *d,
+			   int64_t now)
 {
 	struct rctx_cancel *cur = root;
 
@@ -500,7 +533,7 @@ static void cancel_subtree(struct rctx_cancel *root, int err, int cause,
 			defer_link((struct rctx_link *)k, err, cause, d);
 			continue;
 		}
-		child = enter_child((struct rctx_cancel *)k, cause, b);
+		child = enter_child((struct rctx_cancel *)k, cause, b, now);
 		if (child)
 			cur = child;
 	}
@@ -567,13 +600,21 @@ static void run_deferred(struct cancel_defer *d)
 
 /*
  * Cancel root and its subtree with err and cause (err if 0), then take root
- * out of its parent's child set. False if root was done already.
+ * out of its parent's child set. False if root was done already. One clock
+ * reading stamps every node it ends: the coarse clock, but for an expired
+ * timer, whose stamp must not precede the deadline.
  */
 static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer)
 {
 	struct cancel_batch b = { .n = 0 };
 	struct cancel_defer d = { NULL, NULL, NULL };
+	int e = atomic_load_explicit(&root->err, memory_order_acquire);
+	int64_t now;
 
+	/* Done and settled: no lock, no clock (a release after a cancel). */
+	if (e && e != ERR_ENDING)
+		return false;
+	now = from_timer ? rctx_now() : clock_coarse_ns();
 	if (cause == 0)
 		cause = err;
 	rlock(&root->lock);
@@ -581,8 +622,8 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_
 		runlock(&root->lock);
 		return false;
 	}
-	end_locked(root, cause, &b, from_timer);
-	cancel_subtree(root, err, cause, &b, &d);
+	end_locked(root, cause, &b, from_timer, now);
+	cancel_subtree(root, err, cause, &b, &d, now);
 	/* context -> ring: the inherent call back into rings (wake-ups). */
 	rctx__ring_wake_batch(&b);
 	unregister(&root->c);

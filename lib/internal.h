@@ -110,7 +110,7 @@ struct rctx_canceler {
 struct rctx_req;
 struct rctx_kept;
 
-/* WithCancel. 72 bytes on x86-64. */
+/* WithCancel. 112 bytes on x86-64. */
 struct rctx_cancel {
 	struct rctx_canceler c;
 	rlock_t lock;
@@ -121,6 +121,12 @@ struct rctx_cancel {
 	struct hnode *children;    /* cancelers registered here */
 	struct hnode *reqs;        /* in-flight requests tracked here */
 	int64_t deadline;          /* effective deadline (own or inherited) */
+	/* Observability (rctx_info(), rctx_dump()), under lock once shared: */
+	int64_t created_ns;        /* clock at creation (rctx_info()) */
+	int64_t done_ns;           /* clock when it ended; 0 while not */
+	uint64_t submitted;        /* requests linked in reqs (lib/ring.c) */
+	uint64_t completed;        /* ... unlinked with another result */
+	uint64_t aborted;          /* ... unlinked with -ECANCELED */
 };
 
 /* WithDeadline with its own kernel timer. */
@@ -332,6 +338,14 @@ void rctx__ring_free(struct rctx_ring *ring);
 bool rctx__ring_in_run(const struct rctx_ring *ring);
 void rctx__ring_cancel_all(struct rctx_ring *ring);
 struct rctx_ring **rctx__ring_link(struct rctx_ring *ring);
+/* What rctx_dump() shows of an in-flight request, read through its link in
+ * its governor's request list (that governor's lock held). */
+struct rctx_req_view {
+	const struct rctx_ring *ring;
+	uint32_t stamp_ms;  /* rctx_now() / 1e6, truncated, at submission */
+	uint8_t opcode;
+};
+void rctx__ring_req_view(const struct hnode *link, struct rctx_req_view *v);
 
 /* ---- the keeper (lib/keeper.c) ------------------------------------------ */
 /*

@@ -46,8 +46,9 @@ struct rctx_req {
 	uint8_t state;                 /* owner only */
 	uint8_t cissued;               /* owner only: cancel sent */
 	uint8_t popped;                /* owner only: taken off the stack */
-	uint8_t opcode;                /* of the SQE (teardown order) */
-	uint8_t unused[7];
+	uint8_t opcode;                /* of the SQE (teardown order, dumps) */
+	uint8_t unused[3];
+	uint32_t stamp_ms;             /* its ring's clock at submission */
 };
 _Static_assert(sizeof(struct rctx_req) == 64, "a request slot is one cache line");
 
@@ -100,6 +101,8 @@ struct rctx_ring {
 	struct wake wake;
 	bool in_run;
 	bool wake_unarmed;             /* the wake-up read could not be queued */
+	uint32_t now_ms;               /* owner: rctx_now() in ms, read once per
+					  run and flush; stamps requests */
 	struct rctx_req *cancel_retry; /* cancels that found the SQ wedged */
 	struct __kernel_timespec *ts;  /* one per SQE slot, live until submit */
 	struct rctx_ring *keep_next;   /* lib/keeper.c: adopted rings */
@@ -328,6 +331,7 @@ static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *a
 	r->cissued = 0;
 	r->state = RS_INFLIGHT;
 	r->ctx = NULL;
+	r->stamp_ms = ring->now_ms;
 	return r;
 }
 
@@ -341,6 +345,7 @@ static int track(struct rctx_req *r, struct rctx_cancel *g)
 	err = atomic_load_explicit(&g->err, memory_order_relaxed);
 	if (!err) {
 		hlist_add(&g->reqs, &r->link);
+		g->submitted++;
 		/* ring -> context: a request holds its governor (inherent). */
 		rctx__obj_get(&g->c.hdr);
 		r->ctx = g;
@@ -375,6 +380,7 @@ static void untrack_and_free(struct rctx_ring *ring, struct rctx_req *r)
 	if (g) {
 		rlock(&g->lock);
 		hlist_del(&r->link);
+		g->submitted--; /* it never was */
 		queued = r->queued;
 		runlock(&g->lock);
 		rctx__obj_put(&g->c.hdr);
@@ -392,7 +398,6 @@ static void prep_sqes(struct rctx_ring *ring, struct rctx_req *r,
 		      int64_t deadline)
 {
 	sqe_copy(s, sqe);
-	r->opcode = sqe->opcode;
 	s->user_data = req_ud(r, UD_TARGET);
 	if (deadline != RCTX_FOREVER) {
 		struct io_uring_sqe *l = io_uring_get_sqe(&ring->ring);
@@ -421,6 +426,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	r = slot_start(ring, cb, arg);
 	if (unlikely(!r))
 		return -ENOMEM;
+	r->opcode = sqe->opcode; /* before track(): rctx_dump() reads it */
 	g = rctx_governor(ctx);
 	if (g) {
 		err = track(r, g);
@@ -475,6 +481,10 @@ static void complete_req(struct rctx_ring *ring, struct rctx_req *r, int res,
 	if (g) {
 		rlock(&g->lock);
 		hlist_del(&r->link);
+		if (res == -ECANCELED || (res == -EINTR && r->queued))
+			g->aborted++;
+		else
+			g->completed++;
 		queued = r->queued;
 		runlock(&g->lock);
 	}
@@ -522,6 +532,18 @@ static void ring_handle_cqe(void *owner, const struct io_uring_cqe *cqe)
 		drain_cancels(ring);
 		break;
 	}
+}
+
+/*
+ * Read the clock for the requests submitted until the next run or flush
+ * (their age in rctx_dump()): once per batch, not per submission, and the
+ * coarse clock (a quarter of the cost: a one-request run feels a precise
+ * read). So the age is in ms, may include the time the ring sat between
+ * runs, and a tick (1-10 ms) more.
+ */
+static void ring_clock(struct rctx_ring *ring)
+{
+	ring->now_ms = (uint32_t)(clock_coarse_ns() / 1000000);
 }
 
 /* Run the callbacks of short-circuited requests. */
@@ -580,6 +602,8 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 		if (n == 0 && !io_uring_cq_ready(&ring->ring))
 			ret = rctx__wait_cqe(&ring->ring, abs_deadline);
 	}
+	/* After any sleep: what the callbacks below submit is stamped now. */
+	ring_clock(ring);
 	n += reap(ring);
 	n += run_local(ring);
 	/* Cancels that callbacks made on this ring skipped the eventfd:
@@ -600,6 +624,7 @@ RCTX_API int rctx_ring_flush(rctx_ring_t *ring)
 	ERRNO_GUARD;
 	if (!ring)
 		return -EINVAL;
+	ring_clock(ring);
 	drain_cancels(ring);
 	return rctx__submit(&ring->ring);
 }
@@ -644,6 +669,7 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	if (ret < 0)
 		goto out_free_ts;
 	arm_wake_read(ring);
+	ring_clock(ring);
 	*ringp = ring;
 	return 0;
 
@@ -751,6 +777,15 @@ RCTX_API int rctx_ring_fd(rctx_ring_t *ring)
 struct rctx_ring **rctx__ring_link(struct rctx_ring *ring)
 {
 	return &ring->keep_next;
+}
+
+void rctx__ring_req_view(const struct hnode *link, struct rctx_req_view *v)
+{
+	const struct rctx_req *r = container_of(link, struct rctx_req, link);
+
+	v->ring = req_ring(r);
+	v->stamp_ms = r->stamp_ms;
+	v->opcode = r->opcode;
 }
 
 bool rctx__ring_in_run(const struct rctx_ring *ring)

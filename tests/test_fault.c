@@ -99,6 +99,30 @@ static unsigned long drive(const char *name, int (*op)(void), const int *allowed
 
 /* ---- context operations ----------------------------------------------------- */
 
+#define DUMP_KIDS 20 /* more than the walk's first stack: it grows once */
+
+/* rctx_dump() of a root with DUMP_KIDS children, to /dev/null. */
+static int op_dump(void)
+{
+	rctx_t *root = rctx_with_cancel(rctx_background()), *kids[DUMP_KIDS];
+	int i, n = 0, fd, ret = -ENOMEM;
+
+	if (!root)
+		return -ENOMEM;
+	for (; n < DUMP_KIDS; n++)
+		if (!(kids[n] = rctx_with_cancel(root)))
+			goto out;
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	ret = rctx_dump(root, fd, 0);
+	close(fd);
+out:
+	for (i = 0; i < n; i++)
+		rctx_release(kids[i]);
+	rctx_release(root);
+	return ret;
+}
+
 /* Cancel c and check that its error, once set, stays what it was. */
 static void cancel_check(rctx_t *c, int want)
 {
@@ -882,6 +906,7 @@ static const struct driver drivers[] = {
 	{ "group_submit", op_group_submit, group_submit_errs },
 	{ "with_signals", op_with_signals, enomem },
 	{ "with_fd", op_with_fd, enomem },
+	{ "dump", op_dump, enomem },
 };
 
 static unsigned long drive_named(const char *name)
@@ -929,6 +954,7 @@ DRIVER_TEST(group_go, 4)
 DRIVER_TEST(group_submit, 4)
 DRIVER_TEST(with_signals, 3)
 DRIVER_TEST(with_fd, 3)
+DRIVER_TEST(dump, DUMP_KIDS + 3)
 
 /* The runtime's first deadline heap (256 entries) full: growing it fails
  * (the only realloc the runtime makes then), the deadline waits in the

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * rctx_info(): a context's life and the requests it tracked, copied under
+ * its governor's lock (so the counters agree with each other and with the
+ * error).
+ */
+#include <string.h>
+
+#include "internal.h"
+
+RCTX_API int rctx_info(const rctx_t *ctx, struct rctx_info *info)
+{
+	struct rctx_cancel *g;
+
+	if (!ctx_valid(ctx) || !info)
+		return -EINVAL;
+	memset(info, 0, sizeof(*info));
+	g = rctx_governor(ctx);
+	if (!g)
+		return 0; /* background, TODO, without-cancel: never done */
+	/* Under the lock err is 0 or final: a cancel holds it while ending. */
+	rlock(&g->lock);
+	info->err = atomic_load_explicit(&g->err, memory_order_relaxed);
+	info->cause = info->err ? g->cause : 0;
+	info->created_ns = g->created_ns;
+	info->done_ns = info->err ? g->done_ns : 0;
+	info->submitted = g->submitted;
+	info->completed = g->completed;
+	info->aborted = g->aborted;
+	runlock(&g->lock);
+	return 0;
+}
