@@ -63,7 +63,7 @@ static void run_op(struct op *op, int fd)
 
 int main(void)
 {
-	struct op fast = { "fast" }, slow = { "slow" };
+	struct op fast = { .name = "fast" }, slow = { .name = "slow" };
 	int ready[2], never[2], ok;
 
 	if (pipe(ready) || pipe(never) || write(ready[1], "x", 1) != 1)

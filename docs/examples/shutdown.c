@@ -27,7 +27,7 @@
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
-static int inflight, finished, aborted;
+static int inflight, reading, finished, aborted;
 static rctx_t *work;          /* every request's parent */
 static int never[2];          /* a backend that never answers */
 static struct sockaddr_in addr;
@@ -56,6 +56,7 @@ static void *handle(void *arg)
 
 	count(&inflight, 1);
 	n = rctx_recv(req, c->fd, buf, sizeof(buf) - 1, 0);
+	count(&reading, 1); /* the request is in: now the rest of it */
 	if (n > 0 && !strncmp(buf, "stuck", 5))
 		n = rctx_read(req, never[0], buf, 1, -1);
 	else if (n > 0)
@@ -83,7 +84,7 @@ static void *client(void *unused)
 	    write(quick, "quick", 5) != 5 || write(stuck, "stuck", 5) != 5)
 		return NULL;
 	pthread_mutex_lock(&mu);
-	while (inflight < 2)
+	while (reading < 2)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
 	kill(getpid(), SIGTERM);          /* the operator stops the service */
