@@ -479,6 +479,7 @@ rctx_ring_t *rctx_thread_ring(void);
 /* Values without deep chains                                               */
 /* ------------------------------------------------------------------------ */
 
+#define RCTX_VALUES_MAX 64
 /*
  * Several values in one node (one allocation): as n nested rctx_with_value()
  * calls with keys[0]..keys[n-1] in order (a later duplicate key shadows an
@@ -494,7 +495,6 @@ rctx_ring_t *rctx_thread_ring(void);
  * NULL, or n is 0 or larger than RCTX_VALUES_MAX (all invalid), or on
  * out-of-memory.
  */
-#define RCTX_VALUES_MAX 64
 rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
 			 void *const *vals);
 
@@ -512,6 +512,7 @@ int64_t rctx_remaining(const rctx_t *ctx);
 /* Merge                                                                    */
 /* ------------------------------------------------------------------------ */
 
+#define RCTX_ANY_MAX 64
 /*
  * A context done as soon as parent or any of others[0..n-1] is done, with
  * that context's error and cause (-ETIMEDOUT when a source's deadline
@@ -536,7 +537,6 @@ int64_t rctx_remaining(const rctx_t *ctx);
  * n > 0, an element is NULL, or n > RCTX_ANY_MAX (all invalid), or on
  * out-of-memory.
  */
-#define RCTX_ANY_MAX 64
 rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
 
 /* ------------------------------------------------------------------------ */
