@@ -253,7 +253,7 @@ soak-asan: deps-build $(BUILD)/asan/soak
 FUZZ_CC      := clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-	-fno-sanitize-recover=undefined -DRCTX_DEBUG
+	-fno-sanitize-recover=undefined -DRCTX_DEBUG -DRCTX_NO_POOL
 FUZZ_OBJS    := $(patsubst lib/%.c,$(FUZZ_DIR)/lib/%.o,$(LIB_SRCS))
 FUZZ_SECONDS ?= 3600
 FUZZ_RUN      = ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -13,9 +13,10 @@
  * Under AddressSanitizer cached objects are poisoned but for their link, so
  * a use after free of a context is still reported; objects then stay with the thread that frees
  * them (a pushed object could not be poisoned before it is published).
- * Under valgrind, and in the fault-injection build (every allocation must
- * be able to fail), nothing is cached: memcheck then sees every real malloc
- * and free.
+ * Under valgrind, in the fault-injection build (every allocation must be
+ * able to fail) and in the fuzzing build (RCTX_NO_POOL: the fuzzer checks
+ * that each input's objects are really freed), nothing is cached: memcheck
+ * then sees every real malloc and free.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -23,6 +24,10 @@
 
 #include "internal.h"
 #include "pool.h"
+
+#if defined(RCTX_FAULT_INJECTION) || defined(RCTX_NO_POOL)
+#define POOL_OFF 1
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_ASAN 1
@@ -81,13 +86,13 @@ static struct home {
 } homes[POOL_HOMES];
 
 static __thread struct cache tc;
-#ifndef RCTX_FAULT_INJECTION
+#ifndef POOL_OFF
 static pthread_key_t cache_key;
 static bool cache_key_ok;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 #endif
 
-#ifndef RCTX_FAULT_INJECTION
+#ifndef POOL_OFF
 static void free_list(struct free_obj *o, size_t size)
 {
 	while (o) {
@@ -148,7 +153,7 @@ static bool cache_on(void)
 		return true;
 	if (tc.state == CACHE_OFF)
 		return false;
-#ifdef RCTX_FAULT_INJECTION
+#ifdef POOL_OFF
 	tc.state = CACHE_OFF;
 #else
 	pthread_once(&cache_once, cache_key_init);
