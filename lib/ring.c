@@ -28,6 +28,18 @@
 #include "internal.h"
 
 #define REQ_CHUNK 256
+
+/*
+ * Cancels of polled requests are submitted CANCEL_CHUNK at a time. The
+ * kernel finds each target by walking one chain of its cancel hash (at most
+ * 256 chains), and a cancelled request leaves its chain only when its task
+ * work runs, on the way back to user space: in one io_uring_enter of
+ * thousands of cancels each walks past the chain's earlier victims. A return
+ * to user space every 128 cancels empties the chains. Measured with 8,000
+ * socket receives on one ring (6.18, best of 10): 930 ns per request in one
+ * enter, 575-610 ns in chunks of 128 or 256, 660 in chunks of 64.
+ */
+#define CANCEL_CHUNK 128
 #define DEFAULT_ENTRIES 256
 
 /* RS_DONE: its final CQE was reaped, its governor not yet settled (the end
@@ -380,6 +392,7 @@ static void retry_cancels(struct rctx_ring *ring)
 static void drain_cancels(struct rctx_ring *ring)
 {
 	struct rctx_req *r, *next, *rev = NULL;
+	unsigned n = 0;
 
 	if (unlikely(ring->wake_unarmed))
 		arm_wake_read(ring);
@@ -405,6 +418,9 @@ static void drain_cancels(struct rctx_ring *ring)
 	for (r = rev; r; r = next) {
 		next = r->cnext;
 		issue_cancel(ring, r);
+		/* Submit in chunks: see CANCEL_CHUNK. */
+		if (++n % CANCEL_CHUNK == 0)
+			ring_submit(ring);
 	}
 }
 
