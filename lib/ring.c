@@ -6,14 +6,18 @@
  * tag(2) | generation(30) | slot(32) (tags: lib/uring.h), so a late cancel
  * aimed at a finished request can never hit the slot's next occupant. While in flight a request is
  * linked in the request list of its governing context (under that context's
- * lock) and holds a reference to it.
+ * lock) and holds a reference to it. Both happen per batch: a request is
+ * linked when the ring submits, before its SQE can reach the kernel
+ * (track_pending()), and unlinked at the end of its reaped batch of CQEs
+ * (settle_batch()), one lock round trip per governor each time.
  *
- * Cancelling a context walks its request list under its lock and pushes each
- * request, once, on its ring's lock-free cancel stack; after the locks are
- * dropped each ring is woken once (an eventfd write that completes a read the
- * ring keeps pending). The ring's owner pops the stack and issues one
- * IORING_OP_ASYNC_CANCEL by user_data per request, as many per io_uring_enter
- * as its SQ holds. Only the owner touches the SQ.
+ * Cancelling a context walks its request list under its lock and pushes its
+ * requests, once each, on their ring's lock-free cancel stack; after the
+ * locks are dropped each ring is woken once (an eventfd write that completes
+ * a read the ring keeps pending). The ring's owner pops the stack and issues
+ * one IORING_OP_ASYNC_CANCEL by user_data per request, CANCEL_CHUNK per
+ * io_uring_enter; where the kernel can, a cancel posts a CQE only when it
+ * fails. Only the owner touches the SQ.
  *
  * A slot is freed by the owner only once its CQE arrived and it is off the
  * cancel stack (a request that completes while queued becomes a zombie until
@@ -947,6 +951,8 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	ret = rctx__queue_init_params(entries, &ring->ring, &p);
 	if (ret < 0)
 		goto out_free;
+	/* RCTX_NO_CQE_SKIP set: cancels post every result, as on kernels
+	 * before 5.17 (tests/test_accounting.c checks both ways). */
 	ring->skip_cqe = (p.features & IORING_FEAT_CQE_SKIP) &&
 			 !getenv("RCTX_NO_CQE_SKIP");
 	ring->ts = rctx__calloc(ring->ring.sq.ring_entries, sizeof(*ring->ts));
