@@ -859,7 +859,9 @@ int rctx_trace_of(const rctx_t *ctx, struct rctx_trace *t);
  * The request counters cover the requests this context tracks itself:
  * those submitted under it, or under value contexts between it and its
  * cancellable children; not those of its cancellable descendants, which
- * count their own. A request submitted under a context already done never
+ * count their own. A request is counted as submitted when its ring sends
+ * it to the kernel (rctx_ring_flush(), rctx_ring_run()), not when
+ * rctx_submit() queues it; one submitted under a context already done never
  * reaches the kernel and is not counted. In flight: submitted - completed -
  * aborted.
  */
