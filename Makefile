@@ -166,7 +166,7 @@ SUMMARY := $(abspath $(BUILD))/check.summary
 # Everything is built first, two compilers at a time; the fuzz smoke (one
 # core) runs beside valgrind.
 CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
-	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(OBJD) $(FUZZ_DIR)/fuzz_api \
+	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(OBJD) $(BUILD)/objd-stuckfs $(FUZZ_DIR)/fuzz_api \
 	$(FUZZ_DIR)/fuzz_http
 CHECK_MAKE = RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory
 check: deps-check
@@ -211,8 +211,12 @@ check-fault: $(fault_DIR)/tests/test_fault
 		$(RUN_TEST) fault $^
 
 # ringctx-objd end to end, with curl (tests/objd/run.sh counts its checks).
-check-objd: $(OBJD)
-	$(Q)tests/objd/run.sh $(OBJD)
+# $(BUILD)/objd-stuckfs mounts the stuck-disk file system for it.
+$(BUILD)/objd-stuckfs: tests/objd/stuckfs-mount.c support/*.h $(plain_SUPPORT)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isupport -o $@ $< $(plain_SUPPORT) $(FUSE_LIBS) $(LIBS)
+check-objd: $(OBJD) $(BUILD)/objd-stuckfs
+	$(Q)tests/objd/run.sh $(OBJD) $(BUILD)/objd-stuckfs
 
 # Every test under memcheck.
 check-valgrind: $(plain_TESTS)

@@ -5,9 +5,12 @@
 # trickles (408), a client that leaves mid-download, concurrent PUTs of one
 # key under GETs, kill -9 during a PUT, SIGTERM with a request in flight.
 # Every wait is bounded; nothing assumes a fast machine.
-# Usage: tests/objd/run.sh BUILD/ringctx-objd
+# With a stuck disk (support/stuckfs, FUSE): 504 at the deadline while the
+# kernel still holds the read, other requests served meanwhile, threads bounded.
+# Usage: tests/objd/run.sh BUILD/ringctx-objd [BUILD/objd-stuckfs]
 set -u
 OBJD=$(readlink -f "$1")
+STUCKFS=${2:+$(readlink -f "$2")}
 T=$(mktemp -d /tmp/objd-test.XXXXXX)
 pass=0; fail=0; skip=0
 PIDS=""
@@ -36,7 +39,7 @@ start() {
 	SPID=$!
 	PIDS="$PIDS $SPID"
 	for _ in $(seq 100); do
-		PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/$name.out")
+		PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/$name.out" 2>/dev/null)
 		[ -n "$PORT" ] && return 0
 		sleep 0.1
 	done
@@ -237,9 +240,76 @@ kill -TERM "$(echo $PIDS | cut -d' ' -f1)"
 wait_exit "$(echo $PIDS | cut -d' ' -f1)" 30
 check "main server: SIGTERM, exit 0" [ "$RC" = 0 ]
 
-# TODO(stuck-disk): a read on support/stuckfs's "stuck" file (mounted inside
-# the root) must answer 504 at its X-Request-Timeout while other requests
-# go on, with no thread growth; needs a small C helper to mount stuckfs.
+# ---- a stuck disk: 504 at the deadline, the rest served, threads bounded --
+stuck_disk() {
+	local dir line i n t0 c th
+	mkfifo "$T/fsctl"
+	"$STUCKFS" <"$T/fsctl" >"$T/fs.out" 2>"$T/fs.err" &
+	FSPID=$!
+	PIDS="$PIDS $FSPID"
+	exec 7>"$T/fsctl"
+	for _ in $(seq 100); do
+		line=$(head -n 1 "$T/fs.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	case $line in
+	"mounted "*) dir=${line#mounted } ;;
+	*) skip=$((skip + 1)); echo "  SKIP: stuck disk: ${line:-stuckfs did not start}"
+	   exec 7>&-; return ;;
+	esac
+	# The root holds both the stuck file system and an ordinary directory
+	# (the file system's own requests queue behind its stuck ones: FUSE's
+	# max_background), so both are served from their common parent.
+	# One worker thread, so that the io-wq bound below is exact.
+	[ "$(dirname "$dir")" = "$(dirname "$T")" ] || { bad "stuckfs and $T share no parent"; return; }
+	local fsk tk
+	fsk=$(basename "$dir")
+	tk=$(basename "$T")
+	head -c 1000000 /dev/urandom >"$T/plain"
+	start stuck "$(dirname "$T")" --timeout 30s --threads 1 --io-workers 16
+	check "stuckfs: its data file served" [ "$(code "$(U "$fsk/data")")" = 200 ]
+	# Ten reads that never complete: each answers 504 at its 1 s deadline.
+	t0=$(date +%s)
+	for i in $(seq 10); do
+		OUT=$T/stuck$i code -H 'X-Request-Timeout: 1000' "$(U "$fsk/stuck")" >"$T/stuck$i.code" &
+	done
+	wait_codes=yes
+	for i in $(seq 10); do
+		for _ in $(seq 300); do [ -s "$T/stuck$i.code" ] && break; sleep 0.1; done
+		[ "$(cat "$T/stuck$i.code")" = 504 ] || wait_codes=no
+	done
+	check "stuck disk: 10 reads answer 504 at their deadline (in $(($(date +%s) - t0)) s)" \
+		[ $wait_codes = yes -a $(($(date +%s) - t0)) -lt 25 ]
+	OUT=$T/plain.got c=$(code "$(U "$tk/plain")")
+	[ "$c" = 200 ] || { tail -3 "$T/stuck.log"; ls /proc/$SPID/task | wc -l; }
+	check "stuck disk: other files served meanwhile" [ "$c" = 200 -a "$(sha "$T/plain.got")" = "$(sha "$T/plain")" ]
+	c=$(curl -sS -o /dev/null -w '%{http_code} %{num_connects} ' --max-time 30 \
+		-H 'X-Request-Timeout: 1000' "$(U "$fsk/stuck")" "$(U "$tk/plain")")
+	[ "$c" = "504 1 200 0 " ] || echo "got: $c"
+	check "stuck disk: 504 then 200 on one kept-alive connection" [ "$c" = "504 1 200 0 " ]
+	th=$(ls "/proc/$SPID/task" | wc -l)
+	# main + 1 worker + the runtime thread + io-wq (16 bounded + 4 unbounded).
+	check "stuck disk: $th threads with 11 stuck reads (bound: 23)" [ "$th" -le 23 ]
+	check "stuck disk: stats count abandoned I/O" \
+		sh -c "curl -sS '$(U debug/stats)' | grep -q '\"abandoned_io\":[1-9]'"
+	# FUSE splits a read into several requests: answer until none is left.
+	kill -TERM "$SPID"
+	for _ in $(seq 60); do
+		echo release >&7
+		wait_exit "$SPID" 1 && break
+	done
+	[ "$RC" = 0 ] || { echo "exit $RC"; tail -5 "$T/stuck.log"; }
+	check "stuck disk: once the disk answers, SIGTERM exits 0" [ "$RC" = 0 ]
+	exec 7>&-
+	wait_exit "$FSPID" 30
+}
+if [ -n "$STUCKFS" ]; then
+	stuck_disk
+else
+	skip=$((skip + 1)); echo "  SKIP: stuck disk: no stuckfs helper given"
+fi
+
 echo "objd: $pass passed, $fail failed, $skip skipped"
 [ -z "${RCTX_CHECK_SUMMARY:-}" ] || echo "objd $pass $fail $skip" >>"$RCTX_CHECK_SUMMARY"
 [ "$fail" = 0 ]

@@ -109,15 +109,22 @@ static void fop_cb(void *arg, int res, uint32_t flags)
 	conn_put(c);
 }
 
-/* Submit a file request under the request context; the request may outlive
- * the connection's interest in it (see struct fop). Frees f on failure. */
+/*
+ * Submit a file request under the request context; the request may outlive
+ * the connection's interest in it (see struct fop). Frees f on failure.
+ * IOSQE_ASYNC: straight to the ring's io-wq (bounded by --io-workers), never
+ * an inline attempt on this thread: without it, a read of a FUSE file that
+ * never answers was seen to block the worker thread itself in io_uring_enter
+ * (the file system does not honour IOCB_NOWAIT). The price: page-cache hits
+ * also take an io-wq hop.
+ */
 int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 	       void (*done)(struct conn *, struct fop *, int))
 {
 	int err;
 
 	f->done = done;
-	sqe->flags |= IOSQE_ASYNC;	/* never run file I/O inline on this thread */
+	sqe->flags |= IOSQE_ASYNC;
 	err = conn_submit(c, c->req_ctx, sqe, fop_cb, f);
 	if (err) {
 		free(f);

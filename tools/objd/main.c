@@ -37,6 +37,9 @@ static void usage(FILE *f)
 		"  --max-body BYTES       largest PUT body (1G)\n"
 		"  --max-conns N          connections, beyond which 503 (1024)\n"
 		"  --access-log FILE      access log (stderr); \"-\" for none\n"
+		"  --io-workers N         kernel io-wq workers per thread for file I/O\n"
+		"                         (64): the most a stuck disk can hold, each\n"
+		"                         stuck request keeping one\n"
 		"DUR: 250ms, 30s, 2m or seconds. BYTES: with an optional K, M or G.\n");
 }
 
@@ -86,6 +89,7 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 		{ "timeout", 1, NULL, 'T' }, { "header-timeout", 1, NULL, 'H' },
 		{ "drain", 1, NULL, 'd' }, { "max-body", 1, NULL, 'b' },
 		{ "max-conns", 1, NULL, 'c' }, { "access-log", 1, NULL, 'a' },
+		{ "io-workers", 1, NULL, 'w' },
 		{ "help", 0, NULL, 'h' }, { 0 },
 	};
 	char *colon;
@@ -99,6 +103,7 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 	o->drain_ns = 5LL * 1000000000;
 	o->max_body = 1ULL << 30;
 	o->max_conns = 1024;
+	o->io_workers = 64;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
@@ -115,12 +120,14 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 		case 'b': if (parse_bytes(optarg, &o->max_body)) return -1; break;
 		case 'c': o->max_conns = atoi(optarg); break;
 		case 'a': o->access_log = optarg; break;
+		case 'w': o->io_workers = (unsigned)atoi(optarg); break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
 	}
 	if (optind != argc - 1 || o->threads < 1 || o->threads > 1024 ||
-	    o->max_conns < 1 || o->port < 0 || o->port > 65535)
+	    o->max_conns < 1 || o->port < 0 || o->port > 65535 ||
+	    o->io_workers < 1 || o->io_workers > 4096)
 		return -1;
 	o->root = argv[optind];
 	return 0;
@@ -243,8 +250,10 @@ static int setup_workers(struct server *s)
 	for (int i = 0; i < s->o.threads; i++) {
 		struct worker *w = &s->workers[i];
 		/* Bounded io-wq: a stuck disk holds at most this many kernel
-		 * workers per thread; further file requests queue. */
-		unsigned int iowq[2] = { 4, 4 };
+		 * workers per thread (the thread count cannot grow beyond it);
+		 * once all are stuck, further file requests of that thread
+		 * queue (and answer 504 at their deadline). */
+		unsigned int iowq[2] = { s->o.io_workers, 4 };
 		int err;
 
 		w->s = s;

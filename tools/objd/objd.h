@@ -33,6 +33,7 @@ struct objd_opts {
 	int64_t drain_ns;
 	uint64_t max_body;
 	int max_conns;
+	unsigned io_workers;
 	const char *root;
 	const char *access_log;
 };
@@ -124,6 +125,8 @@ struct conn {
 	int file_fd, dir_fd, tmp_fd;
 	char tmpname[64];
 	bool existed;
+	int get_status;		/* a GET's 200 or 206, sent with its first bytes */
+	char get_hdrs[160];
 
 	/* The response head (or a small body) being sent. */
 	char *out;

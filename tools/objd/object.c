@@ -123,8 +123,19 @@ out:
 	conn_put(c);
 }
 
+static void get_head(struct conn *c, void (*on_sent)(struct conn *))
+{
+	conn_respond(c, c->get_status, c->get_hdrs, NULL, 0,
+		     c->size ? c->last - c->off + 1 : 0, on_sent);
+}
+
 static void get_read(struct conn *c, struct fop *f, int res)
 {
+	if (res <= 0 && !c->head_sent) {
+		free(f);
+		fail(c, res == 0 ? 500 : status_of_errno(c, res));
+		return;
+	}
 	if (res <= 0) {
 		free(f);
 		conn_abort(c, res == 0 ? "file-shrank" :
@@ -135,9 +146,14 @@ static void get_read(struct conn *c, struct fop *f, int res)
 	f->len = res;
 	f->sent = 0;
 	c->sb = f;
-	sb_send(c);
+	if (c->head_sent)
+		sb_send(c);
+	else
+		get_head(c, sb_send);
 }
 
+/* Read the next chunk; the head goes out with the first one, so that a
+ * disk that never answers still gets a clean 504. */
 static void get_next(struct conn *c)
 {
 	struct io_uring_sqe sqe = { 0 };
@@ -153,8 +169,12 @@ static void get_next(struct conn *c)
 		n = OBJD_CHUNK;
 	f = fop_new(c, OBJD_CHUNK);
 	if (!f || (io_uring_prep_read(&sqe, c->file_fd, f->buf, n, c->off),
-		   fop_submit(c, f, &sqe, get_read)))
-		conn_abort(c, "submit");
+		   fop_submit(c, f, &sqe, get_read))) {
+		if (c->head_sent)
+			conn_abort(c, "submit");
+		else
+			fail(c, 503);
+	}
 }
 
 static void get_statted(struct conn *c, struct fop *f, int res)
@@ -180,16 +200,20 @@ static void get_statted(struct conn *c, struct fop *f, int res)
 	if (r == 0) {
 		c->off = 0;
 		c->last = c->size ? c->size - 1 : 0;
-		snprintf(extra, sizeof(extra), "Accept-Ranges: bytes\r\n");
+		snprintf(c->get_hdrs, sizeof(c->get_hdrs), "Accept-Ranges: bytes\r\n");
 	} else {
 		c->off = first;
 		c->last = last;
-		snprintf(extra, sizeof(extra), "Accept-Ranges: bytes\r\nContent-Range: bytes %llu-%llu/%llu\r\n",
+		snprintf(c->get_hdrs, sizeof(c->get_hdrs),
+			 "Accept-Ranges: bytes\r\nContent-Range: bytes %llu-%llu/%llu\r\n",
 			 (unsigned long long)first, (unsigned long long)last,
 			 (unsigned long long)c->size);
 	}
-	conn_respond(c, r ? 206 : 200, extra, NULL, 0, c->size ? c->last - c->off + 1 : 0,
-		     c->req.method == HTTP_HEAD ? conn_finish : get_next);
+	c->get_status = r ? 206 : 200;
+	if (c->req.method == HTTP_HEAD || c->size == 0)
+		get_head(c, conn_finish);
+	else
+		get_next(c);
 }
 
 static void get_opened(struct conn *c, struct fop *f, int res)
@@ -455,7 +479,6 @@ static void unlink_tmp(struct conn *c)
 	cl->dir_fd = c->dir_fd;
 	snprintf(cl->name, sizeof(cl->name), "%s", c->tmpname);
 	io_uring_prep_unlinkat(&sqe, cl->dir_fd, cl->name, 0);
-	sqe.flags |= IOSQE_ASYNC;
 	if (rctx_submit(c->w->ring, rctx_background(), &sqe, cleanup_cb, cl)) {
 		close_async(c->w, cl->dir_fd);
 		free(cl);
