@@ -284,7 +284,7 @@ stuck_disk() {
 	OUT=$T/plain.got c=$(code "$(U "$tk/plain")")
 	[ "$c" = 200 ] || { tail -3 "$T/stuck.log"; ls /proc/$SPID/task | wc -l; }
 	check "stuck disk: other files served meanwhile" [ "$c" = 200 -a "$(sha "$T/plain.got")" = "$(sha "$T/plain")" ]
-	c=$(curl -sS -o /dev/null -w '%{http_code} %{num_connects} ' --max-time 30 \
+	c=$(curl -sS -o /dev/null -o /dev/null -w '%{http_code} %{num_connects} ' --max-time 30 \
 		-H 'X-Request-Timeout: 1000' "$(U "$fsk/stuck")" "$(U "$tk/plain")")
 	[ "$c" = "504 1 200 0 " ] || echo "got: $c"
 	check "stuck disk: 504 then 200 on one kept-alive connection" [ "$c" = "504 1 200 0 " ]
