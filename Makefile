@@ -113,6 +113,9 @@ SHLIB   := $(BUILD)/libringctx.so.$(VERSION)
 STATIC  := $(plain_DIR)/libringctx.a
 TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRCS))
+# ringctx-objd is built from several files (tools/objd/), apart from TOOL_SRCS.
+OBJD_SRCS := $(wildcard tools/objd/*.c)
+OBJD      := $(BUILD)/ringctx-objd
 
 all: deps-build $(STATIC) $(SHLIB) $(TOOLS) $(OBJD)
 
@@ -136,10 +139,7 @@ $(BUILD)/%: tools/%.c support/*.h $(STATIC) $(plain_SUPPORT)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isupport -o $@ $< $(plain_SUPPORT) $(STATIC) $(FUSE_LIBS) $(LIBS)
 
-# ringctx-objd, the HTTP object server: every file of tools/objd/ (apart from
-# TOOL_SRCS, which are one file per tool).
-OBJD_SRCS := $(wildcard tools/objd/*.c)
-OBJD      := $(BUILD)/ringctx-objd
+# ringctx-objd, the HTTP object server: every file of tools/objd/.
 $(OBJD): $(OBJD_SRCS) tools/objd/*.h $(STATIC)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Itools/objd -o $@ $(OBJD_SRCS) $(STATIC) $(LIBS)
