@@ -240,6 +240,14 @@ kill -TERM "$(echo $PIDS | cut -d' ' -f1)"
 wait_exit "$(echo $PIDS | cut -d' ' -f1)" 30
 check "main server: SIGTERM, exit 0" [ "$RC" = 0 ]
 
+# ---- --max-conns: 503 with Retry-After beyond it ----------------------
+start maxc "$T/root4" --max-conns 1 --header-timeout 10s --threads 1
+exec 5<>"/dev/tcp/127.0.0.1/$PORT"
+ra=$(curl -sS -D - -o /dev/null --max-time 30 "$(U x)" | tr -d '\r' | sed -n 's/^Retry-After: //p')
+check "beyond --max-conns: 503 with Retry-After" [ "$(code "$(U x)")" = 503 -a -n "$ra" ]
+exec 5<&-
+kill -TERM "$SPID"; wait_exit "$SPID" 30
+
 # ---- a stuck disk: 504 at the deadline, the rest served, threads bounded --
 stuck_disk() {
 	local dir line i n t0 c th
