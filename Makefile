@@ -32,7 +32,7 @@ LIBS    := -luring -lpthread
 
 DEPS_BUILD := liburing-dev
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
-	clang libclang-rt-14-dev
+	clang libclang-rt-14-dev curl
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox
 DEPS_DEMO  := libfuse3-dev fuse3 pkg-config
 
@@ -65,7 +65,7 @@ TSAN_TESTS += test_observe
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-fault check-examples check-valgrind check-install check-symbols demo bench bench-quick \
-	soak soak-asan man install clean fuzz check-fuzz
+	soak soak-asan man install clean fuzz check-fuzz check-objd check-fuzz-http fuzz-http
 .DEFAULT_GOAL := all
 
 # One build directory per flavour: $(BUILD)/plain, $(BUILD)/asan, $(BUILD)/tsan.
@@ -122,8 +122,11 @@ TOOLS   := $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/%,$(BENCH_SRCS))
 # The examples of docs/patterns.md, against the plain and ASan libraries.
 EXAMPLES := $(foreach f,plain asan,$(patsubst docs/examples/%.c,$(BUILD)/$(f)/examples/%,$(EXAMPLE_SRCS)))
+# ringctx-objd is built from several files (tools/objd/), apart from TOOL_SRCS.
+OBJD_SRCS := $(wildcard tools/objd/*.c)
+OBJD      := $(BUILD)/ringctx-objd
 
-all: deps-build $(STATIC) $(SHLIB) $(TOOLS)
+all: deps-build $(STATIC) $(SHLIB) $(TOOLS) $(OBJD)
 
 deps-build:
 	$(Q)scripts/deps.sh $(DEPS_BUILD)
@@ -144,6 +147,11 @@ $(SHLIB): $(plain_PICOBJS) lib/ringctx.map
 $(BUILD)/%: tools/%.c support/*.h $(STATIC) $(plain_SUPPORT)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isupport -o $@ $< $(plain_SUPPORT) $(STATIC) $(FUSE_LIBS) $(LIBS)
+
+# ringctx-objd, the HTTP object server: every file of tools/objd/.
+$(OBJD): $(OBJD_SRCS) tools/objd/*.h $(STATIC)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Itools/objd -o $@ $(OBJD_SRCS) $(STATIC) $(LIBS)
 
 # Records which stuckfs is built, so that everything is rebuilt when
 # libfuse3 appears or goes away.
@@ -174,13 +182,14 @@ SUMMARY := $(abspath $(BUILD))/check.summary
 # Everything is built first, two compilers at a time; the fuzz smoke (one
 # core) runs beside valgrind.
 CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
-	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(EXAMPLES) $(FUZZ_DIR)/fuzz_api
+	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(EXAMPLES) $(OBJD) $(BUILD)/objd-stuckfs \
+	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_http
 CHECK_MAKE = RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory
 check: deps-check
 	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
 	$(Q)$(MAKE) --no-print-directory -j2 $(CHECK_BINS)
-	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault check-examples
-	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz
+	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault check-examples check-objd
+	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz check-fuzz-http
 	$(Q)$(CHECK_MAKE) check-install check-symbols
 	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
 
@@ -222,6 +231,14 @@ check-examples: $(EXAMPLES)
 	$(Q)scripts/run-examples.sh plain $(filter $(BUILD)/plain/%,$^)
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		scripts/run-examples.sh asan $(filter $(BUILD)/asan/%,$^)
+
+# ringctx-objd end to end, with curl (tests/objd/run.sh counts its checks).
+# $(BUILD)/objd-stuckfs mounts the stuck-disk file system for it.
+$(BUILD)/objd-stuckfs: tests/objd/stuckfs-mount.c support/*.h $(plain_SUPPORT)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isupport -o $@ $< $(plain_SUPPORT) $(FUSE_LIBS) $(LIBS)
+check-objd: $(OBJD) $(BUILD)/objd-stuckfs
+	$(Q)tests/objd/run.sh $(OBJD) $(BUILD)/objd-stuckfs
 
 # Every test under memcheck.
 check-valgrind: $(plain_TESTS)
@@ -303,6 +320,26 @@ check-fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
 		{ cat $(FUZZ_DIR)/parsers.log; echo "fuzz-parsers: 0 passed, 1 failed"; exit 1; }
 	$(Q)sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) .*/  fuzz-parsers: \1 inputs, no failure (\2 s)/p' $(FUZZ_DIR)/parsers.log
 	$(Q)$(call summary,fuzz-parsers)
+
+# The HTTP request parser of ringctx-objd (tools/objd/http.c), alone: a
+# 15-second smoke in check, `make fuzz-http` for longer.
+FUZZ_HTTP_RUN = UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(FUZZ_DIR)/fuzz_http \
+	-max_len=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/http-
+$(FUZZ_DIR)/fuzz_http: tests/fuzz/fuzz_http.c tools/objd/http.c tools/objd/path.c tools/objd/*.h | $(FUZZ_DIR)/lib
+	@$(if $(Q),echo "  CLANG   $@")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -Itools/objd -std=gnu11 -Wall -Wextra $(FUZZ_SAN) -fsanitize=fuzzer \
+		-o $@ $< tools/objd/http.c tools/objd/path.c
+
+fuzz-http: deps-check $(FUZZ_DIR)/fuzz_http
+	$(Q)$(FUZZ_HTTP_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-http
+
+check-fuzz-http: $(FUZZ_DIR)/fuzz_http
+	$(Q)rm -rf $(FUZZ_DIR)/corpus-http && cp -r tests/fuzz/corpus-http $(FUZZ_DIR)/corpus-http
+	$(Q)$(FUZZ_HTTP_RUN) -max_total_time=15 $(FUZZ_DIR)/corpus-http >$(FUZZ_DIR)/smoke-http.log 2>&1 || \
+		{ cat $(FUZZ_DIR)/smoke-http.log; echo "fuzz-http: 0 passed, 1 failed"; exit 1; }
+	$(Q)sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) .*/  fuzz-http: 15 s smoke: \1 inputs, no failure (\2 s)/p' \
+		$(FUZZ_DIR)/smoke-http.log
+	$(Q)$(call summary,fuzz-http)
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed.

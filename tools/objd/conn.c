@@ -1,0 +1,728 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn.c - the connection state machine: read a request head (under the
+ * header deadline), dispatch it under a request context, send the response,
+ * then the next request from the same buffer (pipelining) or close.
+ *
+ * Every recv and send is an io_uring request under the connection's
+ * contexts; each one in flight holds a reference to the connection, which is
+ * freed (and its socket closed) when the last goes.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "objd.h"
+
+/* A poll on the request context's done fd (IORING_OP_POLL_ADD on the same
+ * ring, under the connection): wakes the connection at the deadline even if
+ * the file request it waits for never completes (a stuck disk). */
+struct dpoll {
+	struct conn *c;
+	rctx_t *req;		/* keeps the done fd open */
+	rctx_t *pctx;		/* cancelled when the request ends first */
+	bool stale;
+};
+
+static void next_request(struct conn *c);
+static void linger(struct conn *c);
+
+void conn_get(struct conn *c)
+{
+	c->refs++;
+}
+
+void conn_put(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	if (--c->refs)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	atomic_fetch_sub(&w->s->st.conns, 1);
+	close(c->fd);
+	rctx_release(c->ctx);
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+static void noop_cb(void *arg, int res, uint32_t flags)
+{
+	(void)arg; (void)res; (void)flags;
+}
+
+/* Close an fd without blocking this thread (a FUSE flush may hang). */
+void close_async(struct worker *w, int fd)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	if (fd < 0)
+		return;
+	io_uring_prep_close(&sqe, fd);
+	if (rctx_submit(w->ring, rctx_background(), &sqe, noop_cb, NULL))
+		close(fd);
+}
+
+int conn_submit(struct conn *c, rctx_t *ctx, struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+{
+	int err = rctx_submit(c->w->ring, ctx, sqe, cb, arg);
+
+	if (!err)
+		conn_get(c);
+	return err;
+}
+
+/* ---- file requests ------------------------------------------------------ */
+
+struct fop *fop_new(struct conn *c, size_t bufsize)
+{
+	struct fop *f = calloc(1, sizeof(*f) + bufsize);
+
+	if (f)
+		f->c = c;
+	return f;
+}
+
+static void fop_cb(void *arg, int res, uint32_t flags)
+{
+	struct fop *f = arg;
+	struct conn *c = f->c;
+
+	(void)flags;
+	if (!c) {		/* abandoned at the deadline: the kernel let go */
+		if (f->opens && res >= 0)
+			close(res);
+		free(f);
+		return;
+	}
+	c->fop = NULL;
+	f->done(c, f, res);
+	conn_put(c);
+}
+
+/*
+ * Submit a file request under the request context; the request may outlive
+ * the connection's interest in it (see struct fop). Frees f on failure.
+ * IOSQE_ASYNC: straight to the ring's io-wq (bounded by --io-workers), never
+ * an inline attempt on this thread: without it, a read of a FUSE file that
+ * never answers was seen to block the worker thread itself in io_uring_enter
+ * (the file system does not honour IOCB_NOWAIT). The price: page-cache hits
+ * also take an io-wq hop.
+ */
+int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
+	       void (*done)(struct conn *, struct fop *, int))
+{
+	int err;
+
+	f->done = done;
+	sqe->flags |= IOSQE_ASYNC;
+	err = conn_submit(c, c->req_ctx, sqe, fop_cb, f);
+	if (err) {
+		free(f);
+		return err;
+	}
+	c->fop = f;
+	return 0;
+}
+
+/* The deadline fired while a file request is still in the kernel: leave it
+ * there (its memory is its own) and answer now. */
+static void abandon_fop(struct conn *c)
+{
+	struct fop *f = c->fop;
+
+	c->fop = NULL;
+	f->c = NULL;
+	atomic_fetch_add(&c->w->s->st.abandoned, 1);
+	c->why = "abandoned-io";
+	if (c->head_sent) {
+		conn_abort(c, "deadline-mid-body");
+	} else {
+		c->keep_alive = c->keep_alive && c->req.method != HTTP_PUT;
+		object_release(c, true);
+		conn_error(c, 504);
+	}
+	conn_put(c);		/* the abandoned request's reference */
+}
+
+static void dpoll_cb(void *arg, int res, uint32_t flags)
+{
+	struct dpoll *p = arg;
+	struct conn *c = p->c;
+
+	(void)flags;
+	if (!p->stale && res > 0 && c->fop && c->state == C_BUSY) {
+		c->poll = NULL;
+		abandon_fop(c);
+	} else if (c->poll == p) {
+		c->poll = NULL;
+	}
+	rctx_release(p->pctx);
+	rctx_unref(p->req);
+	free(p);
+	conn_put(c);
+}
+
+static void dpoll_arm(struct conn *c)
+{
+	struct io_uring_sqe sqe = { 0 };
+	struct dpoll *p;
+	int fd = rctx_done_fd(c->req_ctx);
+
+	if (fd < 0)
+		return;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->c = c;
+	p->req = rctx_ref(c->req_ctx);
+	p->pctx = rctx_with_cancel(c->ctx);
+	if (!p->pctx)
+		goto out_free;
+	io_uring_prep_poll_add(&sqe, fd, POLLIN);
+	if (conn_submit(c, p->pctx, &sqe, dpoll_cb, p))
+		goto out_release;
+	c->poll = p;
+	return;
+out_release:
+	rctx_release(p->pctx);
+out_free:
+	rctx_unref(p->req);
+	free(p);
+}
+
+static void dpoll_disarm(struct conn *c)
+{
+	if (!c->poll)
+		return;
+	c->poll->stale = true;
+	rctx_cancel(c->poll->pctx);
+	c->poll = NULL;
+}
+
+/* ---- errors and status -------------------------------------------------- */
+
+/*
+ * Has ctx's deadline passed? A request's link timeout (in the kernel) can end
+ * it with -ECANCELED a moment before the runtime thread marks the context
+ * done, so the error alone is not enough.
+ */
+bool ctx_expired(rctx_t *ctx)
+{
+	int64_t d;
+
+	if (!ctx)
+		return false;
+	if (rctx_err(ctx) == -ETIMEDOUT)
+		return true;
+	return rctx_deadline(ctx, &d) && d <= rctx_now();
+}
+
+int status_of_errno(struct conn *c, int res)
+{
+	switch (res) {
+	case -ETIMEDOUT:
+		return 504;
+	case -ECANCELED:
+		if (ctx_expired(c->req_ctx))
+			return 504;
+		if (rctx_err(c->ctx))
+			return 503;	/* server shutting down */
+		return 504;
+	case -ENOENT: case -ENOTDIR: case -EXDEV: case -ELOOP: case -EISDIR:
+	case -ENAMETOOLONG:
+		return 404;
+	case -EACCES: case -EPERM:
+		return 403;
+	case -ENOSPC: case -EDQUOT:
+		return 507;
+	default:
+		return 500;
+	}
+}
+
+/* Close the connection now: whatever is in flight is cancelled. */
+void conn_abort(struct conn *c, const char *why)
+{
+	if (c->state == C_DEAD)
+		return;
+	if (!c->why)
+		c->why = why;
+	if (c->t0) {
+		if (!c->status)
+			c->status = 499;	/* nginx's "client closed request" */
+		log_request(c);
+		atomic_fetch_sub(&c->w->s->st.in_flight, 1);
+	}
+	dpoll_disarm(c);
+	object_release(c, true);
+	c->state = C_DEAD;
+	shutdown(c->fd, SHUT_RDWR);
+	rctx_cancel(c->ctx);
+	rctx_release(c->hdr_ctx);
+	rctx_release(c->req_ctx);
+	rctx_release(c->resp_ctx);
+	c->hdr_ctx = c->req_ctx = c->resp_ctx = NULL;
+	free(c->sb);
+	c->sb = NULL;
+	conn_put(c);		/* the list's reference */
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static void send_cb(void *arg, int res, uint32_t flags)
+{
+	struct conn *c = arg;
+
+	(void)flags;
+	if (c->state == C_DEAD)
+		goto out;
+	if (res <= 0) {
+		conn_abort(c, send_failure(c));
+		goto out;
+	}
+	c->out_off += res;
+	c->bytes_out += res;
+	atomic_fetch_add(&c->w->s->st.bytes_out, res);
+	if (c->out_off < c->out_len)
+		conn_send_out(c);
+	else
+		c->on_sent(c);
+out:
+	conn_put(c);
+}
+
+/* Why a send failed. */
+const char *send_failure(struct conn *c)
+{
+	if (ctx_expired(c->req_ctx) || ctx_expired(c->resp_ctx))
+		return "deadline-send";
+	return rctx_err(c->ctx) ? "shutdown" : "client-gone";
+}
+
+/* Send out[out_off..out_len) under the response context. */
+void conn_send_out(struct conn *c)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	io_uring_prep_send(&sqe, c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			   MSG_NOSIGNAL);
+	if (conn_submit(c, c->resp_ctx, &sqe, send_cb, c))
+		conn_abort(c, "submit");
+}
+
+static const char *reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 416: return "Range Not Satisfiable";
+	case 417: return "Expectation Failed";
+	case 431: return "Request Header Fields Too Large";
+	case 499: return "Client Closed Request";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	case 507: return "Insufficient Storage";
+	default:  return "Unknown";
+	}
+}
+
+static bool out_reserve(struct conn *c, size_t n)
+{
+	char *p;
+
+	if (n <= c->out_cap)
+		return true;
+	p = realloc(c->out, n);
+	if (!p)
+		return false;
+	c->out = p;
+	c->out_cap = n;
+	return true;
+}
+
+/* The response context: a child of the request's while that lives, else a
+ * short one under the connection (a 408 or 504 must still go out). Always
+ * our own, so that rctx_release() of it never cancels the request. */
+static void pick_resp_ctx(struct conn *c)
+{
+	rctx_release(c->resp_ctx);
+	if (c->req_ctx && !rctx_err(c->req_ctx))
+		c->resp_ctx = rctx_with_cancel(c->req_ctx);
+	else
+		c->resp_ctx = rctx_with_timeout(c->ctx, 10LL * 1000000000);
+}
+
+/*
+ * Send a response head with `extra` header lines and, if body is not NULL,
+ * that body; content_length is what the Content-Length says (the file's
+ * bytes follow from on_sent for a GET). on_sent runs when it is all sent.
+ */
+void conn_respond(struct conn *c, int status, const char *extra, const char *body,
+		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *))
+{
+	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->trace) + body_len;
+	int n;
+
+	if (atomic_load(&c->w->s->draining))
+		c->keep_alive = false;
+	c->status = status;
+	if (!out_reserve(c, cap) || !(pick_resp_ctx(c), c->resp_ctx)) {
+		conn_abort(c, "out-of-memory");
+		return;
+	}
+	n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nServer: ringctx-objd\r\n%s%s%s",
+		     status, reason(status), c->keep_alive ? "" : "Connection: close\r\n",
+		     extra ? extra : "", c->trace[0] ? "X-Trace-ID: " : "");
+	if (c->trace[0])
+		n += snprintf(c->out + n, cap - n, "%s\r\n", c->trace);
+	if (status != 204 && status != 100)
+		n += snprintf(c->out + n, cap - n, "Content-Length: %llu\r\n",
+			      (unsigned long long)content_length);
+	n += snprintf(c->out + n, cap - n, "\r\n");
+	if (body && c->req.method != HTTP_HEAD) {
+		memcpy(c->out + n, body, body_len);
+		n += body_len;
+	}
+	c->out_len = n;
+	c->out_off = 0;
+	c->head_sent = status != 100;
+	c->on_sent = on_sent;
+	conn_send_out(c);
+}
+
+/* An error response with a one-line body. */
+void conn_error(struct conn *c, int status)
+{
+	char body[96];
+	const char *extra = NULL;
+	int n;
+
+	if (status == 405)
+		extra = "Allow: GET, HEAD, PUT, DELETE\r\n";
+	else if (status == 503)
+		extra = "Retry-After: 1\r\n";
+	if (status == 400 || status == 408 || status == 413 || status == 414 ||
+	    status == 431 || status == 411 || status == 505 || status == 503 || status == 417)
+		c->keep_alive = false;	/* the stream may be out of step */
+	n = snprintf(body, sizeof(body), "%d %s\n", status, reason(status));
+	conn_respond(c, status, extra, body, n, n, conn_finish);
+}
+
+/* ---- the request's end -------------------------------------------------- */
+
+static void linger_cb(void *arg, int res, uint32_t flags)
+{
+	struct conn *c = arg;
+
+	(void)flags;
+	if (c->state != C_DEAD) {
+		if (res > 0 && c->in_len < (1 << 20)) {
+			c->in_len += res;	/* counted, discarded */
+			linger(c);
+		} else {
+			conn_abort(c, NULL);
+		}
+	}
+	conn_put(c);
+}
+
+/*
+ * Close after a response: stop sending, then read and discard what the
+ * client still sends (up to 1 MiB, for 2 s at most) until it closes, so that
+ * its unread bytes do not make our close a reset that destroys the
+ * response before the client read it (an error after an unread body).
+ */
+static void linger(struct conn *c)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	if (c->state != C_WAIT) {
+		c->state = C_WAIT;	/* no request: drain may close it */
+		c->in_len = 0;
+		shutdown(c->fd, SHUT_WR);
+		c->hdr_ctx = rctx_with_timeout(c->ctx, 2LL * 1000000000);
+		if (!c->hdr_ctx) {
+			conn_abort(c, NULL);
+			return;
+		}
+	}
+	io_uring_prep_recv(&sqe, c->fd, c->in, c->in_cap, 0);
+	if (conn_submit(c, c->hdr_ctx, &sqe, linger_cb, c))
+		conn_abort(c, NULL);
+}
+
+/* The response is out: log, clean up, then the next request or close. */
+void conn_finish(struct conn *c)
+{
+	struct server *s = c->w->s;
+
+	log_request(c);
+	stats_status(s, c->status);
+	atomic_fetch_sub(&s->st.in_flight, 1);
+	c->t0 = 0;
+	dpoll_disarm(c);
+	object_release(c, false);
+	rctx_release(c->req_ctx);
+	rctx_release(c->resp_ctx);
+	c->req_ctx = c->resp_ctx = NULL;
+	if (!c->keep_alive || atomic_load(&s->draining)) {
+		linger(c);
+		return;
+	}
+	next_request(c);
+}
+
+/* ---- reading the head --------------------------------------------------- */
+
+static void parse_head(struct conn *c);
+
+static void recv_head_cb(void *arg, int res, uint32_t flags)
+{
+	struct conn *c = arg;
+
+	(void)flags;
+	if (c->state == C_DEAD)
+		goto out;
+	if (res > 0) {
+		c->in_len += res;
+		atomic_fetch_add(&c->w->s->st.bytes_in, res);
+		parse_head(c);
+	} else if (res < 0 && c->in_len > 0 && ctx_expired(c->hdr_ctx) && !rctx_err(c->ctx)) {
+		/* A head that trickles in: 408, then close. */
+		rctx_release(c->hdr_ctx);
+		c->hdr_ctx = NULL;
+		c->t0 = rctx_now();
+		atomic_fetch_add(&c->w->s->st.in_flight, 1);
+		snprintf(c->method, sizeof(c->method), "-");
+		c->state = C_BUSY;
+		conn_error(c, 408);
+	} else {
+		conn_abort(c, NULL);	/* EOF, idle timeout, drain, error */
+	}
+out:
+	conn_put(c);
+}
+
+static void recv_head(struct conn *c)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	io_uring_prep_recv(&sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+	if (conn_submit(c, c->hdr_ctx, &sqe, recv_head_cb, c))
+		conn_abort(c, "submit");
+}
+
+/* Copy what the log and the response need out of the head. */
+static void copy_slice(char *dst, size_t cap, struct http_slice s)
+{
+	size_t n = s.n < cap - 1 ? s.n : cap - 1;
+
+	memcpy(dst, s.p, n);
+	dst[n] = '\0';
+}
+
+/* The request's deadline: --timeout, or shorter from X-Request-Timeout (ms).
+ * TODO(grpc-timeout): also rctx_grpc_timeout_parse() of a grpc-timeout
+ * header here, once it exists. */
+static int64_t request_timeout(struct conn *c)
+{
+	int64_t t = c->w->s->o.timeout_ns;
+	struct http_slice v = c->req.timeout;
+	uint64_t ms = 0;
+	size_t i;
+
+	for (i = 0; i < v.n && i < 12 && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+		ms = ms * 10 + (v.p[i] - '0');
+	if (v.n && i == v.n && ms * 1000000 < (uint64_t)t)
+		t = ms * 1000000;
+	return t;
+}
+
+static void dispatch(struct conn *c)
+{
+	struct server *s = c->w->s;
+	int err;
+
+	copy_slice(c->method, sizeof(c->method), c->req.method_name);
+	copy_slice(c->path, sizeof(c->path), c->req.target);
+	/* TODO(trace): rctx_with_trace()/traceparent; X-Trace-ID is echoed for now. */
+	copy_slice(c->trace, sizeof(c->trace), c->req.trace_id);
+	for (char *p = c->trace; *p; p++)
+		if ((unsigned char)*p < ' ' || *p == 0x7f)
+			*p = '_';
+	c->keep_alive = c->req.keep_alive;
+	c->req_ctx = rctx_with_timeout(c->ctx, request_timeout(c));
+	if (!c->req_ctx) {
+		conn_error(c, 503);
+		return;
+	}
+	dpoll_arm(c);
+	if (c->req.method == HTTP_GET && c->loopback &&
+	    !strncmp(c->path, "/debug/", 7)) {
+		stats_serve(c);
+		return;
+	}
+	err = key_from_target(c->req.target.p, c->req.target.n, c->key, sizeof(c->key));
+	if (c->req.method == HTTP_OTHER) {
+		if (c->req.has_length && c->req.content_length)
+			c->keep_alive = false;	/* a body we will not read */
+		conn_respond(c, 405, "Allow: GET, HEAD, PUT, DELETE\r\n", "405 Method Not Allowed\n",
+			     23, 23, conn_finish);
+		return;
+	}
+	if (err) {
+		if (c->req.method == HTTP_PUT)
+			c->keep_alive = false;
+		conn_error(c, -err);
+		return;
+	}
+	(void)s;
+	switch (c->req.method) {
+	case HTTP_GET:
+	case HTTP_HEAD:
+		object_get(c);
+		break;
+	case HTTP_PUT:
+		object_put(c);
+		break;
+	default:
+		object_delete(c);
+		break;
+	}
+}
+
+static void consume(struct conn *c, size_t n)
+{
+	memmove(c->in, c->in + n, c->in_len - n);
+	c->in_len -= n;
+}
+
+static void parse_head(struct conn *c)
+{
+	struct server *s = c->w->s;
+	struct http_limits lim = { 8192, 32768 };
+	int res = http_parse(c->in, c->in_len, &lim, &c->req);
+
+	if (res == 0 && c->in_len < c->in_cap) {
+		recv_head(c);
+		return;
+	}
+	rctx_release(c->hdr_ctx);
+	c->hdr_ctx = NULL;
+	c->state = C_BUSY;
+	c->t0 = rctx_now();
+	c->head_sent = false;
+	atomic_fetch_add(&s->st.in_flight, 1);
+	atomic_fetch_add(&s->st.requests, 1);
+	if (res <= 0) {
+		snprintf(c->method, sizeof(c->method), "-");
+		c->keep_alive = false;
+		conn_error(c, res ? -res : 431);
+		return;
+	}
+	dispatch(c);
+	/* The head is no longer needed (copied above): drop it, so that the
+	 * buffer holds only a PUT's body and the pipelined requests after. */
+	consume(c, res);
+}
+
+/* Wait for (or find in the buffer) the next request, under a fresh header
+ * deadline. */
+static void next_request(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	c->state = C_WAIT;
+	c->status = 0;
+	c->why = NULL;
+	c->bytes_out = 0;
+	c->trace[0] = '\0';
+	memset(&c->req, 0, sizeof(c->req));
+	c->hdr_ctx = rctx_with_timeout(c->ctx, w->s->o.header_timeout_ns);
+	if (!c->hdr_ctx) {
+		conn_abort(c, "out-of-memory");
+		return;
+	}
+	if (c->in_len)
+		parse_head(c);
+	else
+		recv_head(c);
+}
+
+/* ---- accept and drain --------------------------------------------------- */
+
+void conn_start(struct worker *w, int fd, bool loopback)
+{
+	struct server *s = w->s;
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->fd = fd;
+	c->refs = 1;		/* the list's */
+	c->loopback = loopback;
+	c->file_fd = c->dir_fd = c->tmp_fd = -1;
+	c->in_cap = 32768 + OBJD_CHUNK;
+	c->in = malloc(c->in_cap);
+	/* TODO(hangup): rctx_with_hangup(s->ctx, fd) here, so that a client's
+	 * hang-up cancels everything of the connection at once. */
+	c->ctx = rctx_with_cancel(s->ctx);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	if (!c->in || !c->ctx) {
+		conn_abort(c, "out-of-memory");
+		return;
+	}
+	if (atomic_fetch_add(&s->st.conns, 1) >= s->o.max_conns) {
+		c->state = C_BUSY;
+		c->t0 = rctx_now();
+		atomic_fetch_add(&s->st.in_flight, 1);
+		snprintf(c->method, sizeof(c->method), "-");
+		c->why = "max-conns";
+		conn_error(c, 503);
+		return;
+	}
+	conn_get(c);
+	next_request(c);
+	conn_put(c);
+}
+
+/* SIGTERM: close the connections that wait for a request; the busy ones
+ * close after their response (Connection: close). */
+void conn_drain(struct worker *w)
+{
+	for (struct conn *c = w->conns; c; c = c->next)
+		if (c->state == C_WAIT && c->in_len == 0 && c->hdr_ctx)
+			rctx_cancel(c->hdr_ctx);
+}

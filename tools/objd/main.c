@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - ringctx-objd's options, listening sockets, worker threads and
+ * shutdown.
+ *
+ *   ringctx-objd [options] ROOT
+ *
+ * N worker threads, each with its own rctx_ring and its own listening socket
+ * on the same address (SO_REUSEPORT), an accept always armed. SIGTERM or
+ * SIGINT: stop accepting, let the requests in flight finish within --drain,
+ * then cancel the server context (everything still running aborts) and exit 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "objd.h"
+
+struct server objd;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ringctx-objd [options] ROOT\n"
+		"  --listen ADDR:PORT     address (127.0.0.1:8080; port 0 picks one)\n"
+		"  --threads N            worker threads (one per online CPU)\n"
+		"  --timeout DUR          request deadline (30s)\n"
+		"  --header-timeout DUR   deadline for a request head; also the idle\n"
+		"                         keep-alive timeout (10s)\n"
+		"  --drain DUR            grace for requests in flight at SIGTERM (5s)\n"
+		"  --max-body BYTES       largest PUT body (1G)\n"
+		"  --max-conns N          connections, beyond which 503 (1024)\n"
+		"  --access-log FILE      access log (stderr); \"-\" for none\n"
+		"  --io-workers N         kernel io-wq workers per thread for file I/O\n"
+		"                         (64): the most a stuck disk can hold, each\n"
+		"                         stuck request keeping one\n"
+		"DUR: 250ms, 30s, 2m or seconds. BYTES: with an optional K, M or G.\n");
+}
+
+static int parse_dur(const char *s, int64_t *ns)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v < 0)
+		return -1;
+	if (!strcmp(end, "ms"))
+		v *= 1e6;
+	else if (!*end || !strcmp(end, "s"))
+		v *= 1e9;
+	else if (!strcmp(end, "m"))
+		v *= 60e9;
+	else
+		return -1;
+	if (v < 1 || v > 1e17)
+		return -1;
+	*ns = (int64_t)v;
+	return 0;
+}
+
+static int parse_bytes(const char *s, uint64_t *b)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+
+	if (end == s)
+		return -1;
+	switch (*end) {
+	case 'K': v <<= 10; end++; break;
+	case 'M': v <<= 20; end++; break;
+	case 'G': v <<= 30; end++; break;
+	}
+	if (*end)
+		return -1;
+	*b = v;
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct objd_opts *o)
+{
+	static const struct option lo[] = {
+		{ "listen", 1, NULL, 'l' }, { "threads", 1, NULL, 't' },
+		{ "timeout", 1, NULL, 'T' }, { "header-timeout", 1, NULL, 'H' },
+		{ "drain", 1, NULL, 'd' }, { "max-body", 1, NULL, 'b' },
+		{ "max-conns", 1, NULL, 'c' }, { "access-log", 1, NULL, 'a' },
+		{ "io-workers", 1, NULL, 'w' },
+		{ "help", 0, NULL, 'h' }, { 0 },
+	};
+	char *colon;
+	int ch;
+
+	snprintf(o->addr, sizeof(o->addr), "127.0.0.1");
+	o->port = 8080;
+	o->threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	o->timeout_ns = 30LL * 1000000000;
+	o->header_timeout_ns = 10LL * 1000000000;
+	o->drain_ns = 5LL * 1000000000;
+	o->max_body = 1ULL << 30;
+	o->max_conns = 1024;
+	o->io_workers = 64;
+	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			colon = strrchr(optarg, ':');
+			if (!colon || (size_t)(colon - optarg) >= sizeof(o->addr))
+				return -1;
+			snprintf(o->addr, sizeof(o->addr), "%.*s", (int)(colon - optarg), optarg);
+			o->port = atoi(colon + 1);
+			break;
+		case 't': o->threads = atoi(optarg); break;
+		case 'T': if (parse_dur(optarg, &o->timeout_ns)) return -1; break;
+		case 'H': if (parse_dur(optarg, &o->header_timeout_ns)) return -1; break;
+		case 'd': if (parse_dur(optarg, &o->drain_ns)) return -1; break;
+		case 'b': if (parse_bytes(optarg, &o->max_body)) return -1; break;
+		case 'c': o->max_conns = atoi(optarg); break;
+		case 'a': o->access_log = optarg; break;
+		case 'w': o->io_workers = (unsigned)atoi(optarg); break;
+		case 'h': usage(stdout); exit(0);
+		default: return -1;
+		}
+	}
+	if (optind != argc - 1 || o->threads < 1 || o->threads > 1024 ||
+	    o->max_conns < 1 || o->port < 0 || o->port > 65535 ||
+	    o->io_workers < 1 || o->io_workers > 4096)
+		return -1;
+	o->root = argv[optind];
+	return 0;
+}
+
+/* ---- listening ---------------------------------------------------------- */
+
+static int listen_on(const struct objd_opts *o, int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1, fd;
+
+	if (inet_pton(AF_INET, o->addr, &sa.sin_addr) != 1)
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int bound_port(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	if (getsockname(fd, (struct sockaddr *)&sa, &len))
+		return -errno;
+	return ntohs(sa.sin_port);
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return false;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void accept_cb(void *arg, int res, uint32_t flags);
+
+static void arm_accept(struct worker *w)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	w->peerlen = sizeof(w->peer);
+	io_uring_prep_accept(&sqe, w->lfd, (struct sockaddr *)&w->peer, &w->peerlen,
+			     SOCK_CLOEXEC);
+	if (rctx_submit(w->ring, w->s->accepting, &sqe, accept_cb, w)) {
+		fprintf(stderr, "ringctx-objd: worker %d cannot accept\n", w->idx);
+		w->accepting = false;
+	}
+}
+
+static void accept_cb(void *arg, int res, uint32_t flags)
+{
+	struct worker *w = arg;
+
+	(void)flags;
+	if (res >= 0)
+		conn_start(w, res, is_loopback(&w->peer));
+	if (!rctx_err(w->s->accepting)) {
+		arm_accept(w);
+		return;
+	}
+	/* Draining: no more connections; the idle ones close now. */
+	close(w->lfd);
+	w->lfd = -1;
+	w->accepting = false;
+	conn_drain(w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	int64_t until;
+
+	w->accepting = true;
+	arm_accept(w);
+	while (w->accepting || w->nconns) {
+		int r = rctx_ring_run(w->ring, RCTX_FOREVER);
+
+		if (r < 0 && r != -EINTR && r != -ETIME) {
+			fprintf(stderr, "ringctx-objd: rctx_ring_run: %s\n", strerror(-r));
+			break;
+		}
+	}
+	/* Closes and clean-ups still in flight; a request that a stuck disk
+	 * holds is left to the kernel (the ring is not destroyed then). */
+	until = rctx_now() + 2LL * 1000000000;
+	while (rctx_ring_pending(w->ring) && rctx_now() < until)
+		rctx_ring_run(w->ring, until);
+	if (rctx_ring_pending(w->ring)) {
+		fprintf(stderr, "ringctx-objd: worker %d: %u requests still held by the kernel\n",
+			w->idx, rctx_ring_pending(w->ring));
+		return NULL;
+	}
+	rctx_ring_destroy(w->ring);
+	w->ring = NULL;
+	return NULL;
+}
+
+static int setup_workers(struct server *s)
+{
+	int port = s->o.port;
+
+	s->workers = calloc(s->o.threads, sizeof(*s->workers));
+	if (!s->workers)
+		return -ENOMEM;
+	for (int i = 0; i < s->o.threads; i++) {
+		struct worker *w = &s->workers[i];
+		/* Bounded io-wq: a stuck disk holds at most this many kernel
+		 * workers per thread (the thread count cannot grow beyond it);
+		 * once all are stuck, further file requests of that thread
+		 * queue (and answer 504 at their deadline). */
+		unsigned int iowq[2] = { s->o.io_workers, 4 };
+		int err;
+
+		w->s = s;
+		w->idx = i;
+		w->lfd = listen_on(&s->o, port);
+		if (w->lfd < 0)
+			return w->lfd;
+		if (i == 0)
+			port = bound_port(w->lfd);
+		err = rctx_ring_create(&w->ring, 1024);
+		if (err)
+			return err;
+		io_uring_register_iowq_max_workers(rctx_ring_uring(w->ring), iowq);
+	}
+	s->o.port = port;
+	return 0;
+}
+
+/* ---- shutdown ----------------------------------------------------------- */
+
+/* Wait for a signal, stop accepting, drain, then cancel what is left.
+ * TODO(signals): with rctx_with_signals(), `accepting` becomes a signal
+ * context (SIGTERM, SIGINT) under the server context and this thread
+ * waits on it with rctx_wait() instead of sigwait(). */
+static void run_until_signal(struct server *s, const sigset_t *set)
+{
+	struct timespec until;
+	int sig;
+
+	while (sigwait(set, &sig))
+		;
+	fprintf(stderr, "ringctx-objd: signal %d: draining\n", sig);
+	atomic_store(&s->draining, true);
+	rctx_cancel(s->accepting);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += s->o.drain_ns / 1000000000;
+	until.tv_nsec += s->o.drain_ns % 1000000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	for (int i = 0; i < s->o.threads; i++) {
+		if (pthread_timedjoin_np(s->workers[i].th, NULL, &until) == 0)
+			continue;
+		fprintf(stderr, "ringctx-objd: drain time is up: cancelling\n");
+		rctx_cancel_cause(s->ctx, -ESHUTDOWN);
+		pthread_join(s->workers[i].th, NULL);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct server *s = &objd;
+	sigset_t set;
+	int err;
+
+	if (parse_opts(argc, argv, &s->o)) {
+		usage(stderr);
+		return 2;
+	}
+	s->log = stderr;
+	if (s->o.access_log && !strcmp(s->o.access_log, "-"))
+		s->log = NULL;
+	else if (s->o.access_log && !(s->log = fopen(s->o.access_log, "a"))) {
+		perror(s->o.access_log);
+		return 1;
+	}
+	if (s->log)
+		setvbuf(s->log, NULL, _IOLBF, 0);
+	s->root_fd = open(s->o.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (s->root_fd < 0) {
+		perror(s->o.root);
+		return 1;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s->ctx = rctx_with_cancel(rctx_background());
+	s->accepting = s->ctx ? rctx_with_cancel(s->ctx) : NULL;
+	if (!s->accepting) {
+		fprintf(stderr, "ringctx-objd: out of memory\n");
+		return 1;
+	}
+	err = setup_workers(s);
+	if (err) {
+		fprintf(stderr, "ringctx-objd: %s:%d: %s\n", s->o.addr, s->o.port, strerror(-err));
+		return 1;
+	}
+	printf("listening on %s:%d\n", s->o.addr, s->o.port);
+	fflush(stdout);
+	for (int i = 0; i < s->o.threads; i++) {
+		err = pthread_create(&s->workers[i].th, NULL, worker_main, &s->workers[i]);
+		if (err) {
+			fprintf(stderr, "ringctx-objd: pthread_create: %s\n", strerror(err));
+			return 1;
+		}
+	}
+	run_until_signal(s, &set);
+	rctx_release(s->accepting);
+	rctx_release(s->ctx);
+	close(s->root_fd);
+	free(s->workers);
+	if (s->log && s->log != stderr)
+		fclose(s->log);
+	return 0;
+}

@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * objd.h - ringctx-objd: an HTTP/1.1 object server over a directory, on
+ * ringctx's public API. The structures the files of tools/objd/ share.
+ *
+ * Contexts: server (cancelled at the end of the drain) > accepting
+ * (cancelled by SIGTERM/SIGINT: stops the accepts) ; server > connection >
+ * header (--header-timeout) and request (--timeout, X-Request-Timeout) >
+ * every recv, send and file request of that request.
+ */
+#ifndef OBJD_H
+#define OBJD_H
+
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include <ringctx.h>
+
+#include "http.h"
+#include "path.h"
+
+#define OBJD_CHUNK (64 * 1024)	/* file reads and writes */
+
+struct objd_opts {
+	char addr[64];
+	int port;
+	int threads;
+	int64_t timeout_ns;
+	int64_t header_timeout_ns;
+	int64_t drain_ns;
+	uint64_t max_body;
+	int max_conns;
+	unsigned io_workers;
+	const char *root;
+	const char *access_log;
+};
+
+struct objd_stats {
+	atomic_ullong requests;
+	atomic_ullong by_status[600];
+	atomic_ullong bytes_in, bytes_out;
+	atomic_llong in_flight;
+	atomic_llong conns;
+	atomic_ullong abandoned;	/* file requests left to a stuck kernel */
+};
+
+struct worker;
+
+struct server {
+	struct objd_opts o;
+	int root_fd;
+	rctx_t *ctx;		/* everything: cancelled after the drain */
+	rctx_t *accepting;	/* the accepts: cancelled by SIGTERM/SIGINT */
+	atomic_bool draining;
+	FILE *log;
+	struct objd_stats st;
+	struct worker *workers;
+};
+
+struct conn;
+
+struct worker {
+	struct server *s;
+	int idx;
+	rctx_ring_t *ring;
+	int lfd;
+	bool accepting;
+	struct conn *conns;	/* doubly linked */
+	unsigned nconns;
+	unsigned long seq;	/* temporary names */
+	pthread_t th;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+};
+
+/*
+ * A file request (open, statx, read, write, fsync, rename, unlink): it owns
+ * every byte the kernel may touch, so that the connection can give up on it
+ * at the deadline (a stuck disk) and go on; the kernel's late completion
+ * then frees it (and closes the fd it may have opened).
+ */
+struct fop {
+	struct conn *c;		/* NULL once abandoned */
+	void (*done)(struct conn *c, struct fop *f, int res);
+	bool opens;		/* res >= 0 is an fd */
+	struct open_how how;
+	struct statx stx;
+	char path[OBJD_KEY_MAX + 64];
+	size_t len, sent;
+	char buf[];		/* OBJD_CHUNK bytes when asked for */
+};
+
+struct dpoll;
+
+enum conn_state { C_WAIT, C_BUSY, C_DEAD };
+
+struct conn {
+	struct worker *w;
+	struct conn *prev, *next;
+	int fd;
+	int refs;
+	enum conn_state state;
+	bool loopback;
+	rctx_t *ctx, *hdr_ctx, *req_ctx, *resp_ctx;
+	struct dpoll *poll;
+	struct fop *fop;	/* the file request in flight */
+	struct fop *sb;		/* a read chunk being sent */
+
+	char *in;
+	size_t in_len, in_cap;
+
+	/* The request. */
+	struct http_req req;
+	char key[OBJD_KEY_MAX];
+	const char *dir, *base;
+	char method[16], path[256], trace[80];
+	int64_t t0;
+	bool keep_alive, head_sent;
+	int status;
+	const char *why;
+	uint64_t bytes_out, body_left, off, last, size;
+	int file_fd, dir_fd, tmp_fd;
+	char tmpname[64];
+	bool existed;
+	int get_status;		/* a GET's 200 or 206, sent with its first bytes */
+	char get_hdrs[160];
+
+	/* The response head (or a small body) being sent. */
+	char *out;
+	size_t out_len, out_off, out_cap;
+	void (*on_sent)(struct conn *c);
+};
+
+/* conn.c */
+void conn_start(struct worker *w, int fd, bool loopback);
+void conn_drain(struct worker *w);
+void conn_get(struct conn *c);
+void conn_put(struct conn *c);
+int conn_submit(struct conn *c, rctx_t *ctx, struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
+void conn_respond(struct conn *c, int status, const char *extra, const char *body,
+		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *));
+void conn_error(struct conn *c, int status);
+void conn_send_out(struct conn *c);
+void conn_finish(struct conn *c);
+void conn_abort(struct conn *c, const char *why);
+struct fop *fop_new(struct conn *c, size_t bufsize);
+int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
+	       void (*done)(struct conn *, struct fop *, int));
+void close_async(struct worker *w, int fd);
+int status_of_errno(struct conn *c, int res);
+bool ctx_expired(rctx_t *ctx);
+const char *send_failure(struct conn *c);
+
+/* object.c */
+void object_get(struct conn *c);
+void object_put(struct conn *c);
+void object_delete(struct conn *c);
+void object_release(struct conn *c, bool failed);
+
+/* stats.c */
+void stats_serve(struct conn *c);
+void stats_status(struct server *s, int status);
+
+/* log.c */
+void log_request(struct conn *c);
+
+/* main.c */
+extern struct server objd;
+
+#endif
