@@ -2,7 +2,7 @@
 #
 #   make                 libraries and tools (build/)
 #   make check           test suite: plain, ASan+UBSan, TSan (threaded tests)
-#   make demo            the main job: tools/ringctx-demo on this machine
+#   make demo            the main job: tools/ringctx-demo, then ringctx-objd on a hung disk
 #   make bench           benchmarks against Go's context and raw liburing
 #   make soak            SOAK_SECONDS (600) of stress: invariants, RSS, fds (soak-asan)
 #   make install PREFIX=/usr/local
@@ -34,7 +34,10 @@ DEPS_BUILD := liburing-dev
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
 	clang libclang-rt-14-dev curl
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox
-DEPS_DEMO  := libfuse3-dev fuse3 pkg-config
+# The demo's service scenario needs curl and wrk; without FUSE only its
+# stuck-disk parts are skipped.
+DEPS_DEMO  := curl wrk libfuse3-dev fuse3 pkg-config
+DEPS_DEMO_REQUIRED := curl wrk
 
 # support/: code the tests and tools share. The stuck-disk file system needs
 # libfuse3; without it, support/stuckfs-none.c says so at run time.
@@ -131,7 +134,8 @@ all: deps-build $(STATIC) $(SHLIB) $(TOOLS) $(OBJD)
 deps-build:
 	$(Q)scripts/deps.sh $(DEPS_BUILD)
 deps-demo:
-	$(Q)scripts/deps.sh $(DEPS_BUILD) --optional $(DEPS_DEMO)
+	$(Q)scripts/deps.sh $(DEPS_BUILD) $(DEPS_DEMO_REQUIRED) --optional \
+		$(filter-out $(DEPS_DEMO_REQUIRED),$(DEPS_DEMO))
 deps-check:
 	$(Q)scripts/deps.sh $(DEPS_CHECK)
 deps-bench:
@@ -342,10 +346,13 @@ check-fuzz-http: $(FUZZ_DIR)/fuzz_http
 	$(Q)$(call summary,fuzz-http)
 
 # ---- demo and benchmarks -------------------------------------------------
-# A new make, so that it sees the libfuse3 the first one installed.
+# A new make, so that it sees the libfuse3 the first one installed. Then
+# the context-tree demo, and ringctx-objd serving while the disk hangs
+# (tools/demo-service.sh).
 demo: deps-demo
-	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/objd-stuckfs
 	$(Q)$(BUILD)/ringctx-demo
+	$(Q)tools/demo-service.sh $(OBJD) $(BUILD)/objd-stuckfs
 
 bench: deps-bench all $(BENCHES)
 	$(Q)bench/run.sh $(BUILD)
