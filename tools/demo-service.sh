@@ -21,7 +21,8 @@ WRK_SECONDS=5
 T=""
 SPID=""		# the server
 FSPID=""	# the stuckfs helper; its stdin is fd 7
-BIND=""		# the stuck file system's mount point inside the root
+FSDIR=""	# the stuck file system's own mount point (the helper's)
+BIND=""		# its bind mount inside the root
 CLIENTS=""	# background curl and wrk processes
 problems=0
 
@@ -36,25 +37,50 @@ done
 # ---- cleanup, on every exit path ------------------------------------------
 # The order matters: no server left reading the stuck file, its pending
 # reads answered, the bind mount gone before the temporary tree is removed.
-release_all() { # answer pending stuck reads until none is left (bounded)
-	local i r
-	[ -n "$FSPID" ] || return 0
-	for i in $(seq 20); do
-		echo release >&7 2>/dev/null || return 0
-		r=$(read_fs released) || return 0
-		[ "$r" = 0 ] && [ "$i" -gt 1 ] && return 0
-		sleep 0.1
+# release_once: answer the stuck reads pending now; prints how many.
+release_once() {
+	[ -n "$FSPID" ] || { echo 0; return 0; }
+	echo release >&7 2>/dev/null || { echo 0; return 0; }
+	read_fs released || echo 0
+}
+
+# d_state: how many of the server's threads are in D state.
+d_state() { grep -l '^State:.*D' /proc/"$SPID"/task/*/status 2>/dev/null | wc -l; }
+
+# release_all SECONDS: answer stuck reads until none is pending and no server
+# thread is in D state (a read answered can let the next one in: FUSE splits
+# reads, other readers wait on the page). Bounded.
+release_all() {
+	local i
+	for i in $(seq $(($1 * 5))); do
+		[ "$(release_once)" = 0 ] && [ "$(d_state)" = 0 ] && [ "$i" -gt 1 ] && return 0
+		sleep 0.2
 	done
+	return 1
+}
+
+# stop_server: SIGTERM, answering the stuck reads meanwhile (a worker's exit
+# waits for its io-wq work); SIGKILL if it is still there after 10 s.
+stop_server() {
+	local i
+	kill -TERM "$SPID" 2>/dev/null
+	for i in $(seq 50); do
+		wait_exit "$SPID" 0 && return 0
+		release_once >/dev/null
+		sleep 0.2
+	done
+	echo "demo: ringctx-objd still running 10 s after SIGTERM: SIGKILL" >&2
+	kill -KILL "$SPID" 2>/dev/null
+	release_all 5
+	wait_exit "$SPID" 5
 }
 
 cleanup() {
 	local p
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP PIPE
 	for p in $CLIENTS; do kill "$p" 2>/dev/null; done
 	if [ -n "$SPID" ] && kill -0 "$SPID" 2>/dev/null; then
-		kill -TERM "$SPID" 2>/dev/null
-		release_all
-		wait_exit "$SPID" 5 || { kill -KILL "$SPID" 2>/dev/null; release_all; wait_exit "$SPID" 5; }
+		stop_server
 	fi
 	[ -n "$BIND" ] && umount -l "$BIND" 2>/dev/null
 	if [ -n "$FSPID" ]; then
@@ -65,15 +91,16 @@ cleanup() {
 	[ -n "$T" ] && rm -rf --one-file-system "$T"
 }
 trap cleanup EXIT
-trap 'echo "demo: interrupted" >&2; exit 130' INT TERM
+trap 'echo "demo: interrupted" >&2; exit 130' INT TERM HUP
+trap 'exit 141' PIPE
 
 # wait_exit PID SECONDS: wait for PID (a child) to end; its status in RC.
 wait_exit() {
 	local p=$1 i
 	RC=124
-	for i in $(seq $(($2 * 10))); do
+	for i in $(seq 0 $(($2 * 10))); do
 		if ! kill -0 "$p" 2>/dev/null; then wait "$p" 2>/dev/null; RC=$?; return 0; fi
-		sleep 0.1
+		[ "$i" -lt $(($2 * 10)) ] && sleep 0.1
 	done
 	return 1
 }
@@ -127,6 +154,7 @@ if [ -n "$STUCKFS" ] && [ -x "$STUCKFS" ]; then
 	IFS= read -r -t 15 line <&8
 	case $line in
 	"mounted "*)
+		FSDIR=${line#mounted }
 		mkdir "$R/disk"
 		if mount --bind "${line#mounted }" "$R/disk" 2>"$T/mount.err"; then
 			BIND=$R/disk; stuck=yes
@@ -217,6 +245,16 @@ stuck_disk() {
 }
 [ $stuck = yes ] && stuck_disk
 
+# ---- the stuck reads released: nothing left in D state --------------------------
+if [ $stuck = yes ]; then
+	release_all 5
+	d=$(d_state)
+	j=$(stats)
+	echo "stuck disk answers now: server threads $(threads), $d in D state," \
+		"cancelled requests still held by the kernel $(ring_field "$j" held_after_cancel)"
+	[ "$d" = 0 ] || problem "$d server threads still in D state"
+fi
+
 # ---- a client hanging up mid-download -----------------------------------------
 head -c 32000000 /dev/urandom >"$T/big"
 c=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 30 -T "$T/big" "$(U big)") || c=error
@@ -240,23 +278,8 @@ else
 	problem "client hung up mid-download: no 'cause=client-gone' in the access log"
 fi
 echo "  /debug/stats: kernel requests aborted +$((ab1 - ab0)), cancels issued +$((ci1 - ci0))," \
-	"requests in flight $(field "$j" in_flight) (the stats request)"
+	"requests in flight $(field "$j" in_flight)"
 [ "$(code_of "$(U obj4k)")" = 200 ] || problem "the server does not serve after the hang-up"
-
-# ---- the stuck reads released: nothing left in D state --------------------------
-if [ $stuck = yes ]; then
-	release_all
-	d=""
-	for _ in $(seq 50); do
-		d=$(grep -l '^State:.*D' /proc/"$SPID"/task/*/status 2>/dev/null | wc -l)
-		[ "$d" = 0 ] && break
-		sleep 0.1
-	done
-	j=$(stats)
-	echo "stuck disk answers now: server threads $(threads), $d in D state," \
-		"cancelled requests still held by the kernel $(ring_field "$j" held_after_cancel)"
-	[ "$d" = 0 ] || problem "$d server threads still in D state"
-fi
 
 # ---- SIGTERM with downloads in flight -------------------------------------------
 curl -sS -o "$T/fast" -w '%{http_code}' --limit-rate 20M --max-time 30 "$(U big)" >"$T/fast.code" 2>/dev/null &
@@ -287,7 +310,8 @@ echo "  at 1 MB/s: cancelled after the drain, $ssz bytes received (curl exit $sr
 
 # ---- unmount, remove ----------------------------------------------------------------
 cleanup
-left=$(grep -c -e "$T" -e rctx-stuckfs /proc/mounts)
+left=$(awk -v t="$T" -v f="${FSDIR:-/nonexistent}" \
+	'index($2, t) == 1 || $2 == f { n++ } END { print n + 0 }' /proc/mounts)
 [ -e "$T" ] && problem "$T left behind"
 [ "$left" = 0 ] || problem "$left mounts left"
 echo "cleaned up: stuck reads released, file system unmounted, $T removed"
