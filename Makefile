@@ -350,9 +350,11 @@ check-fuzz-http: $(FUZZ_DIR)/fuzz_http
 # the context-tree demo, and ringctx-objd serving while the disk hangs
 # (tools/demo-service.sh).
 demo: deps-demo
-	$(Q)$(MAKE) --no-print-directory all $(BUILD)/objd-stuckfs
+	$(Q)$(MAKE) --no-print-directory demo-build
 	$(Q)$(BUILD)/ringctx-demo
 	$(Q)tools/demo-service.sh $(OBJD) $(BUILD)/objd-stuckfs
+.PHONY: demo-build
+demo-build: all $(BUILD)/objd-stuckfs
 
 bench: deps-bench all $(BENCHES)
 	$(Q)bench/run.sh $(BUILD)

@@ -277,8 +277,10 @@ if [ -n "$gone" ]; then
 else
 	problem "client hung up mid-download: no 'cause=client-gone' in the access log"
 fi
+note=""
+[ "$((ab1 - ab0))" = 0 ] && note=" (the failing send ended the request: nothing else of it was in the kernel)"
 echo "  /debug/stats: kernel requests aborted +$((ab1 - ab0)), cancels issued +$((ci1 - ci0))," \
-	"requests in flight $(field "$j" in_flight)"
+	"requests in flight $(field "$j" in_flight)$note"
 [ "$(code_of "$(U obj4k)")" = 200 ] || problem "the server does not serve after the hang-up"
 
 # ---- SIGTERM with downloads in flight -------------------------------------------
