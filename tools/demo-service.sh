@@ -111,9 +111,10 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 threads() { awk '/^Threads:/ { print $2 }' "/proc/$SPID/status" 2>/dev/null; }
 stats() { curl -sS --max-time 5 "$(U debug/stats)"; }
 code_of() { curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$1"; }
-# field JSON NAME: the first counter NAME (server-wide); ring_field: of "rings".
-field() { grep -o "\"$2\":-\?[0-9]*" <<<"$1" | head -n 1 | cut -d: -f2; }
-ring_field() { grep -o "\"rings\":{[^}]*}" <<<"$1" | grep -o "\"$2\":[0-9]*" | cut -d: -f2; }
+# field JSON NAME: the first counter NAME (server-wide); ring_field: of
+# "rings". 0 when absent (no answer), so that the arithmetic stays valid.
+field() { v=$(grep -o "\"$2\":-\?[0-9]*" <<<"$1" | head -n 1 | cut -d: -f2); echo "${v:-0}"; }
+ring_field() { v=$(grep -o "\"rings\":{[^}]*}" <<<"$1" | grep -o "\"$2\":[0-9]*" | cut -d: -f2); echo "${v:-0}"; }
 # 31234.5 -> 31,234
 num() { printf '%.0f' "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
