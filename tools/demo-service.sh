@@ -129,7 +129,7 @@ read_fs() {
 # wrk_run SECONDS URL: run wrk, set RPS, P99 and WRK_ERR (errors, if any).
 wrk_run() {
 	local out
-	out=$(timeout $(($1 + 20)) wrk -t1 -c8 -d"${1}s" --timeout 5s --latency "$2" 2>&1) ||
+	out=$(timeout $(($1 + 20)) wrk -t1 -c8 -d"${1}s" --timeout 2s --latency "$2" 2>&1) ||
 		die "wrk failed: $out"
 	RPS=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
 	P99=$(awk '$1 == "99%" { print $2 }' <<<"$out")
