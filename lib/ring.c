@@ -277,7 +277,7 @@ void rctx__ring_cancel_reqs_locked(struct rctx_cancel *c, struct cancel_batch *b
 			if (head)
 				cancel_push_chain(cur, head, tail);
 			cur = ring;
-			head = NULL;
+			head = tail = NULL;
 			batch_add(b, ring);
 		}
 		/* The list runs newest first; the chain, oldest first, is

@@ -733,3 +733,58 @@ Test(ring, sizes_and_flags_it_cannot_honour_are_refused)
 	cr_assert_eq(rctx_ring_pending(ring), 0);
 	rctx_ring_destroy(ring);
 }
+
+/*
+ * One context's requests spread over two rings, interleaved in its request
+ * list (A, B, A, B...): a cancel queues each ring's own requests on its own
+ * cancel stack, so each owner aborts exactly its requests, and afterwards
+ * each ring's slots are its own (new requests complete normally).
+ */
+Test(ring, cancel_of_requests_interleaved_over_two_rings)
+{
+	enum { N = 8 };
+	rctx_ring_t *ring[2];
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec d[N] = { 0 }, nop[2 * N] = { 0 };
+	struct io_uring_sqe sqe;
+	struct rctx_ring_stats st;
+	char buf[N];
+	int p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(rctx_ring_create(&ring[i], 64), 0);
+	for (int i = 0; i < N; i++) {
+		io_uring_prep_read(&sqe, p[0], &buf[i], 1, 0);
+		sub(ring[i & 1], ctx, &sqe, &d[i]);
+		cr_assert_geq(rctx_ring_flush(ring[i & 1]), 0);
+	}
+	cr_assert_eq(rctx_cancel(ctx), 1);
+	for (int i = 0; i < 2; i++)
+		drain_all(ring[i]);
+	for (int i = 0; i < N; i++) {
+		cr_assert_eq(d[i].calls, 1, "request %d: %d callbacks", i, d[i].calls);
+		cr_assert_eq(d[i].res, -ECANCELED, "request %d: %d", i, d[i].res);
+	}
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(rctx_ring_stats(ring[i], &st), 0);
+		cr_assert_eq(st.cancels_issued, N / 2);
+		cr_assert_eq(st.aborted, N / 2);
+		cr_assert_eq(st.cancel_enoent, 0);
+	}
+	/* Every slot is back on the free list of its own ring. */
+	for (int i = 0; i < 2 * N; i++) {
+		io_uring_prep_nop(&sqe);
+		sub(ring[i & 1], rctx_background(), &sqe, &nop[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		drain_all(ring[i]);
+	for (int i = 0; i < 2 * N; i++)
+		cr_assert(nop[i].calls == 1 && nop[i].res == 0, "nop %d: %d calls, res %d",
+			  i, nop[i].calls, nop[i].res);
+	for (int i = 0; i < 2; i++)
+		rctx_ring_destroy(ring[i]);
+	rctx_release(ctx);
+	close(p[0]);
+	close(p[1]);
+}
