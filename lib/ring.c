@@ -59,18 +59,19 @@ struct rctx_req {
 	struct rctx_cancel *ctx;       /* governor (holds a reference) or NULL */
 	rctx_cb_t cb;
 	void *arg;
-	uint32_t gen;
+	uint64_t ud;                   /* user_data payload: generation, index */
+	uint32_t stamp_ms;             /* its ring's clock at submission */
 	uint8_t queued;                /* pushed on the cancel stack (ctx lock) */
 	uint8_t state;                 /* owner only */
-	uint8_t cissued;               /* owner only: cancel sent */
-	uint8_t popped;                /* owner only: taken off the stack */
 	uint8_t opcode;                /* of the SQE (teardown order, dumps) */
-	uint8_t cfail;                 /* owner only: its cancel posted a failure */
-	uint8_t prev_found;            /* owner only: the previous occupant was
-					  counted in cancel_found (kept past
-					  slot_free, see cancel_failed()) */
-	uint8_t retry;                 /* owner only: on cancel_retry */
-	uint32_t stamp_ms;             /* its ring's clock at submission */
+	/* Owner only, one byte (apart from queued, which cancellers write). */
+	uint8_t cissued : 1;           /* cancel sent */
+	uint8_t popped : 1;            /* taken off the stack */
+	uint8_t cfail : 1;             /* its cancel posted a failure */
+	uint8_t prev_found : 1;        /* the previous occupant was counted in
+					  cancel_found (kept past slot_free,
+					  see cancel_failed()) */
+	uint8_t retry : 1;             /* on cancel_retry */
 };
 _Static_assert(sizeof(struct rctx_req) == 64, "a request slot is one cache line");
 
@@ -94,17 +95,13 @@ static inline struct rctx_ring *req_ring(const struct rctx_req *r)
 	return req_chunk(r)->ring;
 }
 
-static inline uint32_t req_index(const struct rctx_req *r)
-{
-	struct chunk_hdr *c = req_chunk(r);
-
-	return c->index * REQ_CHUNK +
-	       (uint32_t)(((uintptr_t)r - (uintptr_t)c) / sizeof(struct rctx_req));
-}
+/* The generation is the payload's bits 32-61: it wraps within them. */
+#define UD_GEN_ONE (UINT64_C(1) << 32)
+#define UD_GEN(ud) ((uint32_t)((ud) >> 32) & 0x3fffffff)
 
 static inline uint64_t req_ud(const struct rctx_req *r, enum ud_tag tag)
 {
-	return ud_make(tag, ((uint64_t)(r->gen & 0x3fffffff) << 32) | req_index(r));
+	return ((uint64_t)tag << 62) | r->ud;
 }
 
 /* Ring statistics have one writer, the owner (lib/stat.h). */
@@ -116,6 +113,9 @@ struct rctx_ring {
 	struct rctx_req **chunks;
 	unsigned nchunks;
 	unsigned pending;              /* callbacks not yet run */
+	unsigned unsent;               /* requests prepared since the last
+					  track_pending(): not yet counted in
+					  submitted and in_flight */
 	struct rctx_req *free_list;
 	struct rctx_req *local_head, *local_tail; /* short-circuited, FIFO */
 	_Atomic(struct rctx_req *) cancel_q;
@@ -159,6 +159,8 @@ static __attribute__((noinline)) struct rctx_req *slot_grow(struct rctx_ring *ri
 	memset(chunk, 0, CHUNK_BYTES);
 	((struct chunk_hdr *)chunk)->ring = ring;
 	((struct chunk_hdr *)chunk)->index = ring->nchunks;
+	for (unsigned i = 1; i < REQ_CHUNK; i++)
+		chunk[i].ud = ring->nchunks * REQ_CHUNK + i; /* generation 0 */
 	chunks[ring->nchunks++] = chunk;
 	for (unsigned i = REQ_CHUNK - 1; i >= 2; i--) {
 		chunk[i].cnext = ring->free_list;
@@ -180,7 +182,7 @@ static struct rctx_req *slot_alloc(struct rctx_ring *ring)
 
 static void slot_free(struct rctx_ring *ring, struct rctx_req *r)
 {
-	r->gen++;
+	r->ud = (r->ud + UD_GEN_ONE) & UD_PAYLOAD_MASK;
 	RCTX_ASSERT(r->state != RS_FREE);
 	r->state = RS_FREE;
 	r->cnext = ring->free_list;
@@ -189,13 +191,13 @@ static void slot_free(struct rctx_ring *ring, struct rctx_req *r)
 
 static struct rctx_req *slot_lookup(struct rctx_ring *ring, uint64_t ud)
 {
-	uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32) & 0x3fffffff;
+	uint32_t idx = (uint32_t)ud;
 	struct rctx_req *r;
 
 	if (idx / REQ_CHUNK >= ring->nchunks || idx % REQ_CHUNK == 0)
 		return NULL;
 	r = &ring->chunks[idx / REQ_CHUNK][idx % REQ_CHUNK];
-	if (r->state == RS_FREE || (r->gen & 0x3fffffff) != gen)
+	if (r->state == RS_FREE || r->ud != ud_payload(ud))
 		return NULL;
 	return r;
 }
@@ -309,12 +311,22 @@ static __attribute__((noinline)) struct io_uring_sqe *ring_sqe_get_slow(struct r
 	return rctx__sqe_get(&ring->ring, need, err);
 }
 
-/* Owner: need free SQEs in a row, the first returned (rctx__sqe_get()). */
-static struct io_uring_sqe *ring_sqe_get(struct rctx_ring *ring, unsigned need,
-					 int *err)
+/*
+ * Owner: need free SQEs in a row, the first returned (rctx__sqe_get()).
+ * What io_uring_sq_space_left() then io_uring_get_sqe() do, with one read
+ * of the kernel's head: a ring has neither SQPOLL (the head moves only
+ * inside our own io_uring_enter) nor 128-byte SQEs (rctx_ring_create()).
+ */
+static inline struct io_uring_sqe *ring_sqe_get(struct rctx_ring *ring,
+						unsigned need, int *err)
 {
-	if (likely(io_uring_sq_space_left(&ring->ring) >= need))
-		return io_uring_get_sqe(&ring->ring);
+	struct io_uring_sq *sq = &ring->ring.sq;
+	unsigned tail = sq->sqe_tail;
+
+	if (likely(tail + need - IO_URING_READ_ONCE(*sq->khead) <= sq->ring_entries)) {
+		sq->sqe_tail = tail + 1;
+		return &sq->sqes[tail & sq->ring_mask];
+	}
 	return ring_sqe_get_slow(ring, need, err);
 }
 
@@ -501,6 +513,12 @@ static void track_pending(struct rctx_ring *ring)
 {
 	struct rctx_req *r = ring->untracked_head, *next;
 
+	/* Counted as sent here, once per batch (stats of one writer). */
+	if (ring->unsent) {
+		STAT_ADD(ring, submitted, ring->unsent);
+		STAT_ADD(ring, in_flight, ring->unsent);
+		ring->unsent = 0;
+	}
 	ring->untracked_head = ring->untracked_tail = NULL;
 	while (r) {
 		struct rctx_cancel *g = r->ctx;
@@ -607,8 +625,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	if (g)
 		defer_track(ring, r, g);
 	ring->pending++;
-	STAT_ADD(ring, in_flight, 1);
-	STAT_ADD(ring, submitted, 1);
+	ring->unsent++;
 	return 0;
 }
 
@@ -642,20 +659,20 @@ static void count_completion(struct rctx_ring *ring, struct rctx_req *r, int res
 /* Owner: a cancel of the target named by ud failed (skip-success mode). */
 static void cancel_failed(struct rctx_ring *ring, uint64_t ud)
 {
-	uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32) & 0x3fffffff;
+	uint32_t idx = (uint32_t)ud, gen = UD_GEN(ud);
 	struct rctx_req *r;
 
 	if (idx / REQ_CHUNK >= ring->nchunks || idx % REQ_CHUNK == 0)
 		return;
 	r = &ring->chunks[idx / REQ_CHUNK][idx % REQ_CHUNK];
-	if ((r->gen & 0x3fffffff) == gen && r->state == RS_INFLIGHT) {
+	if (UD_GEN(r->ud) == gen && r->state == RS_INFLIGHT) {
 		r->cfail = 1;
 		return;
 	}
 	/* Its CQE came first (the slot is settling, a zombie, or was freed
 	 * once since): if it counted as found, it was not. */
-	if (((r->gen & 0x3fffffff) == gen ||
-	     ((r->gen - 1) & 0x3fffffff) == gen) && r->prev_found) {
+	if ((UD_GEN(r->ud) == gen || ((UD_GEN(r->ud) - 1) & 0x3fffffff) == gen) &&
+	    r->prev_found) {
 		r->prev_found = 0;
 		STAT_SUB(ring, cancel_found, 1);
 	}
