@@ -632,28 +632,25 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 /* ---- completion ---------------------------------------------------------- */
 
 /*
- * Owner: the final CQE of a request, counted. Without skip-success a
+ * Owner: the final CQE of a request that had a cancel sent, counted (its
+ * completion itself is counted per batch, reap()). Without skip-success a
  * cancel's own CQE says whether it found its target; with it, a target that
- * had a cancel sent and ends with -ECANCELED was found by it, unless its
- * cancel reported a failure: before (cfail) or, if the target's CQE came
- * first, after (cancel_failed() undoes the count then, via prev_found).
+ * ends with -ECANCELED was found by it, unless its cancel reported a
+ * failure: before (cfail) or, if the target's CQE came first, after
+ * (cancel_failed() undoes the count then, via prev_found).
  */
-static void count_completion(struct rctx_ring *ring, struct rctx_req *r, int res)
+static __attribute__((noinline)) void count_cancelled(struct rctx_ring *ring,
+						      struct rctx_req *r, int res)
 {
-	r->prev_found = 0;
-	if (r->cissued) {
-		STAT_SUB(ring, held_after_cancel, 1);
-		if (res == -ECANCELED || res == -EINTR)
-			STAT_ADD(ring, aborted, 1);
-		else
-			STAT_ADD(ring, completed_anyway, 1);
-		if (ring->skip_cqe && res == -ECANCELED && !r->cfail) {
-			STAT_ADD(ring, cancel_found, 1);
-			r->prev_found = 1;
-		}
+	STAT_SUB(ring, held_after_cancel, 1);
+	if (res == -ECANCELED || res == -EINTR)
+		STAT_ADD(ring, aborted, 1);
+	else
+		STAT_ADD(ring, completed_anyway, 1);
+	if (ring->skip_cqe && res == -ECANCELED && !r->cfail) {
+		STAT_ADD(ring, cancel_found, 1);
+		r->prev_found = 1;
 	}
-	STAT_SUB(ring, in_flight, 1);
-	STAT_ADD(ring, completed, 1);
 }
 
 /* Owner: a cancel of the target named by ud failed (skip-success mode). */
@@ -695,6 +692,9 @@ struct reaped {
 
 struct reap_batch {
 	unsigned n;
+	unsigned finished;             /* final CQEs (in e[] with r set) */
+	struct rctx_cancel *g;         /* the governor of the first of them */
+	bool mixed;                    /* they have more than one governor */
 	struct reaped e[REAP_BATCH];
 };
 
@@ -718,13 +718,18 @@ static void target_cqe(struct rctx_ring *ring, struct reap_batch *b,
 	if (cqe->flags & IORING_CQE_F_MORE) {
 		e->r = NULL;
 		e->g = NULL;
-		STAT_ADD(ring, completed, 1);
 		return;
 	}
 	e->r = r;
 	e->g = r->ctx;
 	r->state = RS_DONE;
-	count_completion(ring, r, cqe->res);
+	r->prev_found = 0;
+	if (unlikely(r->cissued))
+		count_cancelled(ring, r, cqe->res);
+	if (!b->finished++)
+		b->g = e->g;
+	else if (e->g != b->g)
+		b->mixed = true;
 	ring->pending--;
 }
 
@@ -757,11 +762,58 @@ static void ring_handle_cqe(struct rctx_ring *ring, struct reap_batch *b,
 	}
 }
 
+static bool res_aborted(const struct reaped *e)
+{
+	return e->res == -ECANCELED || (e->res == -EINTR && e->r->queued);
+}
+
+/* Owner: free a settled request's slot, or leave it as a zombie, which the
+ * cancel stack frees, never this. */
+static void slot_settled(struct rctx_ring *ring, struct rctx_req *r)
+{
+	if (unlikely(slot_held(r)))
+		r->state = RS_ZOMBIE;
+	else
+		slot_free(ring, r);
+}
+
+/* settle_batch() when every finished request has one governor b->g (the
+ * usual case): one pass under its lock, counts added once. */
+static void settle_one_governor(struct rctx_ring *ring, struct reap_batch *b)
+{
+	struct rctx_cancel *g = b->g;
+
+	if (g) {
+		uint32_t aborted = 0;
+
+		rlock(&g->lock);
+		for (unsigned i = 0; i < b->n; i++) {
+			struct reaped *e = &b->e[i];
+
+			if (!e->r)
+				continue;
+			hlist_del(&e->r->link);
+			aborted += res_aborted(e);
+		}
+		g->aborted += aborted;
+		g->completed += b->finished - aborted;
+		runlock(&g->lock);
+	}
+	for (unsigned i = 0; i < b->n; i++)
+		if (b->e[i].r)
+			slot_settled(ring, b->e[i].r);
+}
+
 /* Owner: unlink the batch's finished requests from their governors, one
  * lock round trip per governor, and free (or leave as zombies) their slots
  * before any callback runs: callbacks may submit, flush or run. */
 static void settle_batch(struct rctx_ring *ring, struct reap_batch *b)
 {
+	if (likely(!b->mixed)) {
+		if (b->finished)
+			settle_one_governor(ring, b);
+		return;
+	}
 	for (unsigned i = 0; i < b->n; i++) {
 		struct rctx_cancel *g = b->e[i].g;
 		unsigned last = g ? b->n : i + 1;
@@ -776,8 +828,7 @@ static void settle_batch(struct rctx_ring *ring, struct reap_batch *b)
 				if (!e->r || e->settled || e->g != g)
 					continue;
 				hlist_del(&e->r->link);
-				if (e->res == -ECANCELED ||
-				    (e->res == -EINTR && e->r->queued))
+				if (res_aborted(e))
 					g->aborted++;
 				else
 					g->completed++;
@@ -789,14 +840,18 @@ static void settle_batch(struct rctx_ring *ring, struct reap_batch *b)
 
 			if (!e->r || e->settled || e->g != g)
 				continue;
-			/* A zombie is freed by the cancel stack, never here. */
-			if (slot_held(e->r))
-				e->r->state = RS_ZOMBIE;
-			else
-				slot_free(ring, e->r);
+			slot_settled(ring, e->r);
 			e->settled = true;
 		}
 	}
+}
+
+/* Drop n references to g at once. */
+static void governor_put(struct rctx_cancel *g, uint32_t n)
+{
+	if (n > 1)
+		atomic_fetch_sub_explicit(&g->c.hdr.refs, n - 1, memory_order_release);
+	rctx__obj_put(&g->c.hdr);
 }
 
 /* Owner: the batch's callbacks in CQE order, then its governor references. */
@@ -804,6 +859,11 @@ static void finish_batch(struct reap_batch *b)
 {
 	for (unsigned i = 0; i < b->n; i++)
 		b->e[i].cb(b->e[i].arg, b->e[i].res, b->e[i].flags);
+	if (likely(!b->mixed)) {
+		if (b->finished && b->g)
+			governor_put(b->g, b->finished);
+		return;
+	}
 	for (unsigned i = 0; i < b->n; i++) {
 		struct rctx_cancel *g = b->e[i].g;
 		uint32_t n = 0;
@@ -815,32 +875,45 @@ static void finish_batch(struct reap_batch *b)
 				b->e[j].g = NULL;
 				n++;
 			}
-		if (n > 1)
-			atomic_fetch_sub_explicit(&g->c.hdr.refs, n - 1,
-						  memory_order_release);
-		rctx__obj_put(&g->c.hdr);
+		governor_put(g, n);
 	}
 }
 
 /*
- * Owner: handle every CQE available, in batches released before any
- * callback runs (callbacks may submit and run themselves; the manner of
- * rctx__reap() in lib/uring.h). Returns the callbacks run.
+ * Owner: handle every CQE available, in batches of up to REAP_BATCH
+ * released before any callback runs (callbacks may submit and run
+ * themselves; the manner of rctx__reap() in lib/uring.h). The CQEs are
+ * read in place; only when none is visible does io_uring_peek_batch_cqe()
+ * look for an overflow to flush. Returns the callbacks run.
  */
 static int reap(struct rctx_ring *ring)
 {
-	struct io_uring_cqe *cqes[REAP_BATCH];
 	struct reap_batch b;
-	unsigned n;
 	int total = 0;
 
-	while ((n = io_uring_peek_batch_cqe(&ring->ring, cqes, REAP_BATCH)) > 0) {
-		b.n = 0;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		b.n = b.finished = 0;
+		b.g = NULL;
+		b.mixed = false;
 		/* What handlers do (arm, drain, submit) never reaps; the
 		 * batch's results are in b before its CQEs are released. */
-		for (unsigned i = 0; i < n; i++)
-			ring_handle_cqe(ring, &b, cqes[i]);
+		io_uring_for_each_cqe(&ring->ring, head, cqe) {
+			ring_handle_cqe(ring, &b, cqe);
+			if (++n == REAP_BATCH)
+				break;
+		}
+		if (!n) {
+			if (!io_uring_peek_batch_cqe(&ring->ring, &cqe, 1))
+				break;
+			continue;
+		}
 		io_uring_cq_advance(&ring->ring, n);
+		/* Owner statistics once per batch, before any callback. */
+		STAT_ADD(ring, completed, b.n);
+		STAT_SUB(ring, in_flight, b.finished);
 		settle_batch(ring, &b);
 		finish_batch(&b);
 		total += (int)b.n;
