@@ -317,16 +317,26 @@ static __attribute__((noinline)) struct io_uring_sqe *ring_sqe_get_slow(struct r
  * of the kernel's head: a ring has neither SQPOLL (the head moves only
  * inside our own io_uring_enter) nor 128-byte SQEs (rctx_ring_create()).
  */
+static inline bool sq_room(const struct rctx_ring *ring, unsigned need)
+{
+	const struct io_uring_sq *sq = &ring->ring.sq;
+
+	return sq->sqe_tail + need - IO_URING_READ_ONCE(*sq->khead) <= sq->ring_entries;
+}
+
+/* The next SQE, sq_room() known. */
+static inline struct io_uring_sqe *sq_next(struct rctx_ring *ring)
+{
+	struct io_uring_sq *sq = &ring->ring.sq;
+
+	return &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
+}
+
 static inline struct io_uring_sqe *ring_sqe_get(struct rctx_ring *ring,
 						unsigned need, int *err)
 {
-	struct io_uring_sq *sq = &ring->ring.sq;
-	unsigned tail = sq->sqe_tail;
-
-	if (likely(tail + need - IO_URING_READ_ONCE(*sq->khead) <= sq->ring_entries)) {
-		sq->sqe_tail = tail + 1;
-		return &sq->sqes[tail & sq->ring_mask];
-	}
+	if (likely(sq_room(ring, need)))
+		return sq_next(ring);
 	return ring_sqe_get_slow(ring, need, err);
 }
 
@@ -460,13 +470,10 @@ static bool submit_args_valid(const struct rctx_ring *ring, const rctx_t *ctx,
 			       IOSQE_CQE_SKIP_SUCCESS));
 }
 
-/* A free slot set up for a new request, or NULL. */
-static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *arg)
+/* Set up a slot taken off the free list for a new request. */
+static inline void slot_init(struct rctx_ring *ring, struct rctx_req *r,
+			     rctx_cb_t cb, void *arg)
 {
-	struct rctx_req *r = slot_alloc(ring);
-
-	if (unlikely(!r))
-		return NULL;
 	r->cb = cb;
 	r->arg = arg;
 	r->queued = 0;
@@ -477,6 +484,15 @@ static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *a
 	r->state = RS_INFLIGHT;
 	r->ctx = NULL;
 	r->stamp_ms = ring->now_ms;
+}
+
+/* A free slot set up for a new request, or NULL. */
+static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *arg)
+{
+	struct rctx_req *r = slot_alloc(ring);
+
+	if (likely(r))
+		slot_init(ring, r, cb, arg);
 	return r;
 }
 
@@ -587,13 +603,13 @@ static void prep_sqes(struct rctx_ring *ring, struct rctx_req *r,
 }
 
 /*
- * The request is linked to its governor (and so becomes visible to
- * cancels) only when its SQE is about to reach the kernel: track_pending().
- * A governor already done here short-circuits it. System calls (and so
- * errno) only on the slow paths, which restore errno themselves.
+ * rctx_submit() in general: no governor, a governor with a deadline (a link
+ * timeout), a done governor, the first request of a run of one governor, no
+ * free slot or no SQE at hand.
  */
-RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
-			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+static __attribute__((noinline)) int submit_slow(struct rctx_ring *ring, rctx_t *ctx,
+						 const struct io_uring_sqe *sqe,
+						 rctx_cb_t cb, void *arg)
 {
 	struct rctx_cancel *g;
 	struct io_uring_sqe *s;
@@ -601,8 +617,6 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	struct rctx_req *r;
 	int err;
 
-	if (unlikely(!submit_args_valid(ring, ctx, sqe, cb)))
-		return -EINVAL;
 	r = slot_start(ring, cb, arg);
 	if (unlikely(!r))
 		return -ENOMEM;
@@ -624,6 +638,48 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	prep_sqes(ring, r, s, sqe, deadline);
 	if (g)
 		defer_track(ring, r, g);
+	ring->pending++;
+	ring->unsent++;
+	return 0;
+}
+
+/*
+ * The request is linked to its governor (and so becomes visible to
+ * cancels) only when its SQE is about to reach the kernel: track_pending().
+ * A governor already done here short-circuits it. System calls (and so
+ * errno) only on the slow paths, which restore errno themselves.
+ *
+ * Inline here, with no call, the usual case: a free slot and an SQE at
+ * hand, and a governor that is not done, has no deadline and governs the
+ * request submitted just before (whose reference it shares, defer_track()).
+ */
+RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
+			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+{
+	struct rctx_req *r, *tail;
+	struct rctx_cancel *g;
+	struct io_uring_sqe *s;
+
+	if (unlikely(!submit_args_valid(ring, ctx, sqe, cb)))
+		return -EINVAL;
+	g = rctx_governor(ctx);
+	tail = ring->untracked_tail;
+	r = ring->free_list;
+	/* tail->ctx is never NULL: g is not either past it. */
+	if (unlikely(!tail || tail->ctx != g || !r || g->deadline != RCTX_FOREVER ||
+		     !sq_room(ring, 1) ||
+		     atomic_load_explicit(&g->err, memory_order_acquire)))
+		return submit_slow(ring, ctx, sqe, cb, arg);
+	ring->free_list = r->cnext;
+	slot_init(ring, r, cb, arg);
+	r->opcode = sqe->opcode;
+	s = sq_next(ring);
+	sqe_copy(s, sqe);
+	s->user_data = req_ud(r, UD_TARGET);
+	r->ctx = g;
+	r->cnext = NULL;
+	tail->cnext = r;
+	ring->untracked_tail = r;
 	ring->pending++;
 	ring->unsent++;
 	return 0;
@@ -678,25 +734,37 @@ static void cancel_failed(struct rctx_ring *ring, uint64_t ud)
 /*
  * A reaped batch: its callbacks, in CQE order, and its finished requests,
  * whose governors are settled (unlinked, counted) with one lock round trip
- * and one reference drop per governor per batch.
+ * and one reference drop per governor per batch. A finished request's slot
+ * is freed just before its callback runs, once its callback and argument
+ * are read: a callback may submit, and so reuse it, but never touches the
+ * slots of the callbacks after it.
  */
 struct reaped {
-	struct rctx_req *r;            /* NULL: a CQE with IORING_CQE_F_MORE */
-	struct rctx_cancel *g;
-	rctx_cb_t cb;
-	void *arg;
+	struct rctx_req *r;
 	int res;
-	uint32_t flags;
-	bool settled;
+	uint32_t flags;                /* IORING_CQE_F_MORE: r is not finished */
+};
+
+/* A governor of a batch and the references its finished requests hold. */
+struct gov_put {
+	struct rctx_cancel *g;
+	uint32_t n;
 };
 
 struct reap_batch {
 	unsigned n;
-	unsigned finished;             /* final CQEs (in e[] with r set) */
+	unsigned finished;             /* final CQEs (in e[], no F_MORE) */
 	struct rctx_cancel *g;         /* the governor of the first of them */
 	bool mixed;                    /* they have more than one governor */
+	unsigned nputs;                /* mixed: the governors in puts[] */
 	struct reaped e[REAP_BATCH];
+	struct gov_put puts[REAP_BATCH];
 };
+
+static bool reaped_final(const struct reaped *e)
+{
+	return !(e->flags & IORING_CQE_F_MORE);
+}
 
 /* Owner: a target's CQE. A final one leaves its slot RS_DONE (counted,
  * still on its governor's list) until settle_batch(). */
@@ -710,25 +778,20 @@ static void target_cqe(struct rctx_ring *ring, struct reap_batch *b,
 		return;
 	RCTX_ASSERT(r->state == RS_INFLIGHT);
 	e = &b->e[b->n++];
-	e->cb = r->cb;
-	e->arg = r->arg;
+	e->r = r;
 	e->res = cqe->res;
 	e->flags = cqe->flags;
-	e->settled = false;
-	if (cqe->flags & IORING_CQE_F_MORE) {
-		e->r = NULL;
-		e->g = NULL;
+	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
-	}
-	e->r = r;
-	e->g = r->ctx;
 	r->state = RS_DONE;
-	r->prev_found = 0;
-	if (unlikely(r->cissued))
-		count_cancelled(ring, r, cqe->res);
+	if (unlikely(r->cissued | r->prev_found)) {
+		r->prev_found = 0;
+		if (r->cissued)
+			count_cancelled(ring, r, cqe->res);
+	}
 	if (!b->finished++)
-		b->g = e->g;
-	else if (e->g != b->g)
+		b->g = r->ctx;
+	else if (r->ctx != b->g)
 		b->mixed = true;
 	ring->pending--;
 }
@@ -737,9 +800,12 @@ static void target_cqe(struct rctx_ring *ring, struct reap_batch *b,
 static void ring_handle_cqe(struct rctx_ring *ring, struct reap_batch *b,
 			    const struct io_uring_cqe *cqe)
 {
+	if (likely(ud_tag(cqe->user_data) == UD_TARGET)) {
+		target_cqe(ring, b, cqe);
+		return;
+	}
 	switch (ud_tag(cqe->user_data)) {
 	case UD_TARGET:
-		target_cqe(ring, b, cqe);
 		break;
 	case UD_TIMEOUT:
 		if (cqe->res == -ETIME)
@@ -779,71 +845,73 @@ static void slot_settled(struct rctx_ring *ring, struct rctx_req *r)
 
 /* settle_batch() when every finished request has one governor b->g (the
  * usual case): one pass under its lock, counts added once. */
-static void settle_one_governor(struct rctx_ring *ring, struct reap_batch *b)
+static void settle_one_governor(struct reap_batch *b)
 {
 	struct rctx_cancel *g = b->g;
+	uint32_t aborted = 0;
 
-	if (g) {
-		uint32_t aborted = 0;
+	rlock(&g->lock);
+	for (unsigned i = 0; i < b->n; i++) {
+		struct reaped *e = &b->e[i];
 
-		rlock(&g->lock);
-		for (unsigned i = 0; i < b->n; i++) {
-			struct reaped *e = &b->e[i];
+		if (!reaped_final(e))
+			continue;
+		hlist_del(&e->r->link);
+		aborted += res_aborted(e);
+	}
+	g->aborted += aborted;
+	g->completed += b->finished - aborted;
+	runlock(&g->lock);
+}
 
-			if (!e->r)
+/* settle_batch() for finished requests of several governors: one lock
+ * round trip per governor, whose references go in b->puts. */
+static __attribute__((noinline)) void settle_mixed(struct reap_batch *b)
+{
+	uint32_t settled = 0; /* bit i: e[i] done with */
+
+	_Static_assert(REAP_BATCH <= 32, "one bit per reaped CQE");
+	b->nputs = 0;
+	for (unsigned i = 0; i < b->n; i++) {
+		struct rctx_cancel *g;
+		uint32_t n = 0;
+
+		if ((settled >> i & 1) || !reaped_final(&b->e[i]))
+			continue;
+		g = b->e[i].r->ctx;
+		if (g)
+			rlock(&g->lock);
+		for (unsigned j = i; j < b->n; j++) {
+			struct reaped *e = &b->e[j];
+
+			if ((settled >> j & 1) || !reaped_final(e) || e->r->ctx != g)
+				continue;
+			settled |= UINT32_C(1) << j;
+			n++;
+			if (!g)
 				continue;
 			hlist_del(&e->r->link);
-			aborted += res_aborted(e);
+			if (res_aborted(e))
+				g->aborted++;
+			else
+				g->completed++;
 		}
-		g->aborted += aborted;
-		g->completed += b->finished - aborted;
-		runlock(&g->lock);
+		if (g) {
+			runlock(&g->lock);
+			b->puts[b->nputs++] = (struct gov_put){ g, n };
+		}
 	}
-	for (unsigned i = 0; i < b->n; i++)
-		if (b->e[i].r)
-			slot_settled(ring, b->e[i].r);
 }
 
 /* Owner: unlink the batch's finished requests from their governors, one
- * lock round trip per governor, and free (or leave as zombies) their slots
- * before any callback runs: callbacks may submit, flush or run. */
-static void settle_batch(struct rctx_ring *ring, struct reap_batch *b)
+ * lock round trip per governor, before any callback runs (callbacks may
+ * submit, flush, cancel or run). */
+static void settle_batch(struct reap_batch *b)
 {
-	if (likely(!b->mixed)) {
-		if (b->finished)
-			settle_one_governor(ring, b);
-		return;
-	}
-	for (unsigned i = 0; i < b->n; i++) {
-		struct rctx_cancel *g = b->e[i].g;
-		unsigned last = g ? b->n : i + 1;
-
-		if (!b->e[i].r || b->e[i].settled)
-			continue;
-		if (g) {
-			rlock(&g->lock);
-			for (unsigned j = i; j < last; j++) {
-				struct reaped *e = &b->e[j];
-
-				if (!e->r || e->settled || e->g != g)
-					continue;
-				hlist_del(&e->r->link);
-				if (res_aborted(e))
-					g->aborted++;
-				else
-					g->completed++;
-			}
-			runlock(&g->lock);
-		}
-		for (unsigned j = i; j < last; j++) {
-			struct reaped *e = &b->e[j];
-
-			if (!e->r || e->settled || e->g != g)
-				continue;
-			slot_settled(ring, e->r);
-			e->settled = true;
-		}
-	}
+	if (unlikely(b->mixed))
+		settle_mixed(b);
+	else if (b->finished && b->g)
+		settle_one_governor(b);
 }
 
 /* Drop n references to g at once. */
@@ -854,28 +922,26 @@ static void governor_put(struct rctx_cancel *g, uint32_t n)
 	rctx__obj_put(&g->c.hdr);
 }
 
-/* Owner: the batch's callbacks in CQE order, then its governor references. */
-static void finish_batch(struct reap_batch *b)
+/* Owner: the batch's callbacks in CQE order, each finished request's slot
+ * freed (or left as a zombie) just before its callback, then the governor
+ * references. */
+static void finish_batch(struct rctx_ring *ring, struct reap_batch *b)
 {
-	for (unsigned i = 0; i < b->n; i++)
-		b->e[i].cb(b->e[i].arg, b->e[i].res, b->e[i].flags);
-	if (likely(!b->mixed)) {
-		if (b->finished && b->g)
-			governor_put(b->g, b->finished);
-		return;
-	}
 	for (unsigned i = 0; i < b->n; i++) {
-		struct rctx_cancel *g = b->e[i].g;
-		uint32_t n = 0;
+		struct reaped *e = &b->e[i];
+		struct rctx_req *r = e->r;
+		rctx_cb_t cb = r->cb;
+		void *arg = r->arg;
 
-		if (!g)
-			continue;
-		for (unsigned j = i; j < b->n; j++)
-			if (b->e[j].g == g) {
-				b->e[j].g = NULL;
-				n++;
-			}
-		governor_put(g, n);
+		if (reaped_final(e))
+			slot_settled(ring, r);
+		cb(arg, e->res, e->flags);
+	}
+	if (unlikely(b->mixed)) {
+		for (unsigned i = 0; i < b->nputs; i++)
+			governor_put(b->puts[i].g, b->puts[i].n);
+	} else if (b->finished && b->g) {
+		governor_put(b->g, b->finished);
 	}
 }
 
@@ -883,39 +949,42 @@ static void finish_batch(struct reap_batch *b)
  * Owner: handle every CQE available, in batches of up to REAP_BATCH
  * released before any callback runs (callbacks may submit and run
  * themselves; the manner of rctx__reap() in lib/uring.h). The CQEs are
- * read in place; only when none is visible does io_uring_peek_batch_cqe()
- * look for an overflow to flush. Returns the callbacks run.
+ * read in place (a ring has no 32-byte CQEs); only when none is visible
+ * does io_uring_peek_batch_cqe() look for an overflow to flush. Returns
+ * the callbacks run.
  */
 static int reap(struct rctx_ring *ring)
 {
+	struct io_uring_cq *cq = &ring->ring.cq;
 	struct reap_batch b;
 	int total = 0;
 
 	for (;;) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
+		unsigned head = *cq->khead, n;
 
+		n = io_uring_smp_load_acquire(cq->ktail) - head;
+		if (!n) {
+			struct io_uring_cqe *cqe;
+
+			if (!io_uring_peek_batch_cqe(&ring->ring, &cqe, 1))
+				break;
+			continue;
+		}
+		if (n > REAP_BATCH)
+			n = REAP_BATCH;
 		b.n = b.finished = 0;
 		b.g = NULL;
 		b.mixed = false;
 		/* What handlers do (arm, drain, submit) never reaps; the
 		 * batch's results are in b before its CQEs are released. */
-		io_uring_for_each_cqe(&ring->ring, head, cqe) {
-			ring_handle_cqe(ring, &b, cqe);
-			if (++n == REAP_BATCH)
-				break;
-		}
-		if (!n) {
-			if (!io_uring_peek_batch_cqe(&ring->ring, &cqe, 1))
-				break;
-			continue;
-		}
+		for (unsigned i = 0; i < n; i++)
+			ring_handle_cqe(ring, &b, &cq->cqes[(head + i) & cq->ring_mask]);
 		io_uring_cq_advance(&ring->ring, n);
 		/* Owner statistics once per batch, before any callback. */
 		STAT_ADD(ring, completed, b.n);
 		STAT_SUB(ring, in_flight, b.finished);
-		settle_batch(ring, &b);
-		finish_batch(&b);
+		settle_batch(&b);
+		finish_batch(ring, &b);
 		total += (int)b.n;
 	}
 	return total;
