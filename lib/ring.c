@@ -617,6 +617,8 @@ static __attribute__((noinline)) int submit_slow(struct rctx_ring *ring, rctx_t 
 	struct rctx_req *r;
 	int err;
 
+	if (unlikely(!submit_args_valid(ring, ctx, sqe, cb)))
+		return -EINVAL;
 	r = slot_start(ring, cb, arg);
 	if (unlikely(!r))
 		return -ENOMEM;
@@ -660,9 +662,13 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	struct rctx_cancel *g;
 	struct io_uring_sqe *s;
 
-	if (unlikely(!submit_args_valid(ring, ctx, sqe, cb)))
-		return -EINVAL;
-	g = rctx_governor(ctx);
+	/* A cancellable context governs itself (and is valid); any other
+	 * is checked and resolved by submit_slow(). */
+	if (unlikely(!ring || !ctx || !sqe || !cb || !kind_cancellable(ctx) ||
+		     (sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
+				    IOSQE_CQE_SKIP_SUCCESS))))
+		return submit_slow(ring, ctx, sqe, cb, arg);
+	g = (struct rctx_cancel *)ctx;
 	tail = ring->untracked_tail;
 	r = ring->free_list;
 	/* tail->ctx is never NULL: g is not either past it. */
@@ -784,7 +790,7 @@ static void target_cqe(struct rctx_ring *ring, struct reap_batch *b,
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
 	r->state = RS_DONE;
-	if (unlikely(r->cissued | r->prev_found)) {
+	if (unlikely(r->cissued) || unlikely(r->prev_found)) {
 		r->prev_found = 0;
 		if (r->cissued)
 			count_cancelled(ring, r, cqe->res);
