@@ -59,18 +59,19 @@ struct rctx_req {
 	struct rctx_cancel *ctx;       /* governor (holds a reference) or NULL */
 	rctx_cb_t cb;
 	void *arg;
-	uint32_t gen;
+	uint64_t ud;                   /* user_data payload: generation, index */
+	uint32_t stamp_ms;             /* its ring's clock at submission */
 	uint8_t queued;                /* pushed on the cancel stack (ctx lock) */
 	uint8_t state;                 /* owner only */
-	uint8_t cissued;               /* owner only: cancel sent */
-	uint8_t popped;                /* owner only: taken off the stack */
 	uint8_t opcode;                /* of the SQE (teardown order, dumps) */
-	uint8_t cfail;                 /* owner only: its cancel posted a failure */
-	uint8_t prev_found;            /* owner only: the previous occupant was
-					  counted in cancel_found (kept past
-					  slot_free, see cancel_failed()) */
-	uint8_t retry;                 /* owner only: on cancel_retry */
-	uint32_t stamp_ms;             /* its ring's clock at submission */
+	/* Owner only, one byte (apart from queued, which cancellers write). */
+	uint8_t cissued : 1;           /* cancel sent */
+	uint8_t popped : 1;            /* taken off the stack */
+	uint8_t cfail : 1;             /* its cancel posted a failure */
+	uint8_t prev_found : 1;        /* the previous occupant was counted in
+					  cancel_found (kept past slot_free,
+					  see cancel_failed()) */
+	uint8_t retry : 1;             /* on cancel_retry */
 };
 _Static_assert(sizeof(struct rctx_req) == 64, "a request slot is one cache line");
 
@@ -94,17 +95,13 @@ static inline struct rctx_ring *req_ring(const struct rctx_req *r)
 	return req_chunk(r)->ring;
 }
 
-static inline uint32_t req_index(const struct rctx_req *r)
-{
-	struct chunk_hdr *c = req_chunk(r);
-
-	return c->index * REQ_CHUNK +
-	       (uint32_t)(((uintptr_t)r - (uintptr_t)c) / sizeof(struct rctx_req));
-}
+/* The generation is the payload's bits 32-61: it wraps within them. */
+#define UD_GEN_ONE (UINT64_C(1) << 32)
+#define UD_GEN(ud) ((uint32_t)((ud) >> 32) & 0x3fffffff)
 
 static inline uint64_t req_ud(const struct rctx_req *r, enum ud_tag tag)
 {
-	return ud_make(tag, ((uint64_t)(r->gen & 0x3fffffff) << 32) | req_index(r));
+	return ((uint64_t)tag << 62) | r->ud;
 }
 
 /* Ring statistics have one writer, the owner (lib/stat.h). */
@@ -116,6 +113,9 @@ struct rctx_ring {
 	struct rctx_req **chunks;
 	unsigned nchunks;
 	unsigned pending;              /* callbacks not yet run */
+	unsigned unsent;               /* requests prepared since the last
+					  track_pending(): not yet counted in
+					  submitted and in_flight */
 	struct rctx_req *free_list;
 	struct rctx_req *local_head, *local_tail; /* short-circuited, FIFO */
 	_Atomic(struct rctx_req *) cancel_q;
@@ -159,6 +159,8 @@ static __attribute__((noinline)) struct rctx_req *slot_grow(struct rctx_ring *ri
 	memset(chunk, 0, CHUNK_BYTES);
 	((struct chunk_hdr *)chunk)->ring = ring;
 	((struct chunk_hdr *)chunk)->index = ring->nchunks;
+	for (unsigned i = 1; i < REQ_CHUNK; i++)
+		chunk[i].ud = ring->nchunks * REQ_CHUNK + i; /* generation 0 */
 	chunks[ring->nchunks++] = chunk;
 	for (unsigned i = REQ_CHUNK - 1; i >= 2; i--) {
 		chunk[i].cnext = ring->free_list;
@@ -180,7 +182,7 @@ static struct rctx_req *slot_alloc(struct rctx_ring *ring)
 
 static void slot_free(struct rctx_ring *ring, struct rctx_req *r)
 {
-	r->gen++;
+	r->ud = (r->ud + UD_GEN_ONE) & UD_PAYLOAD_MASK;
 	RCTX_ASSERT(r->state != RS_FREE);
 	r->state = RS_FREE;
 	r->cnext = ring->free_list;
@@ -189,13 +191,13 @@ static void slot_free(struct rctx_ring *ring, struct rctx_req *r)
 
 static struct rctx_req *slot_lookup(struct rctx_ring *ring, uint64_t ud)
 {
-	uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32) & 0x3fffffff;
+	uint32_t idx = (uint32_t)ud;
 	struct rctx_req *r;
 
 	if (idx / REQ_CHUNK >= ring->nchunks || idx % REQ_CHUNK == 0)
 		return NULL;
 	r = &ring->chunks[idx / REQ_CHUNK][idx % REQ_CHUNK];
-	if (r->state == RS_FREE || (r->gen & 0x3fffffff) != gen)
+	if (r->state == RS_FREE || r->ud != ud_payload(ud))
 		return NULL;
 	return r;
 }
@@ -309,12 +311,32 @@ static __attribute__((noinline)) struct io_uring_sqe *ring_sqe_get_slow(struct r
 	return rctx__sqe_get(&ring->ring, need, err);
 }
 
-/* Owner: need free SQEs in a row, the first returned (rctx__sqe_get()). */
-static struct io_uring_sqe *ring_sqe_get(struct rctx_ring *ring, unsigned need,
-					 int *err)
+/*
+ * Owner: need free SQEs in a row, the first returned (rctx__sqe_get()).
+ * What io_uring_sq_space_left() then io_uring_get_sqe() do, with one read
+ * of the kernel's head: a ring has neither SQPOLL (the head moves only
+ * inside our own io_uring_enter) nor 128-byte SQEs (rctx_ring_create()).
+ */
+static inline bool sq_room(const struct rctx_ring *ring, unsigned need)
 {
-	if (likely(io_uring_sq_space_left(&ring->ring) >= need))
-		return io_uring_get_sqe(&ring->ring);
+	const struct io_uring_sq *sq = &ring->ring.sq;
+
+	return sq->sqe_tail + need - IO_URING_READ_ONCE(*sq->khead) <= sq->ring_entries;
+}
+
+/* The next SQE, sq_room() known. */
+static inline struct io_uring_sqe *sq_next(struct rctx_ring *ring)
+{
+	struct io_uring_sq *sq = &ring->ring.sq;
+
+	return &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
+}
+
+static inline struct io_uring_sqe *ring_sqe_get(struct rctx_ring *ring,
+						unsigned need, int *err)
+{
+	if (likely(sq_room(ring, need)))
+		return sq_next(ring);
 	return ring_sqe_get_slow(ring, need, err);
 }
 
@@ -448,13 +470,10 @@ static bool submit_args_valid(const struct rctx_ring *ring, const rctx_t *ctx,
 			       IOSQE_CQE_SKIP_SUCCESS));
 }
 
-/* A free slot set up for a new request, or NULL. */
-static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *arg)
+/* Set up a slot taken off the free list for a new request. */
+static inline void slot_init(struct rctx_ring *ring, struct rctx_req *r,
+			     rctx_cb_t cb, void *arg)
 {
-	struct rctx_req *r = slot_alloc(ring);
-
-	if (unlikely(!r))
-		return NULL;
 	r->cb = cb;
 	r->arg = arg;
 	r->queued = 0;
@@ -465,6 +484,15 @@ static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *a
 	r->state = RS_INFLIGHT;
 	r->ctx = NULL;
 	r->stamp_ms = ring->now_ms;
+}
+
+/* A free slot set up for a new request, or NULL. */
+static struct rctx_req *slot_start(struct rctx_ring *ring, rctx_cb_t cb, void *arg)
+{
+	struct rctx_req *r = slot_alloc(ring);
+
+	if (likely(r))
+		slot_init(ring, r, cb, arg);
 	return r;
 }
 
@@ -501,6 +529,12 @@ static void track_pending(struct rctx_ring *ring)
 {
 	struct rctx_req *r = ring->untracked_head, *next;
 
+	/* Counted as sent here, once per batch (stats of one writer). */
+	if (ring->unsent) {
+		STAT_ADD(ring, submitted, ring->unsent);
+		STAT_ADD(ring, in_flight, ring->unsent);
+		ring->unsent = 0;
+	}
 	ring->untracked_head = ring->untracked_tail = NULL;
 	while (r) {
 		struct rctx_cancel *g = r->ctx;
@@ -569,13 +603,13 @@ static void prep_sqes(struct rctx_ring *ring, struct rctx_req *r,
 }
 
 /*
- * The request is linked to its governor (and so becomes visible to
- * cancels) only when its SQE is about to reach the kernel: track_pending().
- * A governor already done here short-circuits it. System calls (and so
- * errno) only on the slow paths, which restore errno themselves.
+ * rctx_submit() in general: no governor, a governor with a deadline (a link
+ * timeout), a done governor, the first request of a run of one governor, no
+ * free slot or no SQE at hand.
  */
-RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
-			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+static __attribute__((noinline)) int submit_slow(struct rctx_ring *ring, rctx_t *ctx,
+						 const struct io_uring_sqe *sqe,
+						 rctx_cb_t cb, void *arg)
 {
 	struct rctx_cancel *g;
 	struct io_uring_sqe *s;
@@ -607,55 +641,97 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	if (g)
 		defer_track(ring, r, g);
 	ring->pending++;
-	STAT_ADD(ring, in_flight, 1);
-	STAT_ADD(ring, submitted, 1);
+	ring->unsent++;
+	return 0;
+}
+
+/*
+ * The request is linked to its governor (and so becomes visible to
+ * cancels) only when its SQE is about to reach the kernel: track_pending().
+ * A governor already done here short-circuits it. System calls (and so
+ * errno) only on the slow paths, which restore errno themselves.
+ *
+ * Inline here, with no call, the usual case: a free slot and an SQE at
+ * hand, and a governor that is not done, has no deadline and governs the
+ * request submitted just before (whose reference it shares, defer_track()).
+ */
+RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
+			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
+{
+	struct rctx_req *r, *tail;
+	struct rctx_cancel *g;
+	struct io_uring_sqe *s;
+
+	/* A cancellable context governs itself (and is valid); any other
+	 * is checked and resolved by submit_slow(). */
+	if (unlikely(!ring || !ctx || !sqe || !cb || !kind_cancellable(ctx) ||
+		     (sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
+				    IOSQE_CQE_SKIP_SUCCESS))))
+		return submit_slow(ring, ctx, sqe, cb, arg);
+	g = (struct rctx_cancel *)ctx;
+	tail = ring->untracked_tail;
+	r = ring->free_list;
+	/* tail->ctx is never NULL: g is not either past it. */
+	if (unlikely(!tail || tail->ctx != g || !r || g->deadline != RCTX_FOREVER ||
+		     !sq_room(ring, 1) ||
+		     atomic_load_explicit(&g->err, memory_order_acquire)))
+		return submit_slow(ring, ctx, sqe, cb, arg);
+	ring->free_list = r->cnext;
+	slot_init(ring, r, cb, arg);
+	r->opcode = sqe->opcode;
+	s = sq_next(ring);
+	sqe_copy(s, sqe);
+	s->user_data = req_ud(r, UD_TARGET);
+	r->ctx = g;
+	r->cnext = NULL;
+	tail->cnext = r;
+	ring->untracked_tail = r;
+	ring->pending++;
+	ring->unsent++;
 	return 0;
 }
 
 /* ---- completion ---------------------------------------------------------- */
 
 /*
- * Owner: the final CQE of a request, counted. Without skip-success a
+ * Owner: the final CQE of a request that had a cancel sent, counted (its
+ * completion itself is counted per batch, reap()). Without skip-success a
  * cancel's own CQE says whether it found its target; with it, a target that
- * had a cancel sent and ends with -ECANCELED was found by it, unless its
- * cancel reported a failure: before (cfail) or, if the target's CQE came
- * first, after (cancel_failed() undoes the count then, via prev_found).
+ * ends with -ECANCELED was found by it, unless its cancel reported a
+ * failure: before (cfail) or, if the target's CQE came first, after
+ * (cancel_failed() undoes the count then, via prev_found).
  */
-static void count_completion(struct rctx_ring *ring, struct rctx_req *r, int res)
+static __attribute__((noinline)) void count_cancelled(struct rctx_ring *ring,
+						      struct rctx_req *r, int res)
 {
-	r->prev_found = 0;
-	if (r->cissued) {
-		STAT_SUB(ring, held_after_cancel, 1);
-		if (res == -ECANCELED || res == -EINTR)
-			STAT_ADD(ring, aborted, 1);
-		else
-			STAT_ADD(ring, completed_anyway, 1);
-		if (ring->skip_cqe && res == -ECANCELED && !r->cfail) {
-			STAT_ADD(ring, cancel_found, 1);
-			r->prev_found = 1;
-		}
+	STAT_SUB(ring, held_after_cancel, 1);
+	if (res == -ECANCELED || res == -EINTR)
+		STAT_ADD(ring, aborted, 1);
+	else
+		STAT_ADD(ring, completed_anyway, 1);
+	if (ring->skip_cqe && res == -ECANCELED && !r->cfail) {
+		STAT_ADD(ring, cancel_found, 1);
+		r->prev_found = 1;
 	}
-	STAT_SUB(ring, in_flight, 1);
-	STAT_ADD(ring, completed, 1);
 }
 
 /* Owner: a cancel of the target named by ud failed (skip-success mode). */
 static void cancel_failed(struct rctx_ring *ring, uint64_t ud)
 {
-	uint32_t idx = (uint32_t)ud, gen = (uint32_t)(ud >> 32) & 0x3fffffff;
+	uint32_t idx = (uint32_t)ud, gen = UD_GEN(ud);
 	struct rctx_req *r;
 
 	if (idx / REQ_CHUNK >= ring->nchunks || idx % REQ_CHUNK == 0)
 		return;
 	r = &ring->chunks[idx / REQ_CHUNK][idx % REQ_CHUNK];
-	if ((r->gen & 0x3fffffff) == gen && r->state == RS_INFLIGHT) {
+	if (UD_GEN(r->ud) == gen && r->state == RS_INFLIGHT) {
 		r->cfail = 1;
 		return;
 	}
 	/* Its CQE came first (the slot is settling, a zombie, or was freed
 	 * once since): if it counted as found, it was not. */
-	if (((r->gen & 0x3fffffff) == gen ||
-	     ((r->gen - 1) & 0x3fffffff) == gen) && r->prev_found) {
+	if ((UD_GEN(r->ud) == gen || ((UD_GEN(r->ud) - 1) & 0x3fffffff) == gen) &&
+	    r->prev_found) {
 		r->prev_found = 0;
 		STAT_SUB(ring, cancel_found, 1);
 	}
@@ -664,22 +740,37 @@ static void cancel_failed(struct rctx_ring *ring, uint64_t ud)
 /*
  * A reaped batch: its callbacks, in CQE order, and its finished requests,
  * whose governors are settled (unlinked, counted) with one lock round trip
- * and one reference drop per governor per batch.
+ * and one reference drop per governor per batch. A finished request's slot
+ * is freed just before its callback runs, once its callback and argument
+ * are read: a callback may submit, and so reuse it, but never touches the
+ * slots of the callbacks after it.
  */
 struct reaped {
-	struct rctx_req *r;            /* NULL: a CQE with IORING_CQE_F_MORE */
-	struct rctx_cancel *g;
-	rctx_cb_t cb;
-	void *arg;
+	struct rctx_req *r;
 	int res;
-	uint32_t flags;
-	bool settled;
+	uint32_t flags;                /* IORING_CQE_F_MORE: r is not finished */
+};
+
+/* A governor of a batch and the references its finished requests hold. */
+struct gov_put {
+	struct rctx_cancel *g;
+	uint32_t n;
 };
 
 struct reap_batch {
 	unsigned n;
+	unsigned finished;             /* final CQEs (in e[], no F_MORE) */
+	struct rctx_cancel *g;         /* the governor of the first of them */
+	bool mixed;                    /* they have more than one governor */
+	unsigned nputs;                /* mixed: the governors in puts[] */
 	struct reaped e[REAP_BATCH];
+	struct gov_put puts[REAP_BATCH];
 };
+
+static bool reaped_final(const struct reaped *e)
+{
+	return !(e->flags & IORING_CQE_F_MORE);
+}
 
 /* Owner: a target's CQE. A final one leaves its slot RS_DONE (counted,
  * still on its governor's list) until settle_batch(). */
@@ -693,21 +784,21 @@ static void target_cqe(struct rctx_ring *ring, struct reap_batch *b,
 		return;
 	RCTX_ASSERT(r->state == RS_INFLIGHT);
 	e = &b->e[b->n++];
-	e->cb = r->cb;
-	e->arg = r->arg;
+	e->r = r;
 	e->res = cqe->res;
 	e->flags = cqe->flags;
-	e->settled = false;
-	if (cqe->flags & IORING_CQE_F_MORE) {
-		e->r = NULL;
-		e->g = NULL;
-		STAT_ADD(ring, completed, 1);
+	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
-	}
-	e->r = r;
-	e->g = r->ctx;
 	r->state = RS_DONE;
-	count_completion(ring, r, cqe->res);
+	if (unlikely(r->cissued) || unlikely(r->prev_found)) {
+		r->prev_found = 0;
+		if (r->cissued)
+			count_cancelled(ring, r, cqe->res);
+	}
+	if (!b->finished++)
+		b->g = r->ctx;
+	else if (r->ctx != b->g)
+		b->mixed = true;
 	ring->pending--;
 }
 
@@ -715,9 +806,12 @@ static void target_cqe(struct rctx_ring *ring, struct reap_batch *b,
 static void ring_handle_cqe(struct rctx_ring *ring, struct reap_batch *b,
 			    const struct io_uring_cqe *cqe)
 {
+	if (likely(ud_tag(cqe->user_data) == UD_TARGET)) {
+		target_cqe(ring, b, cqe);
+		return;
+	}
 	switch (ud_tag(cqe->user_data)) {
 	case UD_TARGET:
-		target_cqe(ring, b, cqe);
 		break;
 	case UD_TIMEOUT:
 		if (cqe->res == -ETIME)
@@ -740,92 +834,163 @@ static void ring_handle_cqe(struct rctx_ring *ring, struct reap_batch *b,
 	}
 }
 
-/* Owner: unlink the batch's finished requests from their governors, one
- * lock round trip per governor, and free (or leave as zombies) their slots
- * before any callback runs: callbacks may submit, flush or run. */
-static void settle_batch(struct rctx_ring *ring, struct reap_batch *b)
+static bool res_aborted(const struct reaped *e)
 {
+	return e->res == -ECANCELED || (e->res == -EINTR && e->r->queued);
+}
+
+/* Owner: free a settled request's slot, or leave it as a zombie, which the
+ * cancel stack frees, never this. */
+static void slot_settled(struct rctx_ring *ring, struct rctx_req *r)
+{
+	if (unlikely(slot_held(r)))
+		r->state = RS_ZOMBIE;
+	else
+		slot_free(ring, r);
+}
+
+/* settle_batch() when every finished request has one governor b->g (the
+ * usual case): one pass under its lock, counts added once. */
+static void settle_one_governor(struct reap_batch *b)
+{
+	struct rctx_cancel *g = b->g;
+	uint32_t aborted = 0;
+
+	rlock(&g->lock);
 	for (unsigned i = 0; i < b->n; i++) {
-		struct rctx_cancel *g = b->e[i].g;
-		unsigned last = g ? b->n : i + 1;
+		struct reaped *e = &b->e[i];
 
-		if (!b->e[i].r || b->e[i].settled)
+		if (!reaped_final(e))
 			continue;
-		if (g) {
-			rlock(&g->lock);
-			for (unsigned j = i; j < last; j++) {
-				struct reaped *e = &b->e[j];
+		hlist_del(&e->r->link);
+		aborted += res_aborted(e);
+	}
+	g->aborted += aborted;
+	g->completed += b->finished - aborted;
+	runlock(&g->lock);
+}
 
-				if (!e->r || e->settled || e->g != g)
-					continue;
-				hlist_del(&e->r->link);
-				if (e->res == -ECANCELED ||
-				    (e->res == -EINTR && e->r->queued))
-					g->aborted++;
-				else
-					g->completed++;
-			}
-			runlock(&g->lock);
-		}
-		for (unsigned j = i; j < last; j++) {
+/* settle_batch() for finished requests of several governors: one lock
+ * round trip per governor, whose references go in b->puts. */
+static __attribute__((noinline)) void settle_mixed(struct reap_batch *b)
+{
+	uint32_t settled = 0; /* bit i: e[i] done with */
+
+	_Static_assert(REAP_BATCH <= 32, "one bit per reaped CQE");
+	b->nputs = 0;
+	for (unsigned i = 0; i < b->n; i++) {
+		struct rctx_cancel *g;
+		uint32_t n = 0;
+
+		if ((settled >> i & 1) || !reaped_final(&b->e[i]))
+			continue;
+		g = b->e[i].r->ctx;
+		if (g)
+			rlock(&g->lock);
+		for (unsigned j = i; j < b->n; j++) {
 			struct reaped *e = &b->e[j];
 
-			if (!e->r || e->settled || e->g != g)
+			if ((settled >> j & 1) || !reaped_final(e) || e->r->ctx != g)
 				continue;
-			/* A zombie is freed by the cancel stack, never here. */
-			if (slot_held(e->r))
-				e->r->state = RS_ZOMBIE;
+			settled |= UINT32_C(1) << j;
+			n++;
+			if (!g)
+				continue;
+			hlist_del(&e->r->link);
+			if (res_aborted(e))
+				g->aborted++;
 			else
-				slot_free(ring, e->r);
-			e->settled = true;
+				g->completed++;
+		}
+		if (g) {
+			runlock(&g->lock);
+			b->puts[b->nputs++] = (struct gov_put){ g, n };
 		}
 	}
 }
 
-/* Owner: the batch's callbacks in CQE order, then its governor references. */
-static void finish_batch(struct reap_batch *b)
+/* Owner: unlink the batch's finished requests from their governors, one
+ * lock round trip per governor, before any callback runs (callbacks may
+ * submit, flush, cancel or run). */
+static void settle_batch(struct reap_batch *b)
 {
-	for (unsigned i = 0; i < b->n; i++)
-		b->e[i].cb(b->e[i].arg, b->e[i].res, b->e[i].flags);
-	for (unsigned i = 0; i < b->n; i++) {
-		struct rctx_cancel *g = b->e[i].g;
-		uint32_t n = 0;
+	if (unlikely(b->mixed))
+		settle_mixed(b);
+	else if (b->finished && b->g)
+		settle_one_governor(b);
+}
 
-		if (!g)
-			continue;
-		for (unsigned j = i; j < b->n; j++)
-			if (b->e[j].g == g) {
-				b->e[j].g = NULL;
-				n++;
-			}
-		if (n > 1)
-			atomic_fetch_sub_explicit(&g->c.hdr.refs, n - 1,
-						  memory_order_release);
-		rctx__obj_put(&g->c.hdr);
+/* Drop n references to g at once. */
+static void governor_put(struct rctx_cancel *g, uint32_t n)
+{
+	if (n > 1)
+		atomic_fetch_sub_explicit(&g->c.hdr.refs, n - 1, memory_order_release);
+	rctx__obj_put(&g->c.hdr);
+}
+
+/* Owner: the batch's callbacks in CQE order, each finished request's slot
+ * freed (or left as a zombie) just before its callback, then the governor
+ * references. */
+static void finish_batch(struct rctx_ring *ring, struct reap_batch *b)
+{
+	for (unsigned i = 0; i < b->n; i++) {
+		struct reaped *e = &b->e[i];
+		struct rctx_req *r = e->r;
+		rctx_cb_t cb = r->cb;
+		void *arg = r->arg;
+
+		if (reaped_final(e))
+			slot_settled(ring, r);
+		cb(arg, e->res, e->flags);
+	}
+	if (unlikely(b->mixed)) {
+		for (unsigned i = 0; i < b->nputs; i++)
+			governor_put(b->puts[i].g, b->puts[i].n);
+	} else if (b->finished && b->g) {
+		governor_put(b->g, b->finished);
 	}
 }
 
 /*
- * Owner: handle every CQE available, in batches released before any
- * callback runs (callbacks may submit and run themselves; the manner of
- * rctx__reap() in lib/uring.h). Returns the callbacks run.
+ * Owner: handle every CQE available, in batches of up to REAP_BATCH
+ * released before any callback runs (callbacks may submit and run
+ * themselves; the manner of rctx__reap() in lib/uring.h). The CQEs are
+ * read in place (a ring has no 32-byte CQEs); only when none is visible
+ * does io_uring_peek_batch_cqe() look for an overflow to flush. Returns
+ * the callbacks run.
  */
 static int reap(struct rctx_ring *ring)
 {
-	struct io_uring_cqe *cqes[REAP_BATCH];
+	struct io_uring_cq *cq = &ring->ring.cq;
 	struct reap_batch b;
-	unsigned n;
 	int total = 0;
 
-	while ((n = io_uring_peek_batch_cqe(&ring->ring, cqes, REAP_BATCH)) > 0) {
-		b.n = 0;
+	for (;;) {
+		unsigned head = *cq->khead, n;
+
+		n = io_uring_smp_load_acquire(cq->ktail) - head;
+		if (!n) {
+			struct io_uring_cqe *cqe;
+
+			if (!io_uring_peek_batch_cqe(&ring->ring, &cqe, 1))
+				break;
+			continue;
+		}
+		if (n > REAP_BATCH)
+			n = REAP_BATCH;
+		b.n = b.finished = 0;
+		b.g = NULL;
+		b.mixed = false;
 		/* What handlers do (arm, drain, submit) never reaps; the
 		 * batch's results are in b before its CQEs are released. */
 		for (unsigned i = 0; i < n; i++)
-			ring_handle_cqe(ring, &b, cqes[i]);
+			ring_handle_cqe(ring, &b, &cq->cqes[(head + i) & cq->ring_mask]);
 		io_uring_cq_advance(&ring->ring, n);
-		settle_batch(ring, &b);
-		finish_batch(&b);
+		/* Owner statistics once per batch, before any callback. */
+		STAT_ADD(ring, completed, b.n);
+		STAT_SUB(ring, in_flight, b.finished);
+		settle_batch(&b);
+		finish_batch(ring, &b);
 		total += (int)b.n;
 	}
 	return total;
