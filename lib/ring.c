@@ -625,7 +625,9 @@ static __attribute__((noinline)) int submit_slow(struct rctx_ring *ring, rctx_t 
 	r->opcode = sqe->opcode;
 	g = rctx_governor(ctx);
 	if (g) {
-		err = atomic_load_explicit(&g->err, memory_order_acquire);
+		/* The final error: a cancel that is ending g shows ERR_ENDING
+		 * until it has ended g's subtree, and cancel_err() waits. */
+		err = cancel_err(g);
 		if (err) {
 			short_circuit(ring, r, err);
 			return 0;

@@ -415,3 +415,64 @@ Test(thread_ring, readable_done_fd_implies_err_is_set)
 	}
 	cr_assert_eq(zero, 0, "%ld wake-ups read err == 0 after the fd was readable", zero);
 }
+
+/*
+ * A submit that races with a cancel still walking the context's subtree
+ * (its error word says "ending" meanwhile) short-circuits with the final
+ * error, never with the transient value: every callback gets 0 (the NOP
+ * ran) or -ECANCELED.
+ */
+struct ending_race {
+	rctx_t *root;
+	atomic_int go;
+};
+
+static void *cancel_wide_root(void *arg)
+{
+	struct ending_race *e = arg;
+
+	while (!atomic_load(&e->go))
+		sched_yield();
+	rctx_cancel(e->root);
+	return NULL;
+}
+
+Test(thread_ring, submit_during_a_cancel_gets_the_final_error)
+{
+	enum { KIDS = 20000, MAXREQ = 1 << 16 };
+	struct ending_race e = { .root = rctx_with_cancel(rctx_background()) };
+	static rctx_t *kids[KIDS];
+	static struct done_rec d[MAXREQ];
+	rctx_ring_t *ring;
+	struct io_uring_sqe sqe;
+	pthread_t t;
+	int n = 0;
+
+	cr_assert(e.root);
+	for (int i = 0; i < KIDS; i++)
+		cr_assert((kids[i] = rctx_with_cancel(e.root)));
+	cr_assert_eq(rctx_ring_create(&ring, 256), 0);
+	cr_assert_eq(pthread_create(&t, NULL, cancel_wide_root, &e), 0);
+	atomic_store(&e.go, 1);
+	/* Submit under the root, 128 at a time, until a submit finds it
+	 * done (rctx_err() would wait for the cancel to finish). */
+	while (n + 128 <= MAXREQ && !(n && d[n - 1].calls && d[n - 1].res)) {
+		for (int k = 0; k < 128; k++, n++) {
+			memset(&d[n], 0, sizeof(d[n]));
+			io_uring_prep_nop(&sqe);
+			sub(ring, e.root, &sqe, &d[n]);
+		}
+		drain_all(ring);
+	}
+	drain_all(ring);
+	pthread_join(t, NULL);
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(d[i].calls, 1);
+		cr_assert(d[i].res == 0 || d[i].res == -ECANCELED,
+			  "request %d ended %d", i, d[i].res);
+	}
+	rctx_ring_destroy(ring);
+	for (int i = 0; i < KIDS; i++)
+		rctx_release(kids[i]);
+	rctx_release(e.root);
+}
