@@ -599,8 +599,9 @@ int rctx_cause_signal(int cause);
  * thread, so it never ties up a caller's ring or thread), under the context
  * itself: when the context ends first (rctx_release(), its parent's cancel
  * or deadline) the poll is cancelled like any request. If the poll fails
- * instead (say -EBADF), the context is done with -ECANCELED and that
- * negative errno as its cause. The in-flight poll holds a reference to the
+ * instead (say -EBADF), or the runtime thread cannot submit it (-ENOMEM,
+ * -EAGAIN), the context is done with -ECANCELED and that negative errno as
+ * its cause. The in-flight poll holds a reference to the
  * context: drop yours with rctx_release() (cancel + unref), not
  * rctx_unref(), or the context and its poll live until the event. Reads
  * nothing from fd; the caller keeps owning it (close it only after
