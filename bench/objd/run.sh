@@ -103,7 +103,7 @@ EOF
 GOBIN=$RAW/go-objd
 if command -v go >/dev/null 2>&1; then
 	if ! (cd "$TOP/bench/go" && GOCACHE="$OUT/gocache" GOPATH="$OUT/gopath" \
-		GOMODCACHE="$OUT/gopath/pkg/mod" GOPROXY=off GOFLAGS= CGO_ENABLED=0 \
+		GOMODCACHE="$OUT/gopath/pkg/mod" GOPROXY=off GOFLAGS="" CGO_ENABLED=0 \
 		go build -o "$GOBIN" ./objd) >"$RAW/go-build.log" 2>&1; then
 		NA[go]="go build failed (see $RAW/go-build.log)"
 	fi
@@ -228,7 +228,7 @@ reap() {
 # responses per second, R[ROW/p99,...] in ms, R[ROW/err,...] = non-2xx +
 # socket errors.
 wrk_row() {
-	local row=$1 s=$2 url=$3 c=$4 d=$5 f
+	local row=$1 s=$2 url=$3 c=$4 d=$5 f rps="" p99="" err=0
 	shift 5
 	f=$RAW/wrk-$s-${row//[^a-zA-Z0-9]/_}.txt
 	timeout -k 2 $((d + 15)) wrk -t2 -c"$c" -d"${d}s" --latency "$@" "$url" >"$f" 2>&1
