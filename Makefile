@@ -33,7 +33,7 @@ LIBS    := -luring -lpthread
 DEPS_BUILD := liburing-dev
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
 	clang libclang-rt-14-dev curl
-DEPS_BENCH := liburing-dev golang-go gnuplot-nox
+DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config
 # The demo's service scenario needs curl and wrk; without FUSE only its
 # stuck-disk parts are skipped.
 DEPS_DEMO  := curl wrk libfuse3-dev fuse3 pkg-config
@@ -356,10 +356,10 @@ demo: deps-demo
 .PHONY: demo-build
 demo-build: all $(BUILD)/objd-stuckfs
 
-bench: deps-bench all $(BENCHES)
+bench: deps-bench all $(BENCHES) $(BUILD)/objd-stuckfs
 	$(Q)bench/run.sh $(BUILD)
 
-bench-quick: deps-bench all $(BENCHES)
+bench-quick: deps-bench all $(BENCHES) $(BUILD)/objd-stuckfs
 	$(Q)RCTX_BENCH_QUICK=1 bench/run.sh $(BUILD)
 
 # Man pages are generated from the header's comments and committed.

@@ -146,6 +146,15 @@ for bin in "$BUILD"/bench_*; do
 	part_end "${bin##*/}"
 done
 
+# ---- the service: ringctx-objd vs nginx vs Go net/http (bench/objd/run.sh) ----
+# Prints its own table and targets (BUILD/bench/objd.txt, objd.tsv).
+part_begin
+if ! run_limited bash "$TOP/bench/objd/run.sh" "$BUILD"; then
+	echo "run.sh: bench/objd/run.sh failed" >&2
+	status=1
+fi
+part_end "service (objd)"
+
 # ---- join -------------------------------------------------------------------
 # results.csv: section,benchmark,unit,reference,ref_value,ringctx,ratio,
 #              ref_B_op,ringctx_B_op,ref_allocs_op,ringctx_allocs_op
@@ -265,6 +274,7 @@ awk '{ t = $NF; $NF = ""; printf "  %-24s %6.1f\n", $0, t }' "$PARTS"
 echo
 echo "Targets (ratio = ringctx / reference of this run):"
 cat "$TARGETS"
+[ -s "$OUT/objd.txt" ] && cat "$OUT/objd.txt"
 
 # ---- docs/bench/results.md -----------------------------------------------------
 {
@@ -313,6 +323,14 @@ cat "$TARGETS"
 		}
 		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $4, fmt($5, $3), fmt($6, $3), ($7 == "" ? "-" : sprintf("%.3fx", $7)), num($8, "%.0f"), num($9, "%.1f"), num($10, "%.0f"), num($11, "%.2f")
 	}' "$RESULTS"
+	if [ -s "$OUT/objd.txt" ]; then
+		echo
+		echo "## Service: ringctx-objd vs nginx vs Go net/http (bench/objd/run.sh)"
+		echo
+		echo '```'
+		cat "$OUT/objd.txt"
+		echo '```'
+	fi
 	echo
 	echo "## Plots"
 	echo

@@ -1,0 +1,487 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# The service benchmark: ringctx-objd, nginx and a Go net/http server
+# (bench/go/objd) on the same files, one after the other, in one run, with
+# wrk on loopback. Prints one table with the three servers side by side and
+# the targets (PASS/MISS from this run's figures), and writes
+#   BUILD/bench/objd.tsv          the table's rows (row, unit, objd, nginx, go)
+#   BUILD/bench/objd-targets.tsv  target, value, limit, PASS/MISS
+#   BUILD/bench/objd.txt          the printed table and targets
+# Raw wrk and curl outputs stay in BUILD/bench/objd/.
+#
+# Usage: bench/objd/run.sh [BUILD_DIR]       (from anywhere)
+# Environment: RCTX_BENCH_QUICK=1 for a short run (1 s per row).
+# Needs wrk, curl, nginx (Debian's), go; BUILD/ringctx-objd and
+# BUILD/objd-stuckfs (make all build/objd-stuckfs). A missing peer leaves
+# its column "n/a"; without wrk or ringctx-objd nothing is measured.
+#
+# Every wait is bounded, only loopback is used, every process started here
+# is ended by its id, and the stuck FUSE reads are always released (answered,
+# or the connection aborted) before the script ends.
+set -u
+umask 022
+
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-build}
+case $BUILD in /*) ;; *) BUILD=$TOP/$BUILD ;; esac
+OUT=$BUILD/bench
+RAW=$OUT/objd
+mkdir -p "$RAW" || exit 1
+rm -f "$RAW"/*.txt "$RAW"/*.log
+OBJD=$BUILD/ringctx-objd
+STUCKFS=$BUILD/objd-stuckfs
+
+QUICK=${RCTX_BENCH_QUICK:-0}
+[ "$QUICK" = "" ] && QUICK=0
+if [ "$QUICK" != 0 ]; then
+	MODE=quick; DUR=1; EP_DUR=1; DEADLINE=1; CURL_MAX=1.3; SHUT_MAX=1.2; BUDGET=20
+else
+	MODE=full; DUR=3; EP_DUR=2; DEADLINE=2; CURL_MAX=4; SHUT_MAX=5; BUDGET=60
+fi
+DRAIN=1
+STUCK_CLIENTS=32
+T0=$EPOCHREALTIME
+
+SERVERS="objd nginx go"
+declare -A NAME=([objd]="ringctx-objd" [nginx]="nginx" [go]="Go net/http")
+declare -A R	# R[row,server] = value shown; RAWV[row,server] = number
+declare -A RAWV
+declare -A NA	# NA[server] = why the whole column is n/a
+PIDS=""		# everything started here, ended by id at exit
+FUSE_CONNS=""	# DIR=N: our mounts and their fusectl connection, aborted at exit
+
+# fuse_abort DIR N: abort FUSE connection N (every pending request fails)
+# if DIR is still that mount (connection numbers are reused).
+fuse_abort() {
+	[ "$(mountpoint -d "$1" 2>/dev/null)" = "0:$2" ] || return 0
+	echo 1 >"/sys/fs/fuse/connections/$2/abort" 2>/dev/null
+}
+
+say() { echo "$*" >&2; }
+now() { echo "$EPOCHREALTIME"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+
+cleanup() {
+	local p c
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+	for c in $FUSE_CONNS; do fuse_abort "${c%%=*}" "${c#*=}"; done
+	for p in $PIDS; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null; done
+	[ -n "${T:-}" ] && rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+trap '' PIPE	# a write to a stuck file system that is gone fails, no more
+
+if ! command -v wrk >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || [ ! -x "$OBJD" ]; then
+	say "service benchmark skipped: needs wrk, curl and $OBJD (make deps-bench all)"
+	exit 0
+fi
+NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
+[ -n "$NGINX" ] || NA[nginx]="nginx not installed"
+
+# ---- the files ---------------------------------------------------------------
+# The stuck file system is mounted at /tmp/rctx-stuckfs-XXXXXX (support/
+# stuckfs.c), so the servers' root is /tmp, the parent of both it and our
+# directory (as in tests/objd/run.sh): a symbolic link out of the root would
+# not be followed by ringctx-objd.
+T=$(mktemp -d /tmp/objd-bench.XXXXXX) || exit 1
+ROOT=$(dirname "$T")
+K=$(basename "$T")
+mkdir -p "$T/files" "$T/put" "$T/nginx-body"
+chmod 0777 "$T/put" "$T/nginx-body"
+mkfifo "$T/tick" && exec 9<>"$T/tick"	# read -t on it: a sleep without a fork
+head -c 4096 /dev/urandom >"$T/files/4k.bin"
+head -c 1048576 /dev/urandom >"$T/files/1m.bin"
+cat >"$T/put.lua" <<'EOF'
+wrk.method = "PUT"
+wrk.body = string.rep("x", 65536)
+wrk.headers["Content-Type"] = "application/octet-stream"
+EOF
+
+# ---- the Go server -----------------------------------------------------------
+GOBIN=$RAW/go-objd
+if command -v go >/dev/null 2>&1; then
+	if ! (cd "$TOP/bench/go" && GOCACHE="$OUT/gocache" GOPATH="$OUT/gopath" \
+		GOMODCACHE="$OUT/gopath/pkg/mod" GOPROXY=off GOFLAGS="" CGO_ENABLED=0 \
+		go build -o "$GOBIN" ./objd) >"$RAW/go-build.log" 2>&1; then
+		NA[go]="go build failed (see $RAW/go-build.log)"
+	fi
+else
+	NA[go]="go not installed"
+fi
+
+# ---- servers -----------------------------------------------------------------
+# threads_of PID: threads of PID and of its children (nginx: master + workers).
+threads_of() {
+	local s=0 p t
+	for p in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+		t=$(awk '/^Threads:/ { print $2 }' /proc/"$p"/status 2>/dev/null)
+		s=$((s + ${t:-0}))
+	done
+	echo "$s"
+}
+# gone PID: true once PID has exited entirely (no /proc entry, or a zombie
+# whose every thread has ended: a leader can be a zombie while other threads
+# of it still wait in the kernel). Shell builtins only.
+gone() {
+	local k v st=""
+	read -r _ _ st _ 2>/dev/null <"/proc/$1/stat" || return 0
+	[ "$st" = Z ] || return 1
+	while read -r k v; do
+		[ "$k" = Threads: ] && { [ "$v" -le 1 ]; return; }
+	done 2>/dev/null <"/proc/$1/status"
+	return 0
+}
+children_of() { cat /proc/"$1"/task/*/children 2>/dev/null; }
+
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 20000))
+		ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# wait_port FILE: PORT from a "listening on 127.0.0.1:PORT" line (10 s).
+wait_listening() {
+	for _ in $(seq 100); do
+		PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$1" 2>/dev/null | head -n 1)
+		[ -n "$PORT" ] && return 0
+		kill -0 "$SPID" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# start SERVER [sendfile]: a fresh server; sets SPID and PORT. 1 on failure.
+start() {
+	local s=$1 log=$RAW/$1${2:+-sendfile-$2}
+	PORT=""
+	case $s in
+	objd)
+		"$OBJD" --listen 127.0.0.1:0 --threads 2 --timeout "${DEADLINE}s" \
+			--drain "${DRAIN}s" --access-log - "$ROOT" >"$log.out" 2>"$log.log" &
+		SPID=$!; PIDS="$PIDS $SPID"
+		wait_listening "$log.out" ;;
+	go)
+		GOMAXPROCS=2 "$GOBIN" -listen 127.0.0.1:0 -drain "${DRAIN}s" "$ROOT" \
+			>"$log.out" 2>"$log.log" &
+		SPID=$!; PIDS="$PIDS $SPID"
+		wait_listening "$log.out" ;;
+	nginx)
+		local pfx=$T/nginx-${2:-on}
+		PORT=$(free_port) || return 1
+		mkdir -p "$pfx"
+		sed -e "s|@TMP@|$pfx|g" -e "s|@PORT@|$PORT|g" -e "s|@ROOT@|$ROOT|g" \
+			-e "s|@BODYTMP@|$T/nginx-body|g" -e "s|@SENDFILE@|${2:-on}|g" \
+			"$TOP/bench/objd/nginx.conf" >"$pfx/nginx.conf"
+		"$NGINX" -p "$pfx" -c "$pfx/nginx.conf" -g 'daemon off;' >"$log.out" 2>"$log.log" &
+		SPID=$!; PIDS="$PIDS $SPID"
+		for _ in $(seq 100); do
+			curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" && return 0
+			kill -0 "$SPID" 2>/dev/null || break
+			sleep 0.1
+		done
+		cp "$pfx/error.log" "$log.error.log" 2>/dev/null
+		return 1 ;;
+	esac
+}
+
+# stop PID SECONDS: SIGTERM, wait at most SECONDS; STOP_T = seconds to exit
+# or "" when it did not (then it and its children are killed with SIGKILL).
+stop() {
+	local p=$1 kids t0 n i
+	kids=$(children_of "$p")
+	t0=$(now)
+	kill -TERM "$p" 2>/dev/null
+	n=$(awk -v s="$2" 'BEGIN { printf "%d", s * 200 }')
+	STOP_T=""
+	# polled with shell builtins only (no fork between two looks)
+	for ((i = 0; i < n; i++)); do
+		if gone "$p"; then
+			STOP_T=$(since "$t0")
+			break
+		fi
+		read -r -t 0.005 -u 9 _
+	done
+	[ -z "$STOP_T" ] && kill -9 "$p" $kids 2>/dev/null
+	# A process still in the kernel's hands is reaped once the disk answers.
+	return 0
+}
+
+# reap PID: wait for a killed or stopped server (bounded), releasing stuck
+# reads meanwhile when a stuck file system is up (fd 7).
+reap() {
+	local p=$1
+	for _ in $(seq 100); do
+		gone "$p" && { { wait "$p"; } 2>/dev/null; return 0; }
+		[ -n "${FS_UP:-}" ] && echo release >&7 2>/dev/null
+		read -r -t 0.1 -u 9 _
+	done
+	return 1
+}
+
+# ---- wrk ---------------------------------------------------------------------
+# wrk_row ROW SERVER URL CONNS SECONDS [wrk args]: R[ROW/rps,SERVER] = 2xx
+# responses per second, R[ROW/p99,...] in ms, R[ROW/err,...] = non-2xx +
+# socket errors.
+wrk_row() {
+	local row=$1 s=$2 url=$3 c=$4 d=$5 f rps="" p99="" err=0
+	shift 5
+	f=$RAW/wrk-$s-${row//[^a-zA-Z0-9]/_}.txt
+	timeout -k 2 $((d + 15)) wrk -t2 -c"$c" -d"${d}s" --latency "$@" "$url" >"$f" 2>&1
+	eval "$(awk '
+	/Requests\/sec:/ { rps = $2 }
+	/^ +99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u)
+		p99 = (u == "us") ? v / 1000 : (u == "ms") ? v : (u == "s") ? v * 1000 : (u == "m") ? v * 60000 : "" }
+	/requests in/ { n = $1 }
+	/Non-2xx or 3xx responses:/ { bad = $NF }
+	/Socket errors:/ { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
+	END {
+		good = (n > 0) ? rps * (n - bad) / n : 0
+		printf "rps=%s p99=%s err=%d\n", (rps == "" ? "" : sprintf("%.0f", good)), p99, bad + sock
+	}' "$f")"
+	RAWV[$row/rps,$s]=$rps; RAWV[$row/p99,$s]=$p99; RAWV[$row/err,$s]=$err
+	R[$row/rps,$s]=${rps:-fail}
+	[ "$err" -gt 0 ] 2>/dev/null && R[$row/rps,$s]="$rps ($err err)"
+	R[$row/p99,$s]=$( [ -n "$p99" ] && printf '%.2f ms' "$p99" || echo -)
+}
+
+# sampler FILE PID: thread counts every 100 ms into FILE (until killed).
+sampler() {
+	while :; do threads_of "$2" >>"$1"; sleep 0.1; done
+}
+max_of() { sort -n "$1" 2>/dev/null | tail -n 1; }
+
+U() { echo "http://127.0.0.1:$PORT/$1"; }
+
+# ---- the stuck-disk episode --------------------------------------------------
+# episode SERVER: with SPID/PORT up and R[get4k/...] measured.
+episode() {
+	local s=$1 line dir conn i smp cpids="" f t0
+	FS_UP=""
+	mkfifo "$T/fsctl-$s"
+	"$STUCKFS" <"$T/fsctl-$s" >"$RAW/stuckfs-$s.out" 2>&1 &
+	local fspid=$!
+	PIDS="$PIDS $fspid"
+	exec 7>"$T/fsctl-$s"
+	for _ in $(seq 100); do
+		line=$(head -n 1 "$RAW/stuckfs-$s.out")
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	case $line in
+	"mounted "*) dir=${line#mounted } ;;
+	*) R[ep/why,$s]="stuckfs: ${line:-did not start}"; exec 7>&-; reap "$fspid"; return 1 ;;
+	esac
+	FS_UP=1
+	conn=$(mountpoint -d "$dir" 2>/dev/null | cut -d: -f2)
+	[ -n "$conn" ] && FUSE_CONNS="$FUSE_CONNS $dir=$conn"
+	if [ "$(dirname "$dir")" != "$ROOT" ]; then
+		R[ep/why,$s]="stuckfs mounted outside $ROOT"
+	else
+		[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$(basename "$dir")/data")")" = 200 ] ||
+			say "objd bench: $s: the stuck file system's data file was not served"
+		t0=$(now)
+		for i in $(seq "$STUCK_CLIENTS"); do
+			curl -s -o /dev/null -w '%{http_code} %{time_total} %{exitcode}\n' --max-time "$CURL_MAX" \
+				"$(U "$(basename "$dir")/stuck")" >"$RAW/stuck-$s-$i.txt" 2>/dev/null &
+			cpids="$cpids $!"
+		done
+		PIDS="$PIDS $cpids"
+		sleep 0.3
+		sampler "$RAW/threads-$s-stuck.txt" "$SPID" &
+		smp=$!; PIDS="$PIDS $smp"
+		wrk_row ep "$s" "$(U "$K/files/4k.bin")" 64 "$EP_DUR"
+		for i in $cpids; do wait "$i" 2>/dev/null; done
+		R[ep/clients_s,$s]=$(since "$t0")
+		kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null
+		RAWV[ep/thr,$s]=$(max_of "$RAW/threads-$s-stuck.txt")
+		echo seen >&7
+		sleep 0.1
+		RAWV[ep/seen,$s]=$(sed -n 's/^seen //p' "$RAW/stuckfs-$s.out" | tail -n 1)
+		# what the stuck clients got: "32x504 2.00-2.01 s" per status
+		R[ep/got,$s]=$(cat "$RAW"/stuck-"$s"-*.txt | awk '
+			{ c = ($3 == 28) ? (($1 == "000") ? "timeout" : $1 "+timeout") : ($3 != 0) ? "curl-error-" $3 : $1; n[c]++
+			  if (!(c in lo) || $2 < lo[c]) lo[c] = $2; if ($2 > hi[c]) hi[c] = $2 }
+			END { for (c in n) printf "%s%dx%s %.2f-%.2f s", (k++ ? ", " : ""), n[c], c, lo[c], hi[c] }')
+		RAWV[ep/n504,$s]=$(awk '$1 == 504 && $3 == 0' "$RAW"/stuck-"$s"-*.txt | wc -l)
+		RAWV[ep/late_max,$s]=$(awk -v d="$DEADLINE" '$1 == 504 && $3 == 0 { l = $2 - d; if (l > m || NR == 1) m = l } END { printf "%.3f", m }' "$RAW"/stuck-"$s"-*.txt)
+	fi
+	# SIGTERM with the stuck reads still held by the kernel.
+	stop "$SPID" "$SHUT_MAX"
+	RAWV[shut,$s]=$STOP_T
+	R[shut,$s]=$( [ -n "$STOP_T" ] && printf '%.3f s' "$STOP_T" || echo "did not exit in $SHUT_MAX s")
+	reap "$SPID" || { fuse_abort "$dir" "$conn"; reap "$SPID"; } ||
+		say "objd bench: $s (pid $SPID) still there after release"
+	echo release >&7 2>/dev/null
+	exec 7>&-
+	FS_UP=""
+	reap "$fspid" || {
+		[ -n "$conn" ] && fuse_abort "$dir" "$conn"
+		reap "$fspid"
+	}
+	return 0
+}
+
+# ---- one server: every row ---------------------------------------------------
+run_server() {
+	local s=$1 smp c
+	if ! start "$s"; then
+		NA[$s]="did not start (see $RAW/$s.log)"
+		[ -n "${SPID:-}" ] && { kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
+		return
+	fi
+	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$K/files/4k.bin")")
+	[ "$c" = 200 ] || say "objd bench: $s answered $c to GET 4 KiB"
+	sampler "$RAW/threads-$s-get4k.txt" "$SPID" &
+	smp=$!; PIDS="$PIDS $smp"
+	wrk_row get4k "$s" "$(U "$K/files/4k.bin")" 64 "$DUR"
+	kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null
+	RAWV[thr,$s]=$(max_of "$RAW/threads-$s-get4k.txt")
+	wrk_row get1m "$s" "$(U "$K/files/1m.bin")" 16 "$DUR"
+	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -T "$T/files/4k.bin" "$(U "$K/put/probe-$s")")
+	case $c in
+	2??) wrk_row put "$s" "$(U "$K/put/obj-$s")" 16 "$DUR" -s "$T/put.lua" ;;
+	*) R[put/rps,$s]="n/a (PUT: $c)" ;;
+	esac
+	if [ -x "$STUCKFS" ]; then
+		episode "$s"
+	else
+		R[ep/why,$s]="no $STUCKFS"
+	fi
+	if [ -n "${R[ep/why,$s]:-}" ]; then
+		stop "$SPID" "$SHUT_MAX"
+		RAWV[shut,$s]=$STOP_T
+		R[shut,$s]=$( [ -n "$STOP_T" ] && printf '%.3f s' "$STOP_T" || echo "did not exit in $SHUT_MAX s")
+		reap "$SPID"
+	fi
+	if [ "$s" = nginx ] && start nginx off; then
+		wrk_row get1m_nosf nginx "$(U "$K/files/1m.bin")" 16 "$DUR"
+		stop "$SPID" "$SHUT_MAX"; reap "$SPID"
+	fi
+}
+
+say "== service: ringctx-objd vs nginx vs Go net/http ($MODE mode, wrk -t2, ${DUR} s per row)"
+for s in $SERVERS; do
+	[ -n "${NA[$s]:-}" ] && continue
+	run_server "$s"
+done
+
+# ---- the table ---------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.3f", a / b }'; }
+for s in $SERVERS; do
+	if [ -n "${RAWV[ep/rps,$s]:-}" ] && [ -n "${RAWV[get4k/rps,$s]:-}" ]; then
+		RAWV[ep/ratio,$s]=$(ratio "${RAWV[ep/rps,$s]}" "${RAWV[get4k/rps,$s]}")
+		R[ep/rps,$s]="${R[ep/rps,$s]} (${RAWV[ep/ratio,$s]}x)"
+	fi
+	[ -n "${RAWV[thr,$s]:-}" ] && R[thr,$s]="${RAWV[thr,$s]} -> ${RAWV[ep/thr,$s]:--}"
+	[ -n "${RAWV[ep/seen,$s]:-}" ] && R[ep/seen,$s]=${RAWV[ep/seen,$s]}
+	[ -n "${R[ep/why,$s]:-}" ] && R[ep/got,$s]="n/a: ${R[ep/why,$s]}"
+done
+[ "${R[put/rps,nginx]:-}" = "" ] && [ -z "${NA[nginx]:-}" ] && R[put/rps,nginx]="n/a"
+
+ROWS="get4k/rps|GET 4 KiB, 64 conns|req/s
+get4k/p99|GET 4 KiB, 64 conns, p99|ms
+get1m/rps|GET 1 MiB, 16 conns (sendfile on)|req/s
+get1m/p99|GET 1 MiB, 16 conns, p99|ms
+get1m_nosf/rps|GET 1 MiB, 16 conns, sendfile off|req/s
+get1m_nosf/p99|GET 1 MiB, sendfile off, p99|ms
+put/rps|PUT 64 KiB, 16 conns|req/s
+ep/rps|stuck disk: GET 4 KiB (x own rate)|req/s
+thr|stuck disk: threads unstuck -> stuck|threads
+ep/seen|stuck disk: reads seen by the FUSE fs|reads
+ep/got|stuck disk: what the $STUCK_CLIENTS clients got|code
+shut|SIGTERM: time to exit (stuck reads held)|s"
+
+TSV=$OUT/objd.tsv
+TXT=$OUT/objd.txt
+{
+	printf 'row\tunit\tringctx-objd\tnginx\tgo\n'
+	echo "$ROWS" | while IFS='|' read -r key label unit; do
+		printf '%s\t%s' "$label" "$unit"
+		for s in $SERVERS; do
+			v=${RAWV[$key,$s]:-${R[$key,$s]:-}}
+			case $key in thr | ep/got) v=${R[$key,$s]:-} ;; esac
+			printf '\t%s' "$v"
+		done
+		printf '\n'
+	done
+} >"$TSV"
+
+# ---- targets -------------------------------------------------------------------
+TT=$OUT/objd-targets.tsv
+: >"$TT"
+pass=0; miss=0; nodata=0
+target() { # target DESC OK(1/0/"") SHOWN VALUE LIMIT
+	local st
+	case $2 in 1) st=PASS; pass=$((pass + 1)) ;; 0) st=MISS; miss=$((miss + 1)) ;; *) st=NODATA; nodata=$((nodata + 1)) ;; esac
+	printf '%-7s %-58s %s\n' "$st" "$1" "$3"
+	printf '%s\t%s\t%s\t%s\n' "$1" "$4" "$5" "$st" >>"$TT"
+}
+at_least() { # at_least DESC A B LIMIT: A/B >= LIMIT
+	local r
+	r=$(ratio "$2" "$3")
+	if [ -z "$r" ]; then target "$1" "" "(no measurement)" "" "$4"; return; fi
+	target "$1" "$(awk -v r="$r" -v l="$4" 'BEGIN { print (r >= l) ? 1 : 0 }')" "${r}x (limit ${4}x)" "$r" "$4"
+}
+wall=$(since "$T0")
+{
+	at_least "GET 4 KiB >= 1.0x nginx" "${RAWV[get4k/rps,objd]:-}" "${RAWV[get4k/rps,nginx]:-}" 1.0
+	at_least "GET 4 KiB >= 2x Go net/http" "${RAWV[get4k/rps,objd]:-}" "${RAWV[get4k/rps,go]:-}" 2.0
+	at_least "GET 1 MiB >= 1.0x nginx (sendfile on)" "${RAWV[get1m/rps,objd]:-}" "${RAWV[get1m/rps,nginx]:-}" 1.0
+	at_least "stuck disk: GET 4 KiB >= 0.9x its own unstuck rate" "${RAWV[ep/rps,objd]:-}" "${RAWV[get4k/rps,objd]:-}" 0.9
+	n=${RAWV[ep/n504,objd]:-}; l=${RAWV[ep/late_max,objd]:-}
+	if [ -z "$n" ]; then
+		target "stuck disk: every stuck request 504 <= 50 ms after deadline" "" "(no measurement)" "" 0.05
+	else
+		ok=$(awk -v n="$n" -v c="$STUCK_CLIENTS" -v l="$l" 'BEGIN { print (n == c && l <= 0.05) ? 1 : 0 }')
+		target "stuck disk: every stuck request 504 <= 50 ms after deadline" "$ok" \
+			"$n/$STUCK_CLIENTS answered 504, latest $(awk -v l="$l" 'BEGIN { printf "%.0f", l * 1000 }') ms after the ${DEADLINE} s deadline" "$l" 0.05
+	fi
+	a=${RAWV[thr,objd]:-}; b=${RAWV[ep/thr,objd]:-}
+	if [ -z "$a" ] || [ -z "$b" ]; then
+		target "stuck disk: no thread growth" "" "(no measurement)" "" ""
+	else
+		target "stuck disk: no thread growth" "$([ "$b" -le "$a" ] && echo 1 || echo 0)" \
+			"$b threads stuck, $a unstuck (max of 100 ms samples)" "$b" "$a"
+	fi
+	st=${RAWV[shut,objd]:-}
+	lim=$(awk -v d="$DRAIN" 'BEGIN { printf "%.3f", d + 0.1 }')
+	if [ -z "${R[shut,objd]:-}" ]; then
+		target "SIGTERM with stuck reads: exit <= drain + 100 ms" "" "(no measurement)" "" "$lim"
+	elif [ -z "$st" ]; then
+		target "SIGTERM with stuck reads: exit <= drain + 100 ms" 0 "did not exit in $SHUT_MAX s (limit $lim s)" "" "$lim"
+	else
+		target "SIGTERM with stuck reads: exit <= drain + 100 ms" "$(awk -v a="$st" -v l="$lim" 'BEGIN { print (a <= l) ? 1 : 0 }')" \
+			"$st s (limit $lim s)" "$st" "$lim"
+	fi
+	target "service benchmark wall time <= $BUDGET s ($MODE mode)" \
+		"$(awk -v a="$wall" -v l="$BUDGET" 'BEGIN { print (a <= l) ? 1 : 0 }')" "$wall s" "$wall" "$BUDGET"
+	echo "service targets: $pass PASS, $miss MISS, $nodata NODATA"
+} >"$OUT/objd-targets.txt"
+
+{
+	echo
+	echo "Service: ringctx-objd vs nginx $("$NGINX" -v 2>&1 | sed -n 's|.*nginx/||p') vs Go $(command -v go >/dev/null 2>&1 && go env GOVERSION) net/http"
+	echo "($MODE mode; wrk -t2 on loopback, $DUR s per row; 2 worker threads / processes / GOMAXPROCS each;"
+	echo " stuck disk: $STUCK_CLIENTS clients read a FUSE file that never answers, ringctx-objd --timeout ${DEADLINE}s --drain ${DRAIN}s)"
+	printf '%-46s %-26s %-26s %-26s\n' "" "${NAME[objd]}" "${NAME[nginx]}" "${NAME[go]}"
+	echo "$ROWS" | while IFS='|' read -r key label unit; do
+		printf '%-46s' "$label"
+		for s in $SERVERS; do
+			if [ -n "${NA[$s]:-}" ]; then v="n/a"
+			else v=${R[$key,$s]:--}
+			fi
+			printf ' %-26s' "$v"
+		done
+		printf '\n'
+	done
+	for s in $SERVERS; do [ -n "${NA[$s]:-}" ] && echo "  ${NAME[$s]}: n/a: ${NA[$s]}"; done
+	echo
+	echo "Service targets (ringctx-objd, this run's figures):"
+	cat "$OUT/objd-targets.txt"
+} | tee "$TXT"
+exit 0
