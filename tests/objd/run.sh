@@ -139,7 +139,7 @@ check "chunked PUT: 411" [ "$c" = 411 ]
 tid=$(curl -sS -D - -o /dev/null -H 'X-Trace-ID: abc123' "$(U ranged)" | tr -d '\r' | sed -n 's/^X-Trace-ID: //p')
 check "X-Trace-ID echoed" [ "$tid" = abc123 ]
 check "/debug/stats is JSON with counters" sh -c "curl -sS '$(U debug/stats)' | grep -q '\"requests\":[1-9].*\"rings\":{\"submitted\"'"
-check "access log has a line per request with status and trace" grep -q '^GET /ranged 200 .* trace=abc123 cause=-$' "$T/main.log"
+check "access log has a line per request with status, trace id and X-Trace-ID" grep -Eq '^GET /ranged 200 .* trace=[0-9a-f]{32} xid=abc123 io=[0-9]+/[0-9]+/[0-9]+ cause=-$' "$T/main.log"
 
 # Path escapes.
 echo secret >"$T/secret"
