@@ -283,7 +283,8 @@ static int setup_workers(struct server *s)
 			return err;
 		/* File requests beyond the io-wq bound wait in the group's FIFO
 		 * (and end with their context at its deadline) rather than pile
-		 * up in io-wq's own queue. */
+		 * up in io-wq's own queue. The io-wq bound stays: without it
+		 * the kernel's default (4 per CPU) is soon all stuck. */
 		w->io = rctx_group_new(s->ctx, (int)s->o.io_workers);
 		if (!w->io)
 			return -ENOMEM;
