@@ -358,7 +358,21 @@ stuck_disk() {
 	[ $dump = yes ] || cat "$T/contexts"
 	check "stuck disk: /debug/contexts shows the tree (signal, connection, request) and the pending read" \
 		[ $dump = yes ]
+	# The client hangs up while its read is stuck: the request ends at
+	# once (not at its 20 s deadline), its I/O cancelled.
+	local ci0 gone=no
+	ci0=$(curl -sS --max-time 30 "$(U debug/stats)" | sed -n 's/.*"cancels_issued":\([0-9]*\).*/\1/p')
+	t0=$(date +%s)
 	kill "$gp" 2>/dev/null; wait "$gp" 2>/dev/null
+	for _ in $(seq 100); do
+		grep -q "^GET /$fsk/stuck 499 .* cause=client-gone\$" "$T/stuck.log" && { gone=yes; break; }
+		sleep 0.1
+	done
+	local ci1
+	ci1=$(curl -sS --max-time 30 "$(U debug/stats)" | sed -n 's/.*"cancels_issued":\([0-9]*\).*/\1/p')
+	check "stuck disk: client hang-up ends the stuck request before its deadline, cause=client-gone ($(($(date +%s) - t0)) s)" \
+		[ $gone = yes -a $(($(date +%s) - t0)) -lt 15 ]
+	check "... and cancels its kernel I/O (cancels_issued $ci0 -> $ci1)" [ -n "$ci0" -a "${ci1:-0}" -gt "${ci0:-0}" ]
 	# --max-inflight: stuck requests hold the slots, one more is 503.
 	local mport=$PORT mpid=$SPID
 	start maxinf "$(dirname "$T")" --timeout 30s --threads 1 --io-workers 48 --max-inflight 2
