@@ -590,7 +590,8 @@ static void copy_slice(char *dst, size_t cap, struct http_slice s)
 {
 	size_t n = s.n < cap - 1 ? s.n : cap - 1;
 
-	memcpy(dst, s.p, n);
+	if (n)			/* an absent header is { NULL, 0 } */
+		memcpy(dst, s.p, n);
 	dst[n] = '\0';
 }
 
