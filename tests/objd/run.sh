@@ -2,11 +2,15 @@
 # Description: ringctx-objd end to end with real clients (curl, and raw bytes
 # through bash's /dev/tcp): round trips with checksums, Range, the error
 # statuses and limits, path escapes, keep-alive and pipelining, a head that
-# trickles (408), a client that leaves mid-download, concurrent PUTs of one
-# key under GETs, kill -9 during a PUT, SIGTERM with a request in flight.
+# trickles (408), a client that leaves mid-download (its hang-up cancels its
+# I/O), concurrent PUTs of one key under GETs, kill -9 during a PUT, SIGTERM
+# with a request in flight (the signal context), grpc-timeout, traceparent
+# and X-Trace-ID, the access log's trace id and cause.
 # Every wait is bounded; nothing assumes a fast machine.
 # With a stuck disk (support/stuckfs, FUSE): 504 at the deadline while the
-# kernel still holds the read, other requests served meanwhile, threads bounded.
+# kernel still holds the read, other requests served meanwhile, threads bounded,
+# grpc-timeout shortening the deadline, /debug/contexts with a pending read,
+# a hang-up ending a stuck request, 503 beyond --max-inflight.
 # Usage: tests/objd/run.sh BUILD/ringctx-objd [BUILD/objd-stuckfs]
 set -u
 OBJD=$(readlink -f "$1")
