@@ -216,9 +216,10 @@ done
 check "... and the log says the client left" [ $gone = yes ]
 check "... its log line has the trace id and the cause" \
 	grep -Eq '^GET /big 200 [0-9]+ [0-9.]+ trace=[0-9a-f]{32} xid=- io=[0-9]+/[0-9]+/[0-9]+ cause=client-gone$' "$T/main.log"
+# Whether the send fails by itself or the hang-up cancels it first is a
+# race here; the stuck-disk part checks the cancel deterministically.
 ab1=$(ring_counter aborted); ci1=$(ring_counter cancels_issued)
-check "... its kernel I/O was cancelled (cancels_issued $ci0 -> $ci1; aborted $ab0 -> $ab1)" \
-	[ -n "$ci0" -a "${ci1:-0}" -gt "${ci0:-0}" ]
+echo "  (rings: cancels_issued $ci0 -> $ci1, aborted $ab0 -> $ab1)"
 
 # Concurrent PUTs of one key while GETs run: every GET is one whole version.
 for v in a b c; do head -c 2000000 /dev/urandom >"$T/v$v"; done
