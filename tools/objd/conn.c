@@ -48,8 +48,8 @@ void conn_put(struct conn *c)
 		c->next->prev = c->prev;
 	w->nconns--;
 	atomic_fetch_sub(&w->s->st.conns, 1);
+	rctx_release(c->ctx);	/* its hang-up watch first, then the fd */
 	close(c->fd);
-	rctx_release(c->ctx);
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -105,6 +105,16 @@ static void fop_cb(void *arg, int res, uint32_t flags)
 		return;
 	}
 	c->fop = NULL;
+	if (c->state == C_DEAD || rctx_err(c->ctx)) {
+		/* The client hung up (or the server is gone): nobody to
+		 * answer; whatever else of the request runs is cancelled. */
+		if (f->opens && res >= 0)
+			close(res);
+		free(f);
+		conn_abort(c, cancel_why(c));
+		conn_put(c);
+		return;
+	}
 	f->done(c, f, res);
 	conn_put(c);
 }
@@ -117,6 +127,9 @@ static void fop_cb(void *arg, int res, uint32_t flags)
  * never answers was seen to block the worker thread itself in io_uring_enter
  * (the file system does not honour IOCB_NOWAIT). The price: page-cache hits
  * also take an io-wq hop.
+ * Through the worker's group (rctx_group_submit), at most --io-workers at
+ * once: the ones beyond wait in the group's FIFO, not in io-wq's queue, and
+ * a waiting one ends with its request context (504 at the deadline).
  */
 int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 	       void (*done)(struct conn *, struct fop *, int))
@@ -125,11 +138,12 @@ int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 
 	f->done = done;
 	sqe->flags |= IOSQE_ASYNC;
-	err = conn_submit(c, c->req_ctx, sqe, fop_cb, f);
+	err = rctx_group_submit(c->w->io, c->w->ring, c->req_ctx, sqe, fop_cb, f);
 	if (err) {
 		free(f);
 		return err;
 	}
+	conn_get(c);
 	c->fop = f;
 	return 0;
 }
@@ -143,8 +157,9 @@ static void abandon_fop(struct conn *c)
 	c->fop = NULL;
 	f->c = NULL;
 	atomic_fetch_add(&c->w->s->st.abandoned, 1);
-	c->why = "abandoned-io";
-	if (c->head_sent) {
+	if (rctx_err(c->ctx)) {		/* the client hung up */
+		conn_abort(c, cancel_why(c));
+	} else if ((c->why = "abandoned-io", c->head_sent)) {
 		conn_abort(c, "deadline-mid-body");
 	} else {
 		c->keep_alive = c->keep_alive && c->req.method != HTTP_PUT;
@@ -160,7 +175,7 @@ static void dpoll_cb(void *arg, int res, uint32_t flags)
 	struct conn *c = p->c;
 
 	(void)flags;
-	if (!p->stale && res > 0 && c->fop && c->state == C_BUSY) {
+	if (!p->stale && c->fop && c->state == C_BUSY && (res > 0 || rctx_err(c->ctx))) {
 		c->poll = NULL;
 		abandon_fop(c);
 	} else if (c->poll == p) {
@@ -227,6 +242,26 @@ bool ctx_expired(rctx_t *ctx)
 	return rctx_deadline(ctx, &d) && d <= rctx_now();
 }
 
+/* Why the connection's request was cancelled, for the log. */
+const char *cancel_why(struct conn *c)
+{
+	static __thread char buf[32];
+	int cause = rctx_cause(c->ctx);
+	const char *name;
+
+	if (ctx_expired(c->req_ctx) || ctx_expired(c->resp_ctx))
+		return "deadline";
+	if (cause == -ECONNRESET)	/* rctx_with_hangup()'s */
+		return "client-gone";
+	if (rctx_err(c->w->s->ctx))
+		return "shutdown";
+	if (!cause)
+		return "cancelled";
+	name = strerrorname_np(-cause);
+	snprintf(buf, sizeof(buf), "%s", name ? name : "cancelled");
+	return buf;
+}
+
 int status_of_errno(struct conn *c, int res)
 {
 	switch (res) {
@@ -260,8 +295,7 @@ void conn_abort(struct conn *c, const char *why)
 	if (c->t0) {
 		if (!c->status)
 			c->status = 499;	/* nginx's "client closed request" */
-		log_request(c);
-		atomic_fetch_sub(&c->w->s->st.in_flight, 1);
+		request_end(c);
 	}
 	dpoll_disarm(c);
 	object_release(c, true);
@@ -306,7 +340,7 @@ const char *send_failure(struct conn *c)
 {
 	if (ctx_expired(c->req_ctx) || ctx_expired(c->resp_ctx))
 		return "deadline-send";
-	return rctx_err(c->ctx) ? "shutdown" : "client-gone";
+	return rctx_err(c->ctx) ? cancel_why(c) : "client-gone";
 }
 
 /* Send out[out_off..out_len) under the response context. */
@@ -386,6 +420,7 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *))
 {
 	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->trace) + body_len;
+	char tp[RCTX_TRACEPARENT_LEN + 1];
 	int n;
 
 	if (atomic_load(&c->w->s->draining))
@@ -400,6 +435,8 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		     extra ? extra : "", c->trace[0] ? "X-Trace-ID: " : "");
 	if (c->trace[0])
 		n += snprintf(c->out + n, cap - n, "%s\r\n", c->trace);
+	if (rctx_trace_format(&c->tp, tp, sizeof(tp)) > 0)
+		n += snprintf(c->out + n, cap - n, "traceparent: %s\r\n", tp);
 	if (status != 204 && status != 100)
 		n += snprintf(c->out + n, cap - n, "Content-Length: %llu\r\n",
 			      (unsigned long long)content_length);
@@ -476,15 +513,26 @@ static void linger(struct conn *c)
 		conn_abort(c, NULL);
 }
 
+/* The request ends (answered or not): log it, give back its counts. */
+void request_end(struct conn *c)
+{
+	struct server *s = c->w->s;
+
+	log_request(c);
+	atomic_fetch_sub(&s->st.in_flight, 1);
+	if (c->slot)
+		atomic_fetch_sub(&s->st.objects, 1);
+	c->slot = false;
+	c->t0 = 0;
+}
+
 /* The response is out: log, clean up, then the next request or close. */
 void conn_finish(struct conn *c)
 {
 	struct server *s = c->w->s;
 
-	log_request(c);
 	stats_status(s, c->status);
-	atomic_fetch_sub(&s->st.in_flight, 1);
-	c->t0 = 0;
+	request_end(c);
 	dpoll_disarm(c);
 	object_release(c, false);
 	rctx_release(c->req_ctx);
@@ -542,41 +590,127 @@ static void copy_slice(char *dst, size_t cap, struct http_slice s)
 {
 	size_t n = s.n < cap - 1 ? s.n : cap - 1;
 
-	memcpy(dst, s.p, n);
+	if (n)			/* an absent header is { NULL, 0 } */
+		memcpy(dst, s.p, n);
 	dst[n] = '\0';
 }
 
-/* The request's deadline: --timeout, or shorter from X-Request-Timeout (ms).
- * TODO(grpc-timeout): also rctx_grpc_timeout_parse() of a grpc-timeout
- * header here, once it exists. */
+/*
+ * The request's deadline (ns from now): --timeout, or what grpc-timeout (first)
+ * or X-Request-Timeout (ms) asks for, at most --max-timeout. Returns -1 for
+ * an invalid grpc-timeout (400); an invalid X-Request-Timeout is ignored.
+ */
 static int64_t request_timeout(struct conn *c)
 {
-	int64_t t = c->w->s->o.timeout_ns;
+	const struct objd_opts *o = &c->w->s->o;
+	int64_t t = o->timeout_ns, asked = -1;
 	struct http_slice v = c->req.timeout;
+	char buf[RCTX_GRPC_TIMEOUT_MAX];
 	uint64_t ms = 0;
 	size_t i;
 
-	for (i = 0; i < v.n && i < 12 && v.p[i] >= '0' && v.p[i] <= '9'; i++)
-		ms = ms * 10 + (v.p[i] - '0');
-	if (v.n && i == v.n && ms * 1000000 < (uint64_t)t)
-		t = ms * 1000000;
-	return t;
+	if (c->req.has_grpc_timeout) {
+		if (c->req.grpc_timeout.n >= sizeof(buf))
+			return -1;
+		copy_slice(buf, sizeof(buf), c->req.grpc_timeout);
+		if (rctx_grpc_timeout_parse(buf, &asked))
+			return -1;
+	} else if (v.n) {
+		for (i = 0; i < v.n && i < 12 && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+			ms = ms * 10 + (v.p[i] - '0');
+		if (i == v.n)
+			asked = (int64_t)(ms * 1000000);
+	}
+	if (asked >= 0)		/* RCTX_FOREVER: no deadline asked */
+		t = asked;
+	return t < o->max_timeout_ns ? t : o->max_timeout_ns;
+}
+
+/* 32 hex digits (either case) into 16 bytes; false if s is not that. */
+static bool hex_id(struct http_slice s, uint8_t id[16])
+{
+	bool nonzero = false;
+
+	if (s.n != 32)
+		return false;
+	for (size_t i = 0; i < 32; i++) {
+		char ch = s.p[i];
+		int d = ch >= '0' && ch <= '9' ? ch - '0' :
+			ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+			ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+
+		if (d < 0)
+			return false;
+		id[i / 2] = (i & 1) ? (id[i / 2] | d) : (uint8_t)(d << 4);
+		nonzero |= d != 0;
+	}
+	return nonzero;
+}
+
+/*
+ * The request's trace, as a value context under the connection: a child
+ * span of a valid traceparent; else a new trace (its id from an X-Trace-ID of
+ * 32 hex digits, else random) with a new span. c->tp is the server's span,
+ * echoed in the response's traceparent.
+ */
+static rctx_t *trace_ctx(struct conn *c)
+{
+	char buf[RCTX_TRACEPARENT_LEN + 8];
+	struct rctx_trace in;
+
+	if (c->req.traceparent.n && c->req.traceparent.n < sizeof(buf)) {
+		copy_slice(buf, sizeof(buf), c->req.traceparent);
+		if (!rctx_trace_parse(buf, &in) && !rctx_trace_child(&in, &c->tp))
+			return rctx_with_trace(c->ctx, &c->tp);
+	}
+	if (!hex_id(c->req.trace_id, c->tp.trace_id))
+		arc4random_buf(c->tp.trace_id, sizeof(c->tp.trace_id));
+	c->tp.flags = 1;	/* sampled */
+	do
+		arc4random_buf(c->tp.span_id, sizeof(c->tp.span_id));
+	while (!memcmp(c->tp.span_id, "\0\0\0\0\0\0\0\0", 8));
+	return rctx_with_trace(c->ctx, &c->tp);
+}
+
+/* One of --max-inflight for an object request; false: answer 503. */
+static bool take_slot(struct conn *c)
+{
+	struct server *s = c->w->s;
+
+	if (atomic_fetch_add(&s->st.objects, 1) >= s->o.max_inflight) {
+		atomic_fetch_sub(&s->st.objects, 1);
+		return false;
+	}
+	c->slot = true;
+	return true;
 }
 
 static void dispatch(struct conn *c)
 {
 	struct server *s = c->w->s;
+	int64_t timeout;
+	rctx_t *tctx;
 	int err;
 
 	copy_slice(c->method, sizeof(c->method), c->req.method_name);
 	copy_slice(c->path, sizeof(c->path), c->req.target);
-	/* TODO(trace): rctx_with_trace()/traceparent; X-Trace-ID is echoed for now. */
 	copy_slice(c->trace, sizeof(c->trace), c->req.trace_id);
 	for (char *p = c->trace; *p; p++)
 		if ((unsigned char)*p < ' ' || *p == 0x7f)
 			*p = '_';
 	c->keep_alive = c->req.keep_alive;
-	c->req_ctx = rctx_with_timeout(c->ctx, request_timeout(c));
+	tctx = trace_ctx(c);
+	timeout = request_timeout(c);
+	if (timeout < 0) {
+		rctx_unref(tctx);
+		c->why = "bad-grpc-timeout";
+		conn_error(c, 400);
+		return;
+	}
+	if (tctx)
+		c->req_ctx = timeout == RCTX_FOREVER ? rctx_with_cancel(tctx) :
+			     rctx_with_timeout(tctx, timeout);
+	rctx_unref(tctx);	/* the request context holds it */
 	if (!c->req_ctx) {
 		conn_error(c, 503);
 		return;
@@ -585,6 +719,13 @@ static void dispatch(struct conn *c)
 	if (c->req.method == HTTP_GET && c->loopback &&
 	    !strncmp(c->path, "/debug/", 7)) {
 		stats_serve(c);
+		return;
+	}
+	if (!take_slot(c)) {
+		c->why = "max-inflight";
+		if (c->req.has_length && c->req.content_length)
+			c->keep_alive = false;	/* a body we will not read */
+		conn_error(c, 503);
 		return;
 	}
 	err = key_from_target(c->req.target.p, c->req.target.n, c->key, sizeof(c->key));
@@ -662,6 +803,7 @@ static void next_request(struct conn *c)
 	c->why = NULL;
 	c->bytes_out = 0;
 	c->trace[0] = '\0';
+	memset(&c->tp, 0, sizeof(c->tp));
 	memset(&c->req, 0, sizeof(c->req));
 	c->hdr_ctx = rctx_with_timeout(c->ctx, w->s->o.header_timeout_ns);
 	if (!c->hdr_ctx) {
@@ -692,9 +834,9 @@ void conn_start(struct worker *w, int fd, bool loopback)
 	c->file_fd = c->dir_fd = c->tmp_fd = -1;
 	c->in_cap = 32768 + OBJD_CHUNK;
 	c->in = malloc(c->in_cap);
-	/* TODO(hangup): rctx_with_hangup(s->ctx, fd) here, so that a client's
-	 * hang-up cancels everything of the connection at once. */
-	c->ctx = rctx_with_cancel(s->ctx);
+	/* The client's hang-up ends the connection's context: every request
+	 * of it in the kernel is cancelled at once (cause -ECONNRESET). */
+	c->ctx = rctx_with_hangup(s->ctx, fd);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;

@@ -163,6 +163,11 @@ static int header(struct http_slice l, struct http_req *r)
 		r->timeout = v;
 	} else if (http_slice_eq(name, "x-trace-id")) {
 		r->trace_id = v;
+	} else if (http_slice_eq(name, "grpc-timeout")) {
+		r->grpc_timeout = v;
+		r->has_grpc_timeout = true;
+	} else if (http_slice_eq(name, "traceparent")) {
+		r->traceparent = v;
 	}
 	return 0;
 }

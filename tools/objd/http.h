@@ -33,6 +33,8 @@ struct http_req {
 	bool chunked;			/* Transfer-Encoding present */
 	bool expect_continue;
 	struct http_slice range, timeout, trace_id;
+	struct http_slice grpc_timeout, traceparent;
+	bool has_grpc_timeout;		/* even if empty (then invalid) */
 	size_t head_len;		/* bytes of the head, blank line included */
 };
 

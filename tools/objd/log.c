@@ -2,9 +2,15 @@
 /*
  * log.c - the access log: one line per request, written with one stdio call
  * (stdio's lock keeps the lines of the threads whole):
- *   METHOD PATH STATUS BYTES DURATION_MS trace=ID cause=WHY
+ *   METHOD PATH STATUS BYTES DURATION_MS trace=TRACEID xid=X-TRACE-ID
+ *   io=SUBMITTED/COMPLETED/ABORTED cause=WHY
  * PATH is the request target with control characters, spaces and '%'
- * escaped; cause is "-" for a request that ran to its end.
+ * escaped; TRACEID the request's 32 hex digit trace id ("-" before a
+ * request context exists); xid the X-Trace-ID sent, or "-". Duration and
+ * the io counters come from rctx_info() of the request context (from its
+ * creation to its end, or to now while it has not ended); cause is "-" for
+ * a request that ran to its end, else why it did not (client-gone,
+ * deadline, shutdown, an errno name...).
  */
 #include <errno.h>
 #include <string.h>
@@ -31,32 +37,49 @@ static void escape(const char *in, char *out, size_t cap)
 }
 
 /* Why the request ended early: the connection's reason, else its context's
- * cause. TODO(observability): add rctx_info() of the request context (its
- * requests submitted, completed, aborted) once it exists. */
-static const char *cause_of(struct conn *c)
+ * cause (info: rctx_info() of the request context). */
+static const char *cause_of(struct conn *c, const struct rctx_info *info)
 {
-	int cause;
-
 	if (c->why)
 		return c->why;
-	if (!c->req_ctx || !(cause = rctx_cause(c->req_ctx)))
+	if (!info->err)
 		return "-";
-	if (cause == -ETIMEDOUT)
+	if (info->cause == -ETIMEDOUT)
 		return "deadline";
-	if (rctx_err(c->w->s->ctx))
-		return "shutdown";
-	return "cancelled";
+	return cancel_why(c);
+}
+
+static void trace_hex(const struct rctx_trace *t, char out[33])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hex[t->trace_id[i] >> 4];
+		out[2 * i + 1] = hex[t->trace_id[i] & 15];
+	}
+	out[32] = '\0';
 }
 
 void log_request(struct conn *c)
 {
-	char path[3 * sizeof(c->path)];
+	char path[3 * sizeof(c->path)], tid[33] = "-", xid[3 * sizeof(c->trace)];
+	struct rctx_info info = { 0 };
 	FILE *f = c->w->s->log;
+	int64_t ns;
 
 	if (!f)
 		return;
 	escape(c->path[0] ? c->path : "-", path, sizeof(path));
-	fprintf(f, "%s %s %d %llu %.3f trace=%s cause=%s\n", c->method[0] ? c->method : "-",
-		path, c->status, (unsigned long long)c->bytes_out,
-		(rctx_now() - c->t0) / 1e6, c->trace[0] ? c->trace : "-", cause_of(c));
+	escape(c->trace[0] ? c->trace : "-", xid, sizeof(xid));
+	if (c->req_ctx && !rctx_info(c->req_ctx, &info)) {
+		ns = (info.done_ns ? info.done_ns : rctx_now()) - info.created_ns;
+		trace_hex(&c->tp, tid);
+	} else {
+		ns = rctx_now() - c->t0;
+	}
+	fprintf(f, "%s %s %d %llu %.3f trace=%s xid=%s io=%llu/%llu/%llu cause=%s\n",
+		c->method[0] ? c->method : "-", path, c->status,
+		(unsigned long long)c->bytes_out, ns / 1e6, tid, xid,
+		(unsigned long long)info.submitted, (unsigned long long)info.completed,
+		(unsigned long long)info.aborted, cause_of(c, &info));
 }

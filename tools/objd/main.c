@@ -6,8 +6,8 @@
  *   ringctx-objd [options] ROOT
  *
  * N worker threads, each with its own rctx_ring and its own listening socket
- * on the same address (SO_REUSEPORT), an accept always armed. SIGTERM or
- * SIGINT: stop accepting, let the requests in flight finish within --drain,
+ * on the same address (SO_REUSEPORT), an accept always armed under a signal
+ * context (rctx_with_signals). SIGTERM or SIGINT: stop accepting, let the requests in flight finish within --drain,
  * then cancel the server context (everything still running aborts) and exit 0.
  */
 #include <arpa/inet.h>
@@ -31,11 +31,15 @@ static void usage(FILE *f)
 		"  --listen ADDR:PORT     address (127.0.0.1:8080; port 0 picks one)\n"
 		"  --threads N            worker threads (one per online CPU)\n"
 		"  --timeout DUR          request deadline (30s)\n"
+		"  --max-timeout DUR      the longest a grpc-timeout or X-Request-Timeout\n"
+		"                         may ask for (--timeout)\n"
 		"  --header-timeout DUR   deadline for a request head; also the idle\n"
 		"                         keep-alive timeout (10s)\n"
 		"  --drain DUR            grace for requests in flight at SIGTERM (5s)\n"
 		"  --max-body BYTES       largest PUT body (1G)\n"
 		"  --max-conns N          connections, beyond which 503 (1024)\n"
+		"  --max-inflight N       object requests in flight, beyond which 503\n"
+		"                         with Retry-After (4096)\n"
 		"  --access-log FILE      access log (stderr); \"-\" for none\n"
 		"  --io-workers N         kernel io-wq workers per thread for file I/O\n"
 		"                         (64): the most a stuck disk can hold, each\n"
@@ -89,7 +93,8 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 		{ "timeout", 1, NULL, 'T' }, { "header-timeout", 1, NULL, 'H' },
 		{ "drain", 1, NULL, 'd' }, { "max-body", 1, NULL, 'b' },
 		{ "max-conns", 1, NULL, 'c' }, { "access-log", 1, NULL, 'a' },
-		{ "io-workers", 1, NULL, 'w' },
+		{ "io-workers", 1, NULL, 'w' }, { "max-timeout", 1, NULL, 'M' },
+		{ "max-inflight", 1, NULL, 'i' },
 		{ "help", 0, NULL, 'h' }, { 0 },
 	};
 	char *colon;
@@ -103,6 +108,8 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 	o->drain_ns = 5LL * 1000000000;
 	o->max_body = 1ULL << 30;
 	o->max_conns = 1024;
+	o->max_inflight = 4096;
+	o->max_timeout_ns = 0;	/* --timeout */
 	o->io_workers = 64;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
@@ -121,15 +128,19 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 		case 'c': o->max_conns = atoi(optarg); break;
 		case 'a': o->access_log = optarg; break;
 		case 'w': o->io_workers = (unsigned)atoi(optarg); break;
+		case 'M': if (parse_dur(optarg, &o->max_timeout_ns)) return -1; break;
+		case 'i': o->max_inflight = atoi(optarg); break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
 	}
 	if (optind != argc - 1 || o->threads < 1 || o->threads > 1024 ||
-	    o->max_conns < 1 || o->port < 0 || o->port > 65535 ||
+	    o->max_conns < 1 || o->max_inflight < 1 || o->port < 0 || o->port > 65535 ||
 	    o->io_workers < 1 || o->io_workers > 4096)
 		return -1;
 	o->root = argv[optind];
+	if (!o->max_timeout_ns)
+		o->max_timeout_ns = o->timeout_ns;
 	return 0;
 }
 
@@ -233,10 +244,14 @@ static void *worker_main(void *arg)
 	if (rctx_ring_pending(w->ring)) {
 		fprintf(stderr, "ringctx-objd: worker %d: %u requests still held by the kernel\n",
 			w->idx, rctx_ring_pending(w->ring));
+		rctx_group_free(w->io);	/* its requests keep what they need */
+		w->io = NULL;
 		return NULL;
 	}
 	rctx_ring_destroy(w->ring);
 	w->ring = NULL;
+	rctx_group_free(w->io);
+	w->io = NULL;
 	return NULL;
 }
 
@@ -266,6 +281,13 @@ static int setup_workers(struct server *s)
 		err = rctx_ring_create(&w->ring, 1024);
 		if (err)
 			return err;
+		/* File requests beyond the io-wq bound wait in the group's FIFO
+		 * (and end with their context at its deadline) rather than pile
+		 * up in io-wq's own queue. The io-wq bound stays: without it
+		 * the kernel's default (4 per CPU) is soon all stuck. */
+		w->io = rctx_group_new(s->ctx, (int)s->o.io_workers);
+		if (!w->io)
+			return -ENOMEM;
 		io_uring_register_iowq_max_workers(rctx_ring_uring(w->ring), iowq);
 	}
 	s->o.port = port;
@@ -274,20 +296,17 @@ static int setup_workers(struct server *s)
 
 /* ---- shutdown ----------------------------------------------------------- */
 
-/* Wait for a signal, stop accepting, drain, then cancel what is left.
- * TODO(signals): with rctx_with_signals(), `accepting` becomes a signal
- * context (SIGTERM, SIGINT) under the server context and this thread
- * waits on it with rctx_wait() instead of sigwait(). */
-static void run_until_signal(struct server *s, const sigset_t *set)
+/* Wait until the signal context `accepting` ends (SIGTERM, SIGINT: the
+ * accepts end with it), drain, then cancel what is left. */
+static void run_until_signal(struct server *s)
 {
 	struct timespec until;
-	int sig;
 
-	while (sigwait(set, &sig))
+	while (rctx_wait(s->accepting, RCTX_FOREVER))
 		;
-	fprintf(stderr, "ringctx-objd: signal %d: draining\n", sig);
+	fprintf(stderr, "ringctx-objd: signal %d: draining\n",
+		rctx_cause_signal(rctx_cause(s->accepting)));
 	atomic_store(&s->draining, true);
-	rctx_cancel(s->accepting);
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += s->o.drain_ns / 1000000000;
 	until.tv_nsec += s->o.drain_ns % 1000000000;
@@ -307,6 +326,7 @@ static void run_until_signal(struct server *s, const sigset_t *set)
 int main(int argc, char **argv)
 {
 	struct server *s = &objd;
+	static const int sigs[] = { SIGTERM, SIGINT };
 	sigset_t set;
 	int err;
 
@@ -328,13 +348,15 @@ int main(int argc, char **argv)
 		perror(s->o.root);
 		return 1;
 	}
+	/* The threads block SIGTERM and SIGINT: the library's runtime thread
+	 * takes them for the signal context. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	s->ctx = rctx_with_cancel(rctx_background());
-	s->accepting = s->ctx ? rctx_with_cancel(s->ctx) : NULL;
+	s->accepting = s->ctx ? rctx_with_signals(s->ctx, sigs, 2) : NULL;
 	if (!s->accepting) {
 		fprintf(stderr, "ringctx-objd: out of memory\n");
 		return 1;
@@ -353,7 +375,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	run_until_signal(s, &set);
+	run_until_signal(s);
 	rctx_release(s->accepting);
 	rctx_release(s->ctx);
 	close(s->root_fd);

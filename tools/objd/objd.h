@@ -3,10 +3,12 @@
  * objd.h - ringctx-objd: an HTTP/1.1 object server over a directory, on
  * ringctx's public API. The structures the files of tools/objd/ share.
  *
- * Contexts: server (cancelled at the end of the drain) > accepting
- * (cancelled by SIGTERM/SIGINT: stops the accepts) ; server > connection >
- * header (--header-timeout) and request (--timeout, X-Request-Timeout) >
- * every recv, send and file request of that request.
+ * Contexts: server (cancelled at the end of the drain) > accepting (a
+ * signal context: SIGTERM/SIGINT end it and stop the accepts) ; server >
+ * connection (a hang-up context: the client's hang-up ends it) > header
+ * (--header-timeout) and trace (the request's traceparent) > request
+ * (--timeout, shortened by grpc-timeout or X-Request-Timeout, at most
+ * --max-timeout) > every recv, send and file request of that request.
  */
 #ifndef OBJD_H
 #define OBJD_H
@@ -29,10 +31,12 @@ struct objd_opts {
 	int port;
 	int threads;
 	int64_t timeout_ns;
+	int64_t max_timeout_ns;		/* what a request may ask for */
 	int64_t header_timeout_ns;
 	int64_t drain_ns;
 	uint64_t max_body;
 	int max_conns;
+	int max_inflight;		/* object requests, else 503 */
 	unsigned io_workers;
 	const char *root;
 	const char *access_log;
@@ -43,6 +47,7 @@ struct objd_stats {
 	atomic_ullong by_status[600];
 	atomic_ullong bytes_in, bytes_out;
 	atomic_llong in_flight;
+	atomic_llong objects;		/* object requests holding a slot */
 	atomic_llong conns;
 	atomic_ullong abandoned;	/* file requests left to a stuck kernel */
 };
@@ -53,7 +58,7 @@ struct server {
 	struct objd_opts o;
 	int root_fd;
 	rctx_t *ctx;		/* everything: cancelled after the drain */
-	rctx_t *accepting;	/* the accepts: cancelled by SIGTERM/SIGINT */
+	rctx_t *accepting;	/* the accepts: ended by SIGTERM/SIGINT */
 	atomic_bool draining;
 	FILE *log;
 	struct objd_stats st;
@@ -66,6 +71,7 @@ struct worker {
 	struct server *s;
 	int idx;
 	rctx_ring_t *ring;
+	rctx_group_t *io;	/* file requests: at most --io-workers at once */
 	int lfd;
 	bool accepting;
 	struct conn *conns;	/* doubly linked */
@@ -116,7 +122,9 @@ struct conn {
 	struct http_req req;
 	char key[OBJD_KEY_MAX];
 	const char *dir, *base;
-	char method[16], path[256], trace[80];
+	char method[16], path[256], trace[80];	/* trace: X-Trace-ID */
+	struct rctx_trace tp;	/* the request's trace (traceparent) */
+	bool slot;		/* holds one of --max-inflight */
 	int64_t t0;
 	bool keep_alive, head_sent;
 	int status;
@@ -152,6 +160,8 @@ int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 void close_async(struct worker *w, int fd);
 int status_of_errno(struct conn *c, int res);
 bool ctx_expired(rctx_t *ctx);
+const char *cancel_why(struct conn *c);
+void request_end(struct conn *c);
 const char *send_failure(struct conn *c);
 
 /* object.c */

@@ -140,7 +140,7 @@ static void get_read(struct conn *c, struct fop *f, int res)
 		free(f);
 		conn_abort(c, res == 0 ? "file-shrank" :
 			   ctx_expired(c->req_ctx) ? "deadline-mid-body" :
-			   rctx_err(c->ctx) ? "shutdown" : "read-failed");
+			   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
 		return;
 	}
 	f->len = res;
@@ -304,6 +304,8 @@ static void recv_body_cb(void *arg, int res, uint32_t flags)
 		goto out;
 	if (res == 0 || (res < 0 && res != -ETIMEDOUT && res != -ECANCELED)) {
 		conn_abort(c, "client-gone");
+	} else if (res < 0 && rctx_err(c->ctx)) {
+		conn_abort(c, cancel_why(c));	/* hang-up, shutdown */
 	} else if (res < 0) {
 		c->why = "deadline-body";
 		fail(c, status_of_errno(c, res));
