@@ -2,6 +2,8 @@
 # Run Criterion test binaries, each under a hard time limit, and print one
 # closing line "<flavour>: N passed, N failed, N skipped".
 # Usage: scripts/run-tests.sh FLAVOUR BINARY...
+# (--verbose: Criterion names a skipped test and its reason only then; the
+# log is shown only for a failed binary, skips are always listed.)
 # FLAVOUR "valgrind" runs each binary under valgrind's memcheck.
 set -u
 flavour=$1; shift
@@ -17,8 +19,8 @@ for t in "$@"; do
 		set -- timeout -k 5 "$limit" valgrind -q --trace-children=yes \
 			--log-file="$vglog/vg.%p" --error-exitcode=99 \
 			--leak-check=full --errors-for-leak-kinds=definite \
-			--show-leak-kinds=definite "$t" --jobs=2 ;;
-	*)        set -- timeout -k 5 "$limit" "$t" --jobs=2 ;;
+			--show-leak-kinds=definite "$t" --jobs=2 --verbose ;;
+	*)        set -- timeout -k 5 "$limit" "$t" --jobs=2 --verbose ;;
 	esac
 	t0=$(date +%s)
 	"$@" >"$log" 2>&1

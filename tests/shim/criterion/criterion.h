@@ -127,7 +127,7 @@ int main(int argc, char **argv)
 		tested++;
 		if (WIFEXITED(status) && WEXITSTATUS(status) == CRS_SKIP_CODE) {
 			tested--;
-			fprintf(stderr, "[SKIP] %s::%s\n", t->suite, t->name);
+			fprintf(stderr, "[----] %s::%s skipped\n", t->suite, t->name);
 		} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			passed++;
 		} else if (WIFEXITED(status)) {
