@@ -133,7 +133,7 @@ static void bench_submit(void)
 	static const struct { const char *name; int limit; bool cancellable; } cases[] = {
 		{ "submit/limit=64", 64, false },
 		{ "submit/limit=8", 8, false },
-		{ "submit/limit=8,cancellable", 8, true },
+		{ "submit/limit=8/cancellable", 8, true },
 	};
 	struct nops plain = { 0 }, grp = { 0 };
 	int ret = rctx_ring_create(&plain.ring, 256);
