@@ -33,16 +33,6 @@ check() { # check NAME COMMAND...: passes if COMMAND succeeds
 	if "$@"; then ok "$name"; else bad "$name"; fi
 }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-# known NAME COMMAND...: a check of an open problem (tools/objd/README.md,
-# "Not done"): a failure is counted as skipped and says so, unless
-# OBJD_STRICT=1, which makes it a failure.
-known() {
-	local name=$1; shift
-	if "$@"; then ok "$name"
-	elif [ "${OBJD_STRICT:-0}" = 1 ]; then bad "$name"
-	else skip=$((skip + 1)); echo "  SKIP (known open problem, OBJD_STRICT=1 to fail): $name"
-	fi
-}
 
 # start NAME ROOT ARGS...: run a server, set PORT and SPID.
 start() {
@@ -332,11 +322,11 @@ stuck_disk() {
 		[ $wait_codes = yes -a $(($(date +%s) - t0)) -lt 25 ]
 	OUT=$T/plain.got c=$(code "$(U "$tk/plain")")
 	[ "$c" = 200 ] || { tail -3 "$T/stuck.log"; ls /proc/$SPID/task | wc -l; }
-	known "stuck disk: other files served meanwhile" [ "$c" = 200 -a "$(sha "$T/plain.got")" = "$(sha "$T/plain")" ]
+	check "stuck disk: other files served meanwhile" [ "$c" = 200 -a "$(sha "$T/plain.got")" = "$(sha "$T/plain")" ]
 	c=$(curl -sS -o /dev/null -o /dev/null -w '%{http_code} %{num_connects} ' --max-time 30 \
 		-H 'X-Request-Timeout: 1000' "$(U "$fsk/stuck")" "$(U "$tk/plain")")
 	[ "$c" = "504 1 200 0 " ] || echo "got: $c"
-	known "stuck disk: 504 then 200 on one kept-alive connection" [ "$c" = "504 1 200 0 " ]
+	check "stuck disk: 504 then 200 on one kept-alive connection" [ "$c" = "504 1 200 0 " ]
 	th=$(ls "/proc/$SPID/task" | wc -l)
 	# main + 1 worker + the runtime thread + io-wq (48 bounded + 4 unbounded).
 	check "stuck disk: $th threads with 11 stuck reads (bound: 55)" [ "$th" -le 55 ]

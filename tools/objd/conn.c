@@ -131,13 +131,12 @@ static void fop_cb(void *arg, int res, uint32_t flags)
  * once: the ones beyond wait in the group's FIFO, not in io-wq's queue, and
  * a waiting one ends with its request context (504 at the deadline).
  */
-int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-	       void (*done)(struct conn *, struct fop *, int))
+static int fop_send(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
+		    void (*done)(struct conn *, struct fop *, int))
 {
 	int err;
 
 	f->done = done;
-	sqe->flags |= IOSQE_ASYNC;
 	err = rctx_group_submit(c->w->io, c->w->ring, c->req_ctx, sqe, fop_cb, f);
 	if (err) {
 		free(f);
@@ -146,6 +145,22 @@ int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 	conn_get(c);
 	c->fop = f;
 	return 0;
+}
+
+int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
+	       void (*done)(struct conn *, struct fop *, int))
+{
+	sqe->flags |= IOSQE_ASYNC;
+	return fop_send(c, f, sqe, done);
+}
+
+/* A read of a file on a mount that honours IOCB_NOWAIT (mounts.c): io_uring
+ * tries it inline, a page-cache hit costs no io-wq hop, and a miss goes on
+ * asynchronously without blocking this thread. */
+int fop_submit_nowait(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
+		      void (*done)(struct conn *, struct fop *, int))
+{
+	return fop_send(c, f, sqe, done);
 }
 
 /* The deadline fired while a file request is still in the kernel: leave it

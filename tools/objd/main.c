@@ -347,6 +347,7 @@ int main(int argc, char **argv)
 	}
 	if (s->log)
 		setvbuf(s->log, NULL, _IOLBF, 0);
+	mounts_init();
 	s->root_fd = open(s->o.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s->root_fd < 0) {
 		perror(s->o.root);

@@ -131,6 +131,7 @@ struct conn {
 	const char *why;
 	uint64_t bytes_out, body_left, off, last, size;
 	int file_fd, dir_fd, tmp_fd;
+	bool file_nowait;	/* on a mount that honours IOCB_NOWAIT */
 	char tmpname[64];
 	bool existed;
 	int get_status;		/* a GET's 200 or 206, sent with its first bytes */
@@ -157,6 +158,12 @@ void conn_abort(struct conn *c, const char *why);
 struct fop *fop_new(struct conn *c, size_t bufsize);
 int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 	       void (*done)(struct conn *, struct fop *, int));
+int fop_submit_nowait(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
+		      void (*done)(struct conn *, struct fop *, int));
+
+/* mounts.c */
+void mounts_init(void);
+bool mount_nowait(uint64_t mnt_id);
 void close_async(struct worker *w, int fd);
 int status_of_errno(struct conn *c, int res);
 bool ctx_expired(rctx_t *ctx);

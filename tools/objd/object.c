@@ -65,8 +65,8 @@ static void submit_statx(struct conn *c, int dirfd, const char *path, int flags,
 
 	if (f) {
 		snprintf(f->path, sizeof(f->path), "%s", path);
-		io_uring_prep_statx(&sqe, dirfd, f->path, flags, STATX_TYPE | STATX_SIZE,
-				    &f->stx);
+		io_uring_prep_statx(&sqe, dirfd, f->path, flags,
+				    STATX_TYPE | STATX_SIZE | STATX_MNT_ID, &f->stx);
 	}
 	submit_or_fail(c, f, &sqe, done);
 }
@@ -169,7 +169,7 @@ static void get_next(struct conn *c)
 		n = OBJD_CHUNK;
 	f = fop_new(c, OBJD_CHUNK);
 	if (!f || (io_uring_prep_read(&sqe, c->file_fd, f->buf, n, c->off),
-		   fop_submit(c, f, &sqe, get_read))) {
+		   (c->file_nowait ? fop_submit_nowait : fop_submit)(c, f, &sqe, get_read))) {
 		if (c->head_sent)
 			conn_abort(c, "submit");
 		else
@@ -189,6 +189,7 @@ static void get_statted(struct conn *c, struct fop *f, int res)
 		return;
 	}
 	c->size = f->stx.stx_size;
+	c->file_nowait = (f->stx.stx_mask & STATX_MNT_ID) && mount_nowait(f->stx.stx_mnt_id);
 	free(f);
 	r = http_range(c->req.range, c->size, &first, &last);
 	if (r < 0) {
