@@ -1055,8 +1055,15 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 		/* Completions (or an overflow to flush) first; sleep only if
 		 * there are none. */
 		n = reap(ring);
-		if (n == 0 && !io_uring_cq_ready(&ring->ring))
-			ret = rctx__wait_cqe(&ring->ring, abs_deadline);
+		if (n == 0 && !io_uring_cq_ready(&ring->ring)) {
+			/* Reaping may have re-armed the wake-up read or issued
+			 * cancels: they must reach the kernel before we sleep,
+			 * or a cancel from another thread cannot wake us. */
+			if (io_uring_sq_ready(&ring->ring))
+				ret = ring_submit(ring);
+			if (ret >= 0 && !io_uring_cq_ready(&ring->ring))
+				ret = rctx__wait_cqe(&ring->ring, abs_deadline);
+		}
 	}
 	/* After any sleep: what the callbacks below submit is stamped now. */
 	ring_clock(ring);

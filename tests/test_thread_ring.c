@@ -476,3 +476,90 @@ Test(thread_ring, submit_during_a_cancel_gets_the_final_error)
 		rctx_release(kids[i]);
 	rctx_release(e.root);
 }
+
+/*
+ * Cancels from another thread that land while the owner is between its
+ * submit and its sleep: the owner reaps the wake-up, which re-arms the
+ * wake-up read and issues the cancels, and must send both before it
+ * sleeps; otherwise it sleeps until its deadline with the cancels unsent.
+ * Each run below has a deadline far away: reaching it means a cancel was
+ * lost. Many cancels, one at a time, keep wake-ups landing at every point
+ * of the owner's loop.
+ */
+enum { LATE_N = 64 };
+
+struct late_cancel {
+	rctx_t *ctx[LATE_N];
+	atomic_int round, done_round;
+};
+
+static void *cancel_one_by_one(void *arg)
+{
+	struct late_cancel *l = arg;
+	int seen = 0, r;
+
+	while ((r = atomic_load(&l->round)) >= 0) {
+		if (r == seen) {
+			sched_yield();
+			continue;
+		}
+		for (int i = 0; i < LATE_N; i++) {
+			rctx_cancel(l->ctx[i]);
+			for (volatile int k = 0; k < 200; k++)
+				;
+		}
+		seen = r;
+		atomic_store(&l->done_round, r);
+	}
+	return NULL;
+}
+
+Test(thread_ring, cancel_between_submit_and_sleep_is_not_lost)
+{
+	static struct late_cancel l;
+	static struct done_rec d[LATE_N];
+	static char buf[LATE_N];
+	long rounds = th_scaled(300);
+	rctx_ring_t *ring;
+	struct io_uring_sqe sqe;
+	pthread_t t;
+	int p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(rctx_ring_create(&ring, 256), 0);
+	atomic_store(&l.round, 0);
+	cr_assert_eq(pthread_create(&t, NULL, cancel_one_by_one, &l), 0);
+	for (int r = 1; r <= rounds; r++) {
+		int calls = 0;
+
+		for (int i = 0; i < LATE_N; i++) {
+			l.ctx[i] = rctx_with_cancel(rctx_background());
+			memset(&d[i], 0, sizeof(d[i]));
+			io_uring_prep_read(&sqe, p[0], &buf[i], 1, 0);
+			sub(ring, l.ctx[i], &sqe, &d[i]);
+		}
+		cr_assert_geq(rctx_ring_flush(ring), 0);
+		atomic_store(&l.round, r); /* the other thread cancels them now */
+		while (calls < LATE_N) {
+			int64_t deadline = rctx_now() + (int64_t)TH_PATIENCE_MS * 1000000;
+			int n = rctx_ring_run(ring, deadline);
+
+			cr_assert_geq(n, 0);
+			calls += n;
+			cr_assert_lt(rctx_now(), deadline, "round %d: %d of %d callbacks, "
+				     "the run slept to its deadline: a cancel was lost",
+				     r, calls, LATE_N);
+		}
+		while (atomic_load(&l.done_round) != r)
+			sched_yield();
+		for (int i = 0; i < LATE_N; i++) {
+			cr_assert_eq(d[i].res, -ECANCELED);
+			rctx_release(l.ctx[i]);
+		}
+	}
+	atomic_store(&l.round, -1);
+	pthread_join(t, NULL);
+	rctx_ring_destroy(ring);
+	close(p[0]);
+	close(p[1]);
+}
