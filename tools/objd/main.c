@@ -332,6 +332,7 @@ int main(int argc, char **argv)
 	struct server *s = &objd;
 	static const int sigs[] = { SIGTERM, SIGINT };
 	sigset_t set;
+	struct statx rootx;
 	int err;
 
 	if (parse_opts(argc, argv, &s->o)) {
@@ -353,6 +354,9 @@ int main(int argc, char **argv)
 		perror(s->o.root);
 		return 1;
 	}
+	if (!statx(s->root_fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &rootx) &&
+	    (rootx.stx_mask & STATX_MNT_ID))
+		s->root_nowait = mount_nowait(rootx.stx_mnt_id);
 	/* The threads block SIGTERM and SIGINT: the library's runtime thread
 	 * takes them for the signal context. */
 	sigemptyset(&set);

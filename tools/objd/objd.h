@@ -57,6 +57,7 @@ struct worker;
 struct server {
 	struct objd_opts o;
 	int root_fd;
+	bool root_nowait;	/* the root's mount honours IOCB_NOWAIT */
 	rctx_t *ctx;		/* everything: cancelled after the drain */
 	rctx_t *accepting;	/* the accepts: ended by SIGTERM/SIGINT */
 	atomic_bool draining;

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "objd.h"
 
 #define RESOLVE_OBJD (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
@@ -177,20 +179,13 @@ static void get_next(struct conn *c)
 	}
 }
 
-static void get_statted(struct conn *c, struct fop *f, int res)
+/* The object is open (c->file_fd) and c->size known: answer. */
+static void get_sized(struct conn *c)
 {
 	uint64_t first = 0, last = 0;
 	char extra[160];
 	int r;
 
-	if (res < 0 || !S_ISREG(f->stx.stx_mode)) {
-		free(f);
-		fail(c, res < 0 ? status_of_errno(c, res) : 404);
-		return;
-	}
-	c->size = f->stx.stx_size;
-	c->file_nowait = (f->stx.stx_mask & STATX_MNT_ID) && mount_nowait(f->stx.stx_mnt_id);
-	free(f);
 	r = http_range(c->req.range, c->size, &first, &last);
 	if (r < 0) {
 		snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
@@ -217,6 +212,19 @@ static void get_statted(struct conn *c, struct fop *f, int res)
 		get_next(c);
 }
 
+static void get_statted(struct conn *c, struct fop *f, int res)
+{
+	if (res < 0 || !S_ISREG(f->stx.stx_mode)) {
+		free(f);
+		fail(c, res < 0 ? status_of_errno(c, res) : 404);
+		return;
+	}
+	c->size = f->stx.stx_size;
+	c->file_nowait = (f->stx.stx_mask & STATX_MNT_ID) && mount_nowait(f->stx.stx_mnt_id);
+	free(f);
+	get_sized(c);
+}
+
 static void get_opened(struct conn *c, struct fop *f, int res)
 {
 	free(f);
@@ -228,9 +236,65 @@ static void get_opened(struct conn *c, struct fop *f, int res)
 	submit_statx(c, res, "", AT_EMPTY_PATH, get_statted);
 }
 
+/*
+ * The fast open's completion. -EXDEV: the path leaves the root's mount (or
+ * the root): open it the usual way, on io-wq, which also gives the usual
+ * answer to an escape. Otherwise the file is on the root's mount, which
+ * honours IOCB_NOWAIT: a local file system, whose fstat() of an open file
+ * does no disk I/O, and whose reads are tried inline.
+ */
+static void get_opened_here(struct conn *c, struct fop *f, int res)
+{
+	struct stat st;
+
+	free(f);
+	if (res == -EXDEV) {
+		submit_open(c, c->w->s->root_fd, c->key, O_RDONLY, 0, get_opened);
+		return;
+	}
+	if (res < 0) {
+		fail(c, status_of_errno(c, res));
+		return;
+	}
+	c->file_fd = res;
+	if (fstat(res, &st) || !S_ISREG(st.st_mode)) {
+		fail(c, 404);
+		return;
+	}
+	c->size = (uint64_t)st.st_size;
+	c->file_nowait = true;
+	get_sized(c);
+}
+
+/*
+ * On a root whose mount honours IOCB_NOWAIT, the open is first tried inline
+ * (no io-wq hop; io_uring looks the path up in the dentry cache only, and
+ * goes to io-wq itself when it must wait) and confined to that mount
+ * (RESOLVE_NO_XDEV), so that it can never reach a FUSE or network mount
+ * inside the root, whose open could block this thread.
+ */
 void object_get(struct conn *c)
 {
-	submit_open(c, c->w->s->root_fd, c->key, O_RDONLY, 0, get_opened);
+	struct server *s = c->w->s;
+	struct io_uring_sqe sqe = { 0 };
+	struct fop *f;
+
+	if (!s->root_nowait) {
+		submit_open(c, s->root_fd, c->key, O_RDONLY, 0, get_opened);
+		return;
+	}
+	f = fop_new(c, 0);
+	if (!f) {
+		fail(c, 503);
+		return;
+	}
+	snprintf(f->path, sizeof(f->path), "%s", c->key);
+	f->opens = true;
+	f->how.flags = O_RDONLY | O_CLOEXEC;
+	f->how.resolve = RESOLVE_OBJD | RESOLVE_NO_XDEV;
+	io_uring_prep_openat2(&sqe, s->root_fd, f->path, &f->how);
+	if (fop_submit_nowait(c, f, &sqe, get_opened_here))
+		fail(c, 503);
 }
 
 /* ---- PUT ---------------------------------------------------------------- */
