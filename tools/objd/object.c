@@ -21,8 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sys/stat.h>
-
 #include "objd.h"
 
 #define RESOLVE_OBJD (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)
@@ -236,34 +234,17 @@ static void get_opened(struct conn *c, struct fop *f, int res)
 	submit_statx(c, res, "", AT_EMPTY_PATH, get_statted);
 }
 
-/*
- * The fast open's completion. -EXDEV: the path leaves the root's mount (or
- * the root): open it the usual way, on io-wq, which also gives the usual
- * answer to an escape. Otherwise the file is on the root's mount, which
- * honours IOCB_NOWAIT: a local file system, whose fstat() of an open file
- * does no disk I/O, and whose reads are tried inline.
- */
+/* The inline open's completion. -EXDEV: the path leaves the root's mount
+ * (or the root): open it the usual way, on io-wq, which also gives the
+ * usual answer to an escape. */
 static void get_opened_here(struct conn *c, struct fop *f, int res)
 {
-	struct stat st;
-
-	free(f);
 	if (res == -EXDEV) {
+		free(f);
 		submit_open(c, c->w->s->root_fd, c->key, O_RDONLY, 0, get_opened);
 		return;
 	}
-	if (res < 0) {
-		fail(c, status_of_errno(c, res));
-		return;
-	}
-	c->file_fd = res;
-	if (fstat(res, &st) || !S_ISREG(st.st_mode)) {
-		fail(c, 404);
-		return;
-	}
-	c->size = (uint64_t)st.st_size;
-	c->file_nowait = true;
-	get_sized(c);
+	get_opened(c, f, res);
 }
 
 /*
