@@ -147,7 +147,7 @@ int main(void)
 	       rctx_cause_signal(cause), inflight);
 	close(lfd);
 
-	drain(2000 * MS);
+	drain(5000 * MS);
 	printf("drain over: %d finished, %d still in flight: cancelling them\n",
 	       finished, inflight);
 	rctx_cancel(work);
