@@ -82,6 +82,7 @@ struct cache {
 /* Home slots; slot 0 means "no home". */
 static struct home {
 	_Atomic(struct free_obj *) back[POOL_CLASSES]; /* sent home */
+	_Atomic uint32_t nback[POOL_CLASSES];          /* at most POOL_HOME_MAX */
 	_Atomic bool used;
 } homes[POOL_HOMES];
 
@@ -93,9 +94,12 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 #endif
 
 #ifndef POOL_OFF
-static void free_list(struct free_obj *o, size_t size)
+/* Returns how many it freed. */
+static unsigned free_list(struct free_obj *o, size_t size)
 {
-	while (o) {
+	unsigned n = 0;
+
+	for (; o; n++) {
 		struct free_obj *next;
 
 		unpoison(o, size);
@@ -103,6 +107,7 @@ static void free_list(struct free_obj *o, size_t size)
 		free(o);
 		o = next;
 	}
+	return n;
 }
 
 /* Thread exit: everything cached, and everything sent home, to malloc. */
@@ -119,8 +124,10 @@ static void cache_drain(void *unused)
 	if (tc.home) {
 		atomic_store_explicit(&h->used, false, memory_order_release);
 		for (unsigned i = 0; i < POOL_CLASSES; i++)
-			free_list(atomic_exchange_explicit(&h->back[i], NULL,
-				memory_order_acquire), (i + 1) * POOL_QUANTUM);
+			atomic_fetch_sub_explicit(&h->nback[i],
+				free_list(atomic_exchange_explicit(&h->back[i], NULL,
+					memory_order_acquire), (i + 1) * POOL_QUANTUM),
+				memory_order_relaxed);
 	}
 	tc.home = 0;
 	tc.state = CACHE_OFF;
@@ -176,6 +183,8 @@ static struct free_obj *take_back(unsigned i)
 	o = atomic_exchange_explicit(&homes[tc.home].back[i], NULL, memory_order_acquire);
 	for (p = o; p; p = p->next)
 		n++;
+	/* Counted before each push: never below what was taken. */
+	atomic_fetch_sub_explicit(&homes[tc.home].nback[i], n, memory_order_relaxed);
 	tc.head[i] = o;
 	tc.n[i] = (uint16_t)(n < UINT16_MAX ? n : UINT16_MAX);
 	return o;
@@ -201,7 +210,8 @@ void *rctx__pool_get(size_t size, uint8_t cls, uint8_t *home)
 	return rctx__malloc(size);
 }
 
-/* Push p on its home's stack; false if the home is gone. */
+/* Push p on its home's stack; false if the home is gone or holds
+ * POOL_HOME_MAX objects of the class already. */
 static bool send_home(struct free_obj *o, unsigned i, uint8_t home)
 {
 	struct home *h = &homes[home];
@@ -209,6 +219,10 @@ static bool send_home(struct free_obj *o, unsigned i, uint8_t home)
 
 	if (!atomic_load_explicit(&h->used, memory_order_acquire))
 		return false;
+	if (atomic_fetch_add_explicit(&h->nback[i], 1, memory_order_relaxed) >= POOL_HOME_MAX) {
+		atomic_fetch_sub_explicit(&h->nback[i], 1, memory_order_relaxed);
+		return false; /* full: the freeing thread keeps it or frees it */
+	}
 	top = atomic_load_explicit(&h->back[i], memory_order_relaxed);
 	do
 		o->next = top;

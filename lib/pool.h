@@ -9,10 +9,11 @@
  * allocated it. Freed on its home thread, it joins that thread's cache (at
  * most POOL_DEPTH per class; beyond, free()). Freed on another thread (a
  * deadline context's last reference is often dropped by the runtime
- * thread), it is pushed back to its home, which takes all of them back at
- * once when its cache runs empty: memory that goes home stays bounded by
- * what the home thread once had live. When a thread exits, its cache and
- * what was sent home to it go back to malloc.
+ * thread), it is pushed back to its home (at most POOL_HOME_MAX per class
+ * wait there; beyond, it stays with the thread that freed it, or goes to
+ * free()), which takes all of them back at once when its cache runs empty.
+ * When a thread exits, its cache and what was sent home to it go back to
+ * malloc.
  */
 #ifndef RINGCTX_POOL_H
 #define RINGCTX_POOL_H
@@ -23,6 +24,7 @@
 #define POOL_QUANTUM 64
 #define POOL_CLASSES 4
 #define POOL_DEPTH 256
+#define POOL_HOME_MAX 4096 /* objects per class waiting at their home */
 #define POOL_HOMES 256 /* threads with a home slot at once; others: no home */
 
 /* The class of an object of size bytes: 1..POOL_CLASSES, or 0 (malloc). */
