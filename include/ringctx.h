@@ -450,7 +450,12 @@ int rctx_accept(rctx_t *ctx, int fd, struct sockaddr *addr, socklen_t *addrlen,
 		int flags);
 int rctx_connect(rctx_t *ctx, int fd, const struct sockaddr *addr,
 		 socklen_t addrlen);
+/* Returns 0 or a negative errno. fsync_flags: 0 or IORING_FSYNC_DATASYNC. */
 int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags);
+/* Truncate or extend fd's file to len bytes (IORING_OP_FTRUNCATE, Linux
+ * 6.9: -EOPNOTSUPP on older kernels), with the policy of rctx_fsync.
+ * Returns 0 or a negative errno; -EINVAL also for a negative len. */
+int rctx_ftruncate(rctx_t *ctx, int fd, int64_t len);
 /* Returns the new fd or a negative errno; an open that completes after the
  * call gave up is closed by the library. */
 int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags, mode_t mode);

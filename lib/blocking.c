@@ -357,6 +357,42 @@ RCTX_API int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags)
 	return run_kept(ctx, k, NULL);
 }
 
+/* IORING_OP_FTRUNCATE (Linux 6.9), newer than liburing 2.3's header. */
+#define OP_FTRUNCATE 55
+
+/* Does the kernel know IORING_OP_FTRUNCATE? Asked once. */
+static bool ftruncate_supported(void)
+{
+	static int known; /* 0 unknown, 1 yes, -1 no */
+	struct io_uring_probe *p;
+	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+	if (v)
+		return v > 0;
+	p = io_uring_get_probe();
+	v = p && io_uring_opcode_supported(p, OP_FTRUNCATE) ? 1 : -1;
+	if (p)
+		io_uring_free_probe(p);
+	__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	return v > 0;
+}
+
+RCTX_API int rctx_ftruncate(rctx_t *ctx, int fd, int64_t len)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+
+	if (!ctx || len < 0)
+		return -EINVAL;
+	if (!ftruncate_supported())
+		return -EOPNOTSUPP;
+	k = kept_new(0);
+	if (!k)
+		return -ENOMEM;
+	io_uring_prep_rw(OP_FTRUNCATE, &k->sqe, fd, NULL, 0, (uint64_t)len);
+	return run_kept(ctx, k, NULL);
+}
+
 RCTX_API int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags,
 			 mode_t mode)
 {

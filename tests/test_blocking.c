@@ -42,6 +42,33 @@ Test(blocking, read_write_pipe_and_file)
 	close(p[1]);
 }
 
+Test(blocking, ftruncate_shrinks_and_extends)
+{
+	char path[] = "/tmp/rctx-blk-XXXXXX";
+	int fd = mkstemp(path);
+	struct stat st;
+	int ret;
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(rctx_write(bg(), fd, "0123456789", 10, 0), 10);
+	ret = rctx_ftruncate(bg(), fd, 4);
+	if (ret == -EOPNOTSUPP) {
+		close(fd);
+		cr_skip_test("IORING_OP_FTRUNCATE needs Linux 6.9");
+	}
+	cr_assert_eq(ret, 0);
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(st.st_size, 4);
+	cr_assert_eq(rctx_ftruncate(bg(), fd, 8192), 0);
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(st.st_size, 8192);
+	cr_assert_eq(rctx_ftruncate(bg(), fd, -1), -EINVAL);
+	cr_assert_eq(rctx_ftruncate(NULL, fd, 0), -EINVAL);
+	close(fd);
+	cr_assert_eq(rctx_ftruncate(bg(), fd, 0), -EBADF);
+}
+
 Test(blocking, send_recv_accept_connect_poll)
 {
 	struct sockaddr_in a;
