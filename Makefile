@@ -65,6 +65,7 @@ TSAN_TESTS += test_group
 TSAN_TESTS += test_signal test_watch
 TSAN_TESTS += test_merge
 TSAN_TESTS += test_observe
+TSAN_TESTS += test_async
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
 	check-tsan check-fault check-examples check-valgrind check-install check-symbols demo bench bench-quick \

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <linux/openat2.h>
 #include <liburing.h>
 
 #ifdef __cplusplus
@@ -396,6 +397,12 @@ struct rctx_ring_stats {
 	uint64_t link_timeouts_fired; /* ... that expired and ended their request */
 	uint64_t in_flight;        /* gauge: requests held by the kernel */
 	uint64_t held_after_cancel;/* gauge: cancelled, still held by the kernel */
+	/* rctx_async_*() requests of this ring: */
+	uint64_t abandoned;        /* answered at their context's end while the
+				      kernel held them */
+	uint64_t abandoned_late;   /* ... that the kernel ended since */
+	uint64_t abandoned_held;   /* gauge: abandoned, still held */
+	uint64_t fenced;           /* writes, truncates, syncs refused: -EBUSY */
 };
 
 /* Copy the ring's counters into *st. Thread-safe (a racy but consistent-enough
@@ -479,6 +486,109 @@ int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
  * for the io-wq work it submitted (docs/stuck-io.md).
  */
 rctx_ring_t *rctx_thread_ring(void);
+
+/* ------------------------------------------------------------------------ */
+/* Abandonable file requests, for callback code                             */
+/*                                                                          */
+/* The stuck-disk policy of the blocking calls, for event loops: each       */
+/* rctx_async_*() call starts one file request under ctx and returns; its   */
+/* callback runs exactly once, on ring's thread from rctx_ring_run(ring),   */
+/* with the kernel's result, or with the context's error (-ECANCELED,      */
+/* -ETIMEDOUT; rctx_cause(ctx) says why) AS SOON AS ctx IS DONE, even while  */
+/* the kernel still holds the request (a hung disk, a FUSE or NFS server   */
+/* that never answers). Every byte such a request uses (data buffer, path, */
+/* statx buffer) is the library's from the call on: the caller's buffers   */
+/* are copied in before the call returns, and read data and statx results  */
+/* are handed to the callback in library memory (data, valid only during   */
+/* the callback). A request given up while the kernel holds it is           */
+/* abandoned: the library frees its memory (and closes the fd of an open   */
+/* that succeeds late) when the kernel lets go, and counts it: `abandoned`, */
+/* `abandoned_late`, `abandoned_held` in rctx_ring_stats(ring), kept_* in   */
+/* rctx_runtime_stats(), `abandoned`/`late` in rctx_info(ctx).              */
+/*                                                                          */
+/* Isolation (docs/stuck-io.md): requests that may block in the kernel are  */
+/* submitted by the library's runtime thread, which outlives them (so the   */
+/* caller's thread can always exit), through one lane per device (st_dev of */
+/* the fd; of dirfd for a path, AT_FDCWD meaning the working directory and  */
+/* an absolute path the root): at most rctx_device_limit() requests of one */
+/* device are in the kernel at once, the rest wait in the library (ending  */
+/* at once with their context), so a hung device holds at most that many   */
+/* kernel workers and never delays another device's requests. A read is    */
+/* first tried on ring itself without blocking (RWF_NOWAIT): a page-cache   */
+/* hit completes inline with no thread hop; only a miss, or a file system  */
+/* that cannot read without blocking (FUSE), takes its lane. (A read of a   */
+/* file opened with O_DIRECT should not use rctx_async_read: its direct I/O */
+/* would be issued from ring's thread, and a hung device holds it.)        */
+/*                                                                          */
+/* Abandoned writes: the kernel may still carry out a write or truncate     */
+/* after its caller was answered. Until every abandoned write and truncate */
+/* of a file has ended in the kernel, the library's later rctx_write(),     */
+/* rctx_ftruncate(), rctx_fsync() and rctx_async_write/ftruncate/fsync() of */
+/* that file (same st_dev and st_ino) fail at once with -EBUSY (the fence;  */
+/* counted in `fenced`), then work again; so a retry can never be          */
+/* overtaken by the write it replaces.                                      */
+/*                                                                          */
+/* Common rules: call from ring's owner thread (as rctx_submit); the        */
+/* callback is never called when the call fails; a done ctx makes the      */
+/* callback run at the next rctx_ring_run() with its error, and no I/O.     */
+/* rctx_ring_destroy() (and a thread ring's exit) gives up the requests     */
+/* still outstanding: their callbacks run with -ECANCELED first.            */
+/* Errors of the calls: -EINVAL (NULL ring, ctx or cb, a NULL path or buf   */
+/* with len > 0, len > INT_MAX, a negative length), -ENOMEM, -EDEADLK from */
+/* the runtime thread (an after-func), -EBADF for a bad fd or dirfd, -EBUSY */
+/* (fenced), -ESHUTDOWN once the process is exiting, -EAGAIN if the runtime */
+/* thread cannot start.                                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The callback of an abandonable request. res: the kernel's result (bytes,
+ * 0, an fd, -errno), or the context's error once it ended first. data: for
+ * rctx_async_read, the res bytes read; for rctx_async_statx, the struct
+ * statx; NULL otherwise. data is library memory, valid until the callback
+ * returns.
+ */
+typedef void (*rctx_async_cb_t)(void *arg, int res, void *data);
+
+/* Read up to len bytes of fd at off (>= 0). res: bytes read; data: them. */
+int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len, int64_t off,
+		    rctx_async_cb_t cb, void *arg);
+/* Write len bytes of buf (copied before the call returns) to fd at off
+ * (>= 0). res: bytes written. Fenced: -EBUSY. */
+int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void *buf, size_t len,
+		     int64_t off, rctx_async_cb_t cb, void *arg);
+/* fsync (flags 0) or fdatasync (IORING_FSYNC_DATASYNC) fd. Fenced: -EBUSY. */
+int rctx_async_fsync(rctx_ring_t *ring, rctx_t *ctx, int fd, unsigned flags,
+		     rctx_async_cb_t cb, void *arg);
+/* Truncate or extend fd's file to len bytes (-EOPNOTSUPP before Linux 6.9).
+ * Fenced: -EBUSY. */
+int rctx_async_ftruncate(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t len,
+			 rctx_async_cb_t cb, void *arg);
+/* openat2(2) of path (copied) relative to dirfd; how is copied. res: the new
+ * fd, owned by the callback's caller from then on. */
+int rctx_async_openat2(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+		       const struct open_how *how, rctx_async_cb_t cb, void *arg);
+/* statx(2) of path (copied; "" with AT_EMPTY_PATH: dirfd itself). data: the
+ * struct statx when res is 0. */
+int rctx_async_statx(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+		     int flags, unsigned mask, rctx_async_cb_t cb, void *arg);
+/* renameat2(2) (paths copied; the lane is olddirfd's device). */
+int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd, const char *oldpath,
+			int newdirfd, const char *newpath, unsigned flags,
+			rctx_async_cb_t cb, void *arg);
+/* unlinkat(2) (path copied). */
+int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+			int flags, rctx_async_cb_t cb, void *arg);
+
+/*
+ * The per-device bound of the isolation: at most n requests of one device
+ * (abandonable requests and the blocking calls' file I/O) are held by the
+ * kernel at once. n = 0 only reads it. Returns the bound before the call
+ * (default RCTX_DEVICE_LIMIT_DEFAULT). Thread-safe; applies to requests
+ * handed to the kernel from then on. -EINVAL for n > RCTX_DEVICE_LIMIT_MAX.
+ */
+#define RCTX_DEVICE_LIMIT_DEFAULT 8
+#define RCTX_DEVICE_LIMIT_MAX 256
+int rctx_device_limit(unsigned n);
 
 /* ------------------------------------------------------------------------ */
 /* Values without deep chains                                               */
@@ -881,6 +991,10 @@ struct rctx_info {
 	uint64_t aborted;     /* ... that ended -ECANCELED (a cancel or a
 				 deadline reached them), or -EINTR after a
 				 cancel */
+	uint64_t abandoned;   /* file requests (blocking or rctx_async_*())
+				 answered at its end while the kernel held
+				 them */
+	uint64_t late;        /* ... that the kernel ended since */
 };
 
 /*
@@ -972,6 +1086,15 @@ struct rctx_runtime_stats {
 	uint64_t rings_adopted;   /* rings of exited threads that still held
 				     requests, taken over by the runtime */
 	uint64_t rings_reclaimed; /* adopted rings freed once the kernel let go */
+	/* Isolation: one lane per device (rctx_device_limit()). */
+	uint64_t devices;         /* lanes (devices seen) */
+	uint64_t lane_waiting;    /* gauge: requests waiting for their device's
+				     bound, not yet in the kernel */
+	uint64_t lane_waited;     /* requests that had to wait */
+	uint64_t fenced;          /* writes, truncates, syncs refused (-EBUSY) */
+	uint64_t fenced_files;    /* gauge: files with abandoned writes held */
+	uint64_t nowait_reads;    /* file reads completed without blocking,
+				     on the caller's thread */
 };
 
 /* Snapshot of the runtime counters. -EINVAL for NULL. Thread-safe. */

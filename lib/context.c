@@ -192,6 +192,8 @@ struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
 	c->submitted = 0;
 	c->completed = 0;
 	c->aborted = 0;
+	c->abandoned = 0;
+	c->late = 0;
 	return c;
 }
 

@@ -27,6 +27,18 @@ RCTX_API int rctx_info(const rctx_t *ctx, struct rctx_info *info)
 	info->submitted = g->submitted;
 	info->completed = g->completed;
 	info->aborted = g->aborted;
+	info->abandoned = g->abandoned;
+	info->late = g->late;
 	runlock(&g->lock);
 	return 0;
+}
+
+void rctx__info_count(struct rctx_cancel *g, unsigned abandoned, unsigned late)
+{
+	if (!g)
+		return;
+	rlock(&g->lock);
+	g->abandoned += abandoned;
+	g->late += late;
+	runlock(&g->lock);
 }

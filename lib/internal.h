@@ -110,7 +110,7 @@ struct rctx_canceler {
 struct rctx_req;
 struct rctx_kept;
 
-/* WithCancel. 112 bytes on x86-64. */
+/* WithCancel. 128 bytes on x86-64. */
 struct rctx_cancel {
 	struct rctx_canceler c;
 	rlock_t lock;
@@ -127,6 +127,7 @@ struct rctx_cancel {
 	uint64_t submitted;        /* requests linked in reqs (lib/ring.c) */
 	uint64_t completed;        /* ... unlinked with another result */
 	uint64_t aborted;          /* ... unlinked with -ECANCELED */
+	uint64_t abandoned, late;  /* kept requests given up, ended since */
 };
 
 /* WithDeadline with its own kernel timer. */
@@ -347,30 +348,93 @@ struct rctx_req_view {
 };
 void rctx__ring_req_view(const struct hnode *link, struct rctx_req_view *v);
 
+/* ---- requests posted to a ring by other threads (lib/ring.c) ------------ */
+/*
+ * A completion that another thread hands to a ring's owner, run from
+ * rctx_ring_run() on the owner's thread (lib/async.c's requests). While held
+ * (rctx__ring_hold() until its delivery) it counts in the ring's pending, and
+ * the ring's teardown gives it up through abandon() first (which must lead
+ * to a post). deliver() is called once, after the ring dropped it.
+ */
+struct rctx_post {
+	struct rctx_post *next;              /* the ring's post stack */
+	struct rctx_post *hprev, *hnext;     /* the owner's held list */
+	void (*deliver)(struct rctx_post *p);
+	void (*abandon)(struct rctx_post *p);
+};
+/* Owner thread: p is outstanding on ring until delivered. */
+void rctx__ring_hold(struct rctx_ring *ring, struct rctx_post *p);
+/* Owner thread: p, held and never posted, is not outstanding after all. */
+void rctx__ring_unhold(struct rctx_ring *ring, struct rctx_post *p);
+/* Any thread: run p->deliver on ring's owner thread. */
+void rctx__ring_post(struct rctx_ring *ring, struct rctx_post *p);
+/* The ring's counters of abandoned requests, which outlive the ring while
+ * a request it abandoned is still held by the kernel. */
+struct rctx_ab_stats {
+	_Atomic uint32_t refs;
+	_Atomic uint64_t abandoned, late, fenced;
+};
+struct rctx_ab_stats *rctx__ring_ab_stats(struct rctx_ring *ring);
+void rctx__ab_stats_put(struct rctx_ab_stats *ab);
+
 /* ---- the keeper (lib/keeper.c) ------------------------------------------ */
 /*
- * A request that a blocking call may abandon, submitted by the runtime
- * thread. Two references: the caller's and the keeper's (one more while the
- * caller's after-func is registered). state is KEPT_WAITING until the
- * completion (KEPT_DONE, res valid) or the caller's giving up
- * (KEPT_ABANDONED), whichever comes first; seq is the caller's futex word.
+ * A request that its caller may abandon, submitted by the runtime thread:
+ * a blocking call's (the caller sleeps on seq) or an rctx_async_*() one's
+ * (owner set: the outcome is posted to that ring). References: the
+ * caller's, the keeper's, and the after-func's while it is registered.
+ *
+ * state: KEPT_QUEUED until the keeper hands it to the kernel (in the
+ * keeper's queue, or its device's lane waiting for a free place),
+ * KEPT_WAITING while the kernel holds it, then KEPT_DONE (res valid) at its
+ * completion; or, given up by its caller first, KEPT_DROPPED (never reached
+ * the kernel) or KEPT_ABANDONED (held by the kernel: counted, its memory
+ * freed and a late fd closed when the kernel lets go).
  */
-enum { KEPT_WAITING, KEPT_DONE, KEPT_ABANDONED };
+enum { KEPT_QUEUED, KEPT_WAITING, KEPT_DONE, KEPT_DROPPED, KEPT_ABANDONED };
 struct rctx_kept {
 	struct io_uring_sqe sqe;   /* prepared by the caller, copied at submit */
-	rctx_t *ctx;               /* a reference, until submitted */
-	struct rctx_kept *next;    /* submit queue */
+	rctx_t *ctx;               /* the caller's, a reference until submitted */
+	struct rctx_cancel *gov;   /* its governor, while the kernel holds it */
+	struct rctx_kept *next;    /* submit queue, then its lane's FIFO */
 	_Atomic int state;
 	_Atomic int seq;
 	_Atomic uint32_t refs;
 	int res;
 	bool close_late;           /* a late fd is closed */
-	void *buf;                 /* owned bounce buffer or path copy */
+	bool writes;               /* a write or truncate: fences its file */
+	bool has_dev;              /* dev, ino valid: runs in dev's lane */
+	uint8_t data;              /* what an async callback's data is */
+	uint64_t dev, ino;         /* the file's (a path's: its directory's) */
+	void *buf;                 /* owned bounce buffer, path copy, statx */
 	/* Optional: no caller waits; called with res set on the runtime
-	 * thread instead of the wake-up (state is left KEPT_WAITING). */
+	 * thread instead of the wake-up (a watch of the library's own). */
 	void (*complete)(struct rctx_kept *k);
 	void *arg;                 /* complete()'s */
+	/* rctx_async_*(): the owner ring, its callback, its accounting. */
+	struct rctx_ring *owner;
+	rctx_async_cb_t acb;
+	void *aarg;
+	rctx_t *uctx;              /* a reference until delivered */
+	rctx_after_t *after;
+	struct rctx_ab_stats *ab;
+	struct rctx_post post;
 };
+struct rctx_kept *rctx__kept_new(size_t buflen);
+/* Identify the file of fd (path NULL) or the directory a path request
+ * resolves from (dev, ino) for its lane and fence, without a round trip to
+ * its file system. -errno (-EBADF). */
+int rctx__kept_locate(struct rctx_kept *k, int fd, const char *path);
+/* Fail a write, truncate or sync of k's located file while it is fenced. */
+int rctx__kept_fence_check(struct rctx_kept *k, struct rctx_ab_stats *ab);
+/* A file read done without blocking on the caller's thread. */
+void rctx__kept_count_nowait(void);
+/* A kernel result for a request under ctx, with the context's error for a
+ * request the kernel cut short (lib/blocking.c). */
+int rctx__map_result(rctx_t *ctx, int res);
+/* The caller gives k up (its context is done): false if it completed
+ * first. Counts it, and fences its file if it writes and the kernel holds
+ * it. */
 bool rctx__kept_abandon(struct rctx_kept *k);
 void rctx__kept_ctx_done(void *arg);
 void rctx__kept_put(struct rctx_kept *k);
@@ -382,6 +446,29 @@ void rctx__keeper_turn(void);
 bool rctx__keeper_queued(void);
 void rctx__keeper_ring_ready(struct rctx_ring *ring);
 bool rctx__keeper_shutdown(int64_t deadline);
+
+/* ---- lanes: per-device bulkheads (lib/lane.c), runtime thread only ------- */
+/* The io_uring whose io-wq the lanes size, and how to free a request that
+ * was given up while it waited. */
+void rctx__lane_init(struct io_uring *ring, void (*drop)(struct rctx_kept *k));
+/* May k go to the kernel now? Else it waits in its device's lane. */
+bool rctx__lane_enter(struct rctx_kept *k);
+/* k left the kernel: the next of its lane that may go in, or NULL. */
+struct rctx_kept *rctx__lane_leave(struct rctx_kept *k);
+/* Drop what waits in the lanes (process exit). */
+void rctx__lane_shutdown(void);
+void rctx__lane_stats(struct rctx_runtime_stats *st);
+
+/* ---- rctx_info() (lib/info.c) ------------------------------------------ */
+/* Count abandoned and late kept requests on governor g (may be NULL). */
+void rctx__info_count(struct rctx_cancel *g, unsigned abandoned, unsigned late);
+
+/* ---- the write fence (lib/fence.c), any thread -------------------------- */
+/* dev/ino has an abandoned write the kernel still holds. */
+bool rctx__fenced(uint64_t dev, uint64_t ino);
+void rctx__fence_add(uint64_t dev, uint64_t ino);
+void rctx__fence_drop(uint64_t dev, uint64_t ino);
+void rctx__fence_stats(struct rctx_runtime_stats *st);
 void rctx__keeper_stats(struct rctx_runtime_stats *st);
 
 #endif /* RINGCTX_INTERNAL_H */

@@ -132,6 +132,9 @@ struct rctx_ring {
 					  only their failures */
 	struct __kernel_timespec *ts;  /* one per SQE slot, live until submit */
 	struct rctx_ring *keep_next;   /* lib/keeper.c: adopted rings */
+	_Atomic(struct rctx_post *) post_q; /* posted by other threads */
+	struct rctx_post *held;        /* owner: outstanding posts (held list) */
+	struct rctx_ab_stats *ab;      /* abandoned requests' counters */
 	struct {
 		_Atomic uint64_t submitted, short_circuited, completed,
 			cancels_issued, cancel_found, cancel_ealready,
@@ -1033,6 +1036,70 @@ static int run_local(struct rctx_ring *ring)
 	return n;
 }
 
+/* ---- posted completions (lib/async.c) ----------------------------------- */
+
+void rctx__ring_hold(struct rctx_ring *ring, struct rctx_post *p)
+{
+	p->hprev = NULL;
+	p->hnext = ring->held;
+	if (ring->held)
+		ring->held->hprev = p;
+	ring->held = p;
+	ring->pending++;
+}
+
+void rctx__ring_unhold(struct rctx_ring *ring, struct rctx_post *p)
+{
+	if (p->hprev)
+		p->hprev->hnext = p->hnext;
+	else
+		ring->held = p->hnext;
+	if (p->hnext)
+		p->hnext->hprev = p->hprev;
+	ring->pending--;
+}
+
+/* Any thread; the ring cannot be freed before p is delivered (it counts in
+ * pending), and wakers covers the push until the wake-up is written. */
+void rctx__ring_post(struct rctx_ring *ring, struct rctx_post *p)
+{
+	atomic_fetch_add_explicit(&ring->wakers, 1, memory_order_relaxed);
+	LFSTACK_PUSH(&ring->post_q, p, p->next);
+	wake_ring(ring);
+}
+
+/* Owner: deliver what other threads posted, in the order they posted. */
+static int run_posted(struct rctx_ring *ring)
+{
+	struct rctx_post *p, *next;
+	int n = 0;
+
+	/* seq_cst: after the fence of arm_wake_read (lib/wake.c). */
+	if (!atomic_load_explicit(&ring->post_q, memory_order_seq_cst))
+		return 0;
+	p = LIST_REVERSE(LFSTACK_TAKE(&ring->post_q), next);
+	for (; p; p = next) {
+		next = p->next;
+		rctx__ring_unhold(ring, p);
+		STAT_ADD(ring, completed, 1);
+		p->deliver(p);
+		n++;
+	}
+	return n;
+}
+
+struct rctx_ab_stats *rctx__ring_ab_stats(struct rctx_ring *ring)
+{
+	atomic_fetch_add_explicit(&ring->ab->refs, 1, memory_order_relaxed);
+	return ring->ab;
+}
+
+void rctx__ab_stats_put(struct rctx_ab_stats *ab)
+{
+	if (atomic_fetch_sub_explicit(&ab->refs, 1, memory_order_acq_rel) == 1)
+		free(ab);
+}
+
 RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 {
 	ERRNO_GUARD;
@@ -1050,6 +1117,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 	track_pending(ring);
 	drain_cancels(ring); /* same-thread cancels skip the eventfd */
 	n = run_local(ring);
+	n += run_posted(ring);
 	ret = ring_submit(ring);
 	if (n == 0 && abs_deadline != 0 && ret >= 0) { /* unsent: never sleep */
 		/* Completions (or an overflow to flush) first; sleep only if
@@ -1069,6 +1137,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 	ring_clock(ring);
 	n += reap(ring);
 	n += run_local(ring);
+	n += run_posted(ring);
 	/* Cancels that callbacks made on this ring skipped the eventfd:
 	 * send them, with any others prepared while reaping, now. */
 	track_pending(ring);
@@ -1078,6 +1147,10 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 
 	tls_running = prev;
 	ring->in_run = false;
+	/* Posted by the last callbacks, unsignalled (we were running): the
+	 * next run must not sleep on them. */
+	if (LFSTACK_PEEK(&ring->post_q))
+		rctx__wake_signal(&ring->wake);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && n == 0)
 		return ret;
 	return n;
@@ -1130,10 +1203,12 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	ring->skip_cqe = (p.features & IORING_FEAT_CQE_SKIP) &&
 			 !getenv("RCTX_NO_CQE_SKIP");
 	ring->ts = rctx__calloc(ring->ring.sq.ring_entries, sizeof(*ring->ts));
-	if (!ring->ts) {
+	ring->ab = rctx__calloc(1, sizeof(*ring->ab));
+	if (!ring->ts || !ring->ab) {
 		ret = -ENOMEM;
 		goto out_exit;
 	}
+	atomic_init(&ring->ab->refs, 1);
 	ret = rctx__wake_init(&ring->wake);
 	if (ret < 0)
 		goto out_free_ts;
@@ -1143,8 +1218,9 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	return 0;
 
 out_free_ts:
-	free(ring->ts);
 out_exit:
+	free(ring->ab);
+	free(ring->ts);
 	io_uring_queue_exit(&ring->ring);
 out_free:
 	free(ring);
@@ -1171,6 +1247,8 @@ void rctx__ring_cancel_all(struct rctx_ring *ring)
 {
 	track_pending(ring);
 	drain_cancels(ring);
+	for (struct rctx_post *p = ring->held; p; p = p->hnext)
+		p->abandon(p);
 	for (unsigned c = ring->nchunks; c-- > 0;)
 		for (unsigned i = REQ_CHUNK; --i >= 1;) {
 			struct rctx_req *r = &ring->chunks[c][i];
@@ -1220,6 +1298,7 @@ void rctx__ring_free(struct rctx_ring *ring)
 		free(ring->chunks[c]);
 	free(ring->chunks);
 	free(ring->ts);
+	rctx__ab_stats_put(ring->ab);
 	free(ring);
 }
 
@@ -1273,5 +1352,10 @@ RCTX_API int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st
 	CP(completed_anyway); CP(link_timeouts); CP(link_timeouts_fired);
 	CP(in_flight); CP(held_after_cancel);
 #undef CP
+	st->abandoned = stat_get(&ring->ab->abandoned);
+	st->abandoned_late = stat_get(&ring->ab->late);
+	st->abandoned_held = st->abandoned > st->abandoned_late ?
+			     st->abandoned - st->abandoned_late : 0;
+	st->fenced = stat_get(&ring->ab->fenced);
 	return 0;
 }

@@ -159,6 +159,7 @@ static void fire_pending(void)
 static int reader_submit(struct rctx_kept *k)
 {
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
+	atomic_store_explicit(&k->state, KEPT_QUEUED, memory_order_relaxed); /* again */
 	k->ctx = rctx_background();
 	return rctx__rt_keep(k);
 }
