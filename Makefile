@@ -32,7 +32,7 @@ LIBS    := -luring -lpthread
 
 DEPS_BUILD := liburing-dev
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
-	clang libclang-rt-14-dev curl
+	clang libclang-rt-14-dev curl python3
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config
 # The demo's service scenario needs curl and wrk; without FUSE only its
 # stuck-disk parts are skipped.
@@ -67,7 +67,7 @@ TSAN_TESTS += test_merge
 TSAN_TESTS += test_observe
 
 .PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
-	check-tsan check-fault check-examples check-valgrind check-install check-symbols demo bench bench-quick \
+	check-tsan check-fault check-examples check-valgrind check-install check-symbols check-layers demo bench bench-quick \
 	soak soak-asan man install clean fuzz check-fuzz check-objd check-fuzz-http fuzz-http
 .DEFAULT_GOAL := all
 
@@ -194,13 +194,21 @@ check: deps-check
 	$(Q)$(MAKE) --no-print-directory -j2 $(CHECK_BINS)
 	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault check-examples check-objd
 	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz check-fuzz-http
-	$(Q)$(CHECK_MAKE) check-install check-symbols
+	$(Q)$(CHECK_MAKE) check-install check-symbols check-layers
 	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
 
 # Nothing but the public API and rctx__ internals is global.
 check-symbols: $(STATIC) $(SHLIB)
 	$(Q)scripts/check-symbols.sh $(STATIC) $(SHLIB)
 	$(Q)$(call summary,symbols)
+
+# The file graph of lib/ has no cycle but the inherent ones, each listed with
+# its reason in scripts/lib-graph.py and docs/design.md ("Layering").
+check-layers:
+	$(Q)mkdir -p $(BUILD) && python3 scripts/lib-graph.py >$(BUILD)/layers.log || \
+		{ cat $(BUILD)/layers.log; echo "layers: 0 passed, 1 failed"; exit 1; }
+	$(Q)tail -n 1 $(BUILD)/layers.log
+	$(Q)$(call summary,layers)
 
 # Install into a staging tree and build a program against it with pkg-config,
 # statically and against the shared library.
