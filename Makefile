@@ -68,14 +68,9 @@ TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 EXAMPLE_SRCS := $(wildcard docs/examples/*.c)
-# Tests that exercise threads, run again under ThreadSanitizer.
-TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf
-TSAN_TESTS += test_propagation
-TSAN_TESTS += test_pool
-TSAN_TESTS += test_group
-TSAN_TESTS += test_signal test_watch
-TSAN_TESTS += test_merge
-TSAN_TESTS += test_observe
+# Tests that exercise threads run again under ThreadSanitizer: each says so
+# with a line of its own, /* tsan: yes */, after its Description comment.
+TSAN_TESTS := $(basename $(notdir $(shell grep -l '^/\* tsan: yes \*/$$' $(TEST_SRCS))))
 
 .PHONY: all deps deps-check deps-bench deps-demo need-build need-tests need-fuzz need-bench \
 	FORCE check check-plain check-asan \
