@@ -209,7 +209,7 @@ SUMMARY := $(abspath $(BUILD))/check.summary
 # core) runs beside valgrind.
 CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
 	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(EXAMPLES) $(OBJD) $(BUILD)/objd-stuckfs \
-	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_http
+	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_parsers $(FUZZ_DIR)/fuzz_http
 CHECK_MAKE = RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory
 check: deps-check
 	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
@@ -300,7 +300,8 @@ soak-asan: $(BUILD)/asan/soak
 # A libFuzzer target over the whole API (tests/fuzz/fuzz_api.c), built with
 # clang and ASan+UBSan in its own directory. `make fuzz` runs it on the
 # committed corpus for FUZZ_SECONDS (new inputs are added there); check-fuzz
-# is a 30-second smoke on a copy of the corpus.
+# is a 30-second smoke on a copy of the corpus, and the parsers' run
+# (check-fuzz-parsers).
 FUZZ_CC      := clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -325,7 +326,7 @@ $(FUZZ_DIR)/lib:
 fuzz: $(FUZZ_DIR)/fuzz_api
 	$(Q)$(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus
 
-check-fuzz: $(FUZZ_DIR)/fuzz_api
+check-fuzz: $(FUZZ_DIR)/fuzz_api check-fuzz-parsers
 	$(Q)rm -rf $(FUZZ_DIR)/corpus && cp -r tests/fuzz/corpus $(FUZZ_DIR)/corpus
 	$(Q)$(FUZZ_RUN) -max_total_time=30 $(FUZZ_DIR)/corpus >$(FUZZ_DIR)/smoke.log 2>&1 || \
 		{ cat $(FUZZ_DIR)/smoke.log; echo "fuzz: 0 passed, 1 failed"; exit 1; }
@@ -347,7 +348,6 @@ $(FUZZ_DIR)/fuzz_parsers: tests/fuzz/fuzz_parsers.c $(FUZZ_OBJS) | need-fuzz
 fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
 	$(Q)$(FUZZ_PARSERS_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-parsers
 
-check-fuzz: check-fuzz-parsers
 check-fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
 	$(Q)rm -rf $(FUZZ_DIR)/corpus-parsers && cp -r tests/fuzz/corpus-parsers $(FUZZ_DIR)/corpus-parsers
 	$(Q)$(FUZZ_PARSERS_RUN) -runs=300000 $(FUZZ_DIR)/corpus-parsers >$(FUZZ_DIR)/parsers.log 2>&1 || \
