@@ -7,7 +7,9 @@
 #   make bench           benchmarks against Go's context and raw liburing
 #   make soak            SOAK_SECONDS (600) of stress: invariants, RSS, fds (soak-asan)
 #   make install PREFIX=/usr/local
-#   make fuzz            libFuzzer on the API for FUZZ_SECONDS (default 3600)
+#   make fuzz            libFuzzer on the API for FUZZ_SECONDS (default 3600); also
+#                        fuzz-parsers, fuzz-http. New inputs go to build/fuzz/corpus-grow
+#   make fuzz-merge      add what they found to the corpora under tests/fuzz
 #   V=1                  show full commands
 #
 # make deps, check, demo and bench install the Debian packages they miss when
@@ -298,16 +300,18 @@ soak-asan: $(BUILD)/asan/soak
 
 # ---- fuzzing -------------------------------------------------------------
 # A libFuzzer target over the whole API (tests/fuzz/fuzz_api.c), built with
-# clang and ASan+UBSan in its own directory. `make fuzz` runs it on the
-# committed corpus for FUZZ_SECONDS (new inputs are added there); check-fuzz
-# is a 30-second smoke on a copy of the corpus, and the parsers' run
-# (check-fuzz-parsers).
+# clang and ASan+UBSan in its own directory. `make fuzz` runs it for
+# FUZZ_SECONDS on the committed corpus (tests/fuzz/corpus, read only) and
+# writes what it finds new to $(FUZZ_GROW)/api; `make fuzz-merge` adds to the
+# committed corpora what covers something new. check-fuzz is a 30-second
+# smoke on a copy of the corpus, and the parsers' run (check-fuzz-parsers).
 FUZZ_CC      := clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined -DRCTX_DEBUG -DRCTX_NO_POOL
 FUZZ_OBJS    := $(patsubst lib/%.c,$(FUZZ_DIR)/lib/%.o,$(LIB_SRCS))
 FUZZ_SECONDS ?= 3600
+FUZZ_GROW    := $(FUZZ_DIR)/corpus-grow
 FUZZ_RUN      = ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(FUZZ_DIR)/fuzz_api -detect_leaks=1 -max_len=512 -timeout=60 -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_DIR)/
@@ -324,7 +328,8 @@ $(FUZZ_DIR)/lib:
 	$(Q)mkdir -p $@
 
 fuzz: $(FUZZ_DIR)/fuzz_api
-	$(Q)$(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus
+	$(Q)mkdir -p $(FUZZ_GROW)/api
+	$(Q)$(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_GROW)/api tests/fuzz/corpus
 
 check-fuzz: $(FUZZ_DIR)/fuzz_api check-fuzz-parsers
 	$(Q)rm -rf $(FUZZ_DIR)/corpus && cp -r tests/fuzz/corpus $(FUZZ_DIR)/corpus
@@ -334,8 +339,9 @@ check-fuzz: $(FUZZ_DIR)/fuzz_api check-fuzz-parsers
 	$(Q)$(call summary,fuzz)
 
 # The header parsers of propagation (tests/fuzz/fuzz_parsers.c): `make
-# fuzz-parsers` grows tests/fuzz/corpus-parsers; check-fuzz-parsers (part of
-# check-fuzz) runs a fixed number of inputs, a few seconds.
+# fuzz-parsers` runs on tests/fuzz/corpus-parsers and grows
+# $(FUZZ_GROW)/parsers; check-fuzz-parsers (part of check-fuzz) runs a fixed
+# number of inputs, a few seconds.
 FUZZ_PARSERS_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(FUZZ_DIR)/fuzz_parsers -detect_leaks=1 -max_len=128 -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_DIR)/parsers-
@@ -346,7 +352,9 @@ $(FUZZ_DIR)/fuzz_parsers: tests/fuzz/fuzz_parsers.c $(FUZZ_OBJS) | need-fuzz
 		$(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
 
 fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
-	$(Q)$(FUZZ_PARSERS_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-parsers
+	$(Q)mkdir -p $(FUZZ_GROW)/parsers
+	$(Q)$(FUZZ_PARSERS_RUN) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_GROW)/parsers \
+		tests/fuzz/corpus-parsers
 
 check-fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
 	$(Q)rm -rf $(FUZZ_DIR)/corpus-parsers && cp -r tests/fuzz/corpus-parsers $(FUZZ_DIR)/corpus-parsers
@@ -356,7 +364,8 @@ check-fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
 	$(Q)$(call summary,fuzz-parsers)
 
 # The HTTP request parser of ringctx-objd (tools/objd/http.c), alone: a
-# 15-second smoke in check, `make fuzz-http` for longer.
+# 15-second smoke in check, `make fuzz-http` for longer (growing
+# $(FUZZ_GROW)/http).
 FUZZ_HTTP_RUN = UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(FUZZ_DIR)/fuzz_http \
 	-max_len=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/http-
 $(FUZZ_DIR)/fuzz_http: tests/fuzz/fuzz_http.c tools/objd/http.c tools/objd/path.c tools/objd/*.h | need-fuzz $(FUZZ_DIR)/lib
@@ -365,7 +374,8 @@ $(FUZZ_DIR)/fuzz_http: tests/fuzz/fuzz_http.c tools/objd/http.c tools/objd/path.
 		-o $@ $< tools/objd/http.c tools/objd/path.c
 
 fuzz-http: $(FUZZ_DIR)/fuzz_http
-	$(Q)$(FUZZ_HTTP_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-http
+	$(Q)mkdir -p $(FUZZ_GROW)/http
+	$(Q)$(FUZZ_HTTP_RUN) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_GROW)/http tests/fuzz/corpus-http
 
 check-fuzz-http: $(FUZZ_DIR)/fuzz_http
 	$(Q)rm -rf $(FUZZ_DIR)/corpus-http && cp -r tests/fuzz/corpus-http $(FUZZ_DIR)/corpus-http
@@ -374,6 +384,25 @@ check-fuzz-http: $(FUZZ_DIR)/fuzz_http
 	$(Q)sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) .*/  fuzz-http: 15 s smoke: \1 inputs, no failure (\2 s)/p' \
 		$(FUZZ_DIR)/smoke-http.log
 	$(Q)$(call summary,fuzz-http)
+
+# What the fuzz runs found, into the committed corpora: libFuzzer's
+# -merge=1 adds only the inputs that cover something the corpus does not,
+# for each fuzzer that has run (that has a directory in $(FUZZ_GROW)).
+FUZZ_GROWN := $(notdir $(wildcard $(FUZZ_GROW)/*))
+.PHONY: fuzz-merge fuzz-merge-api fuzz-merge-parsers fuzz-merge-http
+fuzz-merge: $(addprefix fuzz-merge-,$(FUZZ_GROWN))
+	@$(if $(FUZZ_GROWN),:,echo "fuzz-merge: nothing to merge (make fuzz, fuzz-parsers or fuzz-http first)")
+# $(call fuzz_merge,name,run,committed corpus)
+fuzz_merge = $(2) -merge=1 $(3) $(FUZZ_GROW)/$(1) >$(FUZZ_DIR)/merge-$(1).log 2>&1 || \
+		{ cat $(FUZZ_DIR)/merge-$(1).log; exit 1; }; \
+	sed -n 's|^MERGE-OUTER: \([0-9]*\) new files.*|fuzz-merge: \1 new inputs in $(3)|p' \
+		$(FUZZ_DIR)/merge-$(1).log
+fuzz-merge-api: $(FUZZ_DIR)/fuzz_api
+	$(Q)$(call fuzz_merge,api,$(FUZZ_RUN),tests/fuzz/corpus)
+fuzz-merge-parsers: $(FUZZ_DIR)/fuzz_parsers
+	$(Q)$(call fuzz_merge,parsers,$(FUZZ_PARSERS_RUN),tests/fuzz/corpus-parsers)
+fuzz-merge-http: $(FUZZ_DIR)/fuzz_http
+	$(Q)$(call fuzz_merge,http,$(FUZZ_HTTP_RUN),tests/fuzz/corpus-http)
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed. Then
