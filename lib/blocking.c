@@ -3,12 +3,15 @@
  * Blocking calls in the Go style, on the calling thread's own ring.
  *
  * Two policies (docs/stuck-io.md):
- *  - direct: sockets, pipes, character devices and timers. The kernel can
- *    always abort these (they are poll-driven), so the caller's memory is
- *    used as is and the call returns only after the request's CQE.
- *  - owned: regular files, block devices, fsync and openat. Issued I/O on
- *    these may be impossible to abort (a hung disk, a FUSE server that never
- *    answers). The request uses memory the library owns (a bounce buffer, a
+ *  - direct: reads and writes on sockets and pipes (FIFOs), recv, send,
+ *    accept, connect, poll, and sleep (a timer). The kernel can always abort
+ *    these (they are poll-driven), so the caller's memory is used as is and
+ *    the call returns only after the request's CQE.
+ *  - owned: reads and writes on every other fd (regular files, block devices,
+ *    and character devices too, since not all of them are poll-driven: see
+ *    needs_owned()), fsync and openat. Issued I/O on these may be
+ *    impossible to abort (a hung disk, a FUSE server that never answers).
+ *    The request uses memory the library owns (a bounce buffer, a
  *    copy of the path) and IOSQE_ASYNC, so the submitting thread never
  *    blocks in the kernel; once the context is done the call returns at
  *    once and abandons the request, whose memory is freed (and whose late

@@ -3,11 +3,16 @@
  * The context tree: constructors, references, cancellation cascade, queries.
  *
  * Cancellation follows Go's cancelCtx: a cancellable context keeps its
- * cancellable children (and after-func records) in a child set under its own
- * lock. Cancelling a context sets its error and cause under its lock, detaches
- * its child set and walks the detached subtree iteratively (no recursion, no
- * allocation), taking a reference on each child so that a concurrent release
- * cannot free it under the walk.
+ * cancellable children, after-func records and merge links in a child set
+ * under its own lock. Cancelling a context ends it under its lock, then walks
+ * its subtree iteratively (no recursion, no allocation), top-down: each child
+ * is taken out of the set and ended under its own lock, which is held until
+ * the child's whole subtree is done. The walk takes no reference on the
+ * children: while a governor is locked its children cannot be freed (their
+ * free path takes that lock). What may not run under those locks (ended()
+ * hooks, the owners of merge links) is deferred to the end of the walk, with
+ * a reference taken only if the object is still live (rctx__obj_tryget);
+ * a detached after-func record's registration reference passes to the walk.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,9 @@
 /*
  * What the library's two kinds of io_uring owner (rings and the runtime
  * thread) do alike: tag user_data, get SQEs, sleep, dispatch completions.
- * A leaf: it depends on liburing, lib/fault.h and lib/compiler.h only.
+ * A leaf: this header needs liburing and lib/compiler.h only; lib/uring.c
+ * adds lib/clock.h (the deadline of rctx__wait_cqe()) and lib/fault.h (the
+ * wrapped submit of rctx__sqe_get()).
  *
  * user_data: a tag in the top two bits, a payload in the other 62. The tags
  * mean the same for every owner:

@@ -8,6 +8,7 @@
  * whose context ends at once (even behind stuck ones), and every request
  * completes exactly once when the group context is cancelled, the group is
  * freed first, or the ring is destroyed. */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>

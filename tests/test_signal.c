@@ -15,6 +15,7 @@
  * the call returns: "the process survived the signal" is checked right
  * after it, not after a sleep. Criterion runs each test in its own process.
  */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <limits.h>

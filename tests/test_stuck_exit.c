@@ -16,6 +16,7 @@
  * verdict depends on timing. Every wait is bounded and ends early. Skips with the reason when FUSE
  * cannot be mounted here.
  */
+/* tsan: yes */
 #include <pthread.h>
 #include <sys/wait.h>
 

@@ -14,6 +14,7 @@
  * after a second watch on the same fd and ring, armed after the data was
  * written, has completed: the data's wake-up of the first poll came before.
  */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <fcntl.h>

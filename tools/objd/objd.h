@@ -161,16 +161,16 @@ int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 	       void (*done)(struct conn *, struct fop *, int));
 int fop_submit_nowait(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
 		      void (*done)(struct conn *, struct fop *, int));
-
-/* mounts.c */
-void mounts_init(void);
-bool mount_nowait(uint64_t mnt_id);
 void close_async(struct worker *w, int fd);
 int status_of_errno(struct conn *c, int res);
 bool ctx_expired(rctx_t *ctx);
 const char *cancel_why(struct conn *c);
 void request_end(struct conn *c);
 const char *send_failure(struct conn *c);
+
+/* mounts.c */
+void mounts_init(void);
+bool mount_nowait(uint64_t mnt_id);
 
 /* object.c */
 void object_get(struct conn *c);
