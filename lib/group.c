@@ -573,8 +573,6 @@ static int req_queue(struct rctx_group *g, struct group_req *r, rctx_t *ctx,
 	return 0;
 }
 
-#define GROUP_REFUSED_FLAGS (IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS)
-
 RCTX_API int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 			       const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
 {
@@ -582,8 +580,7 @@ RCTX_API int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 	struct group_req *r;
 	int ret;
 
-	if (!g || !ring || !ctx_valid(ctx) || !sqe || !cb ||
-	    (sqe->flags & GROUP_REFUSED_FLAGS))
+	if (!g || !ring || !ctx_valid(ctx) || !sqe || !cb || rctx__sqe_refused(sqe))
 		return -EINVAL;
 	if (g->limit > 0 && g->ring != ring) {
 		if (g->inflight || g->qhead)

@@ -324,6 +324,18 @@ int rctx__rt_keep(struct rctx_kept *k);
 int rctx__rt_adopt(struct rctx_ring *ring);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
+/*
+ * SQE flags that no request of the library may carry (rctx_submit()
+ * documents them): a chain could be split by a flush between its SQEs,
+ * and a skipped success CQE would leave the callback uncalled.
+ */
+#define RCTX__SQE_REFUSED (IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS)
+
+static inline bool rctx__sqe_refused(const struct io_uring_sqe *sqe)
+{
+	return sqe->flags & RCTX__SQE_REFUSED;
+}
+
 /* Collects the rings a cancel must wake, so wake-ups happen after the
  * context locks are dropped and once per ring. */
 #define CANCEL_WAKE_MAX 8

@@ -459,15 +459,11 @@ static void sqe_copy(struct io_uring_sqe *dst, const struct io_uring_sqe *src)
 	*dst = *src;
 }
 
-/* What the kernel must not see from rctx_submit() (documented there):
- * chains would be split by a flush between their SQEs, and a skipped
- * success CQE would leave the callback uncalled. */
+/* The arguments rctx_submit() accepts (its refused flags: internal.h). */
 static bool submit_args_valid(const struct rctx_ring *ring, const rctx_t *ctx,
 			      const struct io_uring_sqe *sqe, rctx_cb_t cb)
 {
-	return ring && ctx_valid(ctx) && sqe && cb &&
-	       !(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
-			       IOSQE_CQE_SKIP_SUCCESS));
+	return ring && ctx_valid(ctx) && sqe && cb && !rctx__sqe_refused(sqe);
 }
 
 /* Set up a slot taken off the free list for a new request. */
@@ -667,8 +663,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	/* A cancellable context governs itself (and is valid); any other
 	 * is checked and resolved by submit_slow(). */
 	if (unlikely(!ring || !ctx || !sqe || !cb || !kind_cancellable(ctx) ||
-		     (sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
-				    IOSQE_CQE_SKIP_SUCCESS))))
+		     rctx__sqe_refused(sqe)))
 		return submit_slow(ring, ctx, sqe, cb, arg);
 	g = (struct rctx_cancel *)ctx;
 	tail = ring->untracked_tail;
