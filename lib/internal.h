@@ -291,6 +291,17 @@ bool rctx__obj_tryget(struct rctx *c);
 void rctx__obj_put(struct rctx *c);
 
 /*
+ * The child set (lib/context.c): a canceler k registers with the governor of
+ * k->hdr.parent, under that governor's lock, and a cancel of the governor
+ * detaches it. Add: 0 once k is in the set (or when the parent can never be
+ * done: nothing to join), else the governor's final error with *cause set,
+ * and k is not added. Del: take k out if it is still in (nobody detached
+ * it); true if this call did.
+ */
+int rctx__child_add(struct rctx_canceler *k, int *cause);
+bool rctx__child_del(struct rctx_canceler *k);
+
+/*
  * A new extended context of size bytes (a structure that starts with struct
  * rctx_ext) under parent, with deadline (its own or inherited: rctx_deadline()
  * reports it; no timer is armed), registered with the parent's governor or
