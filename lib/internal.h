@@ -370,6 +370,23 @@ struct rctx_req_view {
 };
 void rctx__ring_req_view(const struct hnode *link, struct rctx_req_view *v);
 
+/* ---- the request limiter of a group (lib/limiter.c) --------------------- */
+struct limiter_req;
+struct rctx_limiter {
+	struct rctx *owner;          /* a reference per request not completed */
+	int limit;                   /* < 0: none */
+	/* The owner thread of ->ring only: */
+	struct rctx_ring *ring;      /* bound while requests are queued or in flight */
+	int inflight;                /* counted requests, callback not run */
+	struct limiter_req *qhead, *qtail;
+	int efd;                     /* the sentinels' eventfd, -1 until used */
+};
+void rctx__limiter_init(struct rctx_limiter *l, struct rctx *owner, int limit);
+void rctx__limiter_fini(struct rctx_limiter *l);
+/* rctx_group_submit() of l's group (the header documents it). */
+int rctx__limiter_submit(struct rctx_limiter *l, struct rctx_ring *ring, rctx_t *ctx,
+			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
+
 /* ---- the keeper (lib/keeper.c) ------------------------------------------ */
 /*
  * A request that a blocking call may abandon, submitted by the runtime
