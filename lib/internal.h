@@ -119,7 +119,7 @@ struct rctx_cancel {
 	int cause;                 /* valid once err != 0 (published by err) */
 	_Atomic int done_fd;       /* -1 until rctx_done_fd() */
 	struct hnode *children;    /* cancelers registered here */
-	struct hnode *reqs;        /* in-flight requests tracked here */
+	struct hnode *reqs;        /* requests tracked here: in flight, parked */
 	int64_t deadline;          /* effective deadline (own or inherited) */
 	/* Observability (rctx_info(), rctx_dump()), under lock once shared: */
 	int64_t created_ns;        /* clock at creation (rctx_info()) */
@@ -369,6 +369,29 @@ struct rctx_req_view {
 	uint8_t opcode;
 };
 void rctx__ring_req_view(const struct hnode *link, struct rctx_req_view *v);
+/* Whether a request of a governor's list is parked, not in flight (that
+ * governor's lock held). */
+bool rctx__ring_req_parked(const struct hnode *link);
+/*
+ * Parked requests: a request held back before its SQE is sent (the queue of
+ * a group's request limiter), owner thread of ring only. It takes a slot and
+ * is tracked by ctx's governor as if in flight, so a cancel of that governor
+ * reaches it as any other request, from any thread, and the ring ends it
+ * with the governor's error at once, where it would send a cancel: no
+ * kernel object per parked request. cb(arg, res, flags) runs exactly once,
+ * from rctx_ring_run() (or rctx_ring_destroy(), which ends parked requests
+ * with -ECANCELED), as for rctx_submit(): with the context's error if the
+ * request ends parked (at once if ctx is done at the park), else when its
+ * kernel request ends. Park: the slot, or NULL on out-of-memory (cb never
+ * called). Unpark: send a copy of *sqe (as rctx_submit(), whose refused
+ * flags the caller has checked); true if it went to the kernel, false if it
+ * ends without it (its context is done; or no SQE could be had, and it ends
+ * with that error).
+ */
+struct rctx_req *rctx__ring_park(struct rctx_ring *ring, rctx_t *ctx, rctx_cb_t cb,
+				 void *arg);
+bool rctx__ring_unpark(struct rctx_ring *ring, struct rctx_req *r,
+		       const struct io_uring_sqe *sqe);
 
 /* ---- the request limiter of a group (lib/limiter.c) --------------------- */
 struct limiter_req;
@@ -378,8 +401,9 @@ struct rctx_limiter {
 	/* The owner thread of ->ring only: */
 	struct rctx_ring *ring;      /* bound while requests are queued or in flight */
 	int inflight;                /* counted requests, callback not run */
-	struct limiter_req *qhead, *qtail;
-	int efd;                     /* the sentinels' eventfd, -1 until used */
+	struct limiter_req *qhead, *qtail; /* the FIFO of queued requests */
+	struct limiter_req *cache;   /* records to reuse */
+	unsigned ncache;
 };
 void rctx__limiter_init(struct rctx_limiter *l, struct rctx *owner, int limit);
 void rctx__limiter_fini(struct rctx_limiter *l);

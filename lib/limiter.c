@@ -1,36 +1,52 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The request limiter of a group (rctx_group_submit): at most limit requests
- * in flight on the one ring the limiter is bound to, on that ring's owner
- * thread only: no lock. A request over the limit waits in a FIFO; if its
- * context can end, a sentinel (a poll on the limiter's never-signalled
- * eventfd, submitted under a child of that context) completes when the
- * context ends, or when the ring is destroyed, and completes the queued
- * request at once. Each request not completed holds a reference to the
+ * in flight on the one ring the limiter is bound to, counted on that ring's
+ * owner thread only: no lock.
+ *
+ * A request over the limit waits in a FIFO. If its context can end, it is
+ * also a parked request of the ring (rctx__ring_park(), lib/ring.c): it
+ * holds a slot, tracked by its context's governor like a request in flight
+ * but with no SQE, so the cancel of that context reaches it by the usual
+ * path (the governor's request list, the ring's cancel stack and wake-up,
+ * from any thread) and the ring ends it at once with the context's error.
+ * No kernel object and no context per queued request. A request under a
+ * context that can never end (no governor) needs no slot while it waits.
+ * The same callback, req_completed(), sees every end of a request: still
+ * queued (its context ended, or the ring is going away), or after it was
+ * sent.
+ *
+ * Without a limit a request is a plain rctx_submit(): no record, nothing
+ * counted. With one, records are reused from a small cache of the
+ * limiter's (the owner thread's, like the rest).
+ *
+ * Invariants: inflight counts the requests sent and counted (r->counted),
+ * whose callback has not run; a request is in the FIFO iff r->queued; a
+ * request leaves the FIFO when a slot frees (limiter_pump()) or when it
+ * ends while queued. Each request not completed holds a reference to the
  * limiter's owner (the group's context), whose memory holds the limiter.
  */
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "internal.h"
 
-enum { GREQ_QUEUED, GREQ_SUBMITTED, GREQ_ENDED };
+/* Records kept for reuse, at most. */
+#define LIMITER_CACHE 64
 
 /* A request of rctx_group_submit(): the ring owner's only. */
 struct limiter_req {
-	struct rctx_limiter *l;      /* holds a reference to its owner */
+	struct rctx_limiter *l;
 	struct limiter_req *prev, *next; /* the FIFO, while queued */
-	rctx_t *ctx;                 /* a reference, while queued */
-	rctx_t *watch;               /* the sentinel's context, while queued */
+	union {
+		struct rctx_req *parked; /* its slot while queued, if it can end */
+		struct limiter_req *free_next; /* in the cache */
+	};
 	rctx_cb_t cb;
 	void *arg;
-	struct io_uring_sqe sqe;
-	uint8_t state;
-	uint8_t refs;                /* the request's and the sentinel's */
+	bool queued;                 /* in the FIFO */
 	bool counted;                /* holds one of the limit's slots */
+	struct io_uring_sqe sqe;     /* while queued */
 };
 
 void rctx__limiter_init(struct rctx_limiter *l, struct rctx *owner, int limit)
@@ -40,22 +56,41 @@ void rctx__limiter_init(struct rctx_limiter *l, struct rctx *owner, int limit)
 	l->ring = NULL;
 	l->inflight = 0;
 	l->qhead = l->qtail = NULL;
-	l->efd = -1;
+	l->cache = NULL;
+	l->ncache = 0;
 }
 
 void rctx__limiter_fini(struct rctx_limiter *l)
 {
 	RCTX_ASSERT(!l->qhead && !l->inflight);
-	if (l->efd >= 0)
-		close(l->efd);
+	while (l->cache) {
+		struct limiter_req *r = l->cache;
+
+		l->cache = r->free_next;
+		free(r);
+	}
 }
 
-static void req_put(struct limiter_req *r)
+static struct limiter_req *req_alloc(struct rctx_limiter *l)
 {
-	if (--r->refs)
+	struct limiter_req *r = l->cache;
+
+	if (!r)
+		return rctx__malloc(sizeof(*r));
+	l->cache = r->free_next;
+	l->ncache--;
+	return r;
+}
+
+static void req_free(struct rctx_limiter *l, struct limiter_req *r)
+{
+	if (l->ncache == LIMITER_CACHE) {
+		free(r);
 		return;
-	rctx_unref(r->l->owner);
-	free(r);
+	}
+	r->free_next = l->cache;
+	l->cache = r;
+	l->ncache++;
 }
 
 static void queue_unlink(struct rctx_limiter *l, struct limiter_req *r)
@@ -63,6 +98,7 @@ static void queue_unlink(struct rctx_limiter *l, struct limiter_req *r)
 	*(r->prev ? &r->prev->next : &l->qhead) = r->next;
 	*(r->next ? &r->next->prev : &l->qtail) = r->prev;
 	r->prev = r->next = NULL;
+	r->queued = false;
 }
 
 static void queue_append(struct rctx_limiter *l, struct limiter_req *r)
@@ -71,25 +107,68 @@ static void queue_append(struct rctx_limiter *l, struct limiter_req *r)
 	r->prev = l->qtail;
 	*(l->qtail ? &l->qtail->next : &l->qhead) = r;
 	l->qtail = r;
-}
-
-/* A queued request leaves the queue: it no longer needs its sentinel. */
-static rctx_t *req_dequeue(struct rctx_limiter *l, struct limiter_req *r)
-{
-	rctx_t *ctx = r->ctx;
-
-	queue_unlink(l, r);
-	if (r->watch)
-		rctx_release(r->watch); /* its sentinel completes -ECANCELED */
-	r->watch = NULL;
-	r->ctx = NULL;
-	return ctx;
+	r->queued = true;
 }
 
 static void req_completed(void *arg, int res, uint32_t flags);
 
-/* Submit r (0: its callback will run), or rctx_submit's error. */
-static int req_submit(struct rctx_limiter *l, rctx_ring_t *ring, rctx_t *ctx,
+/* A request that left the queue: true if it went to the kernel. Its
+ * callback runs in any case, even if its submission fails. Without a
+ * governor its context is as good as background (no deadline, no
+ * tracking), which needs no reference. */
+static bool req_send_queued(struct rctx_limiter *l, struct limiter_req *r)
+{
+	struct rctx_req *slot = r->parked;
+	int ret;
+
+	r->parked = NULL;
+	if (slot)
+		return rctx__ring_unpark(l->ring, slot, &r->sqe);
+	ret = rctx_submit(l->ring, rctx_background(), &r->sqe, req_completed, r);
+	if (ret < 0)
+		req_completed(r, ret, 0);
+	return ret == 0;
+}
+
+/* Ring owner, from a callback: send queued requests while slots are free.
+ * One whose context ended meanwhile is not sent: its callback comes with
+ * the context's error, uncounted. */
+static void limiter_pump(struct rctx_limiter *l)
+{
+	while (l->qhead && l->inflight < l->limit) {
+		struct limiter_req *r = l->qhead;
+
+		queue_unlink(l, r);
+		if (req_send_queued(l, r)) {
+			r->counted = true;
+			l->inflight++;
+		}
+	}
+}
+
+/* Every end of a request: ended while queued, or its (last) CQE. */
+static void req_completed(void *arg, int res, uint32_t flags)
+{
+	struct limiter_req *r = arg;
+	struct rctx_limiter *l = r->l;
+
+	if (flags & IORING_CQE_F_MORE) { /* multishot: keeps its slot */
+		r->cb(r->arg, res, flags);
+		return;
+	}
+	if (r->queued) {
+		queue_unlink(l, r);
+	} else if (r->counted) {
+		l->inflight--;
+		limiter_pump(l);
+	}
+	r->cb(r->arg, res, flags);
+	req_free(l, r);
+	rctx_unref(l->owner); /* last: it may free l */
+}
+
+/* Send r now (0: its callback will run), or rctx_submit's error. */
+static int req_submit(struct rctx_limiter *l, struct rctx_ring *ring, rctx_t *ctx,
 		      struct limiter_req *r, const struct io_uring_sqe *sqe)
 {
 	bool done = rctx_err(ctx) != 0;
@@ -97,121 +176,21 @@ static int req_submit(struct rctx_limiter *l, rctx_ring_t *ring, rctx_t *ctx,
 
 	if (ret < 0)
 		return ret;
-	r->state = GREQ_SUBMITTED;
-	r->counted = !done && l->limit > 0;
+	r->counted = !done;
 	l->inflight += r->counted;
 	return 0;
 }
 
-/* Ring owner, from a callback: submit queued requests while slots are free. */
-static void limiter_pump(struct rctx_limiter *l)
+/* Queue r behind the others (0), or -ENOMEM and nothing queued. */
+static int req_queue(struct rctx_limiter *l, struct rctx_ring *ring, rctx_t *ctx,
+		     struct limiter_req *r, const struct io_uring_sqe *sqe)
 {
-	while (l->qhead && l->inflight < l->limit) {
-		struct limiter_req *r = l->qhead;
-		rctx_t *ctx = req_dequeue(l, r);
-		int ret = req_submit(l, l->ring, ctx, r, &r->sqe);
-
-		rctx_unref(ctx);
-		if (ret < 0) {
-			r->state = GREQ_ENDED;
-			r->cb(r->arg, ret, 0);
-			req_put(r);
-		}
+	if (rctx_governor(ctx)) {
+		r->parked = rctx__ring_park(ring, ctx, req_completed, r);
+		if (!r->parked)
+			return -ENOMEM;
 	}
-}
-
-static void req_completed(void *arg, int res, uint32_t flags)
-{
-	struct limiter_req *r = arg;
-
-	if (flags & IORING_CQE_F_MORE) { /* multishot: keeps its slot */
-		r->cb(r->arg, res, flags);
-		return;
-	}
-	if (r->counted) {
-		r->counted = false;
-		r->l->inflight--;
-		limiter_pump(r->l);
-	}
-	r->cb(r->arg, res, flags);
-	req_put(r);
-}
-
-/* The error a queued request ends with when its sentinel completes: its
- * context's, or, if the ring's link timeout was quicker than the runtime
- * thread, -ETIMEDOUT for a deadline passed; else the ring is going away. */
-static int queued_err(rctx_t *ctx)
-{
-	int64_t dl;
-	int err = rctx_err(ctx);
-
-	if (err)
-		return err;
-	if (rctx_deadline(ctx, &dl) && dl <= rctx_now())
-		return -ETIMEDOUT;
-	return -ECANCELED;
-}
-
-static void sentinel_completed(void *arg, int res, uint32_t flags)
-{
-	struct limiter_req *r = arg;
-
-	(void)res;
-	(void)flags;
-	if (r->state == GREQ_QUEUED) {
-		int err = queued_err(r->ctx);
-
-		rctx_unref(req_dequeue(r->l, r));
-		r->state = GREQ_ENDED;
-		r->cb(r->arg, err, 0);
-		r->refs--; /* the request's: the sentinel's is the last */
-	}
-	req_put(r);
-}
-
-/* Arm r's sentinel: a poll that never fires, under a child of r's context. */
-static int sentinel_arm(struct rctx_limiter *l, struct limiter_req *r)
-{
-	struct io_uring_sqe s;
-	int ret;
-
-	if (l->efd < 0) {
-		l->efd = rctx__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (l->efd < 0)
-			return -errno;
-	}
-	r->watch = rctx_with_cancel(r->ctx);
-	if (!r->watch)
-		return -ENOMEM;
-	memset(&s, 0, sizeof(s));
-	io_uring_prep_poll_add(&s, l->efd, POLLIN);
-	ret = rctx_submit(l->ring, r->watch, &s, sentinel_completed, r);
-	if (ret < 0) {
-		rctx_release(r->watch);
-		r->watch = NULL;
-		return ret;
-	}
-	r->refs++;
-	return 0;
-}
-
-/* Queue r behind the others (0), or an error and nothing queued. */
-static int req_queue(struct rctx_limiter *l, struct limiter_req *r, rctx_t *ctx,
-		     const struct io_uring_sqe *sqe)
-{
-	struct rctx_cancel *gov = rctx_governor(ctx);
-	int ret;
-
 	memcpy(&r->sqe, sqe, sizeof(r->sqe));
-	r->ctx = rctx_ref(ctx);
-	if (gov) { /* a context that can end */
-		ret = sentinel_arm(l, r);
-		if (ret < 0) {
-			rctx_unref(r->ctx);
-			return ret;
-		}
-	}
-	r->state = GREQ_QUEUED;
 	queue_append(l, r);
 	return 0;
 }
@@ -225,25 +204,26 @@ int rctx__limiter_submit(struct rctx_limiter *l, struct rctx_ring *ring, rctx_t 
 
 	if (!ring || !ctx_valid(ctx) || !sqe || !cb || rctx__sqe_refused(sqe))
 		return -EINVAL;
-	if (l->limit > 0 && l->ring != ring) {
+	if (l->limit < 0)
+		return rctx_submit(ring, ctx, sqe, cb, arg);
+	if (l->ring != ring) {
 		if (l->inflight || l->qhead)
 			return -EXDEV;
 		l->ring = ring;
 	}
-	r = rctx__malloc(sizeof(*r));
+	r = req_alloc(l);
 	if (!r)
 		return -ENOMEM;
 	memset(r, 0, offsetof(struct limiter_req, sqe));
 	r->l = l;
 	r->cb = cb;
 	r->arg = arg;
-	r->refs = 1;
-	if (l->limit < 0 || rctx_err(ctx) || (l->inflight < l->limit && !l->qhead))
+	if (rctx_err(ctx) || (l->inflight < l->limit && !l->qhead))
 		ret = req_submit(l, ring, ctx, r, sqe);
 	else
-		ret = req_queue(l, r, ctx, sqe);
+		ret = req_queue(l, ring, ctx, r, sqe);
 	if (ret < 0) {
-		free(r);
+		req_free(l, r);
 		return ret;
 	}
 	rctx_ref(l->owner);
