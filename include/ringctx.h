@@ -385,7 +385,8 @@ unsigned rctx_ring_pending(const rctx_ring_t *ring);
  */
 struct rctx_ring_stats {
 	uint64_t submitted;        /* requests sent to the kernel */
-	uint64_t short_circuited;  /* ended at submission: context already done */
+	uint64_t short_circuited;  /* never sent: context done at submission, or
+				      while queued by rctx_group_submit() */
 	uint64_t completed;        /* callbacks run (all kinds) */
 	uint64_t cancels_issued;   /* IORING_OP_ASYNC_CANCEL sent */
 	uint64_t cancel_found;     /* cancel result 0: found and aborted */
@@ -829,13 +830,16 @@ void rctx_group_free(rctx_group_t *g);
  * (a multishot one: until its last CQE). A request whose context is done at
  * this call, or when it leaves the queue, is not counted and completes as
  * rctx_submit() says, with the context's error. A queued request whose
- * context ends (a cancel, its deadline) completes at once, without waiting
- * for a slot: its cb runs with the context's error from the next
- * rctx_ring_run() of the ring after that (the ring is woken), whatever the
- * group's in-flight requests do; this costs, for each queued request under
- * a context that can end, one child context and one poll request on the
- * ring. rctx_ring_destroy() completes queued requests with -ECANCELED
- * (their cb runs, none is dropped), in-flight ones as rctx_submit() says.
+ * context ends (a cancel from any thread, its deadline) completes at once,
+ * without waiting for a slot: its cb runs with the context's error from the
+ * next rctx_ring_run() of the ring after that (the ring is woken), whatever
+ * the group's in-flight requests do. A queued request holds no kernel
+ * object: under a context that can end it takes a request slot of the ring
+ * (counted by rctx_ring_pending(), not sent, not counted as submitted by
+ * rctx_ring_stats() or rctx_info(), not shown by rctx_dump()) and is
+ * reached by the context's cancel as a request in flight would be.
+ * rctx_ring_destroy() completes queued requests with -ECANCELED (their cb
+ * runs, none is dropped), in-flight ones as rctx_submit() says.
  * A group with a limit is bound to one ring at a time: the ring of its
  * first request, then of the first one after it had no request queued or
  * in flight (one without a limit may use any ring, from the rings' owners).
@@ -846,9 +850,8 @@ void rctx_group_free(rctx_group_t *g);
  * be destroyed before or after the group is freed.
  * Returns 0 (cb will be called exactly once), or, with cb never called:
  * -EINVAL (NULL g, ring, ctx, sqe or cb, or a flag rctx_submit() refuses),
- * -EXDEV (ring is not the ring the group is bound to), -ENOMEM, the
- * negative errno of eventfd(2) (-EMFILE, -ENFILE) for the first queued
- * request, or the errors of rctx_submit().
+ * -EXDEV (ring is not the ring the group is bound to), -ENOMEM, or the
+ * errors of rctx_submit().
  */
 int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 		      const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);

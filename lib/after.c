@@ -13,10 +13,9 @@
 RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *arg)
 {
 	ERRNO_GUARD;
-	struct rctx_cancel *g;
 	struct rctx_after *a;
 	uint8_t home;
-	int e = 0;
+	int e, cause;
 
 	if (!ctx_valid(ctx) || !fn)
 		return NULL;
@@ -34,17 +33,12 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	atomic_init(&a->state, AFTER_ARMED);
 	a->run_next = NULL;
 
-	g = rctx_governor(ctx);
-	if (!g) {
+	if (!rctx_governor(ctx)) {
 		/* Never done: fn can never run; only a stop remains possible. */
 		rctx__obj_put(&a->c.hdr);
 		return a;
 	}
-	rlock(&g->lock);
-	e = atomic_load_explicit(&g->err, memory_order_relaxed);
-	if (!e)
-		hlist_add(&g->children, &a->c.sib);
-	runlock(&g->lock);
+	e = rctx__child_add(&a->c, &cause);
 	if (e) {
 		atomic_store_explicit(&a->state, AFTER_QUEUED, memory_order_relaxed);
 		if (!rctx__rt_queue_after(a))
@@ -56,25 +50,14 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 RCTX_API bool rctx_after_stop(rctx_after_t *a)
 {
 	ERRNO_GUARD;
-	struct rctx_cancel *g;
 	int armed = AFTER_ARMED;
-	bool detached = false;
 
 	if (!a)
 		return false;
 	if (!atomic_compare_exchange_strong_explicit(&a->state, &armed, AFTER_STOPPED,
 			memory_order_acq_rel, memory_order_acquire))
 		return false;
-	g = rctx_governor(a->c.hdr.parent);
-	if (g) {
-		rlock(&g->lock);
-		if (a->c.sib.pprev) {
-			hlist_del(&a->c.sib);
-			detached = true;
-		}
-		runlock(&g->lock);
-	}
-	if (detached)
+	if (rctx__child_del(&a->c))
 		rctx__obj_put(&a->c.hdr);
 	return true;
 }

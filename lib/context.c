@@ -13,6 +13,9 @@
  * hooks, the owners of merge links) is deferred to the end of the walk, with
  * a reference taken only if the object is still live (rctx__obj_tryget);
  * a detached after-func record's registration reference passes to the walk.
+ * Joining and leaving a child set (rctx__child_add(), rctx__child_del())
+ * are written here once, for every kind of canceler: child contexts,
+ * after-func records, merge links.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,17 +54,40 @@ bool rctx__obj_tryget(struct rctx *c)
 	return false;
 }
 
-/* Remove a canceler from the child set it is registered in, if any. */
-static void unregister(struct rctx_canceler *k)
+/* ---- the child set ------------------------------------------------------ */
+
+/* Under the governor's lock err is 0 or final, never ERR_ENDING: a cancel
+ * stores the final error before it unlocks. */
+int rctx__child_add(struct rctx_canceler *k, int *cause)
 {
 	struct rctx_cancel *g = rctx_governor(k->hdr.parent);
+	int e;
 
 	if (!g)
-		return;
+		return 0;
 	rlock(&g->lock);
-	if (k->sib.pprev)
+	e = atomic_load_explicit(&g->err, memory_order_relaxed);
+	if (e)
+		*cause = g->cause;
+	else
+		hlist_add(&g->children, &k->sib);
+	runlock(&g->lock);
+	return e;
+}
+
+bool rctx__child_del(struct rctx_canceler *k)
+{
+	struct rctx_cancel *g = rctx_governor(k->hdr.parent);
+	bool in;
+
+	if (!g)
+		return false;
+	rlock(&g->lock);
+	in = k->sib.pprev != NULL;
+	if (in)
 		hlist_del(&k->sib);
 	runlock(&g->lock);
+	return in;
 }
 
 /* Free one object whose count reached zero; return its parent. */
@@ -79,7 +105,7 @@ static struct rctx *obj_free(struct rctx *c)
 		/* fall through */
 	case RCTX_CANCEL:
 	case RCTX_DEADLINE:
-		unregister(&((struct rctx_cancel *)c)->c);
+		rctx__child_del(&((struct rctx_cancel *)c)->c);
 		rctx__done_close((struct rctx_cancel *)c);
 		break;
 	case RCTX_AFTER:
@@ -138,21 +164,13 @@ int64_t rctx__deadline_of(const struct rctx *c)
  */
 static bool cancel_attach(struct rctx_cancel *c)
 {
-	struct rctx_cancel *g = rctx_governor(c->c.hdr.parent);
-	int e;
+	int cause, e = rctx__child_add(&c->c, &cause);
 
-	if (!g)
-		return true;
-	rlock(&g->lock);
-	e = atomic_load_explicit(&g->err, memory_order_relaxed);
-	if (e) {
-		c->cause = g->cause;
+	if (e) { /* c is not shared yet */
+		c->cause = cause;
 		c->done_ns = c->created_ns;
 		atomic_store_explicit(&c->err, e, memory_order_release);
-	} else {
-		hlist_add(&g->children, &c->c.sib);
 	}
-	runlock(&g->lock);
 	return e == 0;
 }
 
@@ -633,7 +651,7 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_
 	cancel_subtree(root, err, cause, &b, &d, now);
 	/* context -> ring: the inherent call back into rings (wake-ups). */
 	rctx__ring_wake_batch(&b);
-	unregister(&root->c);
+	rctx__child_del(&root->c);
 	if (root->c.hdr.kind == RCTX_EXT) {
 		struct rctx_ext *x = container_of(root, struct rctx_ext, cc);
 

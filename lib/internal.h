@@ -119,7 +119,7 @@ struct rctx_cancel {
 	int cause;                 /* valid once err != 0 (published by err) */
 	_Atomic int done_fd;       /* -1 until rctx_done_fd() */
 	struct hnode *children;    /* cancelers registered here */
-	struct hnode *reqs;        /* in-flight requests tracked here */
+	struct hnode *reqs;        /* requests tracked here: in flight, parked */
 	int64_t deadline;          /* effective deadline (own or inherited) */
 	/* Observability (rctx_info(), rctx_dump()), under lock once shared: */
 	int64_t created_ns;        /* clock at creation (rctx_info()) */
@@ -292,6 +292,17 @@ bool rctx__obj_tryget(struct rctx *c);
 void rctx__obj_put(struct rctx *c);
 
 /*
+ * The child set (lib/context.c): a canceler k registers with the governor of
+ * k->hdr.parent, under that governor's lock, and a cancel of the governor
+ * detaches it. Add: 0 once k is in the set (or when the parent can never be
+ * done: nothing to join), else the governor's final error with *cause set,
+ * and k is not added. Del: take k out if it is still in (nobody detached
+ * it); true if this call did.
+ */
+int rctx__child_add(struct rctx_canceler *k, int *cause);
+bool rctx__child_del(struct rctx_canceler *k);
+
+/*
  * A new extended context of size bytes (a structure that starts with struct
  * rctx_ext) under parent, with deadline (its own or inherited: rctx_deadline()
  * reports it; no timer is armed), registered with the parent's governor or
@@ -325,6 +336,18 @@ int rctx__rt_keep(struct rctx_kept *k);
 int rctx__rt_adopt(struct rctx_ring *ring);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
+/*
+ * SQE flags that no request of the library may carry (rctx_submit()
+ * documents them): a chain could be split by a flush between its SQEs,
+ * and a skipped success CQE would leave the callback uncalled.
+ */
+#define RCTX__SQE_REFUSED (IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS)
+
+static inline bool rctx__sqe_refused(const struct io_uring_sqe *sqe)
+{
+	return sqe->flags & RCTX__SQE_REFUSED;
+}
+
 /* Collects the rings a cancel must wake, so wake-ups happen after the
  * context locks are dropped and once per ring. */
 #define CANCEL_WAKE_MAX 8
@@ -347,6 +370,47 @@ struct rctx_req_view {
 	uint8_t opcode;
 };
 void rctx__ring_req_view(const struct hnode *link, struct rctx_req_view *v);
+/* Whether a request of a governor's list is parked, not in flight (that
+ * governor's lock held). */
+bool rctx__ring_req_parked(const struct hnode *link);
+/*
+ * Parked requests: a request held back before its SQE is sent (the queue of
+ * a group's request limiter), owner thread of ring only. It takes a slot and
+ * is tracked by ctx's governor as if in flight, so a cancel of that governor
+ * reaches it as any other request, from any thread, and the ring ends it
+ * with the governor's error at once, where it would send a cancel: no
+ * kernel object per parked request. cb(arg, res, flags) runs exactly once,
+ * from rctx_ring_run() (or rctx_ring_destroy(), which ends parked requests
+ * with -ECANCELED), as for rctx_submit(): with the context's error if the
+ * request ends parked (at once if ctx is done at the park), else when its
+ * kernel request ends. Park: the slot, or NULL on out-of-memory (cb never
+ * called). Unpark: send a copy of *sqe (as rctx_submit(), whose refused
+ * flags the caller has checked); true if it went to the kernel, false if it
+ * ends without it (its context is done; or no SQE could be had, and it ends
+ * with that error).
+ */
+struct rctx_req *rctx__ring_park(struct rctx_ring *ring, rctx_t *ctx, rctx_cb_t cb,
+				 void *arg);
+bool rctx__ring_unpark(struct rctx_ring *ring, struct rctx_req *r,
+		       const struct io_uring_sqe *sqe);
+
+/* ---- the request limiter of a group (lib/limiter.c) --------------------- */
+struct limiter_req;
+struct rctx_limiter {
+	struct rctx *owner;          /* a reference per request not completed */
+	int limit;                   /* < 0: none */
+	/* The owner thread of ->ring only: */
+	struct rctx_ring *ring;      /* bound while requests are queued or in flight */
+	int inflight;                /* counted requests, callback not run */
+	struct limiter_req *qhead, *qtail; /* the FIFO of queued requests */
+	struct limiter_req *cache;   /* records to reuse */
+	unsigned ncache;
+};
+void rctx__limiter_init(struct rctx_limiter *l, struct rctx *owner, int limit);
+void rctx__limiter_fini(struct rctx_limiter *l);
+/* rctx_group_submit() of l's group (the header documents it). */
+int rctx__limiter_submit(struct rctx_limiter *l, struct rctx_ring *ring, rctx_t *ctx,
+			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
 
 /* ---- requests posted to a ring by other threads (lib/ring.c) ------------ */
 /*

@@ -22,6 +22,12 @@
  * A slot is freed by the owner only once its CQE arrived and it is off the
  * cancel stack (a request that completes while queued becomes a zombie until
  * popped).
+ *
+ * A parked request (rctx__ring_park(): the queue of a group's request
+ * limiter) holds a slot and its governor, and is linked in the governor's
+ * request list, with no SQE: a cancel reaches it as any other request, and
+ * the owner ends it with the governor's error where it would send a cancel.
+ * No kernel object waits for it.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -47,8 +53,8 @@
 #define DEFAULT_ENTRIES 256
 
 /* RS_DONE: its final CQE was reaped, its governor not yet settled (the end
- * of the reaped batch, settle_batch()). */
-enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE, RS_LOCAL, RS_DONE };
+ * of the reaped batch, settle_batch()). RS_PARKED: held back, no SQE yet. */
+enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE, RS_LOCAL, RS_DONE, RS_PARKED };
 
 struct rctx_req {
 	union {
@@ -61,7 +67,9 @@ struct rctx_req {
 	void *arg;
 	uint64_t ud;                   /* user_data payload: generation, index */
 	uint32_t stamp_ms;             /* its ring's clock at submission */
-	uint8_t queued;                /* pushed on the cancel stack (ctx lock) */
+	/* Written under its governor's lock while linked: */
+	uint8_t queued : 1;            /* pushed on the cancel stack */
+	uint8_t parked : 1;            /* RS_PARKED (read by rctx_dump()) */
 	uint8_t state;                 /* owner only */
 	uint8_t opcode;                /* of the SQE (teardown order, dumps) */
 	/* Owner only, one byte (apart from queued, which cancellers write). */
@@ -412,6 +420,8 @@ static void retry_cancels(struct rctx_ring *ring)
 	}
 }
 
+static void park_end(struct rctx_ring *ring, struct rctx_req *r, int res);
+
 /*
  * Owner: pop the cancel stack and send one cancel per live request. A
  * context's cancel pushes its requests newest first, so they pop oldest
@@ -437,6 +447,8 @@ static void drain_cancels(struct rctx_ring *ring)
 			zombie_release(ring, r);
 		} else if (r->cissued || r->state == RS_DONE) {
 			continue; /* RS_DONE: settle_batch() frees it */
+		} else if (r->state == RS_PARKED) {
+			park_end(ring, r, 0);
 		} else if (r->opcode == IORING_OP_TIMEOUT) {
 			issue_cancel(ring, r);
 		} else {
@@ -462,15 +474,11 @@ static void sqe_copy(struct io_uring_sqe *dst, const struct io_uring_sqe *src)
 	*dst = *src;
 }
 
-/* What the kernel must not see from rctx_submit() (documented there):
- * chains would be split by a flush between their SQEs, and a skipped
- * success CQE would leave the callback uncalled. */
+/* The arguments rctx_submit() accepts (its refused flags: internal.h). */
 static bool submit_args_valid(const struct rctx_ring *ring, const rctx_t *ctx,
 			      const struct io_uring_sqe *sqe, rctx_cb_t cb)
 {
-	return ring && ctx_valid(ctx) && sqe && cb &&
-	       !(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
-			       IOSQE_CQE_SKIP_SUCCESS));
+	return ring && ctx_valid(ctx) && sqe && cb && !rctx__sqe_refused(sqe);
 }
 
 /* Set up a slot taken off the free list for a new request. */
@@ -480,6 +488,7 @@ static inline void slot_init(struct rctx_ring *ring, struct rctx_req *r,
 	r->cb = cb;
 	r->arg = arg;
 	r->queued = 0;
+	r->parked = 0;
 	r->popped = 0;
 	r->cissued = 0;
 	r->cfail = 0;
@@ -569,9 +578,9 @@ static void track_pending(struct rctx_ring *ring)
 	}
 }
 
-/* The context was done already: r never reaches the kernel, its callback
- * runs with err at the next rctx_ring_run(). */
-static void short_circuit(struct rctx_ring *ring, struct rctx_req *r, int err)
+/* r (counted in pending) never reaches the kernel: its callback runs with
+ * err at the next rctx_ring_run(). */
+static void end_locally(struct rctx_ring *ring, struct rctx_req *r, int err)
 {
 	r->res = err;
 	r->state = RS_LOCAL;
@@ -581,8 +590,14 @@ static void short_circuit(struct rctx_ring *ring, struct rctx_req *r, int err)
 	else
 		ring->local_head = r;
 	ring->local_tail = r;
-	ring->pending++;
 	STAT_ADD(ring, short_circuited, 1);
+}
+
+/* The context was done already: r never reaches the kernel. */
+static void short_circuit(struct rctx_ring *ring, struct rctx_req *r, int err)
+{
+	ring->pending++;
+	end_locally(ring, r, err);
 }
 
 /* The request's SQE at s, and its absolute link timeout at the deadline
@@ -670,8 +685,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	/* A cancellable context governs itself (and is valid); any other
 	 * is checked and resolved by submit_slow(). */
 	if (unlikely(!ring || !ctx || !sqe || !cb || !kind_cancellable(ctx) ||
-		     (sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
-				    IOSQE_CQE_SKIP_SUCCESS))))
+		     rctx__sqe_refused(sqe)))
 		return submit_slow(ring, ctx, sqe, cb, arg);
 	g = (struct rctx_cancel *)ctx;
 	tail = ring->untracked_tail;
@@ -694,6 +708,97 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	ring->pending++;
 	ring->unsent++;
 	return 0;
+}
+
+/* ---- parked requests (lib/limiter.c's queue) ------------------------------ */
+
+struct rctx_req *rctx__ring_park(struct rctx_ring *ring, rctx_t *ctx, rctx_cb_t cb,
+				 void *arg)
+{
+	struct rctx_cancel *g = rctx_governor(ctx);
+	struct rctx_req *r = slot_start(ring, cb, arg);
+	int err = 0;
+
+	if (unlikely(!r))
+		return NULL;
+	ring->pending++;
+	r->state = RS_PARKED;
+	if (!g)
+		return r;
+	rlock(&g->lock);
+	err = atomic_load_explicit(&g->err, memory_order_relaxed);
+	if (!err) {
+		r->ctx = g;
+		r->parked = 1;
+		hlist_add(&g->reqs, &r->link);
+	}
+	runlock(&g->lock);
+	if (err)
+		end_locally(ring, r, err);
+	else
+		rctx__obj_get(&g->c.hdr); /* ring -> context, as in flight */
+	return r;
+}
+
+/*
+ * Owner: end parked r without sending it, with res (0: its governor's
+ * error), unless a cancel pushed it on the cancel stack, whose drain ends
+ * it then (with the governor's error).
+ */
+static void park_end(struct rctx_ring *ring, struct rctx_req *r, int res)
+{
+	struct rctx_cancel *g = r->ctx;
+
+	if (g) {
+		rlock(&g->lock);
+		if (r->queued && !r->popped) {
+			runlock(&g->lock);
+			return;
+		}
+		if (!res)
+			res = atomic_load_explicit(&g->err, memory_order_relaxed);
+		hlist_del(&r->link);
+		runlock(&g->lock);
+		rctx__obj_put(&g->c.hdr);
+	}
+	RCTX_ASSERT(res);
+	end_locally(ring, r, res);
+}
+
+bool rctx__ring_unpark(struct rctx_ring *ring, struct rctx_req *r,
+		       const struct io_uring_sqe *sqe)
+{
+	struct rctx_cancel *g = r->ctx;
+	int64_t deadline = g ? g->deadline : RCTX_FOREVER;
+	struct io_uring_sqe *s;
+	int err;
+
+	/* Ended at rctx__ring_park(), or its governor is done (then a
+	 * cancel pushed it: the drain of the cancel stack ends it). */
+	if (r->state != RS_PARKED || (g && cancel_err(g)))
+		return false;
+	s = ring_sqe_get(ring, deadline != RCTX_FOREVER ? 2 : 1, &err);
+	if (unlikely(!s)) {
+		park_end(ring, r, err);
+		return false;
+	}
+	r->opcode = sqe->opcode;
+	r->stamp_ms = ring->now_ms;
+	r->state = RS_INFLIGHT;
+	prep_sqes(ring, r, s, sqe, deadline);
+	ring->unsent++;
+	if (g) {
+		rlock(&g->lock);
+		r->parked = 0;
+		g->submitted++;
+		runlock(&g->lock);
+	}
+	return true;
+}
+
+bool rctx__ring_req_parked(const struct hnode *link)
+{
+	return container_of(link, struct rctx_req, link)->parked;
 }
 
 /* ---- completion ---------------------------------------------------------- */
@@ -1227,11 +1332,13 @@ out_free:
 	return ret;
 }
 
-/* Owner: cancel r unless it is done or has its cancel. */
+/* Owner: cancel r unless it is done or has its cancel; end it if parked. */
 static void cancel_one(struct rctx_ring *ring, struct rctx_req *r)
 {
 	if (r->state == RS_INFLIGHT && !r->cissued)
 		issue_cancel(ring, r);
+	else if (r->state == RS_PARKED)
+		park_end(ring, r, -ECANCELED);
 }
 
 /*

@@ -427,8 +427,8 @@ static int op_group_go(void)
 }
 
 /* rctx_group_submit with a limit of 1 on a ring: one NOP in flight, the
- * others queued (under a cancellable context: a sentinel each), the last
- * queued one's context cancelled. Every accepted request's callback runs
+ * others queued (under a cancellable context: a parked slot each), the
+ * last queued one's context cancelled. Every accepted request's callback runs
  * exactly once; the group is freed before the ring runs. */
 #define GSUB 4
 static int op_group_submit(void)
