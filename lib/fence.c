@@ -75,7 +75,7 @@ void rctx__fence_add(uint64_t dev, uint64_t ino)
 	pp = lookup(dev, ino);
 	f = *pp;
 	if (!f) {
-		f = calloc(1, sizeof(*f));
+		f = rctx__calloc(1, sizeof(*f));
 		if (f) {
 			f->dev = dev;
 			f->ino = ino;

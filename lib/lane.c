@@ -94,7 +94,7 @@ static struct lane *lane_of(uint64_t dev, bool create)
 			return l;
 	if (!create)
 		return NULL;
-	l = calloc(1, sizeof(*l));
+	l = rctx__calloc(1, sizeof(*l));
 	if (!l)
 		return NULL;
 	l->dev = dev;

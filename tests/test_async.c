@@ -458,3 +458,115 @@ Test(async, thread_with_a_stuck_request_exits_at_once)
 	release_all();
 	stuckfs_stop(&fs);
 }
+
+/* ---- the write fence -------------------------------------------------------- */
+
+static void wait_unfenced(void)
+{
+	int64_t limit = rctx_now() + MS(WAIT_MS);
+
+	while (rt_stats().fenced_files && rctx_now() < limit) {
+		stuckfs_release(&fs);
+		usleep(2000);
+	}
+	cr_assert_eq(rt_stats().fenced_files, 0, "the fence lifted");
+}
+
+Test(async, abandoned_write_fences_its_file_until_the_kernel_lets_go)
+{
+	rctx_ring_t *ring;
+	struct arec a = { 0 };
+	char path[160], back[8] = { 0 };
+	uint64_t fenced0;
+	rctx_t *ctx;
+	int fd, other;
+
+	mount_or_skip();
+	ring = new_ring();
+	snprintf(path, sizeof(path), "%s/f", fs.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	snprintf(path, sizeof(path), "%s/g", fs.dir);
+	other = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(other, 0);
+	cr_assert_eq(rctx_write(rctx_background(), fd, "AAAA", 4, 0), 4);
+	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
+
+	/* An async write, abandoned when its context ends. */
+	ctx = rctx_with_cancel(rctx_background());
+	cr_assert_eq(rctx_async_write(ring, ctx, fd, "BBBB", 4, 0, arec_cb, &a), 0);
+	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
+		rctx_ring_run(ring, rctx_now() + MS(5));
+	cr_assert_eq(stuckfs_held(&fs), 1, "the write reached the file system");
+	rctx_cancel(ctx);
+	cr_assert_eq(run_until(ring, &a.calls, 1, WAIT_MS), 1);
+	cr_assert_eq(a.res, -ECANCELED);
+	cr_assert_eq(rt_stats().fenced_files, 1);
+	cr_assert_eq(stuckfs_hang(&fs, 0), 0);
+
+	/* Fenced: writes, truncates and syncs of that file fail at once. */
+	fenced0 = rt_stats().fenced;
+	cr_assert_eq(rctx_write(rctx_background(), fd, "CCCC", 4, 0), -EBUSY);
+	cr_assert_eq(rctx_fsync(rctx_background(), fd, 0), -EBUSY);
+	cr_assert_eq(rctx_ftruncate(rctx_background(), fd, 0), -EBUSY);
+	cr_assert_eq(rctx_async_write(ring, rctx_background(), fd, "CCCC", 4, 0, arec_cb, &a),
+		     -EBUSY);
+	cr_assert_eq(rctx_async_fsync(ring, rctx_background(), fd, 0, arec_cb, &a), -EBUSY);
+	cr_assert_eq(rt_stats().fenced, fenced0 + 5);
+	cr_assert_eq(ring_stats(ring).fenced, 2);
+	/* Another file of the same device is not fenced. */
+	cr_assert_eq(rctx_write(rctx_background(), other, "OK", 2, 0), 2);
+
+	/* The kernel carries the abandoned write out; then writes work again,
+	 * and the newer data is what stays. */
+	wait_unfenced();
+	cr_assert_eq(rctx_write(rctx_background(), fd, "CCCC", 4, 0), 4);
+	cr_assert_eq(rctx_fsync(rctx_background(), fd, 0), 0);
+	cr_assert_eq(pread(fd, back, 4, 0), 4);
+	cr_assert_str_eq(back, "CCCC");
+	cr_assert_eq(a.calls, 1);
+	rctx_release(ctx);
+	close(fd);
+	close(other);
+	rctx_ring_destroy(ring);
+	stuckfs_stop(&fs);
+}
+
+/* Cancel ctx once the file system holds a request. */
+static void *cancel_when_held(void *ctx)
+{
+	int64_t limit = rctx_now() + MS(WAIT_MS);
+
+	while (stuckfs_held(&fs) < 1 && rctx_now() < limit)
+		usleep(2000);
+	rctx_cancel(ctx);
+	return NULL;
+}
+
+Test(async, blocking_write_abandoned_at_its_end_fences_too)
+{
+	char path[160], back[8] = { 0 };
+	pthread_t th;
+	rctx_t *ctx;
+	int fd;
+
+	mount_or_skip();
+	snprintf(path, sizeof(path), "%s/h", fs.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
+	ctx = rctx_with_cancel(rctx_background());
+	cr_assert_eq(pthread_create(&th, NULL, cancel_when_held, ctx), 0);
+	cr_assert_eq(rctx_write(ctx, fd, "old!", 4, 0), -ECANCELED);
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(stuckfs_hang(&fs, 0), 0);
+	cr_assert_eq(stuckfs_held(&fs), 1, "held by the file system");
+	cr_assert_eq(rctx_write(rctx_background(), fd, "new!", 4, 0), -EBUSY);
+	wait_unfenced();
+	cr_assert_eq(rctx_write(rctx_background(), fd, "new!", 4, 0), 4);
+	cr_assert_eq(pread(fd, back, 4, 0), 4);
+	cr_assert_str_eq(back, "new!");
+	rctx_release(ctx);
+	close(fd);
+	stuckfs_stop(&fs);
+}
