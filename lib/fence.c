@@ -8,49 +8,39 @@
  * overwritten by it. So while a file is fenced, the library's writes,
  * truncates and syncs of it fail at once with -EBUSY.
  *
- * A small open hash table under a mutex: entries are few (one per file
- * with held writes) and short-lived; the common case, no file fenced, is
- * one relaxed load.
+ * A small table under a mutex, with no allocation: entries are few (one per
+ * file with held writes) and short-lived; the common case, no file fenced,
+ * is one load. A full table fences every file (fail safe, never unsafe).
  */
 #include <pthread.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
-struct fenced {
-	struct fenced *next;
-	uint64_t dev, ino;
-	unsigned held;		/* abandoned writes the kernel holds */
-};
+#define FENCE_SLOTS 256
 
-#define FENCE_BUCKETS 64
+struct fenced {
+	uint64_t dev, ino;
+	unsigned held;		/* abandoned writes the kernel holds; 0: free */
+};
 
 static struct {
 	pthread_mutex_t lock;
-	struct fenced *b[FENCE_BUCKETS];
-	_Atomic uint64_t files;		/* entries: 0 skips the lock */
+	struct fenced slot[FENCE_SLOTS];
+	unsigned overflow;		/* held writes that found no slot */
+	_Atomic uint64_t files;		/* slots in use (+1 while overflow) */
 	_Atomic uint64_t refused;
 } fence = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* On failure to allocate, the fence is taken by the whole library: no file
- * may be written until the kernel lets go (fail safe, never unsafe). */
-static struct fenced everything;
-
-static struct fenced **bucket(uint64_t dev, uint64_t ino)
+/* Under the lock: dev/ino's slot, or NULL. */
+static struct fenced *lookup(uint64_t dev, uint64_t ino)
 {
-	uint64_t h = (ino ^ (dev << 17)) * 0x9e3779b97f4a7c15ULL;
+	for (unsigned i = 0; i < FENCE_SLOTS; i++) {
+		struct fenced *f = &fence.slot[i];
 
-	return &fence.b[h >> 58];
-}
-
-/* Under the lock: the entry's link, or the end of its bucket. */
-static struct fenced **lookup(uint64_t dev, uint64_t ino)
-{
-	struct fenced **pp = bucket(dev, ino);
-
-	while (*pp && ((*pp)->dev != dev || (*pp)->ino != ino))
-		pp = &(*pp)->next;
-	return pp;
+		if (f->held && f->dev == dev && f->ino == ino)
+			return f;
+	}
+	return NULL;
 }
 
 bool rctx__fenced(uint64_t dev, uint64_t ino)
@@ -60,7 +50,7 @@ bool rctx__fenced(uint64_t dev, uint64_t ino)
 	if (!atomic_load_explicit(&fence.files, memory_order_acquire))
 		return false;
 	pthread_mutex_lock(&fence.lock);
-	found = everything.held || *lookup(dev, ino) != NULL;
+	found = fence.overflow || lookup(dev, ino);
 	pthread_mutex_unlock(&fence.lock);
 	if (found)
 		stat_add(&fence.refused, 1);
@@ -69,42 +59,34 @@ bool rctx__fenced(uint64_t dev, uint64_t ino)
 
 void rctx__fence_add(uint64_t dev, uint64_t ino)
 {
-	struct fenced **pp, *f;
+	struct fenced *f;
 
 	pthread_mutex_lock(&fence.lock);
-	pp = lookup(dev, ino);
-	f = *pp;
-	if (!f) {
-		f = rctx__calloc(1, sizeof(*f));
-		if (f) {
+	f = lookup(dev, ino);
+	for (unsigned i = 0; !f && i < FENCE_SLOTS; i++)
+		if (!fence.slot[i].held) {
+			f = &fence.slot[i];
 			f->dev = dev;
 			f->ino = ino;
-			*pp = f;
 			atomic_fetch_add_explicit(&fence.files, 1, memory_order_release);
 		}
-	}
-	if (f) {
+	if (f)
 		f->held++;
-	} else if (everything.held++ == 0) {
+	else if (fence.overflow++ == 0)
 		atomic_fetch_add_explicit(&fence.files, 1, memory_order_release);
-	}
 	pthread_mutex_unlock(&fence.lock);
 }
 
 void rctx__fence_drop(uint64_t dev, uint64_t ino)
 {
-	struct fenced **pp, *f;
+	struct fenced *f;
 
 	pthread_mutex_lock(&fence.lock);
-	pp = lookup(dev, ino);
-	f = *pp;
-	if (f && --f->held == 0) {
-		*pp = f->next;
-		free(f);
+	f = lookup(dev, ino);
+	if (f && --f->held == 0)
 		atomic_fetch_sub_explicit(&fence.files, 1, memory_order_release);
-	} else if (!f && everything.held && --everything.held == 0) {
+	else if (!f && fence.overflow && --fence.overflow == 0)
 		atomic_fetch_sub_explicit(&fence.files, 1, memory_order_release);
-	}
 	pthread_mutex_unlock(&fence.lock);
 }
 
