@@ -23,7 +23,7 @@ CC      ?= cc
 # The version is written once, in include/ringctx.h.
 version_part = $(shell sed -n 's/^\#define RINGCTX_VERSION_$(1) \([0-9]*\)$$/\1/p' include/ringctx.h)
 VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
-SOMAJOR := 0
+SOMAJOR := 1
 
 ifeq ($(V),1)
 Q :=

@@ -37,8 +37,8 @@ extern "C" {
 
 /* The library's version: the only place it is written (the Makefile and
  * ringctx.pc read it from here). */
-#define RINGCTX_VERSION_MAJOR 0
-#define RINGCTX_VERSION_MINOR 1
+#define RINGCTX_VERSION_MAJOR 1
+#define RINGCTX_VERSION_MINOR 0
 #define RINGCTX_VERSION_PATCH 0
 
 /* "No deadline": the largest representable instant. */
@@ -406,9 +406,15 @@ struct rctx_ring_stats {
 	uint64_t fenced;           /* writes, truncates, syncs refused: -EBUSY */
 };
 
-/* Copy the ring's counters into *st. Thread-safe (a racy but consistent-enough
- * snapshot). -EINVAL for NULL. */
-int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
+/*
+ * Copy the ring's counters into *st. Thread-safe (a racy but consistent-enough
+ * snapshot). The stats structs grow at their end from release to release:
+ * size is the size of the caller's struct (the macro passes sizeof(*st)),
+ * and only that much is written; fields the library does not know are
+ * zeroed. -EINVAL for NULL, or a size smaller than one counter.
+ */
+int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st, size_t size);
+#define rctx_ring_stats(ring, st) rctx_ring_stats((ring), (st), sizeof(*(st)))
 
 /* ------------------------------------------------------------------------ */
 /* Blocking calls, in the Go style                                          */
@@ -1011,10 +1017,12 @@ struct rctx_info {
  * done_ns == created_ns; otherwise done_ns >= created_ns. Does not block
  * beyond taking the governing context's lock; thread-safe.
  *
- * Returns 0, or -EINVAL if ctx or info is NULL (or ctx is an after-func
- * handle).
+ * size: the size of the caller's struct, as for rctx_ring_stats() (the
+ * macro passes it). Returns 0, or -EINVAL if ctx or info is NULL (or ctx is
+ * an after-func handle), or size is smaller than one field.
  */
-int rctx_info(const rctx_t *ctx, struct rctx_info *info);
+int rctx_info(const rctx_t *ctx, struct rctx_info *info, size_t size);
+#define rctx_info(ctx, info) rctx_info((ctx), (info), sizeof(*(info)))
 
 /*
  * Write the live subtree of ctx to fd as text: one line per cancellable
@@ -1085,7 +1093,6 @@ struct rctx_runtime_stats {
 				     while the kernel still held them */
 	uint64_t kept_late;       /* abandoned requests the kernel ended since */
 	uint64_t kept_held;       /* gauge: abandoned, still held by the kernel */
-	struct rctx_ring_stats kept; /* the ring they run on (both kinds) */
 	uint64_t rings_adopted;   /* rings of exited threads that still held
 				     requests, taken over by the runtime */
 	uint64_t rings_reclaimed; /* adopted rings freed once the kernel let go */
@@ -1100,8 +1107,18 @@ struct rctx_runtime_stats {
 				     on the caller's thread */
 };
 
-/* Snapshot of the runtime counters. -EINVAL for NULL. Thread-safe. */
-int rctx_runtime_stats(struct rctx_runtime_stats *st);
+/* Snapshot of the runtime counters; size as for rctx_ring_stats() (the
+ * macro passes it). -EINVAL for NULL or a size smaller than one counter.
+ * Thread-safe. */
+int rctx_runtime_stats(struct rctx_runtime_stats *st, size_t size);
+#define rctx_runtime_stats(st) rctx_runtime_stats((st), sizeof(*(st)))
+
+/* The counters of the runtime thread's own ring, on which it runs the
+ * kept requests (blocking and abandonable file I/O, the library's watches);
+ * as rctx_ring_stats(), all zero before the runtime thread first ran.
+ * -EINVAL for NULL or a size smaller than one counter. Thread-safe. */
+int rctx_runtime_ring_stats(struct rctx_ring_stats *st, size_t size);
+#define rctx_runtime_ring_stats(st) rctx_runtime_ring_stats((st), sizeof(*(st)))
 
 #ifdef __cplusplus
 }

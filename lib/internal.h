@@ -31,6 +31,7 @@
 #include "sync.h"
 #include "stat.h"
 #include "wake.h"
+#include <string.h>
 #include "pool.h"
 #include "uring.h"
 
@@ -523,6 +524,20 @@ struct rctx_kept *rctx__lane_leave(struct rctx_kept *k);
 void rctx__lane_shutdown(void);
 void rctx__lane_stats(struct rctx_runtime_stats *st);
 
+/* Copy the first size bytes of a stats struct of full bytes to the
+ * caller's (zeroing what the library does not know): the stats ABI. */
+static inline int rctx__stats_out(void *dst, size_t size, const void *src, size_t full)
+{
+	if (!dst || size < sizeof(uint64_t))
+		return -EINVAL;
+	if (size > full) {
+		memset((char *)dst + full, 0, size - full);
+		size = full;
+	}
+	memcpy(dst, src, size);
+	return 0;
+}
+
 /* ---- rctx_info() (lib/info.c) ------------------------------------------ */
 /* Count abandoned and late kept requests on governor g (may be NULL). */
 void rctx__info_count(struct rctx_cancel *g, unsigned abandoned, unsigned late);
@@ -534,5 +549,6 @@ void rctx__fence_add(uint64_t dev, uint64_t ino);
 void rctx__fence_drop(uint64_t dev, uint64_t ino);
 void rctx__fence_stats(struct rctx_runtime_stats *st);
 void rctx__keeper_stats(struct rctx_runtime_stats *st);
+int rctx__keeper_ring_stats(struct rctx_ring_stats *st, size_t size);
 
 #endif /* RINGCTX_INTERNAL_H */

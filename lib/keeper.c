@@ -422,9 +422,18 @@ bool rctx__keeper_shutdown(int64_t deadline)
 	return true;
 }
 
-void rctx__keeper_stats(struct rctx_runtime_stats *st)
+int rctx__keeper_ring_stats(struct rctx_ring_stats *st, size_t size)
 {
 	struct rctx_ring *ring = atomic_load_explicit(&kp.stats_ring, memory_order_acquire);
+	struct rctx_ring_stats none = { 0 };
+
+	if (ring) /* freed only at process exit */
+		return (rctx_ring_stats)(ring, st, size);
+	return rctx__stats_out(st, size, &none, sizeof(none));
+}
+
+void rctx__keeper_stats(struct rctx_runtime_stats *st)
+{
 
 	st->kept_submitted = stat_get(&kp.st.submitted);
 	st->kept_abandoned = stat_get(&kp.st.abandoned);
@@ -432,8 +441,6 @@ void rctx__keeper_stats(struct rctx_runtime_stats *st)
 	st->kept_held = kept_held();
 	st->rings_adopted = stat_get(&kp.st.adopted);
 	st->rings_reclaimed = stat_get(&kp.st.reclaimed);
-	if (ring) /* freed only at process exit */
-		rctx_ring_stats(ring, &st->kept);
 	st->nowait_reads = stat_get(&kp.st.nowait);
 	rctx__lane_stats(st);
 	rctx__fence_stats(st);

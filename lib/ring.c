@@ -1449,20 +1449,23 @@ bool rctx__ring_in_run(const struct rctx_ring *ring)
 	return ring->in_run;
 }
 
-RCTX_API int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st)
+RCTX_API int (rctx_ring_stats)(const rctx_ring_t *ring, struct rctx_ring_stats *st,
+			      size_t size)
 {
-	if (!ring || !st)
+	struct rctx_ring_stats all;
+
+	if (!ring)
 		return -EINVAL;
-#define CP(f) st->f = stat_get(&ring->st.f)
+#define CP(f) all.f = stat_get(&ring->st.f)
 	CP(submitted); CP(short_circuited); CP(completed); CP(cancels_issued);
 	CP(cancel_found); CP(cancel_ealready); CP(cancel_enoent); CP(aborted);
 	CP(completed_anyway); CP(link_timeouts); CP(link_timeouts_fired);
 	CP(in_flight); CP(held_after_cancel);
 #undef CP
-	st->abandoned = stat_get(&ring->ab->abandoned);
-	st->abandoned_late = stat_get(&ring->ab->late);
-	st->abandoned_held = st->abandoned > st->abandoned_late ?
-			     st->abandoned - st->abandoned_late : 0;
-	st->fenced = stat_get(&ring->ab->fenced);
-	return 0;
+	all.abandoned = stat_get(&ring->ab->abandoned);
+	all.abandoned_late = stat_get(&ring->ab->late);
+	all.abandoned_held = all.abandoned > all.abandoned_late ?
+			     all.abandoned - all.abandoned_late : 0;
+	all.fenced = stat_get(&ring->ab->fenced);
+	return rctx__stats_out(st, size, &all, sizeof(all));
 }

@@ -504,11 +504,10 @@ int rctx__rt_adopt(struct rctx_ring *ring)
 	return 0;
 }
 
-RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)
+RCTX_API int (rctx_runtime_stats)(struct rctx_runtime_stats *out, size_t size)
 {
-	if (!st)
-		return -EINVAL;
-	memset(st, 0, sizeof(*st));
+	struct rctx_runtime_stats all = { 0 }, *st = &all;
+
 	st->timers_armed = stat_get(&rt.st.armed);
 	st->timers_skipped = stat_get(&rt.st.skipped);
 	st->timers_fired = stat_get(&rt.st.fired);
@@ -518,5 +517,10 @@ RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)
 	st->wakeups = stat_get(&rt.st.wakeups);
 	st->running = atomic_load_explicit(&rt.running, memory_order_acquire);
 	rctx__keeper_stats(st);
-	return 0;
+	return rctx__stats_out(out, size, &all, sizeof(all));
+}
+
+RCTX_API int (rctx_runtime_ring_stats)(struct rctx_ring_stats *st, size_t size)
+{
+	return rctx__keeper_ring_stats(st, size);
 }

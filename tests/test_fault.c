@@ -571,10 +571,10 @@ static int op_with_signals(void)
  * closes, an fd context for POLLIN is released before any event. */
 static uint64_t kept_in_flight(void)
 {
-	struct rctx_runtime_stats st;
+	struct rctx_ring_stats st;
 
-	cr_assert_eq(rctx_runtime_stats(&st), 0);
-	return st.kept.in_flight;
+	cr_assert_eq(rctx_runtime_ring_stats(&st), 0);
+	return st.in_flight;
 }
 
 static int op_with_fd(void)
