@@ -6,6 +6,12 @@
  * length within the buffer, "more", or an HTTP error status; a Range must
  * resolve inside the object; a decoded key never holds a NUL, a "." or ".."
  * segment, or a leading '/'.
+ * Pipelining: the same bytes as a stream of requests, consumed as conn.c
+ * does (parse a head, move it out of the buffer, consume it and a PUT's
+ * body, stop where the server closes): each moved head equals a parse of
+ * its copy alone, even after the buffer was overwritten, and the sequence of
+ * requests is the same whether the bytes come in one recv or in two (split
+ * at a point the first byte chooses).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +46,150 @@ static void check_range(const struct http_req *r, uint64_t size)
 		abort();
 }
 
+/* ---- the pipelining state machine, as conn.c runs it ------------------ */
+
+#define SIM_CAP 2048		/* the connection's input buffer */
+#define SIM_MAX 64		/* requests followed per input */
+
+struct sim {
+	const uint8_t *data;
+	size_t size, fed, cut;	/* fed: bytes delivered; the first recv ends at cut */
+	char in[SIM_CAP];
+	size_t in_len;
+};
+
+/* What the server saw of one request. */
+struct seen {
+	int res;		/* http_parse's result: head length or -status */
+	int method;
+	uint64_t body_len, body_hash;
+};
+
+/* A recv: the bytes up to the cut, then the rest, as far as the buffer
+ * has room. False at the end of the input (or with a full buffer). */
+static bool sim_recv(struct sim *s)
+{
+	size_t lim = s->fed < s->cut ? s->cut : s->size;
+	size_t n = lim - s->fed;
+
+	if (n > SIM_CAP - s->in_len)
+		n = SIM_CAP - s->in_len;
+	if (!n)
+		return false;
+	memcpy(s->in + s->in_len, s->data + s->fed, n);
+	s->in_len += n;
+	s->fed += n;
+	return true;
+}
+
+static void sim_consume(struct sim *s, size_t n)
+{
+	memmove(s->in, s->in + n, s->in_len - n);
+	s->in_len -= n;
+	memset(s->in + s->in_len, 'X', SIM_CAP - s->in_len);	/* as a later recv may */
+}
+
+static uint64_t fnv(uint64_t h, const char *p, size_t n)
+{
+	while (n--)
+		h = (h ^ (unsigned char)*p++) * 0x100000001b3ULL;
+	return h;
+}
+
+/* A head moved out of the buffer is the head parsed from the copy alone. */
+static void check_moved(const struct http_limits *lim, const struct http_req *moved,
+			const char *copy, size_t n)
+{
+	struct http_req again;
+
+	if (http_parse(copy, n, lim, &again) != (int)n || memcmp(&again, moved, sizeof(again)))
+		abort();
+}
+
+/* A PUT's body of a Content-Length: consumed; false if the input ends. */
+static bool sim_body(struct sim *s, struct seen *e, uint64_t len)
+{
+	e->body_hash = 0xcbf29ce484222325ULL;
+	e->body_len = len;
+	while (len) {
+		size_t n = s->in_len < len ? s->in_len : len;
+
+		e->body_hash = fnv(e->body_hash, s->in, n);
+		sim_consume(s, n);
+		len -= n;
+		if (len && !sim_recv(s))
+			return false;
+	}
+	return true;
+}
+
+/* Run the stream; returns how many requests the server saw. */
+static size_t sim_run(const uint8_t *data, size_t size, size_t cut, struct seen *seen)
+{
+	struct http_limits lim = { 256, 1024 };
+	struct sim *s = calloc(1, sizeof(*s));
+	struct http_req r;
+	size_t n = 0;
+	char *copy;
+	int res;
+
+	if (!s)
+		abort();
+	s->data = data;
+	s->size = size;
+	s->cut = cut;
+	sim_recv(s);
+	while (n < SIM_MAX) {
+		struct seen *e = &seen[n];
+
+		res = http_parse(s->in, s->in_len, &lim, &r);
+		if (res == 0 && s->in_len < SIM_CAP && sim_recv(s))
+			continue;
+		if (res == 0 && s->in_len == 0)
+			break;			/* the client closed between requests */
+		memset(e, 0, sizeof(*e));
+		e->res = res;
+		n++;
+		if (res <= 0)
+			break;			/* an error (or a head cut short): closed */
+		e->method = r.method;
+		copy = malloc(res);		/* exactly: ASan sees a slice beyond it */
+		if (!copy)
+			abort();
+		memcpy(copy, s->in, res);
+		http_req_move(&r, s->in, copy);
+		sim_consume(s, res);
+		check_moved(&lim, &r, copy, res);
+		check_key(&r);
+		check_range(&r, 100);
+		if (r.method == HTTP_PUT && r.has_length) {
+			if (!sim_body(s, e, r.content_length)) {
+				free(copy);
+				break;
+			}
+		} else if (r.chunked || (r.has_length && r.content_length)) {
+			r.keep_alive = false;	/* a body the server does not read */
+		}
+		free(copy);
+		if (!r.keep_alive || (!s->in_len && !sim_recv(s)))
+			break;
+	}
+	free(s);
+	return n;
+}
+
+/* One recv or two: the server sees the same requests. */
+static void check_pipeline(const uint8_t *data, size_t size)
+{
+	static struct seen one[SIM_MAX], two[SIM_MAX];
+	size_t cut = size ? (size_t)data[0] * size / 256 : 0;
+	size_t n1 = sim_run(data, size, size, one);
+	size_t n2 = sim_run(data, size, cut, two);
+
+	if (n1 != n2 || memcmp(one, two, n1 * sizeof(one[0])))
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct http_limits lim = { 256, 1024 };
@@ -64,5 +214,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (full > 0 && res > 0 && res != full)
 			abort();
 	}
+	check_pipeline(data, size);
 	return 0;
 }

@@ -174,6 +174,15 @@ n200=$(printf '%s' "$r" | grep -c '^HTTP/1.1 200')
 n404=$(printf '%s' "$r" | grep -c '^HTTP/1.1 404')
 check "three pipelined requests in one write: 200, 200, 404 in order" \
 	[ "$n200 $n404" = "2 1" -a "$(printf '%s' "$r" | grep '^HTTP/1.1' | tr -d '\r' | tr '\n' ' ')" = "HTTP/1.1 200 OK HTTP/1.1 200 OK HTTP/1.1 404 Not Found " ]
+# A Range is read after the open and statx: the requests pipelined behind it
+# must not overwrite it (they did: 200 with the whole object).
+r=$(raw 'GET /ranged HTTP/1.1\r\nRange: bytes=0-9\r\n\r\nHEAD /ranged HTTP/1.1\r\n\r\nGET /ranged HTTP/1.1\r\nRange: bytes=99999-\r\nConnection: close\r\n\r\n' |
+	tr -d '\r' | grep -ao 'HTTP/1.1 [0-9]*\|Content-Range: [^ ]* [^ ]*' | tr '\n' ' ')
+check "pipelined Range, HEAD, Range: 206 (0-9), 200, 206 (99999-)" \
+	[ "$r" = "HTTP/1.1 206 Content-Range: bytes 0-9/100000 HTTP/1.1 200 HTTP/1.1 206 Content-Range: bytes 99999-99999/100000 " ]
+r=$(raw 'GET /in HTTP/1.1\r\nContent-Length: 25\r\n\r\nGET /nothere HTTP/1.1\r\n\r\nGET /in HTTP/1.1\r\n\r\n' | grep -ao 'HTTP/1.1 [0-9]*\|Connection: close' | tr '\n' ' ')
+check "a GET whose body looks like a request: answered, then closed (the body is not served)" \
+	[ "$r" = "HTTP/1.1 200 Connection: close " ]
 v=$(curl -sSv "$(U in)" "$(U target)" 2>&1 >/dev/null | grep -ci 're-using\|reusing')
 check "curl reuses the connection for a second URL" [ "$v" -ge 1 ]
 

@@ -51,6 +51,7 @@ void conn_put(struct conn *c)
 	rctx_release(c->ctx);	/* its hang-up watch first, then the fd */
 	close(c->fd);
 	free(c->in);
+	free(c->head);
 	free(c->out);
 	free(c);
 }
@@ -714,6 +715,11 @@ static void dispatch(struct conn *c)
 		if ((unsigned char)*p < ' ' || *p == 0x7f)
 			*p = '_';
 	c->keep_alive = c->req.keep_alive;
+	/* Only a PUT reads its body: after another request's body the stream
+	 * is out of step (the body is not a request), so close after it. */
+	if (c->req.method != HTTP_PUT &&
+	    (c->req.chunked || (c->req.has_length && c->req.content_length)))
+		c->keep_alive = false;
 	tctx = trace_ctx(c);
 	timeout = request_timeout(c);
 	if (timeout < 0) {
@@ -778,6 +784,29 @@ static void consume(struct conn *c, size_t n)
 	c->in_len -= n;
 }
 
+/*
+ * Move the parsed head out of the input buffer, the request's slices with it:
+ * the rest of the buffer (a PUT's body, pipelined requests) is moved to its
+ * start, and a header the request reads later (Range, after the open and
+ * statx) must not be overwritten by the requests that follow.
+ */
+static bool keep_head(struct conn *c, size_t n)
+{
+	char *p;
+
+	if (n > c->head_cap) {
+		p = realloc(c->head, n < 1024 ? 1024 : n);
+		if (!p)
+			return false;
+		c->head = p;
+		c->head_cap = n < 1024 ? 1024 : n;
+	}
+	memcpy(c->head, c->in, n);
+	http_req_move(&c->req, c->in, c->head);
+	consume(c, n);
+	return true;
+}
+
 static void parse_head(struct conn *c)
 {
 	struct server *s = c->w->s;
@@ -801,10 +830,12 @@ static void parse_head(struct conn *c)
 		conn_error(c, res ? -res : 431);
 		return;
 	}
+	if (!keep_head(c, res)) {
+		c->keep_alive = false;
+		conn_error(c, 503);
+		return;
+	}
 	dispatch(c);
-	/* The head is no longer needed (copied above): drop it, so that the
-	 * buffer holds only a PUT's body and the pipelined requests after. */
-	consume(c, res);
 }
 
 /* Wait for (or find in the buffer) the next request, under a fresh header

@@ -210,6 +210,18 @@ int http_parse(const char *buf, size_t len, const struct http_limits *lim,
 	return (int)r->head_len;
 }
 
+void http_req_move(struct http_req *r, const char *from, const char *to)
+{
+	struct http_slice *s[] = {
+		&r->method_name, &r->target, &r->range, &r->timeout, &r->trace_id,
+		&r->grpc_timeout, &r->traceparent,
+	};
+
+	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+		if (s[i]->p)
+			s[i]->p = to + (s[i]->p - from);
+}
+
 /* "bytes=a-b", "bytes=a-", "bytes=-n" */
 int http_range(struct http_slice s, uint64_t size, uint64_t *first, uint64_t *last)
 {

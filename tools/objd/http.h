@@ -37,6 +37,7 @@ struct http_req {
 	bool has_grpc_timeout;		/* even if empty (then invalid) */
 	size_t head_len;		/* bytes of the head, blank line included */
 };
+/* Every struct http_slice of struct http_req is listed in http_req_move(). */
 
 /*
  * Parse one request head at the start of buf[0..len). Returns the length of
@@ -46,6 +47,13 @@ struct http_req {
  */
 int http_parse(const char *buf, size_t len, const struct http_limits *lim,
 	       struct http_req *r);
+
+/*
+ * The head parsed into *r was copied from `from` to `to`: make r's slices
+ * point into the copy, so that the input buffer can be reused (a pipelined
+ * request moved over it) while the request runs.
+ */
+void http_req_move(struct http_req *r, const char *from, const char *to);
 
 /*
  * Resolve a Range header value against an object of `size` bytes. Returns 0

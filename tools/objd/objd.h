@@ -119,8 +119,11 @@ struct conn {
 	char *in;
 	size_t in_len, in_cap;
 
-	/* The request. */
+	/* The request. Its head is moved out of `in` (req's slices with it):
+	 * `in` then holds only the body and the pipelined requests after. */
 	struct http_req req;
+	char *head;
+	size_t head_cap;
 	char key[OBJD_KEY_MAX];
 	const char *dir, *base;
 	char method[16], path[256], trace[80];	/* trace: X-Trace-ID */
