@@ -1,11 +1,12 @@
 #!/bin/bash
 # Description: ringctx-objd end to end with real clients (curl, and raw bytes
 # through bash's /dev/tcp): round trips with checksums, Range, the error
-# statuses and limits, path escapes, keep-alive and pipelining, a head that
-# trickles (408), a client that leaves mid-download (its hang-up cancels its
-# I/O), concurrent PUTs of one key under GETs, kill -9 during a PUT, SIGTERM
-# with a request in flight (the signal context), grpc-timeout, traceparent
-# and X-Trace-ID, the access log's trace id and cause.
+# statuses and limits, path escapes, keep-alive and pipelining, HTTP/1.0
+# keep-alive (and ApacheBench), a head that trickles (408), a client that
+# leaves mid-download (its hang-up cancels its I/O), concurrent PUTs of one
+# key under GETs, kill -9 during a PUT, SIGTERM with a request in flight (the
+# signal context), grpc-timeout, traceparent and X-Trace-ID, the access
+# log's trace id and cause.
 # Every wait is bounded; nothing assumes a fast machine.
 # With a stuck disk (support/stuckfs, FUSE): 504 at the deadline while the
 # kernel still holds the read, other requests served meanwhile, threads bounded,
@@ -185,6 +186,30 @@ check "a GET whose body looks like a request: answered, then closed (the body is
 	[ "$r" = "HTTP/1.1 200 Connection: close " ]
 v=$(curl -sSv "$(U in)" "$(U target)" 2>&1 >/dev/null | grep -ci 're-using\|reusing')
 check "curl reuses the connection for a second URL" [ "$v" -ge 1 ]
+
+# HTTP/1.0 (RFC 9112 9.3): closed after the response unless the client asks
+# for keep-alive, and then the response says so.
+t0=$(date +%s)
+r=$(raw 'GET /in HTTP/1.0\r\n\r\n' | tr -d '\r')
+el=$(($(date +%s) - t0))
+check "HTTP/1.0: 200, Connection: close, and closed (in $el s)" \
+	[ "$(echo "$r" | status_of)" = 200 -a -n "$(echo "$r" | grep -x 'Connection: close')" -a "$el" -lt 5 ]
+r=$(raw 'GET /in HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /in HTTP/1.0\r\n\r\n' | tr -d '\r' |
+	grep '^HTTP/\|^Connection:\|^inside' | tr '\n' ' ')
+check "HTTP/1.0 keep-alive: Connection: keep-alive, kept; the next without it: close" \
+	[ "$r" = "HTTP/1.1 200 OK Connection: keep-alive inside HTTP/1.1 200 OK Connection: close inside " ]
+# ApacheBench speaks HTTP/1.0: with -k it waits for "Connection: keep-alive".
+if command -v ab >/dev/null; then
+	timeout 30 ab -k -n 10 -c 1 "$(U in)" >"$T/ab-k.out" 2>&1
+	check "ab -k -n 10 -c 1: 10 complete, 0 failed, 10 kept alive" \
+		sh -c "grep -q '^Complete requests: *10\$' '$T/ab-k.out' && grep -q '^Failed requests: *0\$' '$T/ab-k.out' &&
+			grep -q '^Keep-Alive requests: *10\$' '$T/ab-k.out'"
+	timeout 30 ab -n 20 -c 4 "$(U in)" >"$T/ab.out" 2>&1
+	check "ab -n 20 -c 4 (no keep-alive): 20 complete, 0 failed" \
+		sh -c "grep -q '^Complete requests: *20\$' '$T/ab.out' && grep -q '^Failed requests: *0\$' '$T/ab.out'"
+else
+	skip=$((skip + 1)); echo "  SKIP: ab (apache2-utils) not installed"
+fi
 
 # A head that trickles: 408 after --header-timeout (1 s), within 10 s.
 t0=$(date +%s)

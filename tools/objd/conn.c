@@ -428,6 +428,19 @@ static void pick_resp_ctx(struct conn *c)
 }
 
 /*
+ * The Connection header of the response (RFC 9112 9.3): "close" when the
+ * connection ends after it; for HTTP/1.0, whose default is to close,
+ * "keep-alive" when it stays open (the client asked for it), else the client
+ * waits for a close that never comes.
+ */
+static const char *connection_header(struct conn *c)
+{
+	if (!c->keep_alive)
+		return "Connection: close\r\n";
+	return c->req.minor == 0 ? "Connection: keep-alive\r\n" : "";
+}
+
+/*
  * Send a response head with `extra` header lines and, if body is not NULL,
  * that body; content_length is what the Content-Length says (the file's
  * bytes follow from on_sent for a GET). on_sent runs when it is all sent.
@@ -447,7 +460,7 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		return;
 	}
 	n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nServer: ringctx-objd\r\n%s%s%s",
-		     status, reason(status), c->keep_alive ? "" : "Connection: close\r\n",
+		     status, reason(status), connection_header(c),
 		     extra ? extra : "", c->trace[0] ? "X-Trace-ID: " : "");
 	if (c->trace[0])
 		n += snprintf(c->out + n, cap - n, "%s\r\n", c->trace);

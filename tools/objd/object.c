@@ -409,7 +409,8 @@ static void put_tmp_opened(struct conn *c, struct fop *f, int res)
 	}
 	c->tmp_fd = res;
 	c->off = 0;
-	if (c->req.expect_continue && c->in_len < c->body_left)
+	/* No 100 to an HTTP/1.0 client (RFC 9110 10.1.1). */
+	if (c->req.expect_continue && c->req.minor >= 1 && c->in_len < c->body_left)
 		conn_respond(c, 100, NULL, NULL, 0, 0, put_body);
 	else
 		put_body(c);
