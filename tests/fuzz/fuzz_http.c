@@ -5,7 +5,8 @@
  * one buffer and as every prefix a recv could deliver, must give a head
  * length within the buffer, "more", or an HTTP error status; a Range must
  * resolve inside the object; a decoded key never holds a NUL, a "." or ".."
- * segment, or a leading '/'.
+ * segment, or a leading '/'; HTTP-dates round-trip, preconditions give
+ * 0, 304 or 412.
  * Pipelining: the same bytes as a stream of requests, consumed as conn.c
  * does (parse a head, move it out of the buffer, consume it and a PUT's
  * body, stop where the server closes): each moved head equals a parse of
@@ -44,6 +45,40 @@ static void check_range(const struct http_req *r, uint64_t size)
 		abort();
 	if (res != 0 && res != 1 && res != -416)
 		abort();
+}
+
+/*
+ * The conditional headers: an HTTP-date formats and parses back to the same
+ * second; the preconditions answer 0, 304 (GET, HEAD only) or 412, and an
+ * If-None-Match or If-Modified-Since never fails a request whose object is
+ * missing.
+ */
+static void check_conditions(const struct http_req *r, const uint8_t *data, size_t size)
+{
+	struct http_validators v = { true, "\"1-2\"", 0 };
+	char date[HTTP_DATE_LEN + 1];
+	int64_t t = 0, back;
+	int res;
+
+	memcpy(&t, data, size < sizeof(t) ? size : sizeof(t));
+	http_date(date, t);
+	t = t < 0 ? 0 : t > HTTP_DATE_MAX ? HTTP_DATE_MAX : t;
+	if (strlen(date) != HTTP_DATE_LEN ||
+	    http_date_parse((struct http_slice){ date, HTTP_DATE_LEN }, &back) || back != t)
+		abort();
+	v.mtime = t;
+	http_date_parse(r->if_modified_since, &back);
+	http_if_range(r, &v);
+	for (int exists = 0; exists < 2; exists++) {
+		v.exists = exists;
+		res = http_preconditions(r, &v);
+		if (res != 0 && res != 304 && res != 412)
+			abort();
+		if (res == 304 && r->method != HTTP_GET && r->method != HTTP_HEAD)
+			abort();
+		if (!exists && res && !r->if_match.n)
+			abort();
+	}
 }
 
 /* ---- the pipelining state machine, as conn.c runs it ------------------ */
@@ -204,6 +239,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_range(&r, 0);
 		check_range(&r, 1);
 		check_range(&r, size);
+		check_conditions(&r, data, size);
 	} else if (full != 0 && full != -400 && full != -414 && full != -417 &&
 		   full != -431 && full != -505) {
 		abort();

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Description: ringctx-objd end to end with real clients (curl, and raw bytes
-# through bash's /dev/tcp): round trips with checksums, Range, the error
+# through bash's /dev/tcp): round trips with checksums, Range, ETag,
+# Last-Modified and conditional requests (304, 412), the error
 # statuses and limits, path escapes, keep-alive and pipelining, HTTP/1.0
 # keep-alive (and ApacheBench), a head that trickles (408), a client that
 # leaves mid-download (its hang-up cancels its I/O), concurrent PUTs of one
@@ -108,6 +109,56 @@ check "Range a-: 206, from a to the end" [ "$c" = 206 -a "$(stat -c %s "$T/rp")"
 cr=$(curl -sS -D - -o /dev/null -r 10-19 "$(U ranged)" | tr -d '\r' | sed -n 's/^Content-Range: //p')
 check "Content-Range header" [ "$cr" = "bytes 10-19/100000" ]
 check "Range past the end: 416" [ "$(code -r 100000- "$(U ranged)")" = 416 ]
+
+# Validators and conditional requests (RFC 9110 8.8, 13).
+hdr() { # hdr NAME CURL-ARGS...: that response header's value
+	local name=$1; shift
+	curl -sS -D - -o /dev/null --max-time 30 "$@" | tr -d '\r' | sed -n "s/^$name: //p"
+}
+printf 'conditional\n' >"$T/cond"
+curl -sS -o /dev/null -T "$T/cond" "$(U cond)"
+et=$(hdr ETag "$(U cond)")
+lm=$(hdr Last-Modified "$(U cond)")
+ns=$(stat -c %.9Y "$R/cond" | tr -d .)
+want_et=$(printf '"%x-%x"' "$ns" 12)
+want_lm=$(LC_ALL=C date -u -d "@${ns%?????????}" '+%a, %d %b %Y %H:%M:%S GMT')
+check "GET: ETag of mtime (ns) and size, quoted ($et)" [ "$et" = "$want_et" ]
+check "GET: Last-Modified is the mtime ($lm)" [ "$lm" = "$want_lm" ]
+check "GET and HEAD: Accept-Ranges: bytes" \
+	[ "$(hdr Accept-Ranges "$(U cond)")" = bytes -a "$(hdr Accept-Ranges -I "$(U cond)")" = bytes ]
+check "HEAD: the same ETag and Last-Modified" \
+	[ "$(hdr ETag -I "$(U cond)")" = "$et" -a "$(hdr Last-Modified -I "$(U cond)")" = "$lm" ]
+r=$(curl -sS -D - -o "$T/c304" -w '%{http_code} %{size_download}' -H "If-None-Match: $et" "$(U cond)" | tr -d '\r')
+check "If-None-Match with the ETag: 304, no body, ETag sent" \
+	[ "$(echo "$r" | tail -n 1)" = "304 0" -a -n "$(echo "$r" | grep -x "ETag: $et")" ]
+check "If-None-Match: a list holding it, and W/ (weak comparison): 304" \
+	[ "$(code -H "If-None-Match: \"x\", $et" "$(U cond)") $(code -H "If-None-Match: W/$et" "$(U cond)")" = "304 304" ]
+check "If-None-Match: another ETag: 200" [ "$(code -H 'If-None-Match: "x"' "$(U cond)")" = 200 ]
+check "HEAD with If-None-Match: 304" [ "$(code -I -H "If-None-Match: $et" "$(U cond)")" = 304 ]
+check "If-Modified-Since the Last-Modified (curl -z): 304" [ "$(code -z "$lm" "$(U cond)")" = 304 ]
+check "If-Modified-Since 1994: 200; an invalid date: ignored, 200" \
+	[ "$(code -H 'If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT' "$(U cond)") $(code -H 'If-Modified-Since: yesterday' "$(U cond)")" = "200 200" ]
+check "If-None-Match wins over If-Modified-Since: 200" \
+	[ "$(code -H 'If-None-Match: "x"' -H "If-Modified-Since: $lm" "$(U cond)")" = 200 ]
+check "If-Range with the ETag: 206; another: 200, the whole object" \
+	[ "$(code -r 0-1 -H "If-Range: $et" "$(U cond)") $(OUT=$T/cr code -r 0-1 -H 'If-Range: "x"' "$(U cond)") $(stat -c %s "$T/cr")" = "206 200 12" ]
+printf 'changed\n' >"$T/cond2"
+check "PUT If-Match another ETag: 412, the object unchanged" \
+	[ "$(code -H 'If-Match: "x"' -T "$T/cond2" "$(U cond)")" = 412 -a "$(cat "$R/cond")" = conditional ]
+check "PUT If-None-Match: * on an existing key: 412" [ "$(code -H 'If-None-Match: *' -T "$T/cond2" "$(U cond)")" = 412 ]
+check "PUT If-Match: * on a missing key: 412, nothing created" \
+	[ "$(code -H 'If-Match: *' -T "$T/cond2" "$(U cond-new)")" = 412 -a ! -e "$R/cond-new" ]
+check "PUT If-None-Match: * on a missing key: 201" [ "$(code -H 'If-None-Match: *' -T "$T/cond2" "$(U cond-new)")" = 201 ]
+check "PUT If-Match the ETag: 204, replaced; the ETag changes" \
+	[ "$(code -H "If-Match: $et" -T "$T/cond2" "$(U cond)")" = 204 -a "$(cat "$R/cond")" = changed -a \
+	  "$(hdr ETag "$(U cond)")" != "$et" ]
+check "PUT If-Match the old ETag: 412" [ "$(code -H "If-Match: $et" -T "$T/cond" "$(U cond)")" = 412 ]
+et=$(hdr ETag "$(U cond)")
+check "DELETE If-Match another ETag: 412, the object kept" \
+	[ "$(code -X DELETE -H 'If-Match: "x"' "$(U cond)")" = 412 -a -e "$R/cond" ]
+check "DELETE If-Match the ETag: 204, deleted" \
+	[ "$(code -X DELETE -H "If-Match: $et" "$(U cond)")" = 204 -a ! -e "$R/cond" ]
+check "DELETE If-Match: * on a missing key: 404" [ "$(code -X DELETE -H 'If-Match: *' "$(U cond)")" = 404 ]
 
 # Statuses.
 check "missing key: 404" [ "$(code "$(U nothere)")" = 404 ]

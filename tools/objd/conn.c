@@ -378,6 +378,7 @@ static const char *reason(int status)
 	case 201: return "Created";
 	case 204: return "No Content";
 	case 206: return "Partial Content";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
@@ -385,6 +386,7 @@ static const char *reason(int status)
 	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 416: return "Range Not Satisfiable";
@@ -466,7 +468,7 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		n += snprintf(c->out + n, cap - n, "%s\r\n", c->trace);
 	if (rctx_trace_format(&c->tp, tp, sizeof(tp)) > 0)
 		n += snprintf(c->out + n, cap - n, "traceparent: %s\r\n", tp);
-	if (status != 204 && status != 100)
+	if (status != 204 && status != 100 && status != 304)	/* no body */
 		n += snprintf(c->out + n, cap - n, "Content-Length: %llu\r\n",
 			      (unsigned long long)content_length);
 	n += snprintf(c->out + n, cap - n, "\r\n");

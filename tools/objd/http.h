@@ -34,6 +34,8 @@ struct http_req {
 	bool expect_continue;
 	struct http_slice range, timeout, trace_id;
 	struct http_slice grpc_timeout, traceparent;
+	struct http_slice if_match, if_none_match;	/* entity tags or "*" */
+	struct http_slice if_modified_since, if_unmodified_since, if_range;
 	bool has_grpc_timeout;		/* even if empty (then invalid) */
 	size_t head_len;		/* bytes of the head, blank line included */
 };
@@ -62,6 +64,45 @@ void http_req_move(struct http_req *r, const char *from, const char *to);
  * satisfiable range, or -416 when unsatisfiable.
  */
 int http_range(struct http_slice s, uint64_t size, uint64_t *first, uint64_t *last);
+
+/* ---- validators and conditional requests (RFC 9110 8.8, 13) ---------- */
+
+#define HTTP_ETAG_MAX 40	/* "<16 hex>-<16 hex>", quoted, NUL */
+#define HTTP_DATE_LEN 29	/* "Sun, 06 Nov 1994 08:49:37 GMT" */
+#define HTTP_DATE_MAX 253402300799LL	/* 9999-12-31 23:59:59 */
+
+/* The object as it is now, which the conditional headers are compared with. */
+struct http_validators {
+	bool exists;
+	const char *etag;	/* strong, quoted */
+	int64_t mtime;		/* seconds since the epoch (Last-Modified) */
+};
+
+/* An object's ETag, as nginx makes it ("mtime-size" in hex) but with the
+ * mtime in ns, so that two writes within a second differ. */
+void http_etag(char buf[HTTP_ETAG_MAX], int64_t mtime_ns, uint64_t size);
+
+/* An HTTP-date (IMF-fixdate, GMT) of t, NUL-terminated; t is clamped to
+ * [0, HTTP_DATE_MAX]. */
+void http_date(char buf[HTTP_DATE_LEN + 1], int64_t t);
+
+/* Parse an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime
+ * forms). Returns 0 with *t, or -1 if s is not one. */
+int http_date_parse(struct http_slice s, int64_t *t);
+
+/* Are there preconditions (If-Match, If-None-Match, If-Unmodified-Since)? */
+bool http_has_preconditions(const struct http_req *r);
+
+/*
+ * Evaluate the preconditions of r against the object (RFC 9110 13.2.2):
+ * If-Match, else If-Unmodified-Since; then If-None-Match, else (GET and
+ * HEAD) If-Modified-Since. Returns 0 (perform the method), 304 (GET, HEAD:
+ * not modified) or 412 (precondition failed).
+ */
+int http_preconditions(const struct http_req *r, const struct http_validators *v);
+
+/* Does the Range apply (no If-Range, or one that matches the object)? */
+bool http_if_range(const struct http_req *r, const struct http_validators *v);
 
 /* Case-insensitive comparison of a slice with a NUL-terminated string. */
 bool http_slice_eq(struct http_slice s, const char *lit);

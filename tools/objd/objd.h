@@ -139,7 +139,9 @@ struct conn {
 	char tmpname[64];
 	bool existed;
 	int get_status;		/* a GET's 200 or 206, sent with its first bytes */
-	char get_hdrs[160];
+	char get_hdrs[256];
+	char etag[HTTP_ETAG_MAX];	/* the object's validators */
+	int64_t mtime;
 
 	/* The response head (or a small body) being sent. */
 	char *out;

@@ -66,7 +66,7 @@ static void submit_statx(struct conn *c, int dirfd, const char *path, int flags,
 	if (f) {
 		snprintf(f->path, sizeof(f->path), "%s", path);
 		io_uring_prep_statx(&sqe, dirfd, f->path, flags,
-				    STATX_TYPE | STATX_SIZE | STATX_MNT_ID, &f->stx);
+				    STATX_TYPE | STATX_SIZE | STATX_MTIME | STATX_MNT_ID, &f->stx);
 	}
 	submit_or_fail(c, f, &sqe, done);
 }
@@ -79,6 +79,24 @@ static void submit_fsync(struct conn *c, int fd, void (*done)(struct conn *, str
 	if (f)
 		io_uring_prep_fsync(&sqe, fd, 0);
 	submit_or_fail(c, f, &sqe, done);
+}
+
+/* ---- validators ---------------------------------------------------------- */
+
+/* The object's ETag and modification time, from its statx. */
+static void validators(struct conn *c, const struct statx *stx)
+{
+	http_etag(c->etag, (int64_t)stx->stx_mtime.tv_sec * 1000000000 + stx->stx_mtime.tv_nsec,
+		  stx->stx_size);
+	c->mtime = stx->stx_mtime.tv_sec;
+}
+
+/* The request's preconditions against the object: 0, 304 or 412. */
+static int preconditions(struct conn *c, bool exists)
+{
+	struct http_validators v = { exists, c->etag, c->mtime };
+
+	return http_preconditions(&c->req, &v);
 }
 
 /* ---- GET and HEAD ------------------------------------------------------- */
@@ -180,28 +198,41 @@ static void get_next(struct conn *c)
 /* The object is open (c->file_fd) and c->size known: answer. */
 static void get_sized(struct conn *c)
 {
+	struct http_validators v = { true, c->etag, c->mtime };
+	char lm[HTTP_DATE_LEN + 1], extra[160];
 	uint64_t first = 0, last = 0;
-	char extra[160];
+	size_t n;
 	int r;
 
-	r = http_range(c->req.range, c->size, &first, &last);
+	http_date(lm, c->mtime);
+	n = snprintf(c->get_hdrs, sizeof(c->get_hdrs), "ETag: %s\r\nLast-Modified: %s\r\n",
+		     c->etag, lm);
+	r = preconditions(c, true);
+	if (r == 304) {
+		conn_respond(c, 304, c->get_hdrs, NULL, 0, 0, conn_finish);
+		return;
+	}
+	if (r) {
+		conn_error(c, r);
+		return;
+	}
+	r = http_if_range(&c->req, &v) ? http_range(c->req.range, c->size, &first, &last) : 0;
 	if (r < 0) {
 		snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
 			 (unsigned long long)c->size);
 		conn_respond(c, 416, extra, "416 Range Not Satisfiable\n", 26, 26, conn_finish);
 		return;
 	}
+	n += snprintf(c->get_hdrs + n, sizeof(c->get_hdrs) - n, "Accept-Ranges: bytes\r\n");
 	if (r == 0) {
 		c->off = 0;
 		c->last = c->size ? c->size - 1 : 0;
-		snprintf(c->get_hdrs, sizeof(c->get_hdrs), "Accept-Ranges: bytes\r\n");
 	} else {
 		c->off = first;
 		c->last = last;
-		snprintf(c->get_hdrs, sizeof(c->get_hdrs),
-			 "Accept-Ranges: bytes\r\nContent-Range: bytes %llu-%llu/%llu\r\n",
-			 (unsigned long long)first, (unsigned long long)last,
-			 (unsigned long long)c->size);
+		snprintf(c->get_hdrs + n, sizeof(c->get_hdrs) - n,
+			 "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
+			 (unsigned long long)last, (unsigned long long)c->size);
 	}
 	c->get_status = r ? 206 : 200;
 	if (c->req.method == HTTP_HEAD || c->size == 0)
@@ -218,6 +249,7 @@ static void get_statted(struct conn *c, struct fop *f, int res)
 		return;
 	}
 	c->size = f->stx.stx_size;
+	validators(c, &f->stx);
 	c->file_nowait = (f->stx.stx_mask & STATX_MNT_ID) && mount_nowait(f->stx.stx_mnt_id);
 	free(f);
 	get_sized(c);
@@ -416,14 +448,24 @@ static void put_tmp_opened(struct conn *c, struct fop *f, int res)
 		put_body(c);
 }
 
+/* The key's current state (not followed if a symlink): its validators
+ * decide If-Match and If-None-Match, before the body is read. */
 static void put_statted(struct conn *c, struct fop *f, int res)
 {
 	bool isdir = res == 0 && S_ISDIR(f->stx.stx_mode);
+	int pre;
 
+	if (res == 0)
+		validators(c, &f->stx);
 	free(f);
 	c->existed = res == 0;
 	if (isdir) {
 		fail(c, 409);
+		return;
+	}
+	pre = preconditions(c, c->existed);
+	if (pre) {
+		fail(c, pre);
 		return;
 	}
 	snprintf(c->tmpname, sizeof(c->tmpname), OBJD_TMP_PREFIX "%d.%d.%lu",
@@ -473,22 +515,49 @@ static void del_unlinked(struct conn *c, struct fop *f, int res)
 	submit_fsync(c, c->dir_fd, put_done);
 }
 
-static void del_dir_opened(struct conn *c, struct fop *f, int res)
+static void del_unlink(struct conn *c)
 {
 	struct io_uring_sqe sqe = { 0 };
+	struct fop *f = fop_new(c, 0);
 
+	if (f) {
+		snprintf(f->path, sizeof(f->path), "%s", c->base);
+		io_uring_prep_unlinkat(&sqe, c->dir_fd, f->path, 0);
+	}
+	submit_or_fail(c, f, &sqe, del_unlinked);
+}
+
+/* A missing key is 404 whatever the preconditions (RFC 9110 13.2.1). */
+static void del_statted(struct conn *c, struct fop *f, int res)
+{
+	int pre = 0;
+
+	if (res == 0) {
+		validators(c, &f->stx);
+		pre = preconditions(c, true);
+	}
+	free(f);
+	if (res < 0 || pre) {
+		fail(c, res < 0 ? status_of_errno(c, res) : pre);
+		return;
+	}
+	del_unlink(c);
+}
+
+/* With preconditions, the key is stat-ed before it is unlinked. */
+static void del_dir_opened(struct conn *c, struct fop *f, int res)
+{
+	free(f);
 	if (res < 0) {
-		free(f);
 		fail(c, status_of_errno(c, res));
 		return;
 	}
 	c->dir_fd = res;
 	c->existed = true;	/* 204 */
-	f->opens = false;
-	snprintf(f->path, sizeof(f->path), "%s", c->base);
-	io_uring_prep_unlinkat(&sqe, c->dir_fd, f->path, 0);
-	if (fop_submit(c, f, &sqe, del_unlinked))
-		fail(c, 503);
+	if (http_has_preconditions(&c->req))
+		submit_statx(c, c->dir_fd, c->base, AT_SYMLINK_NOFOLLOW, del_statted);
+	else
+		del_unlink(c);
 }
 
 void object_delete(struct conn *c)
