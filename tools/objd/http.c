@@ -125,11 +125,31 @@ static int parse_request_line(struct http_slice l, struct http_req *r)
 	return 0;
 }
 
+/*
+ * Transfer-Encoding (RFC 9112 6.1): chunked must be the last coding, and
+ * there only once, else the body's length is unknown (400); a coding before
+ * it is one we do not implement (501).
+ */
+static int transfer_encoding(struct http_slice v, struct http_req *r)
+{
+	const char *comma = v.n ? memrchr(v.p, ',', v.n) : NULL;
+	struct http_slice last = v;
+
+	if (comma)
+		last = trim((struct http_slice){ comma + 1, v.n - (comma + 1 - v.p) });
+	if (r->chunked || !http_slice_eq(last, "chunked") ||
+	    (comma && has_token((struct http_slice){ v.p, comma - v.p }, "chunked")))
+		return -400;
+	r->chunked = true;
+	return comma ? -501 : 0;
+}
+
 static int header(struct http_slice l, struct http_req *r)
 {
 	const char *colon = memchr(l.p, ':', l.n);
 	struct http_slice name, v;
 	uint64_t n;
+	int err;
 
 	if (!colon || colon == l.p)
 		return -400;
@@ -148,7 +168,9 @@ static int header(struct http_slice l, struct http_req *r)
 		r->has_length = true;
 		r->content_length = n;
 	} else if (http_slice_eq(name, "transfer-encoding")) {
-		r->chunked = true;
+		err = transfer_encoding(v, r);
+		if (err)
+			return err;
 	} else if (http_slice_eq(name, "connection")) {
 		if (has_token(v, "close"))
 			r->keep_alive = false;
@@ -215,7 +237,9 @@ int http_parse(const char *buf, size_t len, const struct http_limits *lim,
 		if (err)
 			return err;
 	}
-	if (r->chunked && r->has_length)
+	/* Both lengths, or a transfer coding in HTTP/1.0: request smuggling
+	 * or a framing we cannot trust (RFC 9112 6.1, 6.3). */
+	if (r->chunked && (r->has_length || r->minor == 0))
 		return -400;
 	r->head_len = nl + 1 - buf;
 	return (int)r->head_len;
@@ -469,4 +493,109 @@ bool http_if_range(const struct http_req *r, const struct http_validators *v)
 	if (s.p[0] == '"' || s.p[0] == 'W')	/* an entity tag: strong */
 		return etag_in(s, v->etag, false);
 	return !http_date_parse(s, &t) && t == v->mtime;
+}
+
+/* ---- chunked request bodies --------------------------------------------- */
+
+/* A framing line at buf: its length with the CRLF and *l its content, 0 if
+ * incomplete, -400 if too long, not ending in CRLF, or holding a CR or NUL. */
+static int chunk_line(const char *buf, size_t len, struct http_slice *l)
+{
+	const char *nl = memchr(buf, '\n', len < HTTP_CHUNK_LINE_MAX ? len : HTTP_CHUNK_LINE_MAX);
+
+	if (!nl)
+		return len >= HTTP_CHUNK_LINE_MAX ? -400 : 0;
+	if (nl == buf || nl[-1] != '\r')
+		return -400;
+	*l = (struct http_slice){ buf, nl - 1 - buf };
+	if (memchr(l->p, '\r', l->n) || memchr(l->p, '\0', l->n))
+		return -400;
+	return (int)(nl + 1 - buf);
+}
+
+/* "1*HEXDIG [ BWS ; chunk-ext ]": the size (at most 2^60 - 1). */
+static int chunk_size(struct http_slice l, uint64_t *n)
+{
+	uint64_t x = 0;
+	size_t i;
+
+	for (i = 0; i < l.n; i++) {
+		char ch = l.p[i];
+		int d = ch >= '0' && ch <= '9' ? ch - '0' :
+			ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 :
+			ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+
+		if (d < 0)
+			break;
+		if (x >> 56)
+			return -1;
+		x = x * 16 + d;
+	}
+	if (i == 0)
+		return -1;
+	while (i < l.n && (l.p[i] == ' ' || l.p[i] == '\t'))
+		i++;
+	if (i < l.n && l.p[i] != ';')
+		return -1;
+	*n = x;
+	return 0;
+}
+
+/* At most max_data of the chunk's data that the buffer holds. */
+static int chunk_data(struct http_chunked *st, size_t len, size_t max_data,
+		      struct http_slice *data)
+{
+	size_t n = len < st->left ? len : st->left;
+
+	if (n > max_data)
+		n = max_data;
+	if (n > (1u << 30))
+		n = 1u << 30;
+	data->n = n;
+	st->left -= n;
+	st->total += n;
+	if (!st->left)
+		st->state = HTTP_CHUNK_DATA_END;
+	return (int)n;
+}
+
+int http_chunk_next(struct http_chunked *st, const char *buf, size_t len, size_t max_data,
+		    struct http_slice *data)
+{
+	struct http_slice l;
+	int n;
+
+	*data = (struct http_slice){ buf, 0 };
+	switch (st->state) {
+	case HTTP_CHUNK_SIZE:
+		n = chunk_line(buf, len, &l);
+		if (n <= 0)
+			return n;
+		if (chunk_size(l, &st->left))
+			return -400;
+		st->state = st->left ? HTTP_CHUNK_DATA : HTTP_CHUNK_TRAILER;
+		return n;
+	case HTTP_CHUNK_DATA:
+		return chunk_data(st, len, max_data, data);
+	case HTTP_CHUNK_DATA_END:
+		if (len && buf[0] != '\r')
+			return -400;
+		if (len < 2)
+			return 0;
+		if (buf[1] != '\n')
+			return -400;
+		st->state = HTTP_CHUNK_SIZE;
+		return 2;
+	case HTTP_CHUNK_TRAILER:
+		n = chunk_line(buf, len, &l);
+		if (n <= 0)
+			return n;
+		if (!l.n)
+			st->state = HTTP_CHUNK_DONE;
+		else if (!memchr(l.p, ':', l.n))
+			return -400;	/* not a field line */
+		return n;
+	default:
+		return 0;
+	}
 }

@@ -30,7 +30,7 @@ struct http_req {
 	bool keep_alive;		/* after Connection and the version */
 	bool has_length;
 	uint64_t content_length;
-	bool chunked;			/* Transfer-Encoding present */
+	bool chunked;			/* Transfer-Encoding: chunked */
 	bool expect_continue;
 	struct http_slice range, timeout, trace_id;
 	struct http_slice grpc_timeout, traceparent;
@@ -44,8 +44,9 @@ struct http_req {
 /*
  * Parse one request head at the start of buf[0..len). Returns the length of
  * the head (> 0) with *r filled in, 0 if more bytes are needed, or minus an
- * HTTP status: -400 malformed, -414 request line too long, -431 head too
- * large, -505 unsupported version. Pointers in *r point into buf.
+ * HTTP status: -400 malformed, -414 request line too long, -417 an Expect
+ * other than 100-continue, -431 head too large, -501 a transfer coding other
+ * than chunked, -505 unsupported version. Pointers in *r point into buf.
  */
 int http_parse(const char *buf, size_t len, const struct http_limits *lim,
 	       struct http_req *r);
@@ -56,6 +57,37 @@ int http_parse(const char *buf, size_t len, const struct http_limits *lim,
  * request moved over it) while the request runs.
  */
 void http_req_move(struct http_req *r, const char *from, const char *to);
+
+/* ---- chunked request bodies (RFC 9112 7.1) ------------------------------ */
+
+enum http_chunk_state {
+	HTTP_CHUNK_SIZE,	/* a chunk-size line (extensions ignored) */
+	HTTP_CHUNK_DATA,	/* `left` bytes of the chunk's data */
+	HTTP_CHUNK_DATA_END,	/* the CRLF after them */
+	HTTP_CHUNK_TRAILER,	/* trailer lines (discarded) up to an empty one */
+	HTTP_CHUNK_DONE,
+};
+
+/* Longest chunk-size or trailer line, CRLF included: the input buffer
+ * always has room for one, so decoding always makes progress. */
+#define HTTP_CHUNK_LINE_MAX 4096
+
+struct http_chunked {
+	enum http_chunk_state state;
+	uint64_t left;		/* of the current chunk's data */
+	uint64_t total;		/* data bytes decoded so far */
+};
+
+/*
+ * Decode the next piece of a chunked body at the start of buf[0..len): a
+ * framing element (line or CRLF), or at most max_data (> 0) bytes of data,
+ * which *data then points to (else it is empty). Returns the bytes consumed,
+ * 0 if more are needed or the body has ended (HTTP_CHUNK_DONE), or -400 if
+ * malformed. Framing lines must end in CRLF (a bare LF is refused: a front
+ * proxy might frame the body otherwise).
+ */
+int http_chunk_next(struct http_chunked *st, const char *buf, size_t len, size_t max_data,
+		    struct http_slice *data);
 
 /*
  * Resolve a Range header value against an object of `size` bytes. Returns 0

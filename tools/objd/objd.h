@@ -137,6 +137,7 @@ struct conn {
 	int file_fd, dir_fd, tmp_fd;
 	bool file_nowait;	/* on a mount that honours IOCB_NOWAIT */
 	char tmpname[64];
+	struct http_chunked chunk;	/* a chunked PUT body (body_left: ~0) */
 	bool existed;
 	int get_status;		/* a GET's 200 or 206, sent with its first bytes */
 	char get_hdrs[256];

@@ -14,7 +14,9 @@
  * (OBJD_TMP_PREFIX) in the key's directory, which is written, fsync'd,
  * renamed onto the key, and the directory fsync'd; readers see the old or
  * the new object, never a part. A failed PUT unlinks its temporary file.
- * Parent directories are not created (409 Conflict when missing).
+ * Parent directories are not created (409 Conflict when missing). A body
+ * comes with a Content-Length or chunked (Transfer-Encoding), with the same
+ * limit (--max-body, 413) and the same atomicity.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -396,10 +398,76 @@ out:
 	conn_put(c);
 }
 
+/* More of the body, after what the buffer holds. */
+static void recv_body(struct conn *c)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	io_uring_prep_recv(&sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+	if (conn_submit(c, c->req_ctx, &sqe, recv_body_cb, c))
+		fail(c, 503);
+}
+
+static void put_write(struct conn *c, struct fop *f, size_t n)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	f->len = n;
+	io_uring_prep_write(&sqe, c->tmp_fd, f->buf, n, c->off);
+	if (fop_submit(c, f, &sqe, put_written))
+		fail(c, 503);
+}
+
+/*
+ * A chunked body: decode what the buffer holds, up to OBJD_CHUNK bytes of
+ * data, into one write; receive more when it holds no data. The decoded
+ * length is held to --max-body (413) before anything beyond it is written.
+ */
+static void put_chunked(struct conn *c)
+{
+	struct fop *f = fop_new(c, OBJD_CHUNK);
+	size_t used = 0, n = 0;
+	struct http_slice d;
+	int r = 0;
+
+	if (!f) {
+		fail(c, 503);
+		return;
+	}
+	while (n < OBJD_CHUNK) {
+		r = http_chunk_next(&c->chunk, c->in + used, c->in_len - used, OBJD_CHUNK - n, &d);
+		if (r <= 0)
+			break;
+		memcpy(f->buf + n, d.p, d.n);
+		n += d.n;
+		used += r;
+	}
+	memmove(c->in, c->in + used, c->in_len - used);
+	c->in_len -= used;
+	if (r < 0 || c->chunk.total > c->w->s->o.max_body) {
+		free(f);
+		c->why = r < 0 ? "bad-chunked-body" : "max-body";
+		fail(c, r < 0 ? 400 : 413);
+		return;
+	}
+	if (c->chunk.state == HTTP_CHUNK_DONE)
+		c->body_left = 0;	/* what follows is the next request */
+	if (n) {
+		put_write(c, f, n);
+		return;
+	}
+	free(f);
+	if (c->body_left == 0)
+		put_body(c);
+	else if (c->in_len < c->in_cap)
+		recv_body(c);
+	else
+		fail(c, 400);	/* cannot be: a line fits (HTTP_CHUNK_LINE_MAX) */
+}
+
 /* Write what the buffer holds of the body, or receive more of it. */
 static void put_body(struct conn *c)
 {
-	struct io_uring_sqe sqe = { 0 };
 	struct fop *f;
 	size_t n;
 
@@ -407,10 +475,12 @@ static void put_body(struct conn *c)
 		submit_fsync(c, c->tmp_fd, put_synced);
 		return;
 	}
+	if (c->req.chunked) {
+		put_chunked(c);
+		return;
+	}
 	if (c->in_len == 0) {
-		io_uring_prep_recv(&sqe, c->fd, c->in, c->in_cap, 0);
-		if (conn_submit(c, c->req_ctx, &sqe, recv_body_cb, c))
-			fail(c, 503);
+		recv_body(c);
 		return;
 	}
 	n = c->in_len < c->body_left ? c->in_len : c->body_left;
@@ -425,10 +495,7 @@ static void put_body(struct conn *c)
 	memmove(c->in, c->in + n, c->in_len - n);
 	c->in_len -= n;
 	c->body_left -= n;
-	f->len = n;
-	io_uring_prep_write(&sqe, c->tmp_fd, f->buf, n, c->off);
-	if (fop_submit(c, f, &sqe, put_written))
-		fail(c, 503);
+	put_write(c, f, n);
 }
 
 static void put_tmp_opened(struct conn *c, struct fop *f, int res)
@@ -488,7 +555,7 @@ void object_put(struct conn *c)
 {
 	struct server *s = c->w->s;
 
-	if (!c->req.has_length) {	/* chunked bodies are not supported */
+	if (!c->req.has_length && !c->req.chunked) {
 		c->keep_alive = false;
 		conn_error(c, 411);
 		return;
@@ -498,7 +565,9 @@ void object_put(struct conn *c)
 		conn_error(c, 413);
 		return;
 	}
-	c->body_left = c->req.content_length;
+	/* A chunked body's length is known at its end: until then, ~0 left. */
+	c->body_left = c->req.chunked ? UINT64_MAX : c->req.content_length;
+	memset(&c->chunk, 0, sizeof(c->chunk));
 	key_split(c->key, &c->dir, &c->base);
 	submit_open(c, s->root_fd, c->dir, O_RDONLY | O_DIRECTORY, 0, put_dir_opened);
 }
