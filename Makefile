@@ -32,7 +32,7 @@ LIBS    := -luring -lpthread
 
 DEPS_BUILD := liburing-dev
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
-	clang libclang-rt-14-dev curl apache2-utils
+	clang libclang-rt-14-dev curl apache2-utils python3
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config
 # The demo's service scenario needs curl and wrk; without FUSE only its
 # stuck-disk parts are skipped.

@@ -21,7 +21,8 @@ probe_of() {
 	pkg-config|pkgconf)	echo 'c:pkg-config' ;;
 	golang-go)		echo 'c:go' ;;
 	gnuplot|gnuplot-*)	echo 'c:gnuplot' ;;
-	valgrind|clang|clang-[0-9]*|git|make|gcc|curl|wrk) echo "c:$1" ;;
+	valgrind|clang|clang-[0-9]*|git|make|gcc|curl|wrk|python3) echo "c:$1" ;;
+	apache2-utils)		echo 'c:ab' ;;
 	*)			echo "d:$1" ;;
 	esac
 }

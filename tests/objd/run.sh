@@ -2,7 +2,8 @@
 # Description: ringctx-objd end to end with real clients (curl, and raw bytes
 # through bash's /dev/tcp): round trips with checksums, Range, chunked
 # bodies, ETag, Last-Modified and conditional requests (304, 412), the error
-# statuses and limits, path escapes, keep-alive and pipelining, HTTP/1.0
+# statuses and limits, path escapes, keep-alive and pipelining (random
+# pipelines against one request per connection: pipeline.py), HTTP/1.0
 # keep-alive (and ApacheBench), a head that trickles (408), a client that
 # leaves mid-download (its hang-up cancels its I/O), concurrent PUTs of one
 # key under GETs, kill -9 during a PUT, SIGTERM with a request in flight (the
@@ -277,6 +278,17 @@ check "a GET whose body looks like a request: answered, then closed (the body is
 	[ "$r" = "HTTP/1.1 200 Connection: close " ]
 v=$(curl -sSv "$(U in)" "$(U target)" 2>&1 >/dev/null | grep -ci 're-using\|reusing')
 check "curl reuses the connection for a second URL" [ "$v" -ge 1 ]
+
+# Differential: random pipelines in one send get the responses the same
+# requests get one per connection (tests/objd/pipeline.py; the seed is
+# printed; OBJD_PIPELINE_SEED=N reruns one).
+seed=${OBJD_PIPELINE_SEED:-$(date +%s)}
+timeout 150 python3 "$(dirname "$0")/pipeline.py" --port "$PORT" --seed "$seed" --count 200 --time 60 \
+	>"$T/pipeline.out" 2>&1
+prc=$?
+sed 's/^/  /' "$T/pipeline.out" | tail -n 20
+check "random pipelines of 2-20 requests in one send: the responses of one request per connection (seed $seed)" \
+	[ "$prc" = 0 ]
 
 # HTTP/1.0 (RFC 9112 9.3): closed after the response unless the client asks
 # for keep-alive, and then the response says so.
