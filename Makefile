@@ -41,7 +41,7 @@ DEPS_BUILD := liburing-dev
 # libclang-rt-dev: the sanitizer and libFuzzer runtimes of the installed
 # clang (scripts/deps.sh picks libclang-rt-N-dev for clang N).
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
-	clang libclang-rt-dev curl python3
+	clang libclang-rt-dev curl apache2-utils python3
 DEPS_TESTS := liburing-dev libcriterion-dev
 DEPS_FUZZ  := liburing-dev clang libclang-rt-dev
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config

@@ -29,6 +29,7 @@ probe_of() {
 	golang-go)		echo 'c:go' ;;
 	gnuplot|gnuplot-*)	echo 'c:gnuplot' ;;
 	valgrind|clang|clang-[0-9]*|git|make|gcc|curl|wrk|python3) echo "c:$1" ;;
+	apache2-utils)		echo 'c:ab' ;;
 	*)			echo "d:$1" ;;
 	esac
 }

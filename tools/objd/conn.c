@@ -51,6 +51,7 @@ void conn_put(struct conn *c)
 	rctx_release(c->ctx);	/* its hang-up watch first, then the fd */
 	close(c->fd);
 	free(c->in);
+	free(c->head);
 	free(c->out);
 	free(c);
 }
@@ -377,6 +378,7 @@ static const char *reason(int status)
 	case 201: return "Created";
 	case 204: return "No Content";
 	case 206: return "Partial Content";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
@@ -384,6 +386,7 @@ static const char *reason(int status)
 	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 416: return "Range Not Satisfiable";
@@ -427,6 +430,19 @@ static void pick_resp_ctx(struct conn *c)
 }
 
 /*
+ * The Connection header of the response (RFC 9112 9.3): "close" when the
+ * connection ends after it; for HTTP/1.0, whose default is to close,
+ * "keep-alive" when it stays open (the client asked for it), else the client
+ * waits for a close that never comes.
+ */
+static const char *connection_header(struct conn *c)
+{
+	if (!c->keep_alive)
+		return "Connection: close\r\n";
+	return c->req.minor == 0 ? "Connection: keep-alive\r\n" : "";
+}
+
+/*
  * Send a response head with `extra` header lines and, if body is not NULL,
  * that body; content_length is what the Content-Length says (the file's
  * bytes follow from on_sent for a GET). on_sent runs when it is all sent.
@@ -446,13 +462,13 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		return;
 	}
 	n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nServer: ringctx-objd\r\n%s%s%s",
-		     status, reason(status), c->keep_alive ? "" : "Connection: close\r\n",
+		     status, reason(status), connection_header(c),
 		     extra ? extra : "", c->trace[0] ? "X-Trace-ID: " : "");
 	if (c->trace[0])
 		n += snprintf(c->out + n, cap - n, "%s\r\n", c->trace);
 	if (rctx_trace_format(&c->tp, tp, sizeof(tp)) > 0)
 		n += snprintf(c->out + n, cap - n, "traceparent: %s\r\n", tp);
-	if (status != 204 && status != 100)
+	if (status != 204 && status != 100 && status != 304)	/* no body */
 		n += snprintf(c->out + n, cap - n, "Content-Length: %llu\r\n",
 			      (unsigned long long)content_length);
 	n += snprintf(c->out + n, cap - n, "\r\n");
@@ -714,6 +730,11 @@ static void dispatch(struct conn *c)
 		if ((unsigned char)*p < ' ' || *p == 0x7f)
 			*p = '_';
 	c->keep_alive = c->req.keep_alive;
+	/* Only a PUT reads its body: after another request's body the stream
+	 * is out of step (the body is not a request), so close after it. */
+	if (c->req.method != HTTP_PUT &&
+	    (c->req.chunked || (c->req.has_length && c->req.content_length)))
+		c->keep_alive = false;
 	tctx = trace_ctx(c);
 	timeout = request_timeout(c);
 	if (timeout < 0) {
@@ -778,6 +799,29 @@ static void consume(struct conn *c, size_t n)
 	c->in_len -= n;
 }
 
+/*
+ * Move the parsed head out of the input buffer, the request's slices with it:
+ * the rest of the buffer (a PUT's body, pipelined requests) is moved to its
+ * start, and a header the request reads later (Range, after the open and
+ * statx) must not be overwritten by the requests that follow.
+ */
+static bool keep_head(struct conn *c, size_t n)
+{
+	char *p;
+
+	if (n > c->head_cap) {
+		p = realloc(c->head, n < 1024 ? 1024 : n);
+		if (!p)
+			return false;
+		c->head = p;
+		c->head_cap = n < 1024 ? 1024 : n;
+	}
+	memcpy(c->head, c->in, n);
+	http_req_move(&c->req, c->in, c->head);
+	consume(c, n);
+	return true;
+}
+
 static void parse_head(struct conn *c)
 {
 	struct server *s = c->w->s;
@@ -801,10 +845,12 @@ static void parse_head(struct conn *c)
 		conn_error(c, res ? -res : 431);
 		return;
 	}
+	if (!keep_head(c, res)) {
+		c->keep_alive = false;
+		conn_error(c, 503);
+		return;
+	}
 	dispatch(c);
-	/* The head is no longer needed (copied above): drop it, so that the
-	 * buffer holds only a PUT's body and the pipelined requests after. */
-	consume(c, res);
 }
 
 /* Wait for (or find in the buffer) the next request, under a fresh header

@@ -119,8 +119,11 @@ struct conn {
 	char *in;
 	size_t in_len, in_cap;
 
-	/* The request. */
+	/* The request. Its head is moved out of `in` (req's slices with it):
+	 * `in` then holds only the body and the pipelined requests after. */
 	struct http_req req;
+	char *head;
+	size_t head_cap;
 	char key[OBJD_KEY_MAX];
 	const char *dir, *base;
 	char method[16], path[256], trace[80];	/* trace: X-Trace-ID */
@@ -134,9 +137,12 @@ struct conn {
 	int file_fd, dir_fd, tmp_fd;
 	bool file_nowait;	/* on a mount that honours IOCB_NOWAIT */
 	char tmpname[64];
+	struct http_chunked chunk;	/* a chunked PUT body (body_left: ~0) */
 	bool existed;
 	int get_status;		/* a GET's 200 or 206, sent with its first bytes */
-	char get_hdrs[160];
+	char get_hdrs[256];
+	char etag[HTTP_ETAG_MAX];	/* the object's validators */
+	int64_t mtime;
 
 	/* The response head (or a small body) being sent. */
 	char *out;

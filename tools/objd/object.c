@@ -14,7 +14,9 @@
  * (OBJD_TMP_PREFIX) in the key's directory, which is written, fsync'd,
  * renamed onto the key, and the directory fsync'd; readers see the old or
  * the new object, never a part. A failed PUT unlinks its temporary file.
- * Parent directories are not created (409 Conflict when missing).
+ * Parent directories are not created (409 Conflict when missing). A body
+ * comes with a Content-Length or chunked (Transfer-Encoding), with the same
+ * limit (--max-body, 413) and the same atomicity.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -66,7 +68,7 @@ static void submit_statx(struct conn *c, int dirfd, const char *path, int flags,
 	if (f) {
 		snprintf(f->path, sizeof(f->path), "%s", path);
 		io_uring_prep_statx(&sqe, dirfd, f->path, flags,
-				    STATX_TYPE | STATX_SIZE | STATX_MNT_ID, &f->stx);
+				    STATX_TYPE | STATX_SIZE | STATX_MTIME | STATX_MNT_ID, &f->stx);
 	}
 	submit_or_fail(c, f, &sqe, done);
 }
@@ -79,6 +81,24 @@ static void submit_fsync(struct conn *c, int fd, void (*done)(struct conn *, str
 	if (f)
 		io_uring_prep_fsync(&sqe, fd, 0);
 	submit_or_fail(c, f, &sqe, done);
+}
+
+/* ---- validators ---------------------------------------------------------- */
+
+/* The object's ETag and modification time, from its statx. */
+static void validators(struct conn *c, const struct statx *stx)
+{
+	http_etag(c->etag, (int64_t)stx->stx_mtime.tv_sec * 1000000000 + stx->stx_mtime.tv_nsec,
+		  stx->stx_size);
+	c->mtime = stx->stx_mtime.tv_sec;
+}
+
+/* The request's preconditions against the object: 0, 304 or 412. */
+static int preconditions(struct conn *c, bool exists)
+{
+	struct http_validators v = { exists, c->etag, c->mtime };
+
+	return http_preconditions(&c->req, &v);
 }
 
 /* ---- GET and HEAD ------------------------------------------------------- */
@@ -180,28 +200,41 @@ static void get_next(struct conn *c)
 /* The object is open (c->file_fd) and c->size known: answer. */
 static void get_sized(struct conn *c)
 {
+	struct http_validators v = { true, c->etag, c->mtime };
+	char lm[HTTP_DATE_LEN + 1], extra[160];
 	uint64_t first = 0, last = 0;
-	char extra[160];
+	size_t n;
 	int r;
 
-	r = http_range(c->req.range, c->size, &first, &last);
+	http_date(lm, c->mtime);
+	n = snprintf(c->get_hdrs, sizeof(c->get_hdrs), "ETag: %s\r\nLast-Modified: %s\r\n",
+		     c->etag, lm);
+	r = preconditions(c, true);
+	if (r == 304) {
+		conn_respond(c, 304, c->get_hdrs, NULL, 0, 0, conn_finish);
+		return;
+	}
+	if (r) {
+		conn_error(c, r);
+		return;
+	}
+	r = http_if_range(&c->req, &v) ? http_range(c->req.range, c->size, &first, &last) : 0;
 	if (r < 0) {
 		snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
 			 (unsigned long long)c->size);
 		conn_respond(c, 416, extra, "416 Range Not Satisfiable\n", 26, 26, conn_finish);
 		return;
 	}
+	n += snprintf(c->get_hdrs + n, sizeof(c->get_hdrs) - n, "Accept-Ranges: bytes\r\n");
 	if (r == 0) {
 		c->off = 0;
 		c->last = c->size ? c->size - 1 : 0;
-		snprintf(c->get_hdrs, sizeof(c->get_hdrs), "Accept-Ranges: bytes\r\n");
 	} else {
 		c->off = first;
 		c->last = last;
-		snprintf(c->get_hdrs, sizeof(c->get_hdrs),
-			 "Accept-Ranges: bytes\r\nContent-Range: bytes %llu-%llu/%llu\r\n",
-			 (unsigned long long)first, (unsigned long long)last,
-			 (unsigned long long)c->size);
+		snprintf(c->get_hdrs + n, sizeof(c->get_hdrs) - n,
+			 "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
+			 (unsigned long long)last, (unsigned long long)c->size);
 	}
 	c->get_status = r ? 206 : 200;
 	if (c->req.method == HTTP_HEAD || c->size == 0)
@@ -218,6 +251,7 @@ static void get_statted(struct conn *c, struct fop *f, int res)
 		return;
 	}
 	c->size = f->stx.stx_size;
+	validators(c, &f->stx);
 	c->file_nowait = (f->stx.stx_mask & STATX_MNT_ID) && mount_nowait(f->stx.stx_mnt_id);
 	free(f);
 	get_sized(c);
@@ -364,10 +398,76 @@ out:
 	conn_put(c);
 }
 
+/* More of the body, after what the buffer holds. */
+static void recv_body(struct conn *c)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	io_uring_prep_recv(&sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+	if (conn_submit(c, c->req_ctx, &sqe, recv_body_cb, c))
+		fail(c, 503);
+}
+
+static void put_write(struct conn *c, struct fop *f, size_t n)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	f->len = n;
+	io_uring_prep_write(&sqe, c->tmp_fd, f->buf, n, c->off);
+	if (fop_submit(c, f, &sqe, put_written))
+		fail(c, 503);
+}
+
+/*
+ * A chunked body: decode what the buffer holds, up to OBJD_CHUNK bytes of
+ * data, into one write; receive more when it holds no data. The decoded
+ * length is held to --max-body (413) before anything beyond it is written.
+ */
+static void put_chunked(struct conn *c)
+{
+	struct fop *f = fop_new(c, OBJD_CHUNK);
+	size_t used = 0, n = 0;
+	struct http_slice d;
+	int r = 0;
+
+	if (!f) {
+		fail(c, 503);
+		return;
+	}
+	while (n < OBJD_CHUNK) {
+		r = http_chunk_next(&c->chunk, c->in + used, c->in_len - used, OBJD_CHUNK - n, &d);
+		if (r <= 0)
+			break;
+		memcpy(f->buf + n, d.p, d.n);
+		n += d.n;
+		used += r;
+	}
+	memmove(c->in, c->in + used, c->in_len - used);
+	c->in_len -= used;
+	if (r < 0 || c->chunk.total > c->w->s->o.max_body) {
+		free(f);
+		c->why = r < 0 ? "bad-chunked-body" : "max-body";
+		fail(c, r < 0 ? 400 : 413);
+		return;
+	}
+	if (c->chunk.state == HTTP_CHUNK_DONE)
+		c->body_left = 0;	/* what follows is the next request */
+	if (n) {
+		put_write(c, f, n);
+		return;
+	}
+	free(f);
+	if (c->body_left == 0)
+		put_body(c);
+	else if (c->in_len < c->in_cap)
+		recv_body(c);
+	else
+		fail(c, 400);	/* cannot be: a line fits (HTTP_CHUNK_LINE_MAX) */
+}
+
 /* Write what the buffer holds of the body, or receive more of it. */
 static void put_body(struct conn *c)
 {
-	struct io_uring_sqe sqe = { 0 };
 	struct fop *f;
 	size_t n;
 
@@ -375,10 +475,12 @@ static void put_body(struct conn *c)
 		submit_fsync(c, c->tmp_fd, put_synced);
 		return;
 	}
+	if (c->req.chunked) {
+		put_chunked(c);
+		return;
+	}
 	if (c->in_len == 0) {
-		io_uring_prep_recv(&sqe, c->fd, c->in, c->in_cap, 0);
-		if (conn_submit(c, c->req_ctx, &sqe, recv_body_cb, c))
-			fail(c, 503);
+		recv_body(c);
 		return;
 	}
 	n = c->in_len < c->body_left ? c->in_len : c->body_left;
@@ -393,10 +495,7 @@ static void put_body(struct conn *c)
 	memmove(c->in, c->in + n, c->in_len - n);
 	c->in_len -= n;
 	c->body_left -= n;
-	f->len = n;
-	io_uring_prep_write(&sqe, c->tmp_fd, f->buf, n, c->off);
-	if (fop_submit(c, f, &sqe, put_written))
-		fail(c, 503);
+	put_write(c, f, n);
 }
 
 static void put_tmp_opened(struct conn *c, struct fop *f, int res)
@@ -409,20 +508,31 @@ static void put_tmp_opened(struct conn *c, struct fop *f, int res)
 	}
 	c->tmp_fd = res;
 	c->off = 0;
-	if (c->req.expect_continue && c->in_len < c->body_left)
+	/* No 100 to an HTTP/1.0 client (RFC 9110 10.1.1). */
+	if (c->req.expect_continue && c->req.minor >= 1 && c->in_len < c->body_left)
 		conn_respond(c, 100, NULL, NULL, 0, 0, put_body);
 	else
 		put_body(c);
 }
 
+/* The key's current state (not followed if a symlink): its validators
+ * decide If-Match and If-None-Match, before the body is read. */
 static void put_statted(struct conn *c, struct fop *f, int res)
 {
 	bool isdir = res == 0 && S_ISDIR(f->stx.stx_mode);
+	int pre;
 
+	if (res == 0)
+		validators(c, &f->stx);
 	free(f);
 	c->existed = res == 0;
 	if (isdir) {
 		fail(c, 409);
+		return;
+	}
+	pre = preconditions(c, c->existed);
+	if (pre) {
+		fail(c, pre);
 		return;
 	}
 	snprintf(c->tmpname, sizeof(c->tmpname), OBJD_TMP_PREFIX "%d.%d.%lu",
@@ -445,7 +555,7 @@ void object_put(struct conn *c)
 {
 	struct server *s = c->w->s;
 
-	if (!c->req.has_length) {	/* chunked bodies are not supported */
+	if (!c->req.has_length && !c->req.chunked) {
 		c->keep_alive = false;
 		conn_error(c, 411);
 		return;
@@ -455,7 +565,9 @@ void object_put(struct conn *c)
 		conn_error(c, 413);
 		return;
 	}
-	c->body_left = c->req.content_length;
+	/* A chunked body's length is known at its end: until then, ~0 left. */
+	c->body_left = c->req.chunked ? UINT64_MAX : c->req.content_length;
+	memset(&c->chunk, 0, sizeof(c->chunk));
 	key_split(c->key, &c->dir, &c->base);
 	submit_open(c, s->root_fd, c->dir, O_RDONLY | O_DIRECTORY, 0, put_dir_opened);
 }
@@ -472,22 +584,49 @@ static void del_unlinked(struct conn *c, struct fop *f, int res)
 	submit_fsync(c, c->dir_fd, put_done);
 }
 
-static void del_dir_opened(struct conn *c, struct fop *f, int res)
+static void del_unlink(struct conn *c)
 {
 	struct io_uring_sqe sqe = { 0 };
+	struct fop *f = fop_new(c, 0);
 
+	if (f) {
+		snprintf(f->path, sizeof(f->path), "%s", c->base);
+		io_uring_prep_unlinkat(&sqe, c->dir_fd, f->path, 0);
+	}
+	submit_or_fail(c, f, &sqe, del_unlinked);
+}
+
+/* A missing key is 404 whatever the preconditions (RFC 9110 13.2.1). */
+static void del_statted(struct conn *c, struct fop *f, int res)
+{
+	int pre = 0;
+
+	if (res == 0) {
+		validators(c, &f->stx);
+		pre = preconditions(c, true);
+	}
+	free(f);
+	if (res < 0 || pre) {
+		fail(c, res < 0 ? status_of_errno(c, res) : pre);
+		return;
+	}
+	del_unlink(c);
+}
+
+/* With preconditions, the key is stat-ed before it is unlinked. */
+static void del_dir_opened(struct conn *c, struct fop *f, int res)
+{
+	free(f);
 	if (res < 0) {
-		free(f);
 		fail(c, status_of_errno(c, res));
 		return;
 	}
 	c->dir_fd = res;
 	c->existed = true;	/* 204 */
-	f->opens = false;
-	snprintf(f->path, sizeof(f->path), "%s", c->base);
-	io_uring_prep_unlinkat(&sqe, c->dir_fd, f->path, 0);
-	if (fop_submit(c, f, &sqe, del_unlinked))
-		fail(c, 503);
+	if (http_has_preconditions(&c->req))
+		submit_statx(c, c->dir_fd, c->base, AT_SYMLINK_NOFOLLOW, del_statted);
+	else
+		del_unlink(c);
 }
 
 void object_delete(struct conn *c)
