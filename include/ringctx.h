@@ -552,9 +552,14 @@ rctx_ring_t *rctx_thread_ring(void);
  * 0, an fd, -errno), or the context's error once it ended first. data: for
  * rctx_async_read, the res bytes read; for rctx_async_statx, the struct
  * statx; NULL otherwise. data is library memory, valid until the callback
- * returns.
+ * returns. flags: RCTX_ASYNC_ABANDONED if the request was answered at its
+ * context's end (or the ring's teardown) while the kernel still held it:
+ * its outcome is unknown (a write may still land, an open may still create
+ * its file); without it, a context's error means the request never ran or
+ * was aborted.
  */
-typedef void (*rctx_async_cb_t)(void *arg, int res, void *data);
+#define RCTX_ASYNC_ABANDONED 0x1u
+typedef void (*rctx_async_cb_t)(void *arg, int res, void *data, unsigned flags);
 
 /* Read up to len bytes of fd at off (>= 0). res: bytes read; data: them. */
 int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len, int64_t off,

@@ -41,6 +41,7 @@ static void deliver(struct rctx_post *p)
 {
 	struct rctx_kept *k = container_of(p, struct rctx_kept, post);
 	int state = atomic_load_explicit(&k->state, memory_order_acquire);
+	unsigned flags = state == KEPT_ABANDONED ? RCTX_ASYNC_ABANDONED : 0;
 	void *data = NULL;
 	int res;
 
@@ -58,7 +59,7 @@ static void deliver(struct rctx_post *p)
 			rctx__kept_put(k); /* the after-func will never run */
 		rctx_after_release(k->after);
 	}
-	k->acb(k->aarg, res, data);
+	k->acb(k->aarg, res, data, flags);
 	rctx__kept_put(k);
 }
 
@@ -178,7 +179,7 @@ static void read_nowait_cb(void *arg, int res, uint32_t flags)
 		rctx__kept_count_nowait();
 		res = rctx__map_result(k->uctx, res);
 	}
-	k->acb(k->aarg, res, res >= 0 ? k->buf : NULL);
+	k->acb(k->aarg, res, res >= 0 ? k->buf : NULL, 0);
 	async_free(k);
 }
 

@@ -35,12 +35,14 @@ struct arec {
 	char data[64];
 	struct statx stx;
 	bool had_data;
+	unsigned flags;
 };
 
-static void arec_cb(void *arg, int res, void *data)
+static void arec_cb(void *arg, int res, void *data, unsigned flags)
 {
 	struct arec *a = arg;
 
+	a->flags = flags;
 	a->calls++;
 	a->res = res;
 	a->had_data = data != NULL;
@@ -48,10 +50,11 @@ static void arec_cb(void *arg, int res, void *data)
 		memcpy(a->data, data, res < (int)sizeof(a->data) ? (size_t)res : sizeof(a->data));
 }
 
-static void astatx_cb(void *arg, int res, void *data)
+static void astatx_cb(void *arg, int res, void *data, unsigned flags)
 {
 	struct arec *a = arg;
 
+	a->flags = flags;
 	a->calls++;
 	a->res = res;
 	a->had_data = data != NULL;
@@ -286,6 +289,7 @@ Test(async, stuck_read_answered_at_deadline_and_counted_late)
 	cr_assert_eq(run_until(ring, &a.calls, 1, WAIT_MS), 1);
 	cr_assert_eq(a.res, -ECANCELED);
 	cr_assert_not(a.had_data);
+	cr_assert_eq(a.flags, RCTX_ASYNC_ABANDONED, "the kernel held it");
 	cr_assert_eq(rctx_cause(ctx), -EPIPE);
 	rs = ring_stats(ring);
 	cr_assert_eq(rs.abandoned, 1);
@@ -393,6 +397,7 @@ Test(async, a_full_stuck_lane_never_delays_another_device)
 	rctx_cancel_cause(ctx[NSTUCK - 1], -EPIPE);
 	cr_assert_eq(run_until(ring, &stuck[NSTUCK - 1].calls, 1, WAIT_MS), 1);
 	cr_assert_eq(stuck[NSTUCK - 1].res, -ECANCELED);
+	cr_assert_eq(stuck[NSTUCK - 1].flags, 0, "it never reached the kernel");
 
 	release_all();
 	for (int i = 0; i < NSTUCK - 1; i++) {
