@@ -559,19 +559,21 @@ rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
  * application's handler or disposition for sig, which is therefore not
  * taken (neither a handler of yours nor the default action: a SIGINT or a
  * SIGTERM does not end the process meanwhile, a second one after the
- * context fired neither); and the library's runtime thread unblocks sig in
- * its own signal mask, so that sig is delivered even if every application
- * thread blocks it. When the last such context goes, the disposition saved
- * before the first is restored (as sigaction() read it: SIG_DFL, SIG_IGN or
- * a handler, with its flags and mask), and the runtime thread blocks sig
- * again if it was blocked there; a signal arriving between the two takes
- * the restored disposition. Do not change sig's disposition yourself while
- * a signal context watches it. The restore happens in the rctx_release()
- * or rctx_unref() that drops the last reference; when the runtime thread
- * is still ending the context for a signal at that moment (it holds a
- * reference meanwhile: a waiter may see the context done first), it
- * happens on that thread just after. A context created done (its parent
- * was done) watches nothing.
+ * context fired neither); and the library's runtime thread, whose own mask
+ * stays the one it inherited, unblocks sig while it sleeps waiting for
+ * work (never while it runs after-funcs), so that sig is delivered even if
+ * every application thread blocks it. When the last such context goes, the
+ * disposition saved before the first is restored (as sigaction() read it:
+ * SIG_DFL, SIG_IGN or a handler, with its flags and mask), and the runtime
+ * thread no longer unblocks sig, both before the rctx_release() or
+ * rctx_unref() that drops the last reference returns, also right after
+ * the context fired: a raise() at once after it takes the restored
+ * disposition, and a signal that every application thread blocks stays
+ * pending. That call may wait, briefly, for the runtime thread to finish
+ * ending the context or to wake from its sleep. A signal that arrives
+ * while that call runs may still be taken, and dropped, by the library.
+ * Do not change sig's disposition yourself while a signal context watches
+ * it. A context created done (its parent was done) watches nothing.
  *
  * Returns NULL if parent or sigs is NULL, n <= 0, or a signal is out of
  * range, SIGKILL, SIGSTOP, or one of the two real-time signals the C

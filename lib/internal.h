@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -322,6 +323,13 @@ int rctx__rt_start(void);
 bool rctx__rt_self(void);
 int rctx__rt_keep(struct rctx_kept *k);
 int rctx__rt_adopt(struct rctx_ring *ring);
+void rctx__rt_kick(void);
+
+/* ---- signal contexts (lib/signal.c), for the runtime thread's sleep ------ */
+/* The mask to sleep with (*mask) if it differs from the thread's: true, and
+ * rctx__sig_wait_end() must follow the sleep. */
+bool rctx__sig_wait_begin(sigset_t *mask);
+void rctx__sig_wait_end(void);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
 /* Collects the rings a cancel must wake, so wake-ups happen after the
