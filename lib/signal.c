@@ -423,22 +423,26 @@ RCTX_API rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n)
 	ERRNO_GUARD;
 	struct rctx_ext *x;
 	sigset_t set;
-	int count;
+	int count, ret;
 
 	if (!ctx_valid(parent) || !sigs || n <= 0)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	count = sig_set(sigs, n, &set);
-	if (count < 0 || rctx__rt_start() < 0)
-		return NULL;
+	if (count < 0)
+		return ERRNO_FAIL(EINVAL);
+	ret = rctx__rt_start();
+	if (ret < 0)
+		return ERRNO_FAIL(-ret);
 	x = rctx__ext_new(parent, sizeof(struct sig_ctx) + count * sizeof(struct sig_reg),
 			  &sig_ops, rctx__deadline_of(parent));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	if (rctx_err(&x->cc.c.hdr))
 		return &x->cc.c.hdr; /* done at creation: nothing to watch */
-	if (register_all(container_of(x, struct sig_ctx, x), &set) < 0) {
+	ret = register_all(container_of(x, struct sig_ctx, x), &set);
+	if (ret < 0) {
 		rctx_release(&x->cc.c.hdr);
-		return NULL;
+		return ERRNO_FAIL(-ret);
 	}
 	return &x->cc.c.hdr;
 }
