@@ -6,10 +6,17 @@
  *
  * Conventions that hold for every function below:
  *  - Functions that can fail return 0 (or a count) on success and a negative
- *    errno on failure; errno is never the channel and is left untouched.
+ *    errno on failure, and leave errno untouched.
  *  - Functions that return a pointer return NULL only for invalid arguments or
  *    out-of-memory (or, where said, other exhausted resources); each one says
- *    which inputs are invalid.
+ *    which inputs are invalid. Such a NULL sets errno to say why (EINVAL for
+ *    invalid arguments, ENOMEM, and the others each function lists); on
+ *    success errno is left untouched.
+ *  - "Why the runtime thread cannot start" below means one of: EMFILE or
+ *    ENFILE (no fd for its eventfd or io_uring), ENOMEM, EAGAIN (no thread),
+ *    another error of io_uring_setup(2) (EPERM when io_uring is disabled...),
+ *    or ESHUTDOWN once the process is exiting (the runtime thread is stopped
+ *    by an atexit handler).
  *  - Time is int64_t nanoseconds of CLOCK_MONOTONIC (rctx_now()); deadlines are
  *    absolute. RCTX_FOREVER means "no deadline".
  *  - Contexts are reference counted and may be shared freely between threads.
@@ -84,8 +91,8 @@ rctx_t *rctx_todo(void);
 /* ------------------------------------------------------------------------ */
 
 /*
- * Go's WithCancel. Returns NULL if parent is NULL (invalid) or on
- * out-of-memory. If the parent is already done, the child is done at creation
+ * Go's WithCancel. Returns NULL with errno EINVAL if parent is NULL, or
+ * ENOMEM. If the parent is already done, the child is done at creation
  * with the parent's error and cause.
  */
 rctx_t *rctx_with_cancel(rctx_t *parent);
@@ -99,44 +106,47 @@ rctx_t *rctx_with_cancel(rctx_t *parent);
  * and INT64_MIN included) gives a context done at creation with -ETIMEDOUT.
  * A deadline later than the parent's gives a plain cancel context (as Go),
  * which still reports the parent's deadline; so does RCTX_FOREVER ("no
- * deadline": nothing for the runtime to arm). Returns NULL if parent is NULL
- * (invalid), on out-of-memory, if the runtime thread cannot be started (out
- * of fds, threads or io_uring resources), or once the process is exiting
- * (the runtime thread is stopped by an atexit handler).
+ * deadline": nothing for the runtime to arm). Returns NULL with errno
+ * EINVAL if parent is NULL, ENOMEM, or, for a deadline the runtime must arm
+ * (before the parent's, not at or before now, not RCTX_FOREVER), why the
+ * runtime thread cannot start (see the top of this header; ESHUTDOWN once
+ * the process is exiting).
  */
 rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns);
 
 /*
  * As rctx_with_deadline(), but when the deadline expires rctx_cause() reports
- * `cause` (nonzero; 0 means "no cause", i.e. -ETIMEDOUT).
+ * `cause` (nonzero; 0 means "no cause", i.e. -ETIMEDOUT). NULL and errno as
+ * rctx_with_deadline().
  */
 rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause);
 
 /*
  * Go's WithTimeout: rctx_with_deadline(parent, rctx_now() + rel_ns).
- * Returns NULL if parent is NULL, rel_ns is negative, or now + rel_ns
- * overflows int64_t or reaches RCTX_FOREVER (all invalid), or as
- * rctx_with_deadline(). rel_ns == 0 gives a
- * context done at creation with -ETIMEDOUT.
+ * Returns NULL with errno EINVAL if parent is NULL, rel_ns is negative, or
+ * now + rel_ns overflows int64_t or reaches RCTX_FOREVER, or as
+ * rctx_with_deadline() (ENOMEM, the runtime thread's errors, ESHUTDOWN).
+ * rel_ns == 0 gives a context done at creation with -ETIMEDOUT.
  */
 rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns);
 
-/* As rctx_with_timeout(), with a cause reported on expiry (see above). */
+/* As rctx_with_timeout(), with a cause reported on expiry (see above); NULL
+ * and errno as rctx_with_timeout(). */
 rctx_t *rctx_with_timeout_cause(rctx_t *parent, int64_t rel_ns, int cause);
 
 /*
  * Go's WithValue: a context that carries val under key. Keys are compared by
  * pointer identity; use the address of a static object of your own. val may be
  * NULL (it then shadows an earlier value of the same key). The context does not
- * own key or val. Returns NULL if parent or key is NULL (invalid) or on
- * out-of-memory.
+ * own key or val. Returns NULL with errno EINVAL if parent or key is NULL,
+ * or ENOMEM.
  */
 rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val);
 
 /*
  * Go's WithoutCancel: keeps parent's values, drops its cancellation and
- * deadline. The result is never done, its cause is 0. Returns NULL if parent
- * is NULL (invalid) or on out-of-memory.
+ * deadline. The result is never done, its cause is 0. Returns NULL with
+ * errno EINVAL if parent is NULL, or ENOMEM.
  */
 rctx_t *rctx_without_cancel(rctx_t *parent);
 
@@ -166,8 +176,9 @@ int rctx_cancel(rctx_t *ctx);
 int rctx_cancel_cause(rctx_t *ctx, int cause);
 
 /*
- * Take one more reference to ctx. Returns ctx (NULL if ctx is NULL).
- * Thread-safe. The caller owns the reference and drops it with rctx_unref().
+ * Take one more reference to ctx. Returns ctx (NULL with errno EINVAL if
+ * ctx is NULL). Thread-safe. The caller owns the reference and drops it
+ * with rctx_unref().
  */
 rctx_t *rctx_ref(rctx_t *ctx);
 
@@ -213,7 +224,9 @@ bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns);
 
 /*
  * Go's ctx.Value(key): the value of the nearest context carrying key, or NULL
- * if none (or if ctx or key is NULL). Lock-free walk up the chain.
+ * if none (errno untouched: not an error, and a stored value may be NULL),
+ * or NULL with errno EINVAL if ctx or key is NULL. Lock-free walk up the
+ * chain.
  */
 void *rctx_value(const rctx_t *ctx, const void *key);
 
@@ -258,10 +271,10 @@ int rctx_format(const rctx_t *ctx, char *buf, size_t len);
  * waits for it; if ctx is already done it is queued at once. fn should not
  * block for long: it delays the other after-funcs and deadline processing.
  * Returns a handle owned by the caller, who must drop it with
- * rctx_after_release() (which does not stop fn). NULL if ctx or fn is NULL
- * (invalid), on out-of-memory, or, for a context that can be done, if the
- * runtime thread cannot be started (out of fds, threads or io_uring
- * resources, or the process is exiting): fn could never run. The handle
+ * rctx_after_release() (which does not stop fn). NULL with errno EINVAL if
+ * ctx or fn is NULL, ENOMEM, or, for a context that can be done, why the
+ * runtime thread cannot start (see the top of this header; ESHUTDOWN once
+ * the process is exiting): fn could never run. The handle
  * keeps ctx alive, and so does an armed after-func even after its handle is
  * released (Go keeps it reachable through the parent): a context with an
  * armed after-func lives until it is done or the after-func is stopped. On a
@@ -328,7 +341,7 @@ void rctx_ring_destroy(rctx_ring_t *ring);
 
 /* Escape hatch: the underlying io_uring (owner thread only; do not submit
  * requests with user_data of your own on it, ringctx owns user_data).
- * NULL for NULL. */
+ * NULL with errno EINVAL for NULL. */
 struct io_uring *rctx_ring_uring(rctx_ring_t *ring);
 
 /* A file descriptor that polls readable when the ring has completions to run:
@@ -482,8 +495,9 @@ int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
 
 /*
  * The calling thread's ring used by the blocking calls on sockets, FIFOs and
- * timers (created on first use; -errno of rctx_ring_create is reported as
- * NULL). Use it to read its stats, or to submit requests of your own: run it
+ * timers (created on first use; if that fails: NULL, with errno the error
+ * of rctx_ring_create(): ENOMEM, EMFILE, ENFILE, EPERM, ENOSYS...). Use it
+ * to read its stats, or to submit requests of your own: run it
  * (rctx_ring_run) from this thread. Owned by the thread; do not destroy it.
  * At thread exit its requests are cancelled; if the kernel still holds some
  * after 100 ms (I/O it cannot abort), the ring is handed to the runtime
@@ -618,9 +632,9 @@ int rctx_device_limit(unsigned n);
  * holds one reference, owned by the caller (drop it with rctx_release() or
  * rctx_unref()), and one to parent; it is done, cancelled and timed out with
  * parent, like any value context. Thread-safe.
- * Returns the new context; NULL if parent, keys or vals is NULL, a key is
- * NULL, or n is 0 or larger than RCTX_VALUES_MAX (all invalid), or on
- * out-of-memory.
+ * Returns the new context; NULL with errno EINVAL if parent, keys or vals
+ * is NULL, a key is NULL, or n is 0 or larger than RCTX_VALUES_MAX, or
+ * ENOMEM.
  */
 rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
 			 void *const *vals);
@@ -660,9 +674,9 @@ int64_t rctx_remaining(const rctx_t *ctx);
  * (rctx_cancel(), rctx_cancel_cause()); rctx_format() shows it as
  * ".WithAny". Thread-safe: its sources may be cancelled concurrently with
  * the call.
- * Returns the new context; NULL if parent is NULL, others is NULL with
- * n > 0, an element is NULL, or n > RCTX_ANY_MAX (all invalid), or on
- * out-of-memory.
+ * Returns the new context; NULL with errno EINVAL if parent is NULL,
+ * others is NULL with n > 0, an element is NULL, or n > RCTX_ANY_MAX, or
+ * ENOMEM.
  */
 rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
 
@@ -686,25 +700,28 @@ rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
  * application's handler or disposition for sig, which is therefore not
  * taken (neither a handler of yours nor the default action: a SIGINT or a
  * SIGTERM does not end the process meanwhile, a second one after the
- * context fired neither); and the library's runtime thread unblocks sig in
- * its own signal mask, so that sig is delivered even if every application
- * thread blocks it. When the last such context goes, the disposition saved
- * before the first is restored (as sigaction() read it: SIG_DFL, SIG_IGN or
- * a handler, with its flags and mask), and the runtime thread blocks sig
- * again if it was blocked there; a signal arriving between the two takes
- * the restored disposition. Do not change sig's disposition yourself while
- * a signal context watches it. The restore happens in the rctx_release()
- * or rctx_unref() that drops the last reference; when the runtime thread
- * is still ending the context for a signal at that moment (it holds a
- * reference meanwhile: a waiter may see the context done first), it
- * happens on that thread just after. A context created done (its parent
- * was done) watches nothing.
+ * context fired neither); and the library's runtime thread, whose own mask
+ * stays the one it inherited, unblocks sig while it sleeps waiting for
+ * work (never while it runs after-funcs), so that sig is delivered even if
+ * every application thread blocks it. When the last such context goes, the
+ * disposition saved before the first is restored (as sigaction() read it:
+ * SIG_DFL, SIG_IGN or a handler, with its flags and mask), and the runtime
+ * thread no longer unblocks sig, both before the rctx_release() or
+ * rctx_unref() that drops the last reference returns, also right after
+ * the context fired: a raise() at once after it takes the restored
+ * disposition, and a signal that every application thread blocks stays
+ * pending. That call may wait, briefly, for the runtime thread to finish
+ * ending the context or to wake from its sleep. A signal that arrives
+ * while that call runs may still be taken, and dropped, by the library.
+ * Do not change sig's disposition yourself while a signal context watches
+ * it. A context created done (its parent was done) watches nothing.
  *
- * Returns NULL if parent or sigs is NULL, n <= 0, or a signal is out of
- * range, SIGKILL, SIGSTOP, or one of the two real-time signals the C
- * library keeps for itself (32, 33) (all invalid); on out-of-memory or when
- * no eventfd is left; if sigaction() fails; or if the runtime thread cannot
- * be started (out of fds, threads or io_uring resources, or the process is
+ * Returns NULL with errno EINVAL if parent or sigs is NULL, n <= 0, or a
+ * signal is out of range, SIGKILL, SIGSTOP, or one of the two real-time
+ * signals the C library keeps for itself (32, 33); ENOMEM; EMFILE or
+ * ENFILE when no eventfd is left (the first signal context makes one);
+ * the errno of a failed sigaction(); or why the runtime thread cannot
+ * start (see the top of this header; ESHUTDOWN once the process is
  * exiting).
  */
 rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n);
@@ -735,19 +752,19 @@ int rctx_cause_signal(int cause);
  * releasing the context). The caller owns the returned reference.
  * Thread-safe. A parent already done gives a context done at creation with
  * its error and cause, and no poll.
- * Returns NULL if parent is NULL, fd is negative or not open, poll_events is
- * 0 or cause is 0 (all invalid), on out-of-memory, or if the runtime thread
- * cannot be started (out of fds, threads or io_uring resources, or the
- * process is exiting).
+ * Returns NULL with errno EINVAL if parent is NULL, poll_events is 0 or
+ * cause is 0; EBADF if fd is negative or not open; ENOMEM; or why the
+ * runtime thread cannot start (see the top of this header; ESHUTDOWN once
+ * the process is exiting).
  */
 rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
 
 /*
  * The peer of socket sockfd closed or shut down its writing side, or the
  * socket failed: rctx_with_fd() with POLLRDHUP | POLLHUP | POLLERR and cause
- * -ECONNRESET (ownership, thread-safety and NULL returns as there). Readable
- * data does not end it. For stream sockets (TCP, UNIX); NULL if sockfd is
- * negative or not open.
+ * -ECONNRESET (ownership, thread-safety, NULL returns and errno as there).
+ * Readable data does not end it. For stream sockets (TCP, UNIX); NULL with
+ * errno EBADF if sockfd is negative or not open.
  */
 rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
 
@@ -765,17 +782,17 @@ typedef struct rctx_group rctx_group_t;
  * rctx_group_submit(). The group owns a cancellable context derived from
  * parent (rctx_group_ctx()), ended by the first function that fails, by
  * rctx_group_wait(), or by parent. Returns a group owned by the caller, who
- * frees it with rctx_group_free(); NULL if parent is NULL or limit is 0
- * (invalid: Go's SetLimit(0) would block every Go call forever), or on
- * out-of-memory. Thread-safe.
+ * frees it with rctx_group_free(); NULL with errno EINVAL if parent is NULL
+ * or limit is 0 (Go's SetLimit(0) would block every Go call forever), or
+ * ENOMEM. Thread-safe.
  */
 rctx_group_t *rctx_group_new(rctx_t *parent, int limit);
 
 /*
  * The group's context (borrowed: valid until rctx_group_free(); take a
  * reference with rctx_ref() to keep it longer). Every function of the group
- * gets it; pass it, or a descendant, to the work the group does. NULL for
- * NULL. Thread-safe.
+ * gets it; pass it, or a descendant, to the work the group does. NULL with
+ * errno EINVAL for NULL. Thread-safe.
  */
 rctx_t *rctx_group_ctx(rctx_group_t *g);
 
@@ -959,9 +976,8 @@ int rctx_trace_child(const struct rctx_trace *parent, struct rctx_trace *child);
  * at once; the copy lives as long as the context. Read it back with
  * rctx_trace_of(). Thread-safe.
  * Returns a new context holding one reference, owned by the caller (drop it
- * with rctx_unref() or rctx_release()); NULL if parent or t is NULL or t is
- * not valid (an all-zero trace id or span id) (all invalid), or on
- * out-of-memory.
+ * with rctx_unref() or rctx_release()); NULL with errno EINVAL if parent or
+ * t is NULL or t is not valid (an all-zero trace id or span id), or ENOMEM.
  */
 rctx_t *rctx_with_trace(rctx_t *parent, const struct rctx_trace *t);
 

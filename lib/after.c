@@ -18,12 +18,12 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	int e, cause;
 
 	if (!ctx_valid(ctx) || !fn)
-		return NULL;
-	if (rctx_governor(ctx) && rctx__rt_start() < 0)
-		return NULL; /* fn could never run */
+		return ERRNO_FAIL(EINVAL);
+	if (rctx_governor(ctx) && (e = rctx__rt_start()) < 0)
+		return ERRNO_FAIL(-e); /* fn could never run */
 	a = rctx__pool_get(sizeof(*a), pool_class(sizeof(*a)), &home);
 	if (!a)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	/* Two references: the caller's handle and the registration. */
 	canceler_init(&a->c, RCTX_AFTER, ctx, 2);
 	a->c.hdr.pool = pool_class(sizeof(*a));

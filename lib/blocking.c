@@ -54,12 +54,14 @@ RCTX_API rctx_ring_t *rctx_thread_ring(void)
 {
 	ERRNO_GUARD;
 	struct rctx_ring *ring;
+	int ret;
 
 	if (likely(tls_ring))
 		return tls_ring;
 	pthread_once(&ring_key_once, make_key);
-	if (rctx_ring_create(&ring, 64) < 0)
-		return NULL;
+	ret = rctx_ring_create(&ring, 64);
+	if (ret < 0)
+		return ERRNO_FAIL(-ret);
 	tls_ring = ring;
 	pthread_setspecific(ring_key, ring);
 	return ring;

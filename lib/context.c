@@ -131,7 +131,9 @@ void rctx__obj_put(struct rctx *c)
 
 RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
 {
-	if (ctx && !is_root(ctx))
+	if (unlikely(!ctx))
+		errno = EINVAL;
+	else if (!is_root(ctx))
 		rctx__obj_get(ctx);
 	return ctx;
 }
@@ -175,18 +177,20 @@ static bool cancel_attach(struct rctx_cancel *c)
 }
 
 /* A new object of size bytes with its header set (one reference, holding
- * one on parent), or NULL. */
+ * one on parent), or NULL and errno ENOMEM. */
 static inline __attribute__((always_inline))
 void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 {
 	uint8_t cls = pool_class(size), home;
 	struct rctx *c = rctx__pool_get(size, cls, &home);
 
-	if (c) {
-		hdr_init(c, kind, parent, 1);
-		c->pool = cls;
-		c->home = home;
+	if (unlikely(!c)) {
+		errno = ENOMEM;
+		return NULL;
 	}
+	hdr_init(c, kind, parent, 1);
+	c->pool = cls;
+	c->home = home;
 	return c;
 }
 
@@ -220,7 +224,8 @@ struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
 	return c;
 }
 
-/* WithCancel, created at now (the caller's one clock reading). */
+/* WithCancel, created at now (the caller's one clock reading); NULL and
+ * errno ENOMEM. */
 static rctx_t *with_cancel_at(rctx_t *parent, int64_t now)
 {
 	struct rctx_cancel *c;
@@ -236,9 +241,12 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 {
 	ERRNO_GUARD;
 
+	rctx_t *c;
+
 	if (!ctx_valid(parent))
-		return NULL;
-	return with_cancel_at(parent, clock_coarse_ns());
+		return ERRNO_FAIL(EINVAL);
+	c = with_cancel_at(parent, clock_coarse_ns());
+	return c ? c : ERRNO_FAIL(errno);
 }
 
 struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
@@ -259,15 +267,19 @@ struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 }
 
 /* WithDeadline, with now the caller's one clock reading: the creation time
- * and what abs_ns is compared with. */
+ * and what abs_ns is compared with. NULL and errno EINVAL (parent), ENOMEM,
+ * or why the runtime thread cannot take the deadline (rctx__rt_start()). */
 static rctx_t *with_deadline_at(rctx_t *parent, int64_t abs_ns, int cause,
 				int64_t now)
 {
 	struct rctx_cancel *c;
 	struct rctx_deadline *d;
+	int ret;
 
-	if (!ctx_valid(parent))
+	if (!ctx_valid(parent)) {
+		errno = EINVAL;
 		return NULL;
+	}
 	/* No deadline, or the parent's is sooner: a plain cancel context (as
 	 * Go), which never takes a place in the runtime's deadline heap. */
 	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
@@ -287,8 +299,10 @@ static rctx_t *with_deadline_at(rctx_t *parent, int64_t abs_ns, int cause,
 		return &d->cc.c.hdr;
 	}
 	/* context -> runtime: the runtime keeps the timers (inherent). */
-	if (rctx__rt_arm_deadline(d) < 0) {
+	ret = rctx__rt_arm_deadline(d);
+	if (ret < 0) {
 		rctx_release(&d->cc.c.hdr);
+		errno = -ret;
 		return NULL;
 	}
 	return &d->cc.c.hdr;
@@ -297,12 +311,15 @@ static rctx_t *with_deadline_at(rctx_t *parent, int64_t abs_ns, int cause,
 RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
 {
 	ERRNO_GUARD;
+	rctx_t *c;
 
 	/* A plain cancel context (below) needs no precise reading. */
 	if (ctx_valid(parent) &&
 	    (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns))
-		return with_cancel_at(parent, clock_coarse_ns());
-	return with_deadline_at(parent, abs_ns, cause, rctx_now());
+		c = with_cancel_at(parent, clock_coarse_ns());
+	else
+		c = with_deadline_at(parent, abs_ns, cause, rctx_now());
+	return c ? c : ERRNO_FAIL(errno);
 }
 
 RCTX_API rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns)
@@ -314,11 +331,13 @@ RCTX_API rctx_t *rctx_with_timeout_cause(rctx_t *parent, int64_t rel_ns, int cau
 {
 	ERRNO_GUARD;
 	int64_t now = rctx_now(), abs_ns;
+	rctx_t *c;
 
 	if (rel_ns < 0 || __builtin_add_overflow(now, rel_ns, &abs_ns) ||
 	    abs_ns == RCTX_FOREVER)
-		return NULL;
-	return with_deadline_at(parent, abs_ns, cause, now);
+		return ERRNO_FAIL(EINVAL);
+	c = with_deadline_at(parent, abs_ns, cause, now);
+	return c ? c : ERRNO_FAIL(errno);
 }
 
 RCTX_API rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns)
@@ -346,10 +365,10 @@ RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 	struct rctx_value *v;
 
 	if (!ctx_valid(parent) || !key)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	v = value_new(parent, 1, 0);
 	if (!v)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	v->kv[0].key = key;
 	v->kv[0].val = val;
 	return &v->hdr;
@@ -363,13 +382,13 @@ RCTX_API rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *k
 	size_t i;
 
 	if (!ctx_valid(parent) || !keys || !vals || n == 0 || n > RCTX_VALUES_MAX)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	for (i = 0; i < n; i++)
 		if (!keys[i])
-			return NULL;
+			return ERRNO_FAIL(EINVAL);
 	v = value_new(parent, n, 0);
 	if (!v)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	for (i = 0; i < n; i++) {
 		v->kv[i].key = keys[i];
 		v->kv[i].val = vals[i];
@@ -385,11 +404,13 @@ struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
 		     ~(align - 1);
 	struct rctx_value *v;
 
-	if (!ctx_valid(parent) || !key || size > SIZE_MAX - off)
+	if (!ctx_valid(parent) || !key || size > SIZE_MAX - off) {
+		errno = EINVAL;
 		return NULL;
+	}
 	v = value_new(parent, 1, off - sizeof(*v) - sizeof(v->kv[0]) + size);
 	if (!v)
-		return NULL;
+		return NULL; /* errno ENOMEM */
 	*blob = (char *)v + off;
 	memset(*blob, 0, size);
 	v->kv[0].key = key;
@@ -403,9 +424,9 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 	struct rctx_without *w;
 
 	if (!ctx_valid(parent))
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	w = obj_new(sizeof(*w), RCTX_WITHOUT, parent);
-	return w ? &w->hdr : NULL;
+	return w ? &w->hdr : ERRNO_FAIL(ENOMEM);
 }
 
 /* ---- cancellation -------------------------------------------------------- */
@@ -807,7 +828,11 @@ RCTX_API void *rctx_value(const rctx_t *ctx, const void *key)
 {
 	void *val;
 
-	if (!key || !rctx__value_lookup(ctx, key, &val))
+	if (unlikely(!ctx || !key)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!rctx__value_lookup(ctx, key, &val))
 		return NULL;
 	return val;
 }

@@ -99,10 +99,10 @@ RCTX_API rctx_group_t *rctx_group_new(rctx_t *parent, int limit)
 	struct rctx_group *g;
 
 	if (!ctx_valid(parent) || limit == 0)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	x = rctx__ext_new(parent, sizeof(*g), &group_ops, rctx__deadline_of(parent));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	g = container_of(x, struct rctx_group, x);
 	pthread_mutex_init(&g->lock, NULL);
 	pthread_cond_init(&g->slot_cv, NULL);
@@ -115,7 +115,11 @@ RCTX_API rctx_group_t *rctx_group_new(rctx_t *parent, int limit)
 
 RCTX_API rctx_t *rctx_group_ctx(rctx_group_t *g)
 {
-	return g ? group_ctx(g) : NULL;
+	if (!g) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return group_ctx(g);
 }
 
 /* The first non-zero result wins and ends the context with it as cause. */

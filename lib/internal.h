@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,10 +36,16 @@
 #include "pool.h"
 #include "uring.h"
 
-/* Public entry points that make system calls restore errno on return:
- * errno is never the channel, and a call leaves it as it found it. */
+/* Public entry points that make system calls restore errno on return: a
+ * call leaves it as it found it, except that one returning a pointer that
+ * fails (NULL) says why in errno. ERRNO_FAIL(e), in a function with the
+ * guard, makes e what the guard restores (errno = e would be undone) and
+ * evaluates to NULL: return ERRNO_FAIL(EINVAL). Internal helpers that
+ * return NULL set errno itself; their public caller passes it on with
+ * ERRNO_FAIL(errno). */
 static inline void errno_restore(int *saved) { errno = *saved; }
 #define ERRNO_GUARD int saved_errno_ __attribute__((cleanup(errno_restore), unused)) = errno
+#define ERRNO_FAIL(e) ({ saved_errno_ = (e); NULL; })
 
 /*
  * The kernel writes io_uring results (read data, accepted addresses) behind
@@ -184,8 +191,8 @@ struct rctx_value {
 };
 
 /* A value node for key whose value points to size zeroed bytes in the same
- * allocation (a structure kept by value). NULL if parent or key is invalid,
- * or on out-of-memory. */
+ * allocation (a structure kept by value). NULL and errno EINVAL if parent
+ * or key is invalid, ENOMEM on out-of-memory. */
 struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
 			      void **blob);
 
@@ -307,8 +314,8 @@ bool rctx__child_del(struct rctx_canceler *k);
  * A new extended context of size bytes (a structure that starts with struct
  * rctx_ext) under parent, with deadline (its own or inherited: rctx_deadline()
  * reports it; no timer is armed), registered with the parent's governor or
- * done at once with its error and cause. NULL on out-of-memory. The rest of
- * the structure is zeroed.
+ * done at once with its error and cause. NULL and errno ENOMEM on
+ * out-of-memory. The rest of the structure is zeroed.
  */
 struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 			       const struct rctx_ext_ops *ops, int64_t deadline);
@@ -335,6 +342,13 @@ int rctx__rt_start(void);
 bool rctx__rt_self(void);
 int rctx__rt_keep(struct rctx_kept *k);
 int rctx__rt_adopt(struct rctx_ring *ring);
+void rctx__rt_kick(void);
+
+/* ---- signal contexts (lib/signal.c), for the runtime thread's sleep ------ */
+/* The mask to sleep with (*mask) if it differs from the thread's: true, and
+ * rctx__sig_wait_end() must follow the sleep. */
+bool rctx__sig_wait_begin(sigset_t *mask);
+void rctx__sig_wait_end(void);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
 /*

@@ -178,11 +178,11 @@ RCTX_API rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n)
 	size_t i;
 
 	if (!any_args_valid(parent, others, n))
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	x = rctx__ext_new(parent, sizeof(*m) + n * sizeof(m->links[0]), &merge_ops,
 			  earliest_deadline(parent, others, n));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	m = merge_of(x);
 	/* Every reference first: destroy drops all n. */
 	for (i = 0; i < n; i++) {

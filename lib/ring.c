@@ -1421,7 +1421,11 @@ RCTX_API void rctx_ring_destroy(rctx_ring_t *ring)
 
 RCTX_API struct io_uring *rctx_ring_uring(rctx_ring_t *ring)
 {
-	return ring ? &ring->ring : NULL;
+	if (!ring) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return &ring->ring;
 }
 
 RCTX_API int rctx_ring_fd(rctx_ring_t *ring)

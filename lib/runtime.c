@@ -307,17 +307,28 @@ static int64_t next_wakeup(void)
 	return next;
 }
 
-/* Submit and sleep until a CQE or next. Unsent, the wake-up read cannot
- * wake us: tick instead. */
+/*
+ * Submit and sleep until a CQE or next. Unsent, the wake-up read cannot
+ * wake us: tick instead. The signals that signal contexts watch are
+ * unblocked during the sleep only (lib/signal.c): never while this thread
+ * runs anything, so that a release can take them back without waiting for
+ * an after-func.
+ */
 static void rt_sleep(int64_t next)
 {
-	if (rctx__submit(&rt.ring) >= 0 && !rt.heap.n && !rt.overflow) {
-		rctx__wait_cqe(&rt.ring, RCTX_FOREVER);
-	} else {
-		int64_t until = rctx_now() + RT_TICK_NS;
+	int64_t until = RCTX_FOREVER;
+	sigset_t mask;
+	bool masked;
 
-		rctx__wait_cqe(&rt.ring, until < next ? until : next);
+	if (rctx__submit(&rt.ring) < 0 || rt.heap.n || rt.overflow) {
+		until = rctx_now() + RT_TICK_NS;
+		if (next < until)
+			until = next;
 	}
+	masked = rctx__sig_wait_begin(&mask);
+	rctx__wait_cqe_mask(&rt.ring, until, masked ? &mask : NULL);
+	if (masked)
+		rctx__sig_wait_end();
 }
 
 /*
@@ -478,6 +489,14 @@ bool rctx__rt_queue_after(struct rctx_after *a)
 	LFSTACK_PUSH(&rt.run_q, a, a->run_next);
 	rt_wake();
 	return true;
+}
+
+/* Any thread: end the thread's sleep now (a release waits for it to leave
+ * a sleep that unblocks signals it no longer watches). */
+void rctx__rt_kick(void)
+{
+	if (atomic_load_explicit(&rt.running, memory_order_acquire))
+		rctx__wake_signal(&rt.wake);
 }
 
 /* Any thread: hand k (holding a reference for the keeper) to the keeper. */

@@ -74,21 +74,23 @@ RCTX_API rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int 
 {
 	ERRNO_GUARD;
 	struct rctx_ext *x;
+	int ret;
 
-	if (!ctx_valid(parent) || fd < 0 || !poll_events || !cause)
-		return NULL;
-	if (fcntl(fd, F_GETFD) < 0)
-		return NULL; /* not open */
+	if (!ctx_valid(parent) || !poll_events || !cause)
+		return ERRNO_FAIL(EINVAL);
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return ERRNO_FAIL(EBADF); /* not open */
 	x = rctx__ext_new(parent, sizeof(struct fd_watch), &fd_watch_ops,
 			  rctx__deadline_of(parent));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	if (rctx_err(&x->cc.c.hdr))
 		return &x->cc.c.hdr; /* done at creation: nothing to watch */
-	if (watch_submit(container_of(x, struct fd_watch, x), fd, poll_events,
-			 cause) < 0) {
+	ret = watch_submit(container_of(x, struct fd_watch, x), fd, poll_events,
+			   cause);
+	if (ret < 0) {
 		rctx_release(&x->cc.c.hdr);
-		return NULL;
+		return ERRNO_FAIL(-ret);
 	}
 	return &x->cc.c.hdr;
 }
