@@ -49,6 +49,10 @@ static void deliver(struct rctx_post *p)
 		res = rctx__map_result(k->uctx, k->res);
 		if (res >= 0 && k->data != DATA_NONE)
 			data = k->buf;
+		if (res > 0 && k->data == DATA_BUF)
+			kernel_wrote(data, (size_t)res);
+		else if (res == 0 && k->data == DATA_STATX)
+			kernel_wrote(data, sizeof(struct statx));
 	} else {
 		res = rctx_err(k->uctx);
 		if (!res)
@@ -178,6 +182,8 @@ static void read_nowait_cb(void *arg, int res, uint32_t flags)
 	} else {
 		rctx__kept_count_nowait();
 		res = rctx__map_result(k->uctx, res);
+		if (res > 0)
+			kernel_wrote(k->buf, (size_t)res);
 	}
 	k->acb(k->aarg, res, res >= 0 ? k->buf : NULL, 0);
 	async_free(k);

@@ -29,7 +29,11 @@
  * submits on the runtime ring it is given at init.
  */
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <poll.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <stdlib.h>
@@ -83,27 +87,57 @@ struct rctx_kept *rctx__kept_new(size_t buflen)
 }
 
 /*
- * Identify fd's file for its lane and fence. AT_STATX_DONT_SYNC: the
- * attributes the kernel has, never a round trip to a file system that may
- * not answer (FUSE, NFS); st_dev and st_ino need none.
+ * The directory a path request resolves from, for its lane: the path's
+ * parent, looked up from the dentry cache only (RESOLVE_CACHED: -EAGAIN
+ * rather than a round trip to a file system that may not answer), so that
+ * "mnt/fuse/x" runs in the FUSE mount's lane, not in dirfd's. -1 when the
+ * parent is dirfd itself, or is not cached (then dirfd's lane it is).
+ */
+static int parent_of(int dirfd, const char *path)
+{
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC | O_DIRECTORY,
+				.resolve = RESOLVE_CACHED };
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	size_t n;
+
+	if (!slash)
+		return -1;
+	n = slash == path ? 1 : (size_t)(slash - path);
+	if (n >= sizeof(dir))
+		return -1;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	return (int)syscall(SYS_openat2, dirfd, dir, &how, sizeof(how));
+}
+
+/*
+ * Identify fd's file (path NULL), or the directory that path resolves from,
+ * for its lane and fence. AT_STATX_DONT_SYNC: the attributes the kernel
+ * has, never a round trip to a file system that may not answer (FUSE,
+ * NFS); st_dev and st_ino need none.
  */
 int rctx__kept_locate(struct rctx_kept *k, int fd, const char *path)
 {
-	int flags = AT_STATX_DONT_SYNC;
+	int pfd = path ? parent_of(fd, path) : -1;
+	int flags = AT_EMPTY_PATH | AT_STATX_DONT_SYNC;
+	const char *at = "";
 	struct statx stx;
-	int ret;
+	int ret = 0;
 
-	if (!path || path[0] != '/') {
-		path = "";
-		flags |= AT_EMPTY_PATH;
-	} else {
-		fd = AT_FDCWD;
-		path = "/";
+	if (pfd >= 0) {
+		fd = pfd;
+	} else if (path && path[0] == '/') {
+		fd = AT_FDCWD; /* the root's lane, for an uncached parent */
+		at = "/";
+		flags &= ~AT_EMPTY_PATH;
 	}
-	if (statx(fd, path, flags, STATX_INO, &stx) < 0) {
-		ret = -errno;
-		return ret == -ENOENT ? -EBADF : ret;
-	}
+	if (statx(fd, at, flags, STATX_INO, &stx) < 0)
+		ret = errno == ENOENT ? -EBADF : -errno;
+	if (pfd >= 0)
+		close(pfd);
+	if (ret)
+		return ret;
 	k->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 	k->ino = stx.stx_ino;
 	k->has_dev = true;

@@ -443,7 +443,7 @@ stuck_disk() {
 	# Each stuck request can hold more than one io-wq worker (its read, the
 	# next open of the file waiting on the locked page, the close's flush):
 	# the bound leaves room for 10 of them and the healthy requests.
-	start stuck "$(dirname "$T")" --timeout 30s --threads 1 --io-workers 48
+	start stuck "$(dirname "$T")" --timeout 30s --threads 1 --device-limit 4
 	check "stuckfs: its data file served" [ "$(code "$(U "$fsk/data")")" = 200 ]
 	# Ten reads that never complete: each answers 504 at its 1 s deadline.
 	t0=$(date +%s)
@@ -481,14 +481,18 @@ stuck_disk() {
 	local gp=$! dump=no
 	for _ in $(seq 100); do
 		curl -sS --max-time 30 "$(U debug/contexts)" >"$T/contexts"
+		# The stuck request is in the kernel (its req line), or waits
+		# for its device's lane (the lane's bound is held by earlier
+		# stuck requests: the runtime's lane_waiting).
 		grep -q '^  WithFd .*$' "$T/contexts" && grep -Eq '^    WithDeadline .*left=' "$T/contexts" &&
-			grep -Eq '^      req ring=0x[0-9a-f]+ op=(READ|OPENAT2) ' "$T/contexts" &&
+			{ grep -Eq '^      req ring=0x[0-9a-f]+ op=(READ|OPENAT2) ' "$T/contexts" ||
+			  curl -sS --max-time 30 "$(U debug/stats)" | grep -Eq '"lane_waiting":[1-9]'; } &&
 			grep -q '^WithCancel ctx=' "$T/contexts" &&
 			grep -q '^  signal\.NotifyContext ' "$T/contexts" && { dump=yes; break; }
 		sleep 0.1
 	done
 	[ $dump = yes ] || cat "$T/contexts"
-	check "stuck disk: /debug/contexts shows the tree (signal, connection, request) and the pending read" \
+	check "stuck disk: /debug/contexts shows the tree (signal, connection, request) and the pending read (or its lane holds it)" \
 		[ $dump = yes ]
 	# The client hangs up while its read is stuck: the request ends at
 	# once (not at its 20 s deadline), its I/O cancelled.
@@ -507,7 +511,7 @@ stuck_disk() {
 	check "... and cancels its kernel I/O (cancels_issued $ci0 -> $ci1)" [ -n "$ci0" -a "${ci1:-0}" -gt "${ci0:-0}" ]
 	# --max-inflight: stuck requests hold the slots, one more is 503.
 	local mport=$PORT mpid=$SPID
-	start maxinf "$(dirname "$T")" --timeout 30s --threads 1 --io-workers 48 --max-inflight 2
+	start maxinf "$(dirname "$T")" --timeout 30s --threads 1 --device-limit 4 --max-inflight 2
 	curl -sS -o /dev/null --max-time 60 -H 'X-Request-Timeout: 20000' "$(U "$fsk/stuck")" &
 	local m1=$!
 	curl -sS -o /dev/null --max-time 60 -H 'X-Request-Timeout: 20000' "$(U "$fsk/stuck")" &

@@ -16,16 +16,6 @@
 
 #include "objd.h"
 
-/* A poll on the request context's done fd (IORING_OP_POLL_ADD on the same
- * ring, under the connection): wakes the connection at the deadline even if
- * the file request it waits for never completes (a stuck disk). */
-struct dpoll {
-	struct conn *c;
-	rctx_t *req;		/* keeps the done fd open */
-	rctx_t *pctx;		/* cancelled when the request ends first */
-	bool stale;
-};
-
 static void next_request(struct conn *c);
 static void linger(struct conn *c);
 
@@ -51,6 +41,7 @@ void conn_put(struct conn *c)
 	rctx_release(c->ctx);	/* its hang-up watch first, then the fd */
 	close(c->fd);
 	free(c->in);
+	free(c->sbuf);
 	free(c->head);
 	free(c->out);
 	free(c);
@@ -84,160 +75,45 @@ int conn_submit(struct conn *c, rctx_t *ctx, struct io_uring_sqe *sqe, rctx_cb_t
 
 /* ---- file requests ------------------------------------------------------ */
 
-struct fop *fop_new(struct conn *c, size_t bufsize)
+/*
+ * The outcome of a connection's file request, on the worker's thread: at
+ * the kernel's completion, or at the request context's end while the
+ * kernel may still hold it (a stuck disk: the library keeps the request and
+ * its memory until the kernel lets go, and counts it).
+ */
+void file_cb(void *arg, int res, void *data, unsigned flags)
 {
-	struct fop *f = calloc(1, sizeof(*f) + bufsize);
+	struct conn *c = arg;
+	file_step next = c->fnext;
 
-	if (f)
-		f->c = c;
-	return f;
-}
-
-static void fop_cb(void *arg, int res, uint32_t flags)
-{
-	struct fop *f = arg;
-	struct conn *c = f->c;
-
-	(void)flags;
-	if (!c) {		/* abandoned at the deadline: the kernel let go */
-		if (f->opens && res >= 0)
-			close(res);
-		free(f);
-		return;
+	c->fnext = NULL;
+	if (flags & RCTX_ASYNC_ABANDONED) {
+		atomic_fetch_add(&c->w->s->st.abandoned, 1);
+		if (!c->why)
+			c->why = "abandoned-io";
 	}
-	c->fop = NULL;
 	if (c->state == C_DEAD || rctx_err(c->ctx)) {
 		/* The client hung up (or the server is gone): nobody to
 		 * answer; whatever else of the request runs is cancelled. */
-		if (f->opens && res >= 0)
+		if (c->fopens && res >= 0)
 			close(res);
-		free(f);
 		conn_abort(c, cancel_why(c));
-		conn_put(c);
-		return;
-	}
-	f->done(c, f, res);
-	conn_put(c);
-}
-
-/*
- * Submit a file request under the request context; the request may outlive
- * the connection's interest in it (see struct fop). Frees f on failure.
- * IOSQE_ASYNC: straight to the ring's io-wq (bounded by --io-workers), never
- * an inline attempt on this thread: without it, a read of a FUSE file that
- * never answers was seen to block the worker thread itself in io_uring_enter
- * (the file system does not honour IOCB_NOWAIT). The price: page-cache hits
- * also take an io-wq hop.
- * Through the worker's group (rctx_group_submit), at most --io-workers at
- * once: the ones beyond wait in the group's FIFO, not in io-wq's queue, and
- * a waiting one ends with its request context (504 at the deadline).
- */
-static int fop_send(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-		    void (*done)(struct conn *, struct fop *, int))
-{
-	int err;
-
-	f->done = done;
-	err = rctx_group_submit(c->w->io, c->w->ring, c->req_ctx, sqe, fop_cb, f);
-	if (err) {
-		free(f);
-		return err;
-	}
-	conn_get(c);
-	c->fop = f;
-	return 0;
-}
-
-int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-	       void (*done)(struct conn *, struct fop *, int))
-{
-	sqe->flags |= IOSQE_ASYNC;
-	return fop_send(c, f, sqe, done);
-}
-
-/* A read of a file on a mount that honours IOCB_NOWAIT (mounts.c): io_uring
- * tries it inline, a page-cache hit costs no io-wq hop, and a miss goes on
- * asynchronously without blocking this thread. */
-int fop_submit_nowait(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-		      void (*done)(struct conn *, struct fop *, int))
-{
-	return fop_send(c, f, sqe, done);
-}
-
-/* The deadline fired while a file request is still in the kernel: leave it
- * there (its memory is its own) and answer now. */
-static void abandon_fop(struct conn *c)
-{
-	struct fop *f = c->fop;
-
-	c->fop = NULL;
-	f->c = NULL;
-	atomic_fetch_add(&c->w->s->st.abandoned, 1);
-	if (rctx_err(c->ctx)) {		/* the client hung up */
-		conn_abort(c, cancel_why(c));
-	} else if ((c->why = "abandoned-io", c->head_sent)) {
-		conn_abort(c, "deadline-mid-body");
 	} else {
-		c->keep_alive = c->keep_alive && c->req.method != HTTP_PUT;
-		object_release(c, true);
-		conn_error(c, 504);
+		next(c, res, data);
 	}
-	conn_put(c);		/* the abandoned request's reference */
-}
-
-static void dpoll_cb(void *arg, int res, uint32_t flags)
-{
-	struct dpoll *p = arg;
-	struct conn *c = p->c;
-
-	(void)flags;
-	if (!p->stale && c->fop && c->state == C_BUSY && (res > 0 || rctx_err(c->ctx))) {
-		c->poll = NULL;
-		abandon_fop(c);
-	} else if (c->poll == p) {
-		c->poll = NULL;
-	}
-	rctx_release(p->pctx);
-	rctx_unref(p->req);
-	free(p);
 	conn_put(c);
 }
 
-static void dpoll_arm(struct conn *c)
+/* After an rctx_async_*() call of file_cb for c: on success its outcome
+ * goes to next. Returns the call's error. */
+int file_started(struct conn *c, int err, file_step next, bool opens)
 {
-	struct io_uring_sqe sqe = { 0 };
-	struct dpoll *p;
-	int fd = rctx_done_fd(c->req_ctx);
-
-	if (fd < 0)
-		return;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return;
-	p->c = c;
-	p->req = rctx_ref(c->req_ctx);
-	p->pctx = rctx_with_cancel(c->ctx);
-	if (!p->pctx)
-		goto out_free;
-	io_uring_prep_poll_add(&sqe, fd, POLLIN);
-	if (conn_submit(c, p->pctx, &sqe, dpoll_cb, p))
-		goto out_release;
-	c->poll = p;
-	return;
-out_release:
-	rctx_release(p->pctx);
-out_free:
-	rctx_unref(p->req);
-	free(p);
-}
-
-static void dpoll_disarm(struct conn *c)
-{
-	if (!c->poll)
-		return;
-	c->poll->stale = true;
-	rctx_cancel(c->poll->pctx);
-	c->poll = NULL;
+	if (err)
+		return err;
+	c->fnext = next;
+	c->fopens = opens;
+	conn_get(c);
+	return 0;
 }
 
 /* ---- errors and status -------------------------------------------------- */
@@ -313,7 +189,6 @@ void conn_abort(struct conn *c, const char *why)
 			c->status = 499;	/* nginx's "client closed request" */
 		request_end(c);
 	}
-	dpoll_disarm(c);
 	object_release(c, true);
 	c->state = C_DEAD;
 	shutdown(c->fd, SHUT_RDWR);
@@ -322,8 +197,6 @@ void conn_abort(struct conn *c, const char *why)
 	rctx_release(c->req_ctx);
 	rctx_release(c->resp_ctx);
 	c->hdr_ctx = c->req_ctx = c->resp_ctx = NULL;
-	free(c->sb);
-	c->sb = NULL;
 	conn_put(c);		/* the list's reference */
 }
 
@@ -564,7 +437,6 @@ void conn_finish(struct conn *c)
 
 	stats_status(s, c->status);
 	request_end(c);
-	dpoll_disarm(c);
 	object_release(c, false);
 	rctx_release(c->req_ctx);
 	rctx_release(c->resp_ctx);
@@ -751,7 +623,6 @@ static void dispatch(struct conn *c)
 		conn_error(c, 503);
 		return;
 	}
-	dpoll_arm(c);
 	if (c->req.method == HTTP_GET && c->loopback &&
 	    !strncmp(c->path, "/debug/", 7)) {
 		stats_serve(c);
