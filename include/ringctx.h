@@ -24,6 +24,37 @@
  *  - A context's error, once non-zero, never changes. The errors are
  *    -ECANCELED (Go's Canceled) and -ETIMEDOUT (Go's DeadlineExceeded).
  *
+ * Contents, in the order of this header:
+ *   Time                     rctx_now
+ *   Root contexts            rctx_background, rctx_todo
+ *   Derived contexts         rctx_with_cancel, _deadline(_cause), _timeout(_cause),
+ *                            _value, _values, rctx_without_cancel
+ *   Merge                    rctx_with_any
+ *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup
+ *   Ending contexts          rctx_cancel(_cause), rctx_release, rctx_ref, rctx_unref
+ *   Queries                  rctx_err, _cause, _deadline, _value, _done_fd, _wait,
+ *                            _format, _remaining
+ *   After-funcs              rctx_after_func, _stop, _release
+ *   Rings and requests       rctx_ring_create, _destroy, rctx_submit, rctx_ring_run...
+ *   Groups                   rctx_group_new, _ctx, _go, _try_go, _wait, _submit, _free
+ *   Blocking calls           rctx_read, _write, _fsync, _openat, _recv, _send...
+ *   Abandonable requests     rctx_async_read, _write, _fsync, _openat2, _statx...,
+ *                            rctx_device_limit
+ *   Propagation              rctx_grpc_timeout_*, rctx_trace_*, rctx_with_trace
+ *   Observability            rctx_info, rctx_dump
+ *   Runtime                  rctx_runtime_stats, rctx_runtime_ring_stats
+ *
+ * How each object ends (one call each; every other call leaves it alive):
+ *   context        rctx_release() by whoever created it (cancels, then drops
+ *                  the creator's reference); rctx_unref() drops a reference
+ *                  taken with rctx_ref(). A context that a kernel watch keeps
+ *                  alive (rctx_with_fd, rctx_with_hangup) ends when the last
+ *                  reference its users hold goes, whichever of the two drops
+ *                  it: it never outlives its owners.
+ *   after-func     rctx_after_release() (after rctx_after_stop() if wanted)
+ *   group          rctx_group_free()
+ *   ring           rctx_ring_destroy() (not the thread's own ring)
+ *
  * See docs/lifecycle.md for the numbered lifecycle rules of contexts, rings and
  * requests, and ringctx(7) for an overview.
  */
@@ -65,6 +96,7 @@ typedef struct rctx_ring rctx_ring_t;
 /* Current CLOCK_MONOTONIC time in nanoseconds. Thread-safe, never fails. */
 int64_t rctx_now(void);
 
+
 /* ------------------------------------------------------------------------ */
 /* Root contexts                                                            */
 /* ------------------------------------------------------------------------ */
@@ -77,6 +109,7 @@ rctx_t *rctx_background(void);
 
 /* Like rctx_background(), but formats as "context.TODO". */
 rctx_t *rctx_todo(void);
+
 
 /* ------------------------------------------------------------------------ */
 /* Derived contexts                                                         */
@@ -150,8 +183,149 @@ rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val);
  */
 rctx_t *rctx_without_cancel(rctx_t *parent);
 
+#define RCTX_VALUES_MAX 64
+/*
+ * Several values in one node (one allocation): as n nested rctx_with_value()
+ * calls with keys[0]..keys[n-1] in order (a later duplicate key shadows an
+ * earlier one, and the pairs shadow the parent's values of the same keys).
+ * A val may be NULL (it shadows as in rctx_with_value()). The arrays keys
+ * and vals are copied: the caller may reuse them at once; the context owns
+ * neither the keys nor the values. rctx_format() shows one
+ * ".WithValue(key=..., val=...)" part per pair, in order. The new context
+ * holds one reference, owned by the caller (drop it with rctx_release() or
+ * rctx_unref()), and one to parent; it is done, cancelled and timed out with
+ * parent, like any value context. Thread-safe.
+ * Returns the new context; NULL with errno EINVAL if parent, keys or vals
+ * is NULL, a key is NULL, or n is 0 or larger than RCTX_VALUES_MAX, or
+ * ENOMEM.
+ */
+rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
+			 void *const *vals);
+
+
 /* ------------------------------------------------------------------------ */
-/* Cancelling, references                                                   */
+/* Merge                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define RCTX_ANY_MAX 64
+/*
+ * A context done as soon as parent or any of others[0..n-1] is done, with
+ * that context's error and cause (-ETIMEDOUT when a source's deadline
+ * passes); if one is done already, it is done at creation (parent first,
+ * then the first of others found done). Values are looked up in parent's
+ * chain first, then in each other's in order; its deadline (rctx_deadline(),
+ * rctx_remaining()) is the earliest of all, and it arms no timer of its own:
+ * the source whose deadline it is ends it. No thread, no polling: it
+ * registers with each source as a child does, and unregisters from all of
+ * them when it ends or is freed. An other that can never be done
+ * (background, todo, without-cancel) only contributes its values. The same
+ * context may appear more than once. n == 0 gives what rctx_with_cancel()
+ * gives, formatted differently.
+ * Ownership: the new context holds one reference, owned by the caller (drop
+ * it with rctx_release() or rctx_unref()), and one to parent and to each
+ * other until it is freed, so the caller may drop its own references to them
+ * at any time; the array others is not kept. It is cancellable
+ * (rctx_cancel(), rctx_cancel_cause()); rctx_format() shows it as
+ * ".WithAny". Thread-safe: its sources may be cancelled concurrently with
+ * the call.
+ * Returns the new context; NULL with errno EINVAL if parent is NULL,
+ * others is NULL with n > 0, an element is NULL, or n > RCTX_ANY_MAX, or
+ * ENOMEM.
+ */
+rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
+
+
+/* ------------------------------------------------------------------------ */
+/* Signals, file descriptors, hang-ups                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Go's signal.NotifyContext: a child of parent, done with -ECANCELED on the
+ * first of sigs[0..n-1] delivered to the process after its creation,
+ * whichever thread receives it (a thread that never called the library
+ * too); rctx_cause() then reports RCTX_CAUSE_SIGNAL_BASE - sig, from which
+ * rctx_cause_signal() reads the signal back. Duplicates in sigs count once.
+ * The caller owns the returned reference and drops it with rctx_release().
+ * Thread-safe; several signal contexts may live at once, for the same or
+ * different signals, and each signal ends every context that watches it.
+ *
+ * While at least one signal context watching sig lives (from its creation
+ * to its last reference, also after it fired, as Go's NotifyContext until
+ * stop()): the library's handler (SA_SIGINFO | SA_RESTART) replaces the
+ * application's handler or disposition for sig, which is therefore not
+ * taken (neither a handler of yours nor the default action: a SIGINT or a
+ * SIGTERM does not end the process meanwhile, a second one after the
+ * context fired neither); and the library's runtime thread, whose own mask
+ * stays the one it inherited, unblocks sig while it sleeps waiting for
+ * work (never while it runs after-funcs), so that sig is delivered even if
+ * every application thread blocks it. When the last such context goes, the
+ * disposition saved before the first is restored (as sigaction() read it:
+ * SIG_DFL, SIG_IGN or a handler, with its flags and mask), and the runtime
+ * thread no longer unblocks sig, both before the rctx_release() or
+ * rctx_unref() that drops the last reference returns, also right after
+ * the context fired: a raise() at once after it takes the restored
+ * disposition, and a signal that every application thread blocks stays
+ * pending. That call may wait, briefly, for the runtime thread to finish
+ * ending the context or to wake from its sleep. A signal that arrives
+ * while that call runs may still be taken, and dropped, by the library.
+ * Do not change sig's disposition yourself while a signal context watches
+ * it. A context created done (its parent was done) watches nothing.
+ *
+ * Returns NULL with errno EINVAL if parent or sigs is NULL, n <= 0, or a
+ * signal is out of range, SIGKILL, SIGSTOP, or one of the two real-time
+ * signals the C library keeps for itself (32, 33); ENOMEM; EMFILE or
+ * ENFILE when no eventfd is left (the first signal context makes one);
+ * the errno of a failed sigaction(); or why the runtime thread cannot
+ * start (see the top of this header; ESHUTDOWN once the process is
+ * exiting).
+ */
+rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n);
+
+/* The cause a signal context reports for signal sig: RCTX_CAUSE_SIGNAL_BASE - sig. */
+#define RCTX_CAUSE_SIGNAL_BASE (-0x10000)
+/*
+ * The signal number carried by a cause (rctx_cause() of a context ended by
+ * rctx_with_signals()), or 0 if cause is not a signal's. Pure, thread-safe,
+ * never fails.
+ */
+int rctx_cause_signal(int cause);
+
+/*
+ * A child of parent, done with -ECANCELED and cause (nonzero) when the
+ * kernel reports any of poll_events (POLLIN, POLLRDHUP...) on fd. The kernel
+ * always reports POLLERR and POLLHUP too, and they end it as well. One
+ * IORING_OP_POLL_ADD on the library's keeper ring (submitted by the runtime
+ * thread, so it never ties up a caller's ring or thread), under the context
+ * itself: when the context ends first (rctx_release(), its parent's cancel
+ * or deadline) the poll is cancelled like any request. If the poll fails
+ * instead (say -EBADF), or the runtime thread cannot submit it (-ENOMEM,
+ * -EAGAIN), the context is done with -ECANCELED and that negative errno as
+ * its cause. The in-flight poll holds a reference to the
+ * context: drop yours with rctx_release() (cancel + unref), not
+ * rctx_unref(), or the context and its poll live until the event. Reads
+ * nothing from fd; the caller keeps owning it (close it only after
+ * releasing the context). The caller owns the returned reference.
+ * Thread-safe. A parent already done gives a context done at creation with
+ * its error and cause, and no poll.
+ * Returns NULL with errno EINVAL if parent is NULL, poll_events is 0 or
+ * cause is 0; EBADF if fd is negative or not open; ENOMEM; or why the
+ * runtime thread cannot start (see the top of this header; ESHUTDOWN once
+ * the process is exiting).
+ */
+rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
+
+/*
+ * The peer of socket sockfd closed or shut down its writing side, or the
+ * socket failed: rctx_with_fd() with POLLRDHUP | POLLHUP | POLLERR and cause
+ * -ECONNRESET (ownership, thread-safety, NULL returns and errno as there).
+ * Readable data does not end it. For stream sockets (TCP, UNIX); NULL with
+ * errno EBADF if sockfd is negative or not open.
+ */
+rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
+
+
+/* ------------------------------------------------------------------------ */
+/* Ending contexts: cancel, references                                      */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -195,6 +369,7 @@ void rctx_unref(rctx_t *ctx);
  * drop the caller's reference. NULL is ignored.
  */
 void rctx_release(rctx_t *ctx);
+
 
 /* ------------------------------------------------------------------------ */
 /* Queries                                                                  */
@@ -261,6 +436,17 @@ int rctx_wait(rctx_t *ctx, int64_t abs_deadline);
  */
 int rctx_format(const rctx_t *ctx, char *buf, size_t len);
 
+/*
+ * Nanoseconds left before ctx's effective deadline (the one rctx_deadline()
+ * reports), for adaptive timeouts. Reads the clock once; lock-free,
+ * thread-safe. Whether ctx is done is not considered (see rctx_err()).
+ * Returns the time left, RCTX_FOREVER if ctx has no deadline, 0 once the
+ * deadline has passed (even if its timer has not fired yet), or -EINVAL if
+ * ctx is NULL.
+ */
+int64_t rctx_remaining(const rctx_t *ctx);
+
+
 /* ------------------------------------------------------------------------ */
 /* After-funcs                                                              */
 /* ------------------------------------------------------------------------ */
@@ -294,6 +480,7 @@ bool rctx_after_stop(rctx_after_t *h);
 
 /* Drop the caller's handle. Does not stop fn. NULL is ignored. */
 void rctx_after_release(rctx_after_t *h);
+
 
 /* ------------------------------------------------------------------------ */
 /* Rings and requests                                                       */
@@ -429,344 +616,6 @@ struct rctx_ring_stats {
 int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st, size_t size);
 #define rctx_ring_stats(ring, st) rctx_ring_stats((ring), (st), sizeof(*(st)))
 
-/* ------------------------------------------------------------------------ */
-/* Blocking calls, in the Go style                                          */
-/*                                                                          */
-/* Each runs one request and returns its result, or the context's error    */
-/* (-ECANCELED / -ETIMEDOUT) as soon as the context is done. Socket, FIFO   */
-/* and timer requests run on the calling thread's own ring (created on     */
-/* first use, handed to the runtime thread at thread exit if the kernel    */
-/* still holds requests of it, freed once it lets go).                     */
-/* A result that completed in the kernel despite a cancel (bytes read, an   */
-/* accepted fd) is returned, never dropped.                                 */
-/*                                                                          */
-/* Buffer policy (docs/stuck-io.md): for sockets and FIFOs the kernel's    */
-/* I/O is always abortable (poll-driven), so the caller's buffer is used    */
-/* directly and the call returns only after the kernel has let go of it.   */
-/* For everything else (regular files, block and character devices), whose */
-/* issued I/O the kernel may be unable to abort (a hung disk or FUSE        */
-/* server), and for fsync and openat, the I/O goes through library-owned    */
-/* memory (a bounce buffer, a copy of the path) with IOSQE_ASYNC, and is    */
-/* submitted by the library's runtime thread, never by the caller (the     */
-/* kernel makes a thread's exit wait for the io-wq work it submitted). On   */
-/* cancel the call returns at once, abandoning the request: the kernel can  */
-/* never touch the caller's buffer after the call returns, the caller never */
-/* blocks in the kernel, and its thread can exit at once. An abandoned     */
-/* request may still take effect later (a write reaches the file, an openat */
-/* creates it: its late fd is closed); a -ECANCELED/-ETIMEDOUT from a      */
-/* write, fsync or openat means "outcome unknown", as for any I/O cut off   */
-/* by a deadline. Abandoned requests are counted in rctx_runtime_stats()    */
-/* (kept_abandoned, kept_held) and their memory is freed when the kernel    */
-/* ends them.                                                               */
-/* -EINVAL for a NULL ctx, a NULL buf with len > 0, a NULL path or connect */
-/* address; len > INT_MAX is clamped to INT_MAX (a short transfer);        */
-/* -EDEADLK if called from a callback running on the thread's ring, or     */
-/* (files, fsync, openat) on the runtime thread (from an after-func);      */
-/* -ENOMEM (also when the thread's ring cannot be created); the negative   */
-/* errno of a failed io_uring_submit (-EAGAIN...); -ESHUTDOWN once the      */
-/* process is exiting. With a done context each returns its error and does */
-/* no I/O.                                                                  */
-/* ------------------------------------------------------------------------ */
-
-ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off);
-ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len, int64_t off);
-ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags);
-ssize_t rctx_send(rctx_t *ctx, int fd, const void *buf, size_t len, int flags);
-/* Returns the new fd (owned by the caller) or a negative errno. */
-int rctx_accept(rctx_t *ctx, int fd, struct sockaddr *addr, socklen_t *addrlen,
-		int flags);
-int rctx_connect(rctx_t *ctx, int fd, const struct sockaddr *addr,
-		 socklen_t addrlen);
-/* Returns 0 or a negative errno. fsync_flags: 0 or IORING_FSYNC_DATASYNC. */
-int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags);
-/* Truncate or extend fd's file to len bytes (IORING_OP_FTRUNCATE, Linux
- * 6.9: -EOPNOTSUPP on older kernels), with the policy of rctx_fsync.
- * Returns 0 or a negative errno; -EINVAL also for a negative len. */
-int rctx_ftruncate(rctx_t *ctx, int fd, int64_t len);
-/* Returns the new fd or a negative errno; an open that completes after the
- * call gave up is closed by the library. */
-int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags, mode_t mode);
-/* Returns the revents mask (> 0) or a negative errno. An empty poll_mask
- * waits for POLLERR and POLLHUP only, which are always reported. */
-int rctx_poll(rctx_t *ctx, int fd, unsigned poll_mask);
-/* Sleep rel_ns; 0 after the full sleep, else the context's error. -EINVAL
- * for a negative rel_ns; RCTX_FOREVER sleeps until ctx is done. */
-int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
-
-/*
- * The calling thread's ring used by the blocking calls on sockets, FIFOs and
- * timers (created on first use; if that fails: NULL, with errno the error
- * of rctx_ring_create(): ENOMEM, EMFILE, ENFILE, EPERM, ENOSYS...). Use it
- * to read its stats, or to submit requests of your own: run it
- * (rctx_ring_run) from this thread. Owned by the thread; do not destroy it.
- * At thread exit its requests are cancelled; if the kernel still holds some
- * after 100 ms (I/O it cannot abort), the ring is handed to the runtime
- * thread, which runs their callbacks when the kernel ends them (on the
- * runtime thread) and then frees it (rctx_runtime_stats: rings_adopted,
- * rings_reclaimed). The kernel itself still makes the exiting thread wait
- * for the io-wq work it submitted (docs/stuck-io.md).
- */
-rctx_ring_t *rctx_thread_ring(void);
-
-/* ------------------------------------------------------------------------ */
-/* Abandonable file requests, for callback code                             */
-/*                                                                          */
-/* The stuck-disk policy of the blocking calls, for event loops: each       */
-/* rctx_async_*() call starts one file request under ctx and returns; its   */
-/* callback runs exactly once, on ring's thread from rctx_ring_run(ring),   */
-/* with the kernel's result, or with the context's error (-ECANCELED,      */
-/* -ETIMEDOUT; rctx_cause(ctx) says why) AS SOON AS ctx IS DONE, even while  */
-/* the kernel still holds the request (a hung disk, a FUSE or NFS server   */
-/* that never answers). Every byte such a request uses (data buffer, path, */
-/* statx buffer) is the library's from the call on: the caller's buffers   */
-/* are copied in before the call returns, and read data and statx results  */
-/* are handed to the callback in library memory (data, valid only during   */
-/* the callback). A request given up while the kernel holds it is           */
-/* abandoned: the library frees its memory (and closes the fd of an open   */
-/* that succeeds late) when the kernel lets go, and counts it: `abandoned`, */
-/* `abandoned_late`, `abandoned_held` in rctx_ring_stats(ring), kept_* in   */
-/* rctx_runtime_stats(), `abandoned`/`late` in rctx_info(ctx).              */
-/*                                                                          */
-/* Isolation (docs/stuck-io.md): requests that may block in the kernel are  */
-/* submitted by the library's runtime thread, which outlives them (so the   */
-/* caller's thread can always exit), through one lane per device (st_dev of */
-/* the fd; of dirfd for a path, AT_FDCWD meaning the working directory and  */
-/* an absolute path the root): at most rctx_device_limit() requests of one */
-/* device are in the kernel at once, the rest wait in the library (ending  */
-/* at once with their context), so a hung device holds at most that many   */
-/* kernel workers and never delays another device's requests. A read is    */
-/* first tried on ring itself without blocking (RWF_NOWAIT): a page-cache   */
-/* hit completes inline with no thread hop; only a miss, or a file system  */
-/* that cannot read without blocking (FUSE), takes its lane. (A read of a   */
-/* file opened with O_DIRECT should not use rctx_async_read: its direct I/O */
-/* would be issued from ring's thread, and a hung device holds it.)        */
-/*                                                                          */
-/* Abandoned writes: the kernel may still carry out a write or truncate     */
-/* after its caller was answered. Until every abandoned write and truncate */
-/* of a file has ended in the kernel, the library's later rctx_write(),     */
-/* rctx_ftruncate(), rctx_fsync() and rctx_async_write/ftruncate/fsync() of */
-/* that file (same st_dev and st_ino) fail at once with -EBUSY (the fence;  */
-/* counted in `fenced`), then work again; so a retry can never be          */
-/* overtaken by the write it replaces.                                      */
-/*                                                                          */
-/* Common rules: call from ring's owner thread (as rctx_submit); the        */
-/* callback is never called when the call fails; a done ctx makes the      */
-/* callback run at the next rctx_ring_run() with its error, and no I/O.     */
-/* rctx_ring_destroy() (and a thread ring's exit) gives up the requests     */
-/* still outstanding: their callbacks run with -ECANCELED first.            */
-/* Errors of the calls: -EINVAL (NULL ring, ctx or cb, a NULL path or buf   */
-/* with len > 0, len > INT_MAX, a negative length), -ENOMEM, -EDEADLK from */
-/* the runtime thread (an after-func), -EBADF for a bad fd or dirfd, -EBUSY */
-/* (fenced), -ESHUTDOWN once the process is exiting, -EAGAIN if the runtime */
-/* thread cannot start.                                                     */
-/* ------------------------------------------------------------------------ */
-
-/*
- * The callback of an abandonable request. res: the kernel's result (bytes,
- * 0, an fd, -errno), or the context's error once it ended first. data: for
- * rctx_async_read, the res bytes read; for rctx_async_statx, the struct
- * statx; NULL otherwise. data is library memory, valid until the callback
- * returns. flags: RCTX_ASYNC_ABANDONED if the request was answered at its
- * context's end (or the ring's teardown) while the kernel still held it:
- * its outcome is unknown (a write may still land, an open may still create
- * its file); without it, a context's error means the request never ran or
- * was aborted.
- */
-#define RCTX_ASYNC_ABANDONED 0x1u
-typedef void (*rctx_async_cb_t)(void *arg, int res, void *data, unsigned flags);
-
-/* Read up to len bytes of fd at off (>= 0). res: bytes read; data: them. */
-int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len, int64_t off,
-		    rctx_async_cb_t cb, void *arg);
-/* Write len bytes of buf (copied before the call returns) to fd at off
- * (>= 0). res: bytes written. Fenced: -EBUSY. */
-int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void *buf, size_t len,
-		     int64_t off, rctx_async_cb_t cb, void *arg);
-/* fsync (flags 0) or fdatasync (IORING_FSYNC_DATASYNC) fd. Fenced: -EBUSY. */
-int rctx_async_fsync(rctx_ring_t *ring, rctx_t *ctx, int fd, unsigned flags,
-		     rctx_async_cb_t cb, void *arg);
-/* Truncate or extend fd's file to len bytes (-EOPNOTSUPP before Linux 6.9).
- * Fenced: -EBUSY. */
-int rctx_async_ftruncate(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t len,
-			 rctx_async_cb_t cb, void *arg);
-/* openat2(2) of path (copied) relative to dirfd; how is copied. res: the new
- * fd, owned by the callback's caller from then on. */
-int rctx_async_openat2(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
-		       const struct open_how *how, rctx_async_cb_t cb, void *arg);
-/* statx(2) of path (copied; "" with AT_EMPTY_PATH: dirfd itself). data: the
- * struct statx when res is 0. */
-int rctx_async_statx(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
-		     int flags, unsigned mask, rctx_async_cb_t cb, void *arg);
-/* renameat2(2) (paths copied; the lane is olddirfd's device). */
-int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd, const char *oldpath,
-			int newdirfd, const char *newpath, unsigned flags,
-			rctx_async_cb_t cb, void *arg);
-/* unlinkat(2) (path copied). */
-int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
-			int flags, rctx_async_cb_t cb, void *arg);
-
-/*
- * The per-device bound of the isolation: at most n requests of one device
- * (abandonable requests and the blocking calls' file I/O) are held by the
- * kernel at once. n = 0 only reads it. Returns the bound before the call
- * (default RCTX_DEVICE_LIMIT_DEFAULT). Thread-safe; applies to requests
- * handed to the kernel from then on. -EINVAL for n > RCTX_DEVICE_LIMIT_MAX.
- */
-#define RCTX_DEVICE_LIMIT_DEFAULT 8
-#define RCTX_DEVICE_LIMIT_MAX 256
-int rctx_device_limit(unsigned n);
-
-/* ------------------------------------------------------------------------ */
-/* Values without deep chains                                               */
-/* ------------------------------------------------------------------------ */
-
-#define RCTX_VALUES_MAX 64
-/*
- * Several values in one node (one allocation): as n nested rctx_with_value()
- * calls with keys[0]..keys[n-1] in order (a later duplicate key shadows an
- * earlier one, and the pairs shadow the parent's values of the same keys).
- * A val may be NULL (it shadows as in rctx_with_value()). The arrays keys
- * and vals are copied: the caller may reuse them at once; the context owns
- * neither the keys nor the values. rctx_format() shows one
- * ".WithValue(key=..., val=...)" part per pair, in order. The new context
- * holds one reference, owned by the caller (drop it with rctx_release() or
- * rctx_unref()), and one to parent; it is done, cancelled and timed out with
- * parent, like any value context. Thread-safe.
- * Returns the new context; NULL with errno EINVAL if parent, keys or vals
- * is NULL, a key is NULL, or n is 0 or larger than RCTX_VALUES_MAX, or
- * ENOMEM.
- */
-rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
-			 void *const *vals);
-
-/*
- * Nanoseconds left before ctx's effective deadline (the one rctx_deadline()
- * reports), for adaptive timeouts. Reads the clock once; lock-free,
- * thread-safe. Whether ctx is done is not considered (see rctx_err()).
- * Returns the time left, RCTX_FOREVER if ctx has no deadline, 0 once the
- * deadline has passed (even if its timer has not fired yet), or -EINVAL if
- * ctx is NULL.
- */
-int64_t rctx_remaining(const rctx_t *ctx);
-
-/* ------------------------------------------------------------------------ */
-/* Merge                                                                    */
-/* ------------------------------------------------------------------------ */
-
-#define RCTX_ANY_MAX 64
-/*
- * A context done as soon as parent or any of others[0..n-1] is done, with
- * that context's error and cause (-ETIMEDOUT when a source's deadline
- * passes); if one is done already, it is done at creation (parent first,
- * then the first of others found done). Values are looked up in parent's
- * chain first, then in each other's in order; its deadline (rctx_deadline(),
- * rctx_remaining()) is the earliest of all, and it arms no timer of its own:
- * the source whose deadline it is ends it. No thread, no polling: it
- * registers with each source as a child does, and unregisters from all of
- * them when it ends or is freed. An other that can never be done
- * (background, todo, without-cancel) only contributes its values. The same
- * context may appear more than once. n == 0 gives what rctx_with_cancel()
- * gives, formatted differently.
- * Ownership: the new context holds one reference, owned by the caller (drop
- * it with rctx_release() or rctx_unref()), and one to parent and to each
- * other until it is freed, so the caller may drop its own references to them
- * at any time; the array others is not kept. It is cancellable
- * (rctx_cancel(), rctx_cancel_cause()); rctx_format() shows it as
- * ".WithAny". Thread-safe: its sources may be cancelled concurrently with
- * the call.
- * Returns the new context; NULL with errno EINVAL if parent is NULL,
- * others is NULL with n > 0, an element is NULL, or n > RCTX_ANY_MAX, or
- * ENOMEM.
- */
-rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
-
-/* ------------------------------------------------------------------------ */
-/* Signals, file descriptors, hang-ups                                      */
-/* ------------------------------------------------------------------------ */
-
-/*
- * Go's signal.NotifyContext: a child of parent, done with -ECANCELED on the
- * first of sigs[0..n-1] delivered to the process after its creation,
- * whichever thread receives it (a thread that never called the library
- * too); rctx_cause() then reports RCTX_CAUSE_SIGNAL_BASE - sig, from which
- * rctx_cause_signal() reads the signal back. Duplicates in sigs count once.
- * The caller owns the returned reference and drops it with rctx_release().
- * Thread-safe; several signal contexts may live at once, for the same or
- * different signals, and each signal ends every context that watches it.
- *
- * While at least one signal context watching sig lives (from its creation
- * to its last reference, also after it fired, as Go's NotifyContext until
- * stop()): the library's handler (SA_SIGINFO | SA_RESTART) replaces the
- * application's handler or disposition for sig, which is therefore not
- * taken (neither a handler of yours nor the default action: a SIGINT or a
- * SIGTERM does not end the process meanwhile, a second one after the
- * context fired neither); and the library's runtime thread, whose own mask
- * stays the one it inherited, unblocks sig while it sleeps waiting for
- * work (never while it runs after-funcs), so that sig is delivered even if
- * every application thread blocks it. When the last such context goes, the
- * disposition saved before the first is restored (as sigaction() read it:
- * SIG_DFL, SIG_IGN or a handler, with its flags and mask), and the runtime
- * thread no longer unblocks sig, both before the rctx_release() or
- * rctx_unref() that drops the last reference returns, also right after
- * the context fired: a raise() at once after it takes the restored
- * disposition, and a signal that every application thread blocks stays
- * pending. That call may wait, briefly, for the runtime thread to finish
- * ending the context or to wake from its sleep. A signal that arrives
- * while that call runs may still be taken, and dropped, by the library.
- * Do not change sig's disposition yourself while a signal context watches
- * it. A context created done (its parent was done) watches nothing.
- *
- * Returns NULL with errno EINVAL if parent or sigs is NULL, n <= 0, or a
- * signal is out of range, SIGKILL, SIGSTOP, or one of the two real-time
- * signals the C library keeps for itself (32, 33); ENOMEM; EMFILE or
- * ENFILE when no eventfd is left (the first signal context makes one);
- * the errno of a failed sigaction(); or why the runtime thread cannot
- * start (see the top of this header; ESHUTDOWN once the process is
- * exiting).
- */
-rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n);
-
-/* The cause a signal context reports for signal sig: RCTX_CAUSE_SIGNAL_BASE - sig. */
-#define RCTX_CAUSE_SIGNAL_BASE (-0x10000)
-/*
- * The signal number carried by a cause (rctx_cause() of a context ended by
- * rctx_with_signals()), or 0 if cause is not a signal's. Pure, thread-safe,
- * never fails.
- */
-int rctx_cause_signal(int cause);
-
-/*
- * A child of parent, done with -ECANCELED and cause (nonzero) when the
- * kernel reports any of poll_events (POLLIN, POLLRDHUP...) on fd. The kernel
- * always reports POLLERR and POLLHUP too, and they end it as well. One
- * IORING_OP_POLL_ADD on the library's keeper ring (submitted by the runtime
- * thread, so it never ties up a caller's ring or thread), under the context
- * itself: when the context ends first (rctx_release(), its parent's cancel
- * or deadline) the poll is cancelled like any request. If the poll fails
- * instead (say -EBADF), or the runtime thread cannot submit it (-ENOMEM,
- * -EAGAIN), the context is done with -ECANCELED and that negative errno as
- * its cause. The in-flight poll holds a reference to the
- * context: drop yours with rctx_release() (cancel + unref), not
- * rctx_unref(), or the context and its poll live until the event. Reads
- * nothing from fd; the caller keeps owning it (close it only after
- * releasing the context). The caller owns the returned reference.
- * Thread-safe. A parent already done gives a context done at creation with
- * its error and cause, and no poll.
- * Returns NULL with errno EINVAL if parent is NULL, poll_events is 0 or
- * cause is 0; EBADF if fd is negative or not open; ENOMEM; or why the
- * runtime thread cannot start (see the top of this header; ESHUTDOWN once
- * the process is exiting).
- */
-rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
-
-/*
- * The peer of socket sockfd closed or shut down its writing side, or the
- * socket failed: rctx_with_fd() with POLLRDHUP | POLLHUP | POLLERR and cause
- * -ECONNRESET (ownership, thread-safety, NULL returns and errno as there).
- * Readable data does not end it. For stream sockets (TCP, UNIX); NULL with
- * errno EBADF if sockfd is negative or not open.
- */
-rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
 
 /* ------------------------------------------------------------------------ */
 /* Groups                                                                   */
@@ -884,6 +733,196 @@ void rctx_group_free(rctx_group_t *g);
 int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 		      const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
 
+
+/* ------------------------------------------------------------------------ */
+/* Blocking calls, in the Go style                                          */
+/*                                                                          */
+/* Each runs one request and returns its result, or the context's error    */
+/* (-ECANCELED / -ETIMEDOUT) as soon as the context is done. Socket, FIFO   */
+/* and timer requests run on the calling thread's own ring (created on     */
+/* first use, handed to the runtime thread at thread exit if the kernel    */
+/* still holds requests of it, freed once it lets go).                     */
+/* A result that completed in the kernel despite a cancel (bytes read, an   */
+/* accepted fd) is returned, never dropped.                                 */
+/*                                                                          */
+/* Buffer policy (docs/stuck-io.md): for sockets and FIFOs the kernel's    */
+/* I/O is always abortable (poll-driven), so the caller's buffer is used    */
+/* directly and the call returns only after the kernel has let go of it.   */
+/* For everything else (regular files, block and character devices), whose */
+/* issued I/O the kernel may be unable to abort (a hung disk or FUSE        */
+/* server), and for fsync and openat, the I/O goes through library-owned    */
+/* memory (a bounce buffer, a copy of the path) with IOSQE_ASYNC, and is    */
+/* submitted by the library's runtime thread, never by the caller (the     */
+/* kernel makes a thread's exit wait for the io-wq work it submitted). On   */
+/* cancel the call returns at once, abandoning the request: the kernel can  */
+/* never touch the caller's buffer after the call returns, the caller never */
+/* blocks in the kernel, and its thread can exit at once. An abandoned     */
+/* request may still take effect later (a write reaches the file, an openat */
+/* creates it: its late fd is closed); a -ECANCELED/-ETIMEDOUT from a      */
+/* write, fsync or openat means "outcome unknown", as for any I/O cut off   */
+/* by a deadline. Abandoned requests are counted in rctx_runtime_stats()    */
+/* (kept_abandoned, kept_held) and their memory is freed when the kernel    */
+/* ends them.                                                               */
+/* -EINVAL for a NULL ctx, a NULL buf with len > 0, a NULL path or connect */
+/* address; len > INT_MAX is clamped to INT_MAX (a short transfer);        */
+/* -EDEADLK if called from a callback running on the thread's ring, or     */
+/* (files, fsync, openat) on the runtime thread (from an after-func);      */
+/* -ENOMEM (also when the thread's ring cannot be created); the negative   */
+/* errno of a failed io_uring_submit (-EAGAIN...); -ESHUTDOWN once the      */
+/* process is exiting. With a done context each returns its error and does */
+/* no I/O.                                                                  */
+/* ------------------------------------------------------------------------ */
+
+ssize_t rctx_read(rctx_t *ctx, int fd, void *buf, size_t len, int64_t off);
+ssize_t rctx_write(rctx_t *ctx, int fd, const void *buf, size_t len, int64_t off);
+ssize_t rctx_recv(rctx_t *ctx, int fd, void *buf, size_t len, int flags);
+ssize_t rctx_send(rctx_t *ctx, int fd, const void *buf, size_t len, int flags);
+/* Returns the new fd (owned by the caller) or a negative errno. */
+int rctx_accept(rctx_t *ctx, int fd, struct sockaddr *addr, socklen_t *addrlen,
+		int flags);
+int rctx_connect(rctx_t *ctx, int fd, const struct sockaddr *addr,
+		 socklen_t addrlen);
+/* Returns 0 or a negative errno. fsync_flags: 0 or IORING_FSYNC_DATASYNC. */
+int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags);
+/* Truncate or extend fd's file to len bytes (IORING_OP_FTRUNCATE, Linux
+ * 6.9: -EOPNOTSUPP on older kernels), with the policy of rctx_fsync.
+ * Returns 0 or a negative errno; -EINVAL also for a negative len. */
+int rctx_ftruncate(rctx_t *ctx, int fd, int64_t len);
+/* Returns the new fd or a negative errno; an open that completes after the
+ * call gave up is closed by the library. */
+int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags, mode_t mode);
+/* Returns the revents mask (> 0) or a negative errno. An empty poll_mask
+ * waits for POLLERR and POLLHUP only, which are always reported. */
+int rctx_poll(rctx_t *ctx, int fd, unsigned poll_mask);
+/* Sleep rel_ns; 0 after the full sleep, else the context's error. -EINVAL
+ * for a negative rel_ns; RCTX_FOREVER sleeps until ctx is done. */
+int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
+
+/*
+ * The calling thread's ring used by the blocking calls on sockets, FIFOs and
+ * timers (created on first use; if that fails: NULL, with errno the error
+ * of rctx_ring_create(): ENOMEM, EMFILE, ENFILE, EPERM, ENOSYS...). Use it
+ * to read its stats, or to submit requests of your own: run it
+ * (rctx_ring_run) from this thread. Owned by the thread; do not destroy it.
+ * At thread exit its requests are cancelled; if the kernel still holds some
+ * after 100 ms (I/O it cannot abort), the ring is handed to the runtime
+ * thread, which runs their callbacks when the kernel ends them (on the
+ * runtime thread) and then frees it (rctx_runtime_stats: rings_adopted,
+ * rings_reclaimed). The kernel itself still makes the exiting thread wait
+ * for the io-wq work it submitted (docs/stuck-io.md).
+ */
+rctx_ring_t *rctx_thread_ring(void);
+
+
+/* ------------------------------------------------------------------------ */
+/* Abandonable file requests, for callback code                             */
+/*                                                                          */
+/* The stuck-disk policy of the blocking calls, for event loops: each       */
+/* rctx_async_*() call starts one file request under ctx and returns; its   */
+/* callback runs exactly once, on ring's thread from rctx_ring_run(ring),   */
+/* with the kernel's result, or with the context's error (-ECANCELED,      */
+/* -ETIMEDOUT; rctx_cause(ctx) says why) AS SOON AS ctx IS DONE, even while  */
+/* the kernel still holds the request (a hung disk, a FUSE or NFS server   */
+/* that never answers). Every byte such a request uses (data buffer, path, */
+/* statx buffer) is the library's from the call on: the caller's buffers   */
+/* are copied in before the call returns, and read data and statx results  */
+/* are handed to the callback in library memory (data, valid only during   */
+/* the callback). A request given up while the kernel holds it is           */
+/* abandoned: the library frees its memory (and closes the fd of an open   */
+/* that succeeds late) when the kernel lets go, and counts it: `abandoned`, */
+/* `abandoned_late`, `abandoned_held` in rctx_ring_stats(ring), kept_* in   */
+/* rctx_runtime_stats(), `abandoned`/`late` in rctx_info(ctx).              */
+/*                                                                          */
+/* Isolation (docs/stuck-io.md): requests that may block in the kernel are  */
+/* submitted by the library's runtime thread, which outlives them (so the   */
+/* caller's thread can always exit), through one lane per device (st_dev of */
+/* the fd; of dirfd for a path, AT_FDCWD meaning the working directory and  */
+/* an absolute path the root): at most rctx_device_limit() requests of one */
+/* device are in the kernel at once, the rest wait in the library (ending  */
+/* at once with their context), so a hung device holds at most that many   */
+/* kernel workers and never delays another device's requests. A read is    */
+/* first tried on ring itself without blocking (RWF_NOWAIT): a page-cache   */
+/* hit completes inline with no thread hop; only a miss, or a file system  */
+/* that cannot read without blocking (FUSE), takes its lane. (A read of a   */
+/* file opened with O_DIRECT should not use rctx_async_read: its direct I/O */
+/* would be issued from ring's thread, and a hung device holds it.)        */
+/*                                                                          */
+/* Abandoned writes: the kernel may still carry out a write or truncate     */
+/* after its caller was answered. Until every abandoned write and truncate */
+/* of a file has ended in the kernel, the library's later rctx_write(),     */
+/* rctx_ftruncate(), rctx_fsync() and rctx_async_write/ftruncate/fsync() of */
+/* that file (same st_dev and st_ino) fail at once with -EBUSY (the fence;  */
+/* counted in `fenced`), then work again; so a retry can never be          */
+/* overtaken by the write it replaces.                                      */
+/*                                                                          */
+/* Common rules: call from ring's owner thread (as rctx_submit); the        */
+/* callback is never called when the call fails; a done ctx makes the      */
+/* callback run at the next rctx_ring_run() with its error, and no I/O.     */
+/* rctx_ring_destroy() (and a thread ring's exit) gives up the requests     */
+/* still outstanding: their callbacks run with -ECANCELED first.            */
+/* Errors of the calls: -EINVAL (NULL ring, ctx or cb, a NULL path or buf   */
+/* with len > 0, len > INT_MAX, a negative length), -ENOMEM, -EDEADLK from */
+/* the runtime thread (an after-func), -EBADF for a bad fd or dirfd, -EBUSY */
+/* (fenced), -ESHUTDOWN once the process is exiting, -EAGAIN if the runtime */
+/* thread cannot start.                                                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The callback of an abandonable request. res: the kernel's result (bytes,
+ * 0, an fd, -errno), or the context's error once it ended first. data: for
+ * rctx_async_read, the res bytes read; for rctx_async_statx, the struct
+ * statx; NULL otherwise. data is library memory, valid until the callback
+ * returns. flags: RCTX_ASYNC_ABANDONED if the request was answered at its
+ * context's end (or the ring's teardown) while the kernel still held it:
+ * its outcome is unknown (a write may still land, an open may still create
+ * its file); without it, a context's error means the request never ran or
+ * was aborted.
+ */
+#define RCTX_ASYNC_ABANDONED 0x1u
+typedef void (*rctx_async_cb_t)(void *arg, int res, void *data, unsigned flags);
+
+/* Read up to len bytes of fd at off (>= 0). res: bytes read; data: them. */
+int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len, int64_t off,
+		    rctx_async_cb_t cb, void *arg);
+/* Write len bytes of buf (copied before the call returns) to fd at off
+ * (>= 0). res: bytes written. Fenced: -EBUSY. */
+int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void *buf, size_t len,
+		     int64_t off, rctx_async_cb_t cb, void *arg);
+/* fsync (flags 0) or fdatasync (IORING_FSYNC_DATASYNC) fd. Fenced: -EBUSY. */
+int rctx_async_fsync(rctx_ring_t *ring, rctx_t *ctx, int fd, unsigned flags,
+		     rctx_async_cb_t cb, void *arg);
+/* Truncate or extend fd's file to len bytes (-EOPNOTSUPP before Linux 6.9).
+ * Fenced: -EBUSY. */
+int rctx_async_ftruncate(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t len,
+			 rctx_async_cb_t cb, void *arg);
+/* openat2(2) of path (copied) relative to dirfd; how is copied. res: the new
+ * fd, owned by the callback's caller from then on. */
+int rctx_async_openat2(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+		       const struct open_how *how, rctx_async_cb_t cb, void *arg);
+/* statx(2) of path (copied; "" with AT_EMPTY_PATH: dirfd itself). data: the
+ * struct statx when res is 0. */
+int rctx_async_statx(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+		     int flags, unsigned mask, rctx_async_cb_t cb, void *arg);
+/* renameat2(2) (paths copied; the lane is olddirfd's device). */
+int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd, const char *oldpath,
+			int newdirfd, const char *newpath, unsigned flags,
+			rctx_async_cb_t cb, void *arg);
+/* unlinkat(2) (path copied). */
+int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+			int flags, rctx_async_cb_t cb, void *arg);
+
+/*
+ * The per-device bound of the isolation: at most n requests of one device
+ * (abandonable requests and the blocking calls' file I/O) are held by the
+ * kernel at once. n = 0 only reads it. Returns the bound before the call
+ * (default RCTX_DEVICE_LIMIT_DEFAULT). Thread-safe; applies to requests
+ * handed to the kernel from then on. -EINVAL for n > RCTX_DEVICE_LIMIT_MAX.
+ */
+#define RCTX_DEVICE_LIMIT_DEFAULT 8
+#define RCTX_DEVICE_LIMIT_MAX 256
+int rctx_device_limit(unsigned n);
+
+
 /* ------------------------------------------------------------------------ */
 /* Propagation across processes                                             */
 /* ------------------------------------------------------------------------ */
@@ -989,6 +1028,7 @@ rctx_t *rctx_with_trace(rctx_t *parent, const struct rctx_trace *t);
  */
 int rctx_trace_of(const rctx_t *ctx, struct rctx_trace *t);
 
+
 /* ------------------------------------------------------------------------ */
 /* Observability                                                            */
 /* ------------------------------------------------------------------------ */
@@ -1085,6 +1125,7 @@ int rctx_info(const rctx_t *ctx, struct rctx_info *info, size_t size);
  * more is written.
  */
 int rctx_dump(rctx_t *ctx, int fd, size_t max_nodes);
+
 
 /* ------------------------------------------------------------------------ */
 /* Runtime                                                                  */

@@ -88,7 +88,7 @@ static struct rctx_kept *async_new(struct rctx_ring *ring, rctx_t *ctx, size_t b
 	k->aarg = arg;
 	k->post.deliver = deliver;
 	k->post.abandon = abandon;
-	k->uctx = rctx_ref(ctx);
+	k->uctx = rctx__ref(ctx);
 	return k;
 }
 
@@ -123,12 +123,12 @@ static int async_keep(struct rctx_kept *k)
 			goto out_unhold;
 		}
 	}
-	k->ctx = rctx_ref(ctx);
+	k->ctx = rctx__ref(ctx);
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
 	ret = rctx__rt_keep(k);
 	if (ret == 0)
 		return 0;
-	rctx_unref(k->ctx);
+	rctx__unref(k->ctx);
 	k->ctx = NULL;
 	atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
 	if (!rctx__kept_abandon(k))

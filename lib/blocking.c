@@ -172,11 +172,11 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 			return -ENOMEM;
 		}
 	}
-	k->ctx = rctx_ref(ctx);
+	k->ctx = rctx__ref(ctx);
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
 	ret = rctx__rt_keep(k);
 	if (ret < 0) {
-		rctx_unref(k->ctx);
+		rctx__unref(k->ctx);
 		atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
 	} else if (kept_wait(k, ctx)) {
 		ret = rctx__map_result(ctx, k->res);

@@ -129,20 +129,64 @@ void rctx__obj_put(struct rctx *c)
 	}
 }
 
-RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
+static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer);
+
+/* A reference of the library's own: never one of the user's (see
+ * users_put()). */
+rctx_t *rctx__ref(rctx_t *ctx)
 {
-	if (unlikely(!ctx))
-		errno = EINVAL;
-	else if (!is_root(ctx))
+	if (!is_root(ctx))
 		rctx__obj_get(ctx);
 	return ctx;
+}
+
+/*
+ * The references the user holds on a context whose kernel watch keeps it
+ * alive (an fd or hang-up context: its poll holds references until it
+ * fires). Counted apart from the library's, so that dropping the user's
+ * last one ends the watch, whichever call drops it: such a context never
+ * outlives the last reference its owners hold.
+ */
+static struct rctx_ext *user_counted(rctx_t *ctx)
+{
+	struct rctx_ext *x;
+
+	if (ctx->kind != RCTX_EXT)
+		return NULL;
+	x = (struct rctx_ext *)ctx;
+	return x->ops->end_unowned ? x : NULL;
+}
+
+/* True if ctx's user references just went to zero. */
+static bool users_put(rctx_t *ctx)
+{
+	struct rctx_ext *x = user_counted(ctx);
+
+	return x && atomic_fetch_sub_explicit(&x->users, 1, memory_order_acq_rel) == 1;
+}
+
+RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
+{
+	struct rctx_ext *x;
+
+	if (unlikely(!ctx)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	x = user_counted(ctx);
+	if (x)
+		atomic_fetch_add_explicit(&x->users, 1, memory_order_relaxed);
+	return rctx__ref(ctx);
 }
 
 RCTX_API void rctx_unref(rctx_t *ctx)
 {
 	ERRNO_GUARD;
-	if (ctx_valid(ctx))
-		rctx__obj_put(ctx);
+	if (!ctx_valid(ctx))
+		return;
+	if (users_put(ctx))
+		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, false);
+	rctx__obj_put(ctx);
 }
 
 /* ---- construction -------------------------------------------------------- */
@@ -262,6 +306,7 @@ struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 	memset((char *)x + offsetof(struct rctx_ext, ops), 0,
 	       size - offsetof(struct rctx_ext, ops));
 	x->ops = ops;
+	atomic_init(&x->users, 1); /* the creator's */
 	cancel_attach(c);
 	return x;
 }
@@ -736,6 +781,7 @@ RCTX_API void rctx_release(rctx_t *ctx)
 	ERRNO_GUARD;
 	if (!ctx_valid(ctx))
 		return;
+	users_put(ctx);
 	if (kind_cancellable(ctx))
 		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, false);
 	rctx__obj_put(ctx);

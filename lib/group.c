@@ -379,7 +379,7 @@ RCTX_API void rctx_group_free(rctx_group_t *g)
 		return;
 	rctx_group_wait(g);
 	stop_workers(g);
-	rctx_unref(group_ctx(g)); /* requests still pending keep it */
+	rctx__unref(group_ctx(g)); /* requests still pending keep it */
 }
 
 RCTX_API int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,

@@ -168,12 +168,17 @@ struct rctx_ext_ops {
 	/* Values of its own, looked up after its parent's chain found none:
 	 * true and *val if it has key. */
 	bool (*value)(const struct rctx_ext *x, const void *key, void **val);
+	/* The library keeps it alive (a kernel watch): its users' references
+	 * are counted apart, and the last one dropped ends it, as
+	 * rctx_release() does (lib/context.c). */
+	bool end_unowned;
 };
 
 struct rctx_ext {
 	struct rctx_cancel cc;
 	const struct rctx_ext_ops *ops;
 	struct rctx_ext *ended_next; /* deferred ended() list of a cancel */
+	_Atomic uint32_t users;      /* references of its users (end_unowned) */
 };
 
 /* WithValue, WithValues: n pairs, the last one searched first. 48 bytes on
@@ -322,6 +327,10 @@ struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 /* Cancel c and its subtree with err and cause (err if 0), as rctx_cancel().
  * False if it was done already. */
 bool rctx__cancel_tree(struct rctx_cancel *c, int err, int cause);
+/* A reference (rctx__unref: drop it) that the library holds for itself;
+ * rctx_ref()/rctx_unref() are the user's. */
+rctx_t *rctx__ref(rctx_t *ctx);
+#define rctx__unref(ctx) rctx__obj_put(ctx)
 /* ctx's effective deadline (RCTX_FOREVER: none). */
 int64_t rctx__deadline_of(const struct rctx *c);
 /* ctx's value for key, searched as rctx_value(): true and *val if found. */

@@ -163,9 +163,9 @@ void rctx__kept_put(struct rctx_kept *k)
 	if (atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	if (k->ctx)
-		rctx_unref(k->ctx); /* never submitted */
+		rctx__unref(k->ctx); /* never submitted */
 	if (k->uctx)
-		rctx_unref(k->uctx);
+		rctx__unref(k->uctx);
 	if (k->ab)
 		rctx__ab_stats_put(k->ab);
 	free(k->buf);
@@ -294,7 +294,7 @@ static void to_kernel(struct rctx_kept *k)
 		if (atomic_compare_exchange_strong_explicit(&k->state, &queued, KEPT_WAITING,
 				memory_order_acq_rel, memory_order_acquire)) {
 			ret = rctx_submit(kp.ring, k->ctx, &k->sqe, kept_cb, k);
-			rctx_unref(k->ctx); /* the request holds its governor now */
+			rctx__unref(k->ctx); /* the request holds its governor now */
 			k->ctx = NULL;
 			if (ret < 0)
 				kept_cb(k, ret, 0);

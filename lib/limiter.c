@@ -164,7 +164,7 @@ static void req_completed(void *arg, int res, uint32_t flags)
 	}
 	r->cb(r->arg, res, flags);
 	req_free(l, r);
-	rctx_unref(l->owner); /* last: it may free l */
+	rctx__unref(l->owner); /* last: it may free l */
 }
 
 /* Send r now (0: its callback will run), or rctx_submit's error. */
@@ -226,6 +226,6 @@ int rctx__limiter_submit(struct rctx_limiter *l, struct rctx_ring *ring, rctx_t 
 		req_free(l, r);
 		return ret;
 	}
-	rctx_ref(l->owner);
+	rctx__ref(l->owner);
 	return 0;
 }

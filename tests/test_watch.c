@@ -247,6 +247,39 @@ Test(watch, release_before_event)
 	close(p[1]);
 }
 
+/* Dropped with rctx_unref() instead of rctx_release(): the same, the watch
+ * never outlives the last reference its owners hold; a reference taken
+ * with rctx_ref() keeps it watching until that one goes too, and a child
+ * made meanwhile ends with it. */
+Test(watch, unref_of_the_last_user_reference_ends_the_watch)
+{
+	uint64_t before = warm_up();
+	struct rctx_ring_stats k0;
+	rctx_t *w, *child;
+	int p[2];
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	w = rctx_with_fd(rctx_background(), p[0], POLLIN, 1);
+	cr_assert_not_null(w);
+	wait_armed(before);
+	k0 = kept();
+	cr_assert_eq(k0.in_flight, 1);
+	cr_assert_eq(rctx_ref(w), w);
+	child = rctx_with_cancel(w);
+	cr_assert_not_null(child);
+	rctx_unref(w);		/* the creator's: one user reference left */
+	cr_assert_eq(rctx_err(w), 0, "still owned: still watching");
+	cr_assert_eq(kept().in_flight, 1);
+	rctx_unref(w);		/* the last one */
+	cr_assert_eq(rctx_err(child), -ECANCELED, "ended as rctx_release() ends it");
+	cr_assert(WAIT_UNTIL(kept().aborted > k0.aborted &&
+			     kept().in_flight == 0, TH_PATIENCE_MS),
+		  "the poll was not aborted");
+	rctx_release(child);
+	close(p[0]);
+	close(p[1]);
+}
+
 /* Parent done at creation: done at once with its error and cause, no poll. */
 Test(watch, parent_done_at_creation)
 {
