@@ -496,19 +496,25 @@ stuck_disk() {
 		[ $dump = yes ]
 	# The client hangs up while its read is stuck: the request ends at
 	# once (not at its 20 s deadline), its I/O cancelled.
-	local ci0 gone=no
+	local ci0 lw0 gone=no
 	ci0=$(curl -sS --max-time 30 "$(U debug/stats)" | sed -n 's/.*"cancels_issued":\([0-9]*\).*/\1/p')
+	lw0=$(curl -sS --max-time 30 "$(U debug/stats)" | sed -n 's/.*"lane_waiting":\([0-9]*\).*/\1/p')
 	t0=$(date +%s)
 	kill "$gp" 2>/dev/null; wait "$gp" 2>/dev/null
 	for _ in $(seq 100); do
 		grep -q "^GET /$fsk/stuck 499 .* cause=client-gone\$" "$T/stuck.log" && { gone=yes; break; }
 		sleep 0.1
 	done
-	local ci1
+	local ci1 lw1
 	ci1=$(curl -sS --max-time 30 "$(U debug/stats)" | sed -n 's/.*"cancels_issued":\([0-9]*\).*/\1/p')
+	lw1=$(curl -sS --max-time 30 "$(U debug/stats)" | sed -n 's/.*"lane_waiting":\([0-9]*\).*/\1/p')
 	check "stuck disk: client hang-up ends the stuck request before its deadline, cause=client-gone ($(($(date +%s) - t0)) s)" \
 		[ $gone = yes -a $(($(date +%s) - t0)) -lt 15 ]
-	check "... and cancels its kernel I/O (cancels_issued $ci0 -> $ci1)" [ -n "$ci0" -a "${ci1:-0}" -gt "${ci0:-0}" ]
+	# Its file request was in the kernel (a cancel is issued) or still
+	# waiting in the stuck device's lane (it leaves the lane).
+	check "... and cancels its kernel I/O or leaves its lane (cancels_issued $ci0 -> $ci1, lane_waiting $lw0 -> $lw1)" \
+		sh -c '[ -n "$1" ] && [ -n "$2" ] && { [ "${3:-0}" -gt "$1" ] || [ "${4:-0}" -lt "$2" ]; }' \
+		_ "$ci0" "$lw0" "$ci1" "$lw1"
 	# --max-inflight: stuck requests hold the slots, one more is 503.
 	local mport=$PORT mpid=$SPID
 	start maxinf "$(dirname "$T")" --timeout 30s --threads 1 --device-limit 4 --max-inflight 2
