@@ -308,6 +308,20 @@ static void to_kernel(struct rctx_kept *k)
 	}
 }
 
+/* Process exit: a request still waiting in its lane ends -ECANCELED, so
+ * that its caller is answered (nothing reached the kernel). */
+static void kept_end_waiting(struct rctx_kept *k)
+{
+	int queued = KEPT_QUEUED;
+
+	if (atomic_compare_exchange_strong_explicit(&k->state, &queued, KEPT_DONE,
+			memory_order_acq_rel, memory_order_acquire)) {
+		k->res = -ECANCELED;
+		kept_settled(k);
+	}
+	rctx__kept_put(k);
+}
+
 static void submit_queued(void)
 {
 	struct rctx_kept *k, *next;
@@ -437,7 +451,7 @@ bool rctx__keeper_shutdown(int64_t deadline)
 
 	take_adopted();
 	submit_queued();
-	rctx__lane_shutdown();
+	rctx__lane_shutdown(kept_end_waiting);
 	empty = drain_ring(kp.ring, held, deadline);
 	for (r = kp.adopted; r; r = *rctx__ring_link(r))
 		empty &= drain_ring(r, rctx_ring_pending(r), 0);

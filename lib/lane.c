@@ -136,7 +136,8 @@ bool rctx__lane_enter(struct rctx_kept *k)
 	struct lane *l = lane_of(k->dev, true);
 
 	if (!l)
-		return true;
+		return true; /* k->in_lane stays false: it holds no place */
+	k->in_lane = true;
 	if (l->inflight < limit() && !l->head) {
 		l->inflight++;
 		return true;
@@ -162,7 +163,7 @@ bool rctx__lane_enter(struct rctx_kept *k)
  */
 struct rctx_kept *rctx__lane_leave(struct rctx_kept *k)
 {
-	struct lane *l = lane_of(k->dev, false);
+	struct lane *l = k->in_lane ? lane_of(k->dev, false) : NULL;
 	struct rctx_kept *next;
 
 	if (!l)
@@ -180,8 +181,8 @@ struct rctx_kept *rctx__lane_leave(struct rctx_kept *k)
 	return next;
 }
 
-/* Process exit: drop what waits, free the lanes. */
-void rctx__lane_shutdown(void)
+/* Process exit: end what waits (end(k) for each), free the lanes. */
+void rctx__lane_shutdown(void (*end)(struct rctx_kept *k))
 {
 	for (unsigned i = 0; i < LANE_BUCKETS; i++) {
 		struct lane *l, *next;
@@ -192,7 +193,7 @@ void rctx__lane_shutdown(void)
 			next = l->next;
 			for (k = l->head; k; k = knext) {
 				knext = k->next;
-				ln.drop(k);
+				end(k);
 			}
 			free(l);
 		}
