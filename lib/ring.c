@@ -1228,6 +1228,9 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 		/* Completions (or an overflow to flush) first; sleep only if
 		 * there are none. */
 		n = reap(ring);
+		/* A wake-up reaped just now re-armed the read: what was posted
+		 * before that sent no new wake-up, so look before sleeping. */
+		n += run_posted(ring);
 		if (n == 0 && !io_uring_cq_ready(&ring->ring)) {
 			/* Reaping may have re-armed the wake-up read or issued
 			 * cancels: they must reach the kernel before we sleep,

@@ -583,3 +583,76 @@ Test(async, blocking_write_abandoned_at_its_end_fences_too)
 	close(fd);
 	stuckfs_stop(&fs);
 }
+
+/* ---- wake-ups of the owner ring -------------------------------------------- */
+
+#define NPOSTS 2000
+
+struct canceller {
+	rctx_t **ctx;
+	int n;
+};
+
+static void *cancel_all(void *arg)
+{
+	struct canceller *c = arg;
+
+	/* Spread out, so that posts land at every point of the owner's run,
+	 * also just after it looked for posts and before it sleeps. */
+	for (int i = 0; i < c->n; i++) {
+		rctx_cancel(c->ctx[i]);
+		for (volatile int spin = (i * 7919) % 4000; spin > 0; spin--)
+			;
+	}
+	return NULL;
+}
+
+/*
+ * Callbacks posted from other threads in a burst, while the owner sleeps in
+ * rctx_ring_run(RCTX_FOREVER) between them: none may be left behind a
+ * wake-up that was already consumed (a lost one hangs this test).
+ */
+Test(async, a_burst_of_posted_callbacks_never_loses_a_wake_up)
+{
+	static struct arec a[NPOSTS];
+	static rctx_t *ctx[NPOSTS];
+	struct canceller c = { ctx, NPOSTS };
+	struct arec stuck = { 0 };
+	rctx_ring_t *ring;
+	pthread_t th;
+	int prev, fd, calls = 0;
+
+	mount_or_skip();
+	prev = rctx_device_limit(1);
+	ring = new_ring();
+	fd = open(fs.stuck_path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(rctx_async_read(ring, rctx_background(), fd, 16, 0, arec_cb, &stuck), 0);
+	cr_assert(wait_reads_seen(ring, 1));
+	for (int i = 0; i < NPOSTS; i++) {
+		ctx[i] = rctx_with_cancel(rctx_background());
+		cr_assert_eq(rctx_async_read(ring, ctx[i], fd, 16, 131072, arec_cb, &a[i]), 0);
+	}
+	for (int64_t end = rctx_now() + MS(WAIT_MS);
+	     rt_stats().lane_waiting < NPOSTS && rctx_now() < end;)
+		rctx_ring_run(ring, rctx_now() + MS(5));
+	cr_assert_eq(rt_stats().lane_waiting, NPOSTS, "all wait behind the stuck read");
+	cr_assert_eq(pthread_create(&th, NULL, cancel_all, &c), 0);
+	while (calls < NPOSTS) {
+		rctx_ring_run(ring, RCTX_FOREVER);
+		calls = 0;
+		for (int i = 0; i < NPOSTS; i++)
+			calls += a[i].calls;
+	}
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	for (int i = 0; i < NPOSTS; i++) {
+		cr_assert_eq(a[i].res, -ECANCELED);
+		rctx_release(ctx[i]);
+	}
+	rctx_device_limit((unsigned)prev);
+	release_all();
+	cr_assert_eq(run_until(ring, &stuck.calls, 1, WAIT_MS), 1);
+	close(fd);
+	rctx_ring_destroy(ring);
+	stuckfs_stop(&fs);
+}
