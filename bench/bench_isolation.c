@@ -117,6 +117,41 @@ static void drop_page(int fd, int64_t off)
 		bench_die("posix_fadvise", e);
 }
 
+/* Healthy reads that failed (a deadline of 1 s passed: the disk was that
+ * slow, or the isolation failed); their latency is kept. */
+static _Atomic int healthy_errors;
+
+static void count_error(const char *what, int res)
+{
+	if (atomic_fetch_add(&healthy_errors, 1) < 5)
+		fprintf(stderr, "bench_isolation: %s: %s\n", what, strerror(res < 0 ? -res : EIO));
+}
+
+/* The state of the runtime, when a read is not answered by its deadline. */
+static void diag(const char *what, rctx_ring_t *ring, rctx_t *ctx)
+{
+	struct rctx_runtime_stats s = rt();
+	struct rctx_ring_stats rs = { 0 };
+	struct rctx_info in = { 0 };
+	if (ring)
+		rctx_ring_stats(ring, &rs);
+	rctx_info(ctx, &in);
+	fprintf(stderr,
+		"bench_isolation: %s not answered 3 s after its 1 s deadline: ctx err %d done %s, "
+		"sub %llu comp %llu ab %llu; runtime: timers live %llu fired %llu armed %llu, "
+		"wakeups %llu, kept submitted %llu in flight %llu held %llu, devices %llu, "
+		"lane waiting %llu waited %llu, nowait %llu; ring: in flight %llu pending %u\n",
+		what, in.err, in.done_ns ? "yes" : "no", (unsigned long long)in.submitted,
+		(unsigned long long)in.completed, (unsigned long long)in.abandoned,
+		(unsigned long long)s.timers_live, (unsigned long long)s.timers_fired,
+		(unsigned long long)s.timers_armed, (unsigned long long)s.wakeups,
+		(unsigned long long)s.kept_submitted, (unsigned long long)s.kept.in_flight,
+		(unsigned long long)s.kept_held, (unsigned long long)s.devices,
+		(unsigned long long)s.lane_waiting, (unsigned long long)s.lane_waited,
+		(unsigned long long)s.nowait_reads, (unsigned long long)rs.in_flight,
+		ring ? rctx_ring_pending(ring) : 0);
+}
+
 static double cold_async(rctx_ring_t *ring, int fd, int64_t off)
 {
 	struct one o = { 0 };
@@ -128,15 +163,22 @@ static double cold_async(rctx_ring_t *ring, int fd, int64_t off)
 	int ret = rctx_async_read(ring, o.ctx, fd, PAGE, off, one_cb, &o);
 	if (ret < 0)
 		bench_die("rctx_async_read", ret);
-	while (!o.done)
-		rctx_ring_run(ring, RCTX_FOREVER);
+	/* the callback runs by the deadline; a watchdog, so that the suite
+	 * never waits on a hang */
+	for (int64_t limit = t0 + 4 * SEC; !o.done && rctx_now() < limit;)
+		rctx_ring_run(ring, limit);
+	if (!o.done) {
+		diag("healthy rctx_async_read", ring, o.ctx);
+		exit(2);
+	}
 	int64_t t1 = rctx_now();
 	if (o.res != PAGE)
-		bench_die("healthy async read", o.res < 0 ? o.res : EIO);
+		count_error("healthy rctx_async_read", o.res);
 	return (double)(t1 - t0);
 }
 
 struct blk {
+	_Atomic int at; /* samples done, for the watchdog */
 	int fd, n;
 	uint64_t rng;
 	long pages;
@@ -155,8 +197,9 @@ static void *cold_blocking_main(void *arg)
 		ssize_t r = rctx_read(ctx, b->fd, buf, PAGE, off);
 		rctx_release(ctx);
 		b->v[i] = (double)(rctx_now() - t0);
+		atomic_store(&b->at, i + 1);
 		if (r != PAGE)
-			bench_die("healthy blocking read", r < 0 ? (int)r : EIO);
+			count_error("healthy rctx_read", (int)r);
 	}
 	free(buf);
 	return NULL;
@@ -175,11 +218,22 @@ static void measure_cold(struct lat *l, rctx_ring_t *ring, int fd, long pages, u
 		int64_t off = (int64_t)(xorshift(rng) % pages) * PAGE;
 		l->v[0][l->n[0]++] = cold_async(ring, fd, off);
 	}
-	struct blk b = { fd, n, xorshift(rng) | 1, pages, l->v[1] + l->n[1] };
+	struct blk b = { 0, fd, n, xorshift(rng) | 1, pages, l->v[1] + l->n[1] };
 	pthread_t th;
 	int e = pthread_create(&th, NULL, cold_blocking_main, &b);
 	if (e)
 		bench_die("pthread_create", e);
+	/* watchdog: every read ends by its 1 s deadline */
+	for (int last = -1, at; (at = atomic_load(&b.at)) < n; usleep(1000)) {
+		static int64_t since;
+		if (at != last) {
+			last = at;
+			since = rctx_now();
+		} else if (rctx_now() - since > 4 * SEC) {
+			diag("healthy rctx_read", NULL, rctx_background());
+			exit(2);
+		}
+	}
 	pthread_join(th, NULL);
 	l->n[1] += n;
 }
@@ -316,7 +370,7 @@ static void healthy_latency(void)
 	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 
 	int blocks = bench_reps > 8 ? 8 : bench_reps; /* 8 episodes: fresh pages of stuck */
-	int per = BENCH_Q(500, 1500) / blocks, n = per * blocks;
+	int per = BENCH_Q(1000, 3000) / blocks, n = per * blocks;
 	struct lat ref = { { malloc(sizeof(double) * n), malloc(sizeof(double) * n) }, { 0, 0 } };
 	struct lat st = { { malloc(sizeof(double) * n), malloc(sizeof(double) * n) }, { 0, 0 } };
 	rctx_ring_t *ring = new_ring();
@@ -351,8 +405,8 @@ static void healthy_latency(void)
 	}
 	uint64_t hits = rt().nowait_reads - hits0;
 	printf("(page-cache hits among the %d async reads: %llu; stuck requests that ended before "
-	       "their episode did: %d of %d)\n", 20 + 2 * n, (unsigned long long)hits, early,
-	       blocks * ep.n);
+	       "their episode did: %d of %d; healthy reads that failed: %d)\n", 20 + 2 * n,
+	       (unsigned long long)hits, early, blocks * ep.n, atomic_load(&healthy_errors));
 
 	print_lat("async", &ref, &st, 0);
 	print_lat("blocking", &ref, &st, 1);
