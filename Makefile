@@ -44,7 +44,7 @@ DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgri
 	clang libclang-rt-dev curl apache2-utils python3
 DEPS_TESTS := liburing-dev libcriterion-dev
 DEPS_FUZZ  := liburing-dev clang libclang-rt-dev
-DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config
+DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config fio
 # The demo's service scenario needs curl and wrk; without FUSE only its
 # stuck-disk parts are skipped.
 DEPS_DEMO  := curl wrk libfuse3-dev fuse3 pkg-config
@@ -191,6 +191,11 @@ FORCE:
 $(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC) | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Ibench -o $@ $< $(STATIC) $(LIBS) -lm
+# bench_isolation mounts the stuck-disk file system (support/stuckfs.h).
+$(BUILD)/bench_isolation: bench/bench_isolation.c bench/*.h support/*.h $(STATIC) $(plain_SUPPORT) | need-build
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Ibench -Isupport -o $@ $< $(plain_SUPPORT) $(STATIC) \
+		$(FUSE_LIBS) $(LIBS) -lm
 
 $(BUILD)/plain/examples/%: docs/examples/%.c include/ringctx.h $(STATIC) | need-build
 	@$(if $(Q),echo "  CC      $@")

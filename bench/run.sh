@@ -115,7 +115,7 @@ else
 fi
 
 # ---- C ----------------------------------------------------------------------
-for b in context nop cancel latency memory e2e scale; do
+for b in context nop cancel latency memory e2e scale isolation; do
 	bin=$BUILD/bench_$b
 	part_begin
 	if [ ! -x "$bin" ]; then
@@ -138,7 +138,8 @@ done
 for bin in "$BUILD"/bench_*; do
 	[ -x "$bin" ] || continue
 	case ${bin##*/} in
-	bench_context | bench_nop | bench_cancel | bench_latency | bench_memory | bench_e2e | bench_scale) continue ;;
+	bench_context | bench_nop | bench_cancel | bench_latency | bench_memory | bench_e2e | bench_scale | \
+	bench_isolation) continue ;;
 	esac
 	part_begin
 	RCTX_BENCH_CSV="$CSV" run_limited "$bin" >"$OUT/${bin##*/}.txt" 2>&1 || status=1
@@ -249,6 +250,13 @@ function allocs(desc, bench, lim,    v) {
 	v = val[bench] + 0
 	out(desc, v <= lim, sprintf("%.3f allocs/op (%s: %s allocs/op)", v, refname[bench], ref[bench] == "" ? "-" : sprintf("%.3g", ref[bench])), v, lim)
 }
+# rows in ns per op of a throughput: ringctx ops/s / reference ops/s of the
+# same run (the inverse of the time ratio) >= lim
+function throughput(desc, bench, lim,    v) {
+	if (!(bench in rat) || rat[bench] == "" || rat[bench] + 0 <= 0) { nodata(desc); return }
+	v = 1 / rat[bench]
+	out(desc, v >= lim, sprintf("%.3fx %s (limit >= %.2fx)", v, refname[bench], lim), v, lim)
+}
 END {
 	printf "" >tcsv
 	ratio("cancel 1,000 blocked readers, per-core rings <= 0.5x Go", "BlockedReaders/N=1000/per-core", 0.5)
@@ -260,6 +268,9 @@ END {
 	allocs("allocs per create+cancel, value context = 0", "AllocsPerCreateCancel/value", 0)
 	ratio("deadline lateness p50 (rctx_wait) <= 0.75x clock_nanosleep", "DeadlineLateness/wait/p50", 0.75)
 	ratio("deadline lateness p99 (rctx_wait) <= 0.75x clock_nanosleep", "DeadlineLateness/wait/p99", 0.75)
+	ratio("healthy read p99, stuck episode on <= 1.5x off (async)", "HealthyRead/async/p99", 1.5)
+	ratio("healthy read p99, stuck episode on <= 1.5x off (blocking)", "HealthyRead/blocking/p99", 1.5)
+	throughput("cached 4k randread QD32, ctx per read >= 0.9x fio IOPS", "RandRead4k/QD32/cancel-ctx", 0.9)
 	out(sprintf("bench wall time <= %d s (%s mode)", wall_limit, wall_limit == 60 ? "quick" : "full"), wall <= wall_limit + 0, sprintf("%d s, %.3fx of the limit", wall, wall / wall_limit), wall / wall_limit, 1)
 	printf "targets: %d PASS, %d MISS, %d NODATA\n", pass, miss, nodata_n
 }' "$RESULTS" >"$TARGETS"
@@ -312,6 +323,7 @@ cat "$TARGETS"
 		title["memory"] = "Heap bytes per object (bench/bench_memory.c)"
 		title["e2e"] = "End-to-end: cancel N blocked socket readers (bench/bench_e2e.c vs bench/go/e2e)"
 		title["scale"] = "Scale: 1M contexts, 100,000 reads in flight, 400,000 deadlines (bench/bench_scale.c)"
+		title["isolation"] = "Isolation: healthy-device reads during a stuck episode, cached random reads vs fio (bench/bench_isolation.c)"
 	}
 	NR == 1 { next }
 	{
