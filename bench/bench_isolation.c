@@ -94,6 +94,15 @@ static struct rctx_runtime_stats rt(void)
 	return st;
 }
 
+/* Requests the runtime thread's ring has in the kernel. */
+static unsigned long long kept_in_flight(void)
+{
+	struct rctx_ring_stats st = { 0 };
+
+	rctx_runtime_ring_stats(&st);
+	return (unsigned long long)st.in_flight;
+}
+
 /* ---- healthy-device latency ------------------------------------------------ */
 
 struct one {
@@ -101,8 +110,9 @@ struct one {
 	int done, res;
 };
 
-static void one_cb(void *arg, int res, void *data)
+static void one_cb(void *arg, int res, void *data, unsigned flags)
 {
+	(void)flags;
 	struct one *o = arg;
 	(void)data;
 	rctx_release(o->ctx);
@@ -145,7 +155,7 @@ static void diag(const char *what, rctx_ring_t *ring, rctx_t *ctx)
 		(unsigned long long)in.completed, (unsigned long long)in.abandoned,
 		(unsigned long long)s.timers_live, (unsigned long long)s.timers_fired,
 		(unsigned long long)s.timers_armed, (unsigned long long)s.wakeups,
-		(unsigned long long)s.kept_submitted, (unsigned long long)s.kept.in_flight,
+		(unsigned long long)s.kept_submitted, (unsigned long long)kept_in_flight(),
 		(unsigned long long)s.kept_held, (unsigned long long)s.devices,
 		(unsigned long long)s.lane_waiting, (unsigned long long)s.lane_waited,
 		(unsigned long long)s.nowait_reads, (unsigned long long)rs.in_flight,
@@ -247,8 +257,9 @@ struct episode {
 	struct one *o;
 };
 
-static void stuck_cb(void *arg, int res, void *data)
+static void stuck_cb(void *arg, int res, void *data, unsigned flags)
 {
+	(void)flags;
 	struct one *o = arg;
 	(void)data;
 	o->res = res;
@@ -278,7 +289,7 @@ static void episode_start(struct episode *ep, int e)
 			bench_die("stuck rctx_async_read", ret);
 	}
 	/* the reads first, so that they hold the bound */
-	for (int64_t end = rctx_now() + 5 * SEC; rt().kept.in_flight < limit && rctx_now() < end;)
+	for (int64_t end = rctx_now() + 5 * SEC; kept_in_flight() < limit && rctx_now() < end;)
 		rctx_ring_run(ep->ring, rctx_now() + 2000000);
 	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC };
 	ret = rctx_async_openat2(ep->ring, ep->o[nreads].ctx, ep->dfd, "stuck", &how, stuck_cb,
@@ -298,7 +309,7 @@ static void episode_start(struct episode *ep, int e)
 	if (e == 0) {
 		printf("(stuck episode: %d requests of the stuck device on the ring: %d reads reached "
 		       "the file system, the kernel holds %llu, %llu wait in the lane)\n",
-		       ep->n, stuckfs_reads_seen(ep->fs), (unsigned long long)s.kept.in_flight,
+		       ep->n, stuckfs_reads_seen(ep->fs), (unsigned long long)kept_in_flight(),
 		       (unsigned long long)s.lane_waiting);
 		fflush(stdout);
 	}
@@ -318,14 +329,14 @@ static int episode_end(struct episode *ep)
 		rctx_ring_run(ep->ring, rctx_now() + 2000000);
 	stuckfs_hang(ep->fs, 0);
 	for (int64_t end = rctx_now() + 10 * SEC;
-	     (rt().kept_held || rt().kept.in_flight || rt().lane_waiting) && rctx_now() < end;) {
+	     (rt().kept_held || kept_in_flight() || rt().lane_waiting) && rctx_now() < end;) {
 		stuckfs_release(ep->fs);
 		usleep(1000);
 	}
 	struct rctx_runtime_stats s = rt();
-	if (s.kept_held || s.kept.in_flight)
+	if (s.kept_held || kept_in_flight())
 		fprintf(stderr, "bench_isolation: the kernel still holds %llu requests\n",
-			(unsigned long long)s.kept.in_flight);
+			(unsigned long long)kept_in_flight());
 	for (int i = 0; i < ep->n; i++)
 		rctx_release(ep->o[i].ctx);
 	int nreads = ep->n - 2;
@@ -443,8 +454,9 @@ struct slot {
 static void rd_issue(struct slot *sl);
 static long rd_total; /* ringctx reads completed, warm-up and drains included */
 
-static void rd_cb(void *arg, int res, void *data)
+static void rd_cb(void *arg, int res, void *data, unsigned flags)
 {
+	(void)flags;
 	struct slot *sl = arg;
 	struct iops *s = sl->s;
 	(void)data;
