@@ -29,9 +29,6 @@
 
 #include "internal.h"
 
-/* IORING_OP_FTRUNCATE (Linux 6.9), newer than liburing 2.3's header. */
-#define OP_FTRUNCATE 55
-
 /* What the callback's data points to. */
 enum { DATA_NONE, DATA_BUF, DATA_STATX };
 
@@ -285,8 +282,11 @@ RCTX_API int rctx_async_ftruncate(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_
 	k = async_new(ring, ctx, 0, cb, arg);
 	if (!k)
 		return -ENOMEM;
-	k->writes = true;
-	io_uring_prep_rw(OP_FTRUNCATE, &k->sqe, fd, NULL, 0, (uint64_t)len);
+	ret = rctx__kept_prep_ftruncate(k, fd, len);
+	if (ret) {
+		async_free(k);
+		return ret;
+	}
 	return async_start(k, fd, NULL);
 }
 

@@ -407,26 +407,6 @@ RCTX_API int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags)
 	return run_kept(ctx, k, NULL);
 }
 
-/* IORING_OP_FTRUNCATE (Linux 6.9), newer than liburing 2.3's header. */
-#define OP_FTRUNCATE 55
-
-/* Does the kernel know IORING_OP_FTRUNCATE? Asked once. */
-static bool ftruncate_supported(void)
-{
-	static int known; /* 0 unknown, 1 yes, -1 no */
-	struct io_uring_probe *p;
-	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
-
-	if (v)
-		return v > 0;
-	p = io_uring_get_probe();
-	v = p && io_uring_opcode_supported(p, OP_FTRUNCATE) ? 1 : -1;
-	if (p)
-		io_uring_free_probe(p);
-	__atomic_store_n(&known, v, __ATOMIC_RELAXED);
-	return v > 0;
-}
-
 RCTX_API int rctx_ftruncate(rctx_t *ctx, int fd, int64_t len)
 {
 	ERRNO_GUARD;
@@ -435,16 +415,17 @@ RCTX_API int rctx_ftruncate(rctx_t *ctx, int fd, int64_t len)
 
 	if (!ctx || len < 0)
 		return -EINVAL;
-	if (!ftruncate_supported())
-		return -EOPNOTSUPP;
 	k = rctx__kept_new(0);
 	if (!k)
 		return -ENOMEM;
+	ret = rctx__kept_prep_ftruncate(k, fd, len);
+	if (ret) {
+		rctx__kept_put(k);
+		return ret;
+	}
 	ret = kept_locate(k, fd, NULL, true);
 	if (ret)
 		return ret;
-	k->writes = true;
-	io_uring_prep_rw(OP_FTRUNCATE, &k->sqe, fd, NULL, 0, (uint64_t)len);
 	return run_kept(ctx, k, NULL);
 }
 

@@ -514,6 +514,8 @@ struct rctx_kept *rctx__kept_new(size_t buflen);
  * resolves from (dev, ino) for its lane and fence, without a round trip to
  * its file system. -errno (-EBADF). */
 int rctx__kept_locate(struct rctx_kept *k, int fd, const char *path);
+/* Prepare k as a truncate of fd to len; -EOPNOTSUPP before Linux 6.9. */
+int rctx__kept_prep_ftruncate(struct rctx_kept *k, int fd, int64_t len);
 /* Fail a write, truncate or sync of k's located file while it is fenced. */
 int rctx__kept_fence_check(struct rctx_kept *k, struct rctx_ab_stats *ab);
 /* A file read done without blocking on the caller's thread. */

@@ -144,6 +144,35 @@ int rctx__kept_locate(struct rctx_kept *k, int fd, const char *path)
 	return 0;
 }
 
+/* IORING_OP_FTRUNCATE (Linux 6.9), newer than liburing 2.3's header. */
+#define OP_FTRUNCATE 55
+
+/* Does the kernel know IORING_OP_FTRUNCATE? Asked once. */
+static bool ftruncate_supported(void)
+{
+	static int known; /* 0 unknown, 1 yes, -1 no */
+	struct io_uring_probe *p;
+	int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+
+	if (v)
+		return v > 0;
+	p = io_uring_get_probe();
+	v = p && io_uring_opcode_supported(p, OP_FTRUNCATE) ? 1 : -1;
+	if (p)
+		io_uring_free_probe(p);
+	__atomic_store_n(&known, v, __ATOMIC_RELAXED);
+	return v > 0;
+}
+
+int rctx__kept_prep_ftruncate(struct rctx_kept *k, int fd, int64_t len)
+{
+	if (!ftruncate_supported())
+		return -EOPNOTSUPP;
+	k->writes = true;
+	io_uring_prep_rw(OP_FTRUNCATE, &k->sqe, fd, NULL, 0, (uint64_t)len);
+	return 0;
+}
+
 int rctx__kept_fence_check(struct rctx_kept *k, struct rctx_ab_stats *ab)
 {
 	if (!rctx__fenced(k->dev, k->ino))
