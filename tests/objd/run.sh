@@ -725,6 +725,102 @@ else
 	skip=$((skip + 1)); echo "  SKIP: stuck disk: no stuckfs helper given"
 fi
 
+# ---- SIGTERM while stuck reads are held: how soon the process ends ------
+# The watch below forks nothing, so that its figures are the server's:
+# builtins only, EPOCHREALTIME in microseconds, read -t on a FIFO that no one
+# writes to as its sleep.
+# ended PID: every thread of PID has exited (a zombie, or reaped).
+ended() {
+	local tasks=("/proc/$1/task/"*)
+	[ ! -e "/proc/$1/stat" ] || { [ "${#tasks[@]}" -le 1 ] && [ "$(main_state "$1")" = Z ]; }
+}
+main_state() { # the state of PID's main thread (empty once reaped)
+	local st
+	{ read -r st <"/proc/$1/stat"; } 2>/dev/null || return 0
+	st=${st##*) }
+	echo "${st%% *}"
+}
+now_us() { NOW=${EPOCHREALTIME/./}; }
+nap() { read -r -t "$1" -u "$NAPFD"; }
+ms() { echo $((($2 - $1) / 1000)); }  # ms T0 T1: microseconds to ms
+# held_stacks PID: where the threads that are left wait ("comm: top frames").
+held_stacks() {
+	local t
+	for t in /proc/$1/task/*; do
+		[ "$(main_state "$1")" != "" ] || return 0
+		printf '%s %s: %s\n' "$(sed 's/^.*) \(.\).*/\1/' "$t/stat" 2>/dev/null)" \
+			"$(sed 's/-[0-9]*$//' "$t/comm" 2>/dev/null)" \
+			"$(sed -n '1,3s/^\[<[0-9a-f]*>\] \([^+]*\)+.*/\1/p' "$t/stack" 2>/dev/null | paste -sd '<')"
+	done | sort | uniq -c | sed 's/^ */      /'
+}
+# stuck_exit N: N GETs of the stuck file held (60 s deadlines), SIGTERM
+# with --drain 1s: the times until the main thread has exited, and until
+# the process has, with the disk stuck and after it answers.
+stuck_exit() {
+	local n=$1 i seen t0 t1 tmain= tend= trel= cps="" gone_before=no NOW
+	fs_start "exit$n" || { layout_skip "exit, $n GETs" "$FSWHY"; return; }
+	start "exit$n" "$FSDIR" --timeout 60s --threads 2 --drain 1s
+	for i in $(seq "$n"); do
+		curl -sS -o /dev/null --max-time 60 -H 'X-Request-Timeout: 60000' "$(U stuck)" 2>/dev/null &
+		cps="$cps $!"
+	done
+	for _ in $(seq 100); do
+		seen=$(fs_ask seen)
+		[ "${seen:-0}" -ge 1 ] && break
+		sleep 0.1
+	done
+	sleep 1	# the GETs behind the first reach the kernel
+	now_us; t0=$NOW
+	kill -TERM "$SPID"
+	# Watch for the drain, plus a few seconds: ends the process by itself?
+	while ! ended "$SPID"; do
+		now_us
+		[ $((NOW - t0)) -lt 4000000 ] || break
+		[ -z "$tmain" ] && [ "$(main_state "$SPID")" = Z ] && tmain=$NOW
+		[ -n "$tmain" ] && [ $((NOW - tmain)) -gt 1000000 ] && break
+		nap 0.005
+	done
+	if ended "$SPID"; then
+		now_us; tend=$NOW
+		tmain=${tmain:-$tend}
+		gone_before=yes
+	else
+		echo "    held, $n GETs (seen by the FUSE server: $seen); the threads left:"
+		held_stacks "$SPID"
+	fi
+	now_us; t1=$NOW
+	for _ in $(seq 300); do
+		ended "$SPID" && break
+		echo release >&"$FSFD"
+		for _ in $(seq 100); do ended "$SPID" && break; nap 0.001; done
+	done
+	now_us
+	ended "$SPID" && trel=$NOW
+	wait_exit "$SPID" 30
+	kill $cps 2>/dev/null; wait $cps 2>/dev/null
+	EXIT_FIGURES="$EXIT_FIGURES; $n GET(s), $seen read seen by the FUSE server: main thread gone ${tmain:+$(ms "$t0" "$tmain") ms}, process ended "
+	if [ $gone_before = yes ]; then
+		EXIT_FIGURES="$EXIT_FIGURES$(ms "$t0" "$tend") ms after SIGTERM, the disk still stuck"
+	else
+		EXIT_FIGURES="$EXIT_FIGURES${trel:+$(ms "$t1" "$trel") ms after the disk answered}"
+	fi
+	check "SIGTERM with $n stuck GET(s): main thread gone before the disk answered (${tmain:+$(ms "$t0" "$tmain") ms; --drain 1s})" \
+		[ -n "$tmain" ]
+	check "... process ended with status 0 ($(echo "$EXIT_FIGURES" | sed 's/.*process ended //'))" \
+		[ -n "$trel" -a "$RC" = 0 ]
+	fs_stop
+}
+EXIT_FIGURES=""
+if [ -n "$STUCKFS" ]; then
+	mkfifo "$T/nap"
+	exec {NAPFD}<>"$T/nap"
+	stuck_exit 1
+	stuck_exit 4
+	echo "  exit figures${EXIT_FIGURES#;}"
+else
+	skip=$((skip + 1)); echo "  SKIP: stuck exit: no stuckfs helper given"
+fi
+
 echo "objd: $pass passed, $fail failed, $skip skipped"
 [ -z "${RCTX_CHECK_SUMMARY:-}" ] || echo "objd $pass $fail $skip" >>"$RCTX_CHECK_SUMMARY"
 [ "$fail" = 0 ]
