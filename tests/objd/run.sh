@@ -13,7 +13,10 @@
 # With a stuck disk (support/stuckfs, FUSE): 504 at the deadline while the
 # kernel still holds the read, other requests served meanwhile, threads bounded,
 # grpc-timeout shortening the deadline, /debug/contexts with a pending read,
-# a hang-up ending a stuck request, 503 beyond --max-inflight.
+# a hang-up ending a stuck request, 503 beyond --max-inflight; and the same
+# stuck-disk checks with the root on an overlay mount, on a bind mount, and
+# in a chroot in a private mount namespace whose mountinfo lists only its own
+# mounts (each skipped, with its reason, where it cannot be made).
 # Usage: tests/objd/run.sh BUILD/ringctx-objd [BUILD/objd-stuckfs]
 set -u
 OBJD=$(readlink -f "$1")
@@ -22,10 +25,18 @@ T=$(mktemp -d /tmp/objd-test.XXXXXX)
 pass=0; fail=0; skip=0
 PIDS=""
 
+MOUNTS=""	# mount points made here, the last made first
+
 cleanup() {
 	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	rm -rf "$T"
+	for m in $MOUNTS; do umount -l "$m" 2>/dev/null; done
+	# Never delete through a mount that is still there.
+	if grep -q " $T/" /proc/self/mountinfo; then
+		echo "objd: mounts left under $T, not removed:"; grep " $T/" /proc/self/mountinfo
+	else
+		rm -rf "$T"
+	fi
 }
 trap cleanup EXIT
 
@@ -41,8 +52,13 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 start() {
 	local name=$1 root=$2; shift 2
 	mkdir -p "$root"
-	"$OBJD" --listen 127.0.0.1:0 --threads 2 "$@" "$root" \
-		>"$T/$name.out" 2>"$T/$name.log" &
+	launch "$name" "$OBJD" --listen 127.0.0.1:0 --threads 2 "$@" "$root"
+}
+# launch NAME COMMAND...: run COMMAND (a server that becomes this process,
+# by exec), set PORT and SPID.
+launch() {
+	local name=$1; shift
+	"$@" >"$T/$name.out" 2>"$T/$name.log" &
 	SPID=$!
 	PIDS="$PIDS $SPID"
 	for _ in $(seq 100); do
@@ -414,40 +430,67 @@ exec 5<&-
 kill -TERM "$SPID"; wait_exit "$SPID" 30
 
 # ---- a stuck disk: 504 at the deadline, the rest served, threads bounded --
-stuck_disk() {
-	local dir line i n t0 c th
-	mkfifo "$T/fsctl"
-	"$STUCKFS" <"$T/fsctl" >"$T/fs.out" 2>"$T/fs.err" &
+# fs_start NAME: mount a new stuckfs; FSDIR is its mount point, FSFD the fd
+# of its commands, FSOUT its answers. Returns 1 with FSWHY when FUSE cannot
+# be used here.
+fs_start() {
+	local line
+	mkfifo "$T/fsctl.$1"
+	FSOUT=$T/fs.$1.out
+	"$STUCKFS" <"$T/fsctl.$1" >"$FSOUT" 2>"$T/fs.$1.err" &
 	FSPID=$!
 	PIDS="$PIDS $FSPID"
-	exec 7>"$T/fsctl"
+	exec {FSFD}>"$T/fsctl.$1"
 	for _ in $(seq 100); do
-		line=$(head -n 1 "$T/fs.out")
+		line=$(head -n 1 "$FSOUT")
 		[ -n "$line" ] && break
 		sleep 0.1
 	done
 	case $line in
-	"mounted "*) dir=${line#mounted } ;;
-	*) skip=$((skip + 1)); echo "  SKIP: stuck disk: ${line:-stuckfs did not start}"
-	   exec 7>&-; return ;;
+	"mounted "*) FSDIR=${line#mounted }; return 0 ;;
 	esac
-	# The root holds both the stuck file system and an ordinary directory
-	# (the file system's own requests queue behind its stuck ones: FUSE's
-	# max_background), so both are served from their common parent.
-	# One worker thread, so that the io-wq bound below is exact.
-	[ "$(dirname "$dir")" = "$(dirname "$T")" ] || { bad "stuckfs and $T share no parent"; return; }
-	local fsk tk
-	fsk=$(basename "$dir")
-	tk=$(basename "$T")
-	head -c 1000000 /dev/urandom >"$T/plain"
-	# Each stuck request can hold more than one io-wq worker (its read, the
-	# next open of the file waiting on the locked page, the close's flush):
-	# the bound leaves room for 10 of them and the healthy requests.
-	start stuck "$(dirname "$T")" --timeout 30s --threads 1 --device-limit 4
-	check "stuckfs: its data file served" [ "$(code "$(U "$fsk/data")")" = 200 ]
+	FSWHY=${line:-stuckfs did not start}
+	exec {FSFD}>&-
+	return 1
+}
+# fs_ask WORD: send a command to the stuckfs, print its answer's number.
+fs_ask() {
+	local n
+	n=$(wc -l <"$FSOUT")
+	echo "$1" >&"$FSFD"
+	for _ in $(seq 100); do
+		[ "$(wc -l <"$FSOUT")" -gt "$n" ] && break
+		sleep 0.05
+	done
+	tail -n 1 "$FSOUT" | sed -n "s/^[a-z]* \(-*[0-9]*\)\$/\1/p"
+}
+# fs_stop: unmount the stuckfs and end its server.
+fs_stop() {
+	exec {FSFD}>&-
+	wait_exit "$FSPID" 30
+}
+# stop_released PID: SIGTERM, and answer the stuck reads until PID exits
+# (FUSE splits a read into several requests); its status in RC.
+stop_released() {
+	kill -TERM "$1" 2>/dev/null
+	for _ in $(seq 60); do
+		echo release >&"$FSFD"
+		wait_exit "$1" 1 && return 0
+	done
+}
+
+# stuck_checks LAYOUT FSK TK: the checks every layout of the stuck disk
+# passes, on the server at PORT whose root holds the stuck file system at
+# FSK and an ordinary directory TK holding a copy of $T/plain (the file
+# system's own requests queue behind its stuck ones: FUSE's
+# max_background, so the healthy file is on another device).
+stuck_checks() {
+	local lay=$1 fsk=$2 tk=$3 i t0 c wait_codes
+	check "stuck disk ($lay): stuckfs's data file served" [ "$(code "$(U "$fsk/data")")" = 200 ]
 	# Ten reads that never complete: each answers 504 at its 1 s deadline.
 	t0=$(date +%s)
 	for i in $(seq 10); do
+		rm -f "$T/stuck$i.code"
 		OUT=$T/stuck$i code -H 'X-Request-Timeout: 1000' "$(U "$fsk/stuck")" >"$T/stuck$i.code" &
 	done
 	wait_codes=yes
@@ -455,27 +498,43 @@ stuck_disk() {
 		for _ in $(seq 300); do [ -s "$T/stuck$i.code" ] && break; sleep 0.1; done
 		[ "$(cat "$T/stuck$i.code")" = 504 ] || wait_codes=no
 	done
-	check "stuck disk: 10 reads answer 504 at their deadline (in $(($(date +%s) - t0)) s)" \
+	check "stuck disk ($lay): 10 reads answer 504 at their deadline (in $(($(date +%s) - t0)) s)" \
 		[ $wait_codes = yes -a $(($(date +%s) - t0)) -lt 25 ]
 	OUT=$T/plain.got c=$(code "$(U "$tk/plain")")
-	[ "$c" = 200 ] || { tail -3 "$T/stuck.log"; ls /proc/$SPID/task | wc -l; }
-	check "stuck disk: other files served meanwhile" [ "$c" = 200 -a "$(sha "$T/plain.got")" = "$(sha "$T/plain")" ]
+	[ "$c" = 200 ] || { tail -3 "$T/$lay.log"; ls "/proc/$SPID/task" | wc -l; }
+	check "stuck disk ($lay): other files served meanwhile" \
+		[ "$c" = 200 -a "$(sha "$T/plain.got")" = "$(sha "$T/plain")" ]
 	c=$(curl -sS -o /dev/null -o /dev/null -w '%{http_code} %{num_connects} ' --max-time 30 \
 		-H 'X-Request-Timeout: 1000' "$(U "$fsk/stuck")" "$(U "$tk/plain")")
 	[ "$c" = "504 1 200 0 " ] || echo "got: $c"
-	check "stuck disk: 504 then 200 on one kept-alive connection" [ "$c" = "504 1 200 0 " ]
+	check "stuck disk ($lay): 504 then 200 on one kept-alive connection" [ "$c" = "504 1 200 0 " ]
+	check "stuck disk ($lay): stats count abandoned I/O" \
+		sh -c "curl -sS '$(U debug/stats)' | grep -q '\"abandoned_io\":[1-9]'"
+}
+
+# Layout 1: the root is the common parent of an ordinary directory ($T)
+# and the stuck file system; one worker thread, so that the io-wq bound
+# below is exact. The further checks run on this layout only.
+stuck_plain() {
+	local fsk tk th t0 c
+	[ "$(dirname "$FSDIR")" = "$(dirname "$T")" ] || { bad "stuckfs and $T share no parent"; return; }
+	fsk=$(basename "$FSDIR")
+	tk=$(basename "$T")
+	# Each stuck request can hold more than one io-wq worker (its read, the
+	# next open of the file waiting on the locked page, the close's flush):
+	# the bound leaves room for 10 of them and the healthy requests.
+	start plain "$(dirname "$T")" --timeout 30s --threads 1 --device-limit 4 --drain 2s
+	stuck_checks plain "$fsk" "$tk"
 	th=$(ls "/proc/$SPID/task" | wc -l)
 	# main + 1 worker + the runtime thread + io-wq (48 bounded + 4 unbounded).
 	check "stuck disk: $th threads with 11 stuck reads (bound: 55)" [ "$th" -le 55 ]
-	check "stuck disk: stats count abandoned I/O" \
-		sh -c "curl -sS '$(U debug/stats)' | grep -q '\"abandoned_io\":[1-9]'"
 	# grpc-timeout shortens the 30 s server deadline.
 	t0=$(date +%s)
 	c=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 60 -H 'grpc-timeout: 500m' "$(U "$fsk/stuck")")
 	check "stuck disk: grpc-timeout 500m answers 504 before the 30 s default ($(($(date +%s) - t0)) s)" \
 		[ "$c" = 504 -a $(($(date +%s) - t0)) -lt 25 ]
 	check "stuck disk: its log line has trace id and cause" \
-		grep -Eq "^GET /$fsk/stuck 504 [0-9]+ [0-9.]+ trace=[0-9a-f]{32} xid=- io=[0-9]+/[0-9]+/[0-9]+ cause=abandoned-io\$" "$T/stuck.log"
+		grep -Eq "^GET /$fsk/stuck 504 [0-9]+ [0-9.]+ trace=[0-9a-f]{32} xid=- io=[0-9]+/[0-9]+/[0-9]+ cause=abandoned-io\$" "$T/plain.log"
 	# /debug/contexts while a stuck GET is pending (its deadline 20 s).
 	curl -sS -o /dev/null --max-time 60 -H 'X-Request-Timeout: 20000' "$(U "$fsk/stuck")" &
 	local gp=$! dump=no
@@ -486,7 +545,7 @@ stuck_disk() {
 		# stuck requests: the runtime's lane_waiting).
 		grep -q '^  WithFd .*$' "$T/contexts" && grep -Eq '^    WithDeadline .*left=' "$T/contexts" &&
 			{ grep -Eq '^      req ring=0x[0-9a-f]+ op=(READ|OPENAT2) ' "$T/contexts" ||
-			  curl -sS --max-time 30 "$(U debug/stats)" | grep -Eq '"lane_waiting":[1-9]'; } &&
+			  { curl -sS --max-time 30 "$(U debug/stats)" | grep -Eq '"lane_waiting":[1-9]'; }; } &&
 			grep -q '^WithCancel ctx=' "$T/contexts" &&
 			grep -q '^  signal\.NotifyContext ' "$T/contexts" && { dump=yes; break; }
 		sleep 0.1
@@ -502,7 +561,7 @@ stuck_disk() {
 	t0=$(date +%s)
 	kill "$gp" 2>/dev/null; wait "$gp" 2>/dev/null
 	for _ in $(seq 100); do
-		grep -q "^GET /$fsk/stuck 499 .* cause=client-gone\$" "$T/stuck.log" && { gone=yes; break; }
+		grep -q "^GET /$fsk/stuck 499 .* cause=client-gone\$" "$T/plain.log" && { gone=yes; break; }
 		sleep 0.1
 	done
 	local ci1 lw1
@@ -536,26 +595,236 @@ stuck_disk() {
 	kill -TERM "$SPID"
 	local ipid=$SPID
 	PORT=$mport SPID=$mpid
-	# FUSE splits a read into several requests: answer until none is left.
-	kill -TERM "$SPID"
-	for _ in $(seq 60); do
-		echo release >&7
-		wait_exit "$SPID" 1 && break
-	done
-	[ "$RC" = 0 ] || { echo "exit $RC"; tail -5 "$T/stuck.log"; }
+	stop_released "$SPID"
+	[ "$RC" = 0 ] || { echo "exit $RC"; tail -5 "$T/plain.log"; }
 	check "stuck disk: once the disk answers, SIGTERM exits 0" [ "$RC" = 0 ]
-	for _ in $(seq 60); do
-		echo release >&7
-		wait_exit "$ipid" 1 && break
-	done
+	stop_released "$ipid"
 	check "stuck disk: the --max-inflight server too" [ "$RC" = 0 ]
-	exec 7>&-
-	wait_exit "$FSPID" 30
+}
+
+# mount_at WHAT... DIR: mount, and remember DIR for the clean-up.
+mount_at() {
+	mount "$@" 2>"$T/mount.err" || return 1
+	MOUNTS="${!#} $MOUNTS"
+}
+layout_skip() {
+	skip=$((skip + 1)); echo "  SKIP: stuck disk ($1): $2"
+}
+# A directory for the layouts below: data/plain (a copy of $T/plain) and
+# stuck/, an empty directory to mount the stuck file system on.
+layout_tree() {
+	mkdir -p "$1/data" "$1/stuck"
+	cp "$T/plain" "$1/data/plain"
+}
+stuck_end() { # stuck_end LAYOUT: stop the server, the disk answering
+	stop_released "$SPID"
+	check "stuck disk ($1): once the disk answers, SIGTERM exits 0" [ "$RC" = 0 ]
+}
+
+# Layout 2: the root is an overlay mount (its lower directory holds the
+# files; upper and work directories on a tmpfs of their own, as overlayfs
+# does not take every file system as upper), the stuck file system bound
+# on a directory of the merged tree.
+stuck_overlay() {
+	local d=$T/ov
+	[ "$(id -u)" = 0 ] || { layout_skip overlay "not root (mounts)"; return; }
+	grep -qw overlay /proc/filesystems || modprobe -q overlay 2>/dev/null
+	grep -qw overlay /proc/filesystems || { layout_skip overlay "no overlayfs in this kernel"; return; }
+	mkdir -p "$d"
+	mount_at -t tmpfs -o size=16m objd-ov "$d" || { layout_skip overlay "tmpfs: $(head -n 1 "$T/mount.err")"; return; }
+	mkdir -p "$d/lower" "$d/upper" "$d/work" "$d/merged"
+	layout_tree "$d/lower"
+	mount_at -t overlay objd-ov -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work" "$d/merged" ||
+		{ layout_skip overlay "overlay mount: $(head -n 1 "$T/mount.err")"; return; }
+	mount_at --bind "$FSDIR" "$d/merged/stuck" ||
+		{ bad "stuck disk (overlay): bind of the stuck file system: $(head -n 1 "$T/mount.err")"; return; }
+	check "stuck disk (overlay): the root is an overlay mount" \
+		[ "$(stat -f -c %T "$d/merged")" = overlayfs -o "$(findmnt -n -o FSTYPE "$d/merged" 2>/dev/null)" = overlay ]
+	start overlay "$d/merged" --timeout 30s --threads 1 --device-limit 4 --drain 2s
+	stuck_checks overlay stuck data
+	stuck_end overlay
+}
+
+# Layout 3: the root is a bind mount; the stuck file system is bound on a
+# directory of the source tree first, and reaches the root by --rbind.
+stuck_bind() {
+	local d=$T/bind
+	[ "$(id -u)" = 0 ] || { layout_skip bind "not root (mounts)"; return; }
+	mkdir -p "$d/root"
+	layout_tree "$d/src"
+	mount_at --bind "$FSDIR" "$d/src/stuck" ||
+		{ layout_skip bind "bind mount: $(head -n 1 "$T/mount.err")"; return; }
+	mount_at --rbind "$d/src" "$d/root" ||
+		{ layout_skip bind "rbind mount: $(head -n 1 "$T/mount.err")"; return; }
+	start bind "$d/root" --timeout 30s --threads 1 --device-limit 4 --drain 2s
+	stuck_checks bind stuck data
+	stuck_end bind
+}
+
+# Layout 4: the server runs in a private mount namespace (unshare -m),
+# chrooted into a root that holds only the server, the libraries it needs
+# and the dynamic loader, a /proc of its own, and the data directory and
+# the stuck file system bound in; curl talks to it over loopback from
+# outside. Its /proc/self/mountinfo lists only the mounts in that root.
+stuck_chroot() {
+	local cr=$T/chroot f lib mi mp
+	[ "$(id -u)" = 0 ] || { layout_skip chroot "not root (unshare, chroot)"; return; }
+	command -v unshare >/dev/null || { layout_skip chroot "unshare (util-linux) missing"; return; }
+	command -v chroot >/dev/null || { layout_skip chroot "chroot missing"; return; }
+	unshare -m --propagation private true 2>"$T/unshare.err" ||
+		{ layout_skip chroot "unshare -m: $(head -n 1 "$T/unshare.err")"; return; }
+	mkdir -p "$cr/proc" "$cr/srv/data" "$cr/srv/stuck" "$cr/bin"
+	cp "$T/plain" "$T/chroot-data.plain"
+	mkdir -p "$T/chroot-data"
+	mv "$T/chroot-data.plain" "$T/chroot-data/plain"
+	cp "$OBJD" "$cr/ringctx-objd"
+	cp "$(command -v cat)" "$cr/bin/cat"
+	# The libraries and the loader, at the paths they are linked with.
+	for f in "$OBJD" "$(command -v cat)"; do
+		for lib in $(ldd "$f" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p'); do
+			mkdir -p "$cr$(dirname "$lib")"
+			cp -L "$lib" "$cr$lib"
+		done
+	done
+	cat >"$T/chroot.sh" <<-'SH'
+		# chroot.sh ROOT DATA STUCKFS COMMAND...: in a private mount namespace.
+		set -e
+		cr=$1 data=$2 fs=$3
+		shift 3
+		mount -t proc proc "$cr/proc"
+		mount --bind "$data" "$cr/srv/data"
+		mount --bind "$fs" "$cr/srv/stuck"
+		chroot "$cr" /bin/cat /proc/self/mountinfo >"$cr.mountinfo"
+		exec chroot "$cr" "$@"
+	SH
+	launch chroot unshare -m --propagation private bash "$T/chroot.sh" "$cr" "$T/chroot-data" "$FSDIR" \
+		/ringctx-objd --listen 127.0.0.1:0 --threads 1 --timeout 30s --device-limit 4 --drain 2s /srv
+	echo "  /proc/self/mountinfo in the chroot:"
+	sed 's/^/    /' "$cr.mountinfo"
+	mi=$(cut -d' ' -f5 "$cr.mountinfo" | sort | tr '\n' ' ')
+	mp=$(cut -d' ' -f5 "/proc/$SPID/mountinfo" | sort | tr '\n' ' ')
+	check "stuck disk (chroot): mountinfo lists only /proc and the two mounts bound in ($mi)" \
+		[ "$mi" = "/proc /srv/data /srv/stuck " -a "$mp" = "$mi" ]
+	check "stuck disk (chroot): no line for the root file system outside, nor the stuck file system's path outside" \
+		[ -z "$(awk '$5 == "/"' "$cr.mountinfo")" -a -z "$(grep -F " $FSDIR " "$cr.mountinfo")" ]
+	check "stuck disk (chroot): the server runs chrooted (its root is $cr)" \
+		[ "$(readlink "/proc/$SPID/root")" = "$cr" ]
+	stuck_checks chroot stuck data
+	stuck_end chroot
+}
+
+stuck_disk() {
+	head -c 1000000 /dev/urandom >"$T/plain"
+	for lay in plain overlay bind chroot; do
+		if ! fs_start "$lay"; then
+			layout_skip "$lay" "$FSWHY"
+			continue
+		fi
+		"stuck_$lay"
+		# A layout that failed early leaves its server to the clean-up.
+		fs_stop
+	done
 }
 if [ -n "$STUCKFS" ]; then
 	stuck_disk
 else
 	skip=$((skip + 1)); echo "  SKIP: stuck disk: no stuckfs helper given"
+fi
+
+# ---- SIGTERM while stuck reads are held: how soon the process ends ------
+# The watch below forks nothing, so that its figures are the server's:
+# builtins only, EPOCHREALTIME in microseconds, read -t on a FIFO that no one
+# writes to as its sleep.
+# ended PID: every thread of PID has exited (a zombie, or reaped).
+ended() {
+	local tasks=("/proc/$1/task/"*)
+	[ ! -e "/proc/$1/stat" ] || { [ "${#tasks[@]}" -le 1 ] && [ "$(main_state "$1")" = Z ]; }
+}
+main_state() { # the state of PID's main thread (empty once reaped)
+	local st
+	{ read -r st <"/proc/$1/stat"; } 2>/dev/null || return 0
+	st=${st##*) }
+	echo "${st%% *}"
+}
+now_us() { NOW=${EPOCHREALTIME/./}; }
+nap() { read -r -t "$1" -u "$NAPFD"; }
+ms() { echo $((($2 - $1) / 1000)); }  # ms T0 T1: microseconds to ms
+# held_stacks PID: where the threads that are left wait ("comm: top frames").
+held_stacks() {
+	local t
+	for t in /proc/$1/task/*; do
+		[ "$(main_state "$1")" != "" ] || return 0
+		printf '%s %s: %s\n' "$(sed 's/^.*) \(.\).*/\1/' "$t/stat" 2>/dev/null)" \
+			"$(sed 's/-[0-9]*$//' "$t/comm" 2>/dev/null)" \
+			"$(sed -n '1,3s/^\[<[0-9a-f]*>\] \([^+]*\)+.*/\1/p' "$t/stack" 2>/dev/null | paste -sd '<')"
+	done | sort | uniq -c | sed 's/^ */      /'
+}
+# stuck_exit N: N GETs of the stuck file held (60 s deadlines), SIGTERM
+# with --drain 1s: the times until the main thread has exited, and until
+# the process has, with the disk stuck and after it answers.
+stuck_exit() {
+	local n=$1 i seen t0 t1 tmain= tend= trel= cps="" gone_before=no NOW
+	fs_start "exit$n" || { layout_skip "exit, $n GETs" "$FSWHY"; return; }
+	start "exit$n" "$FSDIR" --timeout 60s --threads 2 --drain 1s
+	for i in $(seq "$n"); do
+		curl -sS -o /dev/null --max-time 60 -H 'X-Request-Timeout: 60000' "$(U stuck)" 2>/dev/null &
+		cps="$cps $!"
+	done
+	for _ in $(seq 100); do
+		seen=$(fs_ask seen)
+		[ "${seen:-0}" -ge 1 ] && break
+		sleep 0.1
+	done
+	sleep 1	# the GETs behind the first reach the kernel
+	now_us; t0=$NOW
+	kill -TERM "$SPID"
+	# Watch for the drain, plus a few seconds: ends the process by itself?
+	while ! ended "$SPID"; do
+		now_us
+		[ $((NOW - t0)) -lt 4000000 ] || break
+		[ -z "$tmain" ] && [ "$(main_state "$SPID")" = Z ] && tmain=$NOW
+		[ -n "$tmain" ] && [ $((NOW - tmain)) -gt 1000000 ] && break
+		nap 0.005
+	done
+	if ended "$SPID"; then
+		now_us; tend=$NOW
+		tmain=${tmain:-$tend}
+		gone_before=yes
+	else
+		echo "    held, $n GETs (seen by the FUSE server: $seen); the threads left:"
+		held_stacks "$SPID"
+	fi
+	now_us; t1=$NOW
+	for _ in $(seq 300); do
+		ended "$SPID" && break
+		echo release >&"$FSFD"
+		for _ in $(seq 100); do ended "$SPID" && break; nap 0.001; done
+	done
+	now_us
+	ended "$SPID" && trel=$NOW
+	wait_exit "$SPID" 30
+	kill $cps 2>/dev/null; wait $cps 2>/dev/null
+	EXIT_FIGURES="$EXIT_FIGURES; $n GET(s), $seen read seen by the FUSE server: main thread gone ${tmain:+$(ms "$t0" "$tmain") ms}, process ended "
+	if [ $gone_before = yes ]; then
+		EXIT_FIGURES="$EXIT_FIGURES$(ms "$t0" "$tend") ms after SIGTERM, the disk still stuck"
+	else
+		EXIT_FIGURES="$EXIT_FIGURES${trel:+$(ms "$t1" "$trel") ms after the disk answered}"
+	fi
+	check "SIGTERM with $n stuck GET(s): main thread gone before the disk answered (${tmain:+$(ms "$t0" "$tmain") ms; --drain 1s})" \
+		[ -n "$tmain" ]
+	check "... process ended with status 0 ($(echo "$EXIT_FIGURES" | sed 's/.*process ended //'))" \
+		[ -n "$trel" -a "$RC" = 0 ]
+	fs_stop
+}
+EXIT_FIGURES=""
+if [ -n "$STUCKFS" ]; then
+	mkfifo "$T/nap"
+	exec {NAPFD}<>"$T/nap"
+	stuck_exit 1
+	stuck_exit 4
+	echo "  exit figures${EXIT_FIGURES#;}"
+else
+	skip=$((skip + 1)); echo "  SKIP: stuck exit: no stuckfs helper given"
 fi
 
 echo "objd: $pass passed, $fail failed, $skip skipped"

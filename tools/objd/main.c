@@ -240,6 +240,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 	}
+	atomic_store_explicit(&w->served, true, memory_order_release);
 	/* Closes and clean-ups still in flight; a request that a stuck disk
 	 * holds is left to the kernel (the ring is not destroyed then). */
 	until = rctx_now() + 2LL * 1000000000;
@@ -283,11 +284,56 @@ static int setup_workers(struct server *s)
 
 /* ---- shutdown ----------------------------------------------------------- */
 
+/* After the server context is cancelled, how long a worker that has
+ * served its last connection may take to be joined, and how long one may
+ * take to end its connections at all. */
+#define HELD_GRACE_NS (50LL * 1000000)
+#define UNSERVED_GRACE_NS (2000LL * 1000000)
+
+/*
+ * Join worker w before limit (rctx_now() clock), checking every 10 ms;
+ * once it has served its connections, wait for it HELD_GRACE_NS at most.
+ * Returns false if it was not joined: what is left of it is held by the
+ * kernel (its thread's exit waits for its io-wq work, or it is waiting
+ * for requests the kernel still holds before destroying its ring).
+ */
+static bool join_bounded(struct worker *w, int64_t limit)
+{
+	int64_t served_at = 0;
+
+	for (;;) {
+		int64_t now = rctx_now(), next = now + 10LL * 1000000;
+		struct timespec ts;
+
+		if (!served_at && atomic_load_explicit(&w->served, memory_order_acquire))
+			served_at = now;
+		if (served_at && served_at + HELD_GRACE_NS < limit)
+			limit = served_at + HELD_GRACE_NS;
+		if (now >= limit)
+			return false;
+		if (next > limit)
+			next = limit;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		next -= now;	/* relative */
+		ts.tv_sec += next / 1000000000;
+		ts.tv_nsec += next % 1000000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_timedjoin_np(w->th, NULL, &ts) == 0)
+			return true;
+	}
+}
+
 /* Wait until the signal context `accepting` ends (SIGTERM, SIGINT: the
- * accepts end with it), drain, then cancel what is left. */
-static void run_until_signal(struct server *s)
+ * accepts end with it), drain, then cancel what is left. Returns how many
+ * workers could not be joined (held by the kernel). */
+static int run_until_signal(struct server *s)
 {
 	struct timespec until;
+	int64_t limit = 0;
+	int held = 0;
 
 	while (rctx_wait(s->accepting, RCTX_FOREVER))
 		;
@@ -302,12 +348,20 @@ static void run_until_signal(struct server *s)
 		until.tv_nsec -= 1000000000;
 	}
 	for (int i = 0; i < s->o.threads; i++) {
-		if (pthread_timedjoin_np(s->workers[i].th, NULL, &until) == 0)
+		if (!limit && pthread_timedjoin_np(s->workers[i].th, NULL, &until) == 0)
 			continue;
-		fprintf(stderr, "ringctx-objd: drain time is up: cancelling\n");
-		rctx_cancel_cause(s->ctx, -ESHUTDOWN);
-		pthread_join(s->workers[i].th, NULL);
+		if (!limit) {
+			fprintf(stderr, "ringctx-objd: drain time is up: cancelling\n");
+			rctx_cancel_cause(s->ctx, -ESHUTDOWN);
+			limit = rctx_now() + UNSERVED_GRACE_NS;
+		}
+		/* Cancelled, a worker ends its connections at once; it is
+		 * not waited for beyond that (a thread whose exit waits
+		 * for the kernel would keep the process alive). */
+		if (!join_bounded(&s->workers[i], limit))
+			held++;
 	}
+	return held;
 }
 
 int main(int argc, char **argv)
@@ -366,7 +420,16 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	run_until_signal(s);
+	err = run_until_signal(s);
+	if (err) {
+		/* Exit without joining them, nor the library's exit handler
+		 * (a worker may still run): exit_group ends every thread the
+		 * kernel lets go, and the process is reaped when the kernel
+		 * lets go of the rest. */
+		fprintf(stderr, "ringctx-objd: %d worker(s) held by the kernel: exiting\n", err);
+		fflush(NULL);
+		_exit(0);
+	}
 	rctx_release(s->accepting);
 	rctx_release(s->ctx);
 	close(s->root_fd);

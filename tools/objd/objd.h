@@ -77,6 +77,7 @@ struct worker {
 	unsigned nconns;
 	unsigned long seq;	/* temporary names */
 	pthread_t th;
+	atomic_bool served;	/* its connections all ended and logged */
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 };
