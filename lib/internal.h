@@ -493,6 +493,7 @@ struct rctx_kept {
 	bool writes;               /* a write or truncate: fences its file */
 	bool has_dev;              /* dev, ino valid: runs in dev's lane */
 	bool in_lane;              /* it took a place in its lane */
+	_Atomic bool lane_wait;    /* counted as waiting in its lane's FIFO */
 	uint8_t data;              /* what an async callback's data is */
 	uint64_t dev, ino;         /* the file's (a path's: its directory's) */
 	void *buf;                 /* owned bounce buffer, path copy, statx */
@@ -546,6 +547,8 @@ void rctx__lane_init(struct io_uring *ring, void (*drop)(struct rctx_kept *k));
 bool rctx__lane_enter(struct rctx_kept *k);
 /* k left the kernel: the next of its lane that may go in, or NULL. */
 struct rctx_kept *rctx__lane_leave(struct rctx_kept *k);
+/* k stops counting as waiting in its lane (left it, or given up). */
+void rctx__lane_forget(struct rctx_kept *k);
 /* End what waits in the lanes with end(k), and free them (process exit). */
 void rctx__lane_shutdown(void (*end)(struct rctx_kept *k));
 void rctx__lane_stats(struct rctx_runtime_stats *st);

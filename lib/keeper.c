@@ -297,6 +297,8 @@ bool rctx__kept_abandon(struct rctx_kept *k)
 	}
 	if (s == KEPT_WAITING)
 		count_abandoned(k);
+	else
+		rctx__lane_forget(k); /* if it waited in a lane, it no longer does */
 	return true;
 }
 

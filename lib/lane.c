@@ -116,7 +116,7 @@ static void sweep(struct lane *l)
 		if (atomic_load_explicit(&k->state, memory_order_acquire) == KEPT_DROPPED) {
 			*pp = k->next;
 			l->waiting--;
-			stat_sub(&ln.waiting, 1);
+			rctx__lane_forget(k);
 			ln.drop(k);
 		} else {
 			l->tail = k;
@@ -149,6 +149,7 @@ bool rctx__lane_enter(struct rctx_kept *k)
 		l->head = k;
 	l->tail = k;
 	l->waiting++;
+	atomic_store_explicit(&k->lane_wait, true, memory_order_relaxed);
 	stat_add(&ln.waiting, 1);
 	stat_add(&ln.waited, 1);
 	if (l->waiting >= l->sweep_at)
@@ -177,8 +178,18 @@ struct rctx_kept *rctx__lane_leave(struct rctx_kept *k)
 	if (!l->head)
 		l->tail = NULL;
 	l->waiting--;
-	stat_sub(&ln.waiting, 1);
+	rctx__lane_forget(next);
 	return next;
+}
+
+/*
+ * k no longer waits in its lane's FIFO for the counters: it left it, or
+ * was given up there (any thread; it stays in the FIFO until freed).
+ */
+void rctx__lane_forget(struct rctx_kept *k)
+{
+	if (atomic_exchange_explicit(&k->lane_wait, false, memory_order_relaxed))
+		stat_sub(&ln.waiting, 1);
 }
 
 /* Process exit: end what waits (end(k) for each), free the lanes. */

@@ -398,6 +398,7 @@ Test(async, a_full_stuck_lane_never_delays_another_device)
 	cr_assert_eq(run_until(ring, &stuck[NSTUCK - 1].calls, 1, WAIT_MS), 1);
 	cr_assert_eq(stuck[NSTUCK - 1].res, -ECANCELED);
 	cr_assert_eq(stuck[NSTUCK - 1].flags, 0, "it never reached the kernel");
+	cr_assert_eq(rt_stats().lane_waiting, NSTUCK - BOUND - 1, "no longer counted as waiting");
 
 	release_all();
 	for (int i = 0; i < NSTUCK - 1; i++) {
@@ -645,6 +646,7 @@ Test(async, a_burst_of_posted_callbacks_never_loses_a_wake_up)
 			calls += a[i].calls;
 	}
 	cr_assert_eq(pthread_join(th, NULL), 0);
+	cr_assert_eq(rt_stats().lane_waiting, 0, "none counted as waiting");
 	for (int i = 0; i < NPOSTS; i++) {
 		cr_assert_eq(a[i].res, -ECANCELED);
 		rctx_release(ctx[i]);
