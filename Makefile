@@ -49,7 +49,7 @@ SUPPORT_SRCS := $(filter-out support/stuckfs-none.c,$(wildcard support/*.c))
 else
 FUSE_CFLAGS :=
 FUSE_LIBS   :=
-SUPPORT_SRCS := $(filter-out support/stuckfs.c support/stuckfs-server.c,$(wildcard support/*.c))
+SUPPORT_SRCS := $(filter-out support/stuckfs.c support/stuckfs-server.c support/stuckfs-ops.c,$(wildcard support/*.c))
 endif
 
 LIB_SRCS := $(wildcard lib/*.c)

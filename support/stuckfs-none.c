@@ -24,6 +24,26 @@ int stuckfs_release(struct stuckfs *fs)
 	return -ENOSYS;
 }
 
+int stuckfs_hang(struct stuckfs *fs, unsigned ops)
+{
+	(void)fs;
+	(void)ops;
+	return -ENOSYS;
+}
+
+int stuckfs_held(struct stuckfs *fs)
+{
+	(void)fs;
+	return -ENOSYS;
+}
+
+int stuckfs_drop_cache(struct stuckfs *fs, const char *name)
+{
+	(void)fs;
+	(void)name;
+	return -ENOSYS;
+}
+
 int stuckfs_reads_seen(struct stuckfs *fs)
 {
 	(void)fs;

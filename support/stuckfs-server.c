@@ -13,14 +13,12 @@
  *   - EOF on the command socket: the owner's files were closed;
  *   - every OWNER_POLL_MS, SIGKILL pending on one of the owner's threads
  *     (the thread that forked us may be the one stuck in the kernel).
- * Then pending reads are answered with EIO and the session is unmounted:
+ * Then held requests are answered with EIO and the session is unmounted:
  * closing /dev/fuse aborts the connection (every request still queued ends
  * with an error) and the mount is lazily detached.
  */
-#define FUSE_USE_VERSION 34
 #include <dirent.h>
 #include <errno.h>
-#include <fuse_lowlevel.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -37,131 +35,9 @@
 
 #include "stuckfs.h"
 #include "stuckfs-server.h"
+#include "stuckfs-fs.h"
 
-#define STUCKFS_MAX_PENDING 64
 #define OWNER_POLL_MS 100
-#define INO_ROOT 1
-#define INO_STUCK 2
-#define INO_DATA 3
-
-struct server {
-	struct fuse_session *se;
-	pid_t owner;
-	int cmd;
-	int sig;			/* signalfd for SIGTERM */
-	bool stop;			/* the owner asked us to stop */
-	bool orphaned;			/* the owner is dead or dying */
-	fuse_req_t pending[STUCKFS_MAX_PENDING];
-	size_t pending_size[STUCKFS_MAX_PENDING];
-	int npending;
-	int reads_seen;
-};
-
-/* ---- the file system ------------------------------------------------------ */
-
-static void fs_attr(fuse_ino_t ino, struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
-	if (ino == INO_ROOT) {
-		st->st_mode = S_IFDIR | 0755;
-		st->st_nlink = 2;
-	} else {
-		st->st_mode = S_IFREG | 0444;
-		st->st_nlink = 1;
-		st->st_size = STUCKFS_SIZE;
-	}
-}
-
-static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	struct fuse_entry_param e;
-
-	memset(&e, 0, sizeof(e));
-	if (parent == INO_ROOT && !strcmp(name, "stuck")) {
-		e.ino = INO_STUCK;
-	} else if (parent == INO_ROOT && !strcmp(name, "data")) {
-		e.ino = INO_DATA;
-	} else {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	e.attr_timeout = e.entry_timeout = 3600;
-	fs_attr(e.ino, &e.attr);
-	fuse_reply_entry(req, &e);
-}
-
-static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct stat st;
-
-	(void)fi;
-	fs_attr(ino, &st);
-	fuse_reply_attr(req, &st, 3600);
-}
-
-static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	fuse_reply_open(req, fi);
-}
-
-/* Answer a read with size bytes of c. */
-static void reply_bytes(fuse_req_t req, size_t size, char c)
-{
-	char *buf = malloc(size ? size : 1);
-
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	memset(buf, c, size);
-	fuse_reply_buf(req, buf, size);
-	free(buf);
-}
-
-/* Reads of "stuck" are kept unanswered; reads of "data" answer at once. */
-static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
-{
-	struct server *sv = fuse_req_userdata(req);
-
-	(void)off;
-	(void)fi;
-	if (ino != INO_STUCK) {
-		reply_bytes(req, size, STUCKFS_DATA_BYTE);
-		return;
-	}
-	sv->reads_seen++;
-	if (sv->npending == STUCKFS_MAX_PENDING) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	sv->pending_size[sv->npending] = size;
-	sv->pending[sv->npending++] = req;
-}
-
-static const struct fuse_lowlevel_ops fs_ops = {
-	.lookup = fs_lookup,
-	.getattr = fs_getattr,
-	.open = fs_open,
-	.read = fs_read,
-};
-
-/* Answer every pending read: with late data, or with EIO if err. */
-static int answer_pending(struct server *sv, bool err)
-{
-	int n = sv->npending;
-
-	for (int i = 0; i < n; i++) {
-		if (err)
-			fuse_reply_err(sv->pending[i], EIO);
-		else
-			reply_bytes(sv->pending[i], sv->pending_size[i], STUCKFS_LATE_BYTE);
-	}
-	sv->npending = 0;
-	return n;
-}
 
 /* ---- the owner -------------------------------------------------------------- */
 
@@ -237,8 +113,9 @@ static void reply_int(struct server *sv, int v)
 /* Run one command from the owner; EOF or an error means the owner is gone. */
 static void command(struct server *sv)
 {
-	char op;
-	ssize_t n = recv(sv->cmd, &op, 1, MSG_DONTWAIT);
+	char msg[STUCKFS_CMD_MAX];
+	unsigned arg = 0;
+	ssize_t n = recv(sv->cmd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -246,12 +123,25 @@ static void command(struct server *sv)
 		sv->orphaned = true;
 		return;
 	}
-	switch (op) {
+	msg[n] = '\0';
+	if (n >= 1 + (ssize_t)sizeof(arg))
+		memcpy(&arg, msg + 1, sizeof(arg));
+	switch (msg[0]) {
 	case STUCKFS_CMD_RELEASE:
-		reply_int(sv, answer_pending(sv, false));
+		reply_int(sv, stuckfs_answer_held(sv, false));
 		break;
 	case STUCKFS_CMD_READS:
 		reply_int(sv, sv->reads_seen);
+		break;
+	case STUCKFS_CMD_HANG:
+		sv->hang = arg & (STUCKFS_HANG_READ | STUCKFS_HANG_WRITE | STUCKFS_HANG_FSYNC);
+		reply_int(sv, arg == sv->hang ? 0 : -EINVAL);
+		break;
+	case STUCKFS_CMD_HELD:
+		reply_int(sv, sv->nheld);
+		break;
+	case STUCKFS_CMD_DROP:
+		reply_int(sv, stuckfs_drop_cached(sv, msg + 1));
 		break;
 	case STUCKFS_CMD_STOP:
 		sv->stop = true;
@@ -319,7 +209,7 @@ static int mount_fs(struct server *sv, const char *dir, char *why, size_t len)
 	char *argv[] = { (char *)"stuckfs", NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(1, argv);
 
-	sv->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), sv);
+	sv->se = fuse_session_new(&args, &stuckfs_ops, sizeof(stuckfs_ops), sv);
 	fuse_opt_free_args(&args);
 	if (!sv->se) {
 		snprintf(why, len, "fuse_session_new failed");
@@ -353,10 +243,12 @@ int stuckfs_serve(const char *dir, int cmd, pid_t owner)
 		goto out;
 
 	serve(&sv);
-	answer_pending(&sv, sv.orphaned || !sv.stop);
+	stuckfs_answer_held(&sv, sv.orphaned || !sv.stop);
 	fuse_session_unmount(sv.se);
 	fuse_session_destroy(sv.se);
 	rmdir(dir);
+	stuckfs_free_nodes(&sv);
+	free(sv.held);
 	if (sv.stop)
 		reply_int(&sv, 0);
 out:

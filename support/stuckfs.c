@@ -53,20 +53,51 @@ static ssize_t recv_msg(int fd, void *msg, size_t len, int ms)
 	return n ? n : -EPIPE;
 }
 
-/* Send one command and return the server's answer, or a negative errno. */
-static int command(struct stuckfs *fs, char op)
+/*
+ * Send one command with its argument (len bytes at arg) and return the
+ * server's answer, or a negative errno.
+ */
+static int command_arg(struct stuckfs *fs, char op, const void *arg, size_t len)
 {
+	char msg[STUCKFS_CMD_MAX];
 	ssize_t n;
 	int reply;
 
 	if (fs->cmd < 0)
 		return -ENOTCONN;
-	if (send(fs->cmd, &op, 1, MSG_NOSIGNAL) != 1)
+	if (len >= sizeof(msg) - 1)
+		return -ENAMETOOLONG;
+	msg[0] = op;
+	if (len)
+		memcpy(msg + 1, arg, len);
+	if (send(fs->cmd, msg, 1 + len, MSG_NOSIGNAL) != (ssize_t)(1 + len))
 		return -errno;
 	n = recv_msg(fs->cmd, &reply, sizeof(reply), REPLY_MS);
 	if (n < 0)
 		return n;
 	return n == sizeof(reply) ? reply : -EPROTO;
+}
+
+static int command(struct stuckfs *fs, char op)
+{
+	return command_arg(fs, op, NULL, 0);
+}
+
+int stuckfs_hang(struct stuckfs *fs, unsigned ops)
+{
+	return command_arg(fs, STUCKFS_CMD_HANG, &ops, sizeof(ops));
+}
+
+int stuckfs_held(struct stuckfs *fs)
+{
+	return command(fs, STUCKFS_CMD_HELD);
+}
+
+int stuckfs_drop_cache(struct stuckfs *fs, const char *name)
+{
+	if (!name)
+		name = "";
+	return command_arg(fs, STUCKFS_CMD_DROP, name, strlen(name));
 }
 
 int stuckfs_release(struct stuckfs *fs)

@@ -45,11 +45,45 @@ struct stuckfs {
  */
 int stuckfs_start(struct stuckfs *fs);
 
+/* Kinds of requests on the writable files that stuckfs_hang() holds. */
+#define STUCKFS_HANG_READ 0x1u		/* read (page cache misses, readahead) */
+#define STUCKFS_HANG_WRITE 0x2u		/* write(2), pwrite...; never the
+					   writeback of a shared mapping */
+#define STUCKFS_HANG_FSYNC 0x4u		/* fsync, fdatasync (not of the directory) */
+
 /*
- * Answer every pending read of "stuck" with late data. Returns how many were
+ * From now on hold every new request of the kinds in ops (a mask of
+ * STUCKFS_HANG_*) on the writable files; 0 stops holding new ones (those
+ * already held stay held until stuckfs_release). Returns 0, -EINVAL for an
+ * unknown bit, or a negative errno if the server is gone.
+ * Reads are served from the kernel's page cache when they can: see
+ * stuckfs_drop_cache().
+ */
+int stuckfs_hang(struct stuckfs *fs, unsigned ops);
+
+/*
+ * Answer every held request, in arrival order: held writes, fsyncs and
+ * reads of the writable files are carried out (a read sees the writes held
+ * before it), reads of "stuck" get late data. Returns how many were
  * answered, or a negative errno if the server is gone.
  */
 int stuckfs_release(struct stuckfs *fs);
+
+/*
+ * How many requests are held now (reads of "stuck" included), or a
+ * negative errno if the server is gone.
+ */
+int stuckfs_held(struct stuckfs *fs);
+
+/*
+ * Drop the kernel's cached pages of the writable file name in fs->dir
+ * (of every writable file if name is NULL or ""), so that the next reads
+ * reach the server (and hang, if reads are hung). Returns how many files,
+ * -EBUSY while requests are held (the kernel would wait for their locked
+ * pages, and the server with it), or a negative errno. Call it while no
+ * I/O is in flight on the file system.
+ */
+int stuckfs_drop_cache(struct stuckfs *fs, const char *name);
 
 /*
  * How many reads of "stuck" have reached the server so far, or a negative
