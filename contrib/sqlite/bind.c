@@ -225,6 +225,15 @@ int rctx_sqlite_statement_timeout(sqlite3 *db, int64_t timeout_ns)
 		return timeout_ns < 0 ? SQLITE_MISUSE : rc;
 	share(db, b);
 	b->stmt_timeout_ns = timeout_ns;
+	if (!timeout_ns && b->ctx_owned) {
+		/* Back to the bound context: the last statement's has expired. */
+		rctx_t *base = b->base ? b->base : rctx_background();
+
+		rctx_ref(base);
+		rc = set_ctx(b, base, false, &b->arg);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
 	return sqlite3_trace_v2(db, timeout_ns ? SQLITE_TRACE_STMT : 0,
 				timeout_ns ? statement_starts : NULL, b);
 }
