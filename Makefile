@@ -1,22 +1,29 @@
 # ringctx - GNU Make build.
 #
 #   make                 libraries and tools (build/)
+#   make deps            as root: install the Debian packages of every target
 #   make check           test suite: plain, ASan+UBSan, TSan (threaded tests)
 #   make demo            the main job: tools/ringctx-demo, then ringctx-objd on a hung disk
 #   make bench           benchmarks against Go's context and raw liburing
 #   make soak            SOAK_SECONDS (600) of stress: invariants, RSS, fds (soak-asan)
 #   make install PREFIX=/usr/local
-#   make fuzz            libFuzzer on the API for FUZZ_SECONDS (default 3600)
+#   make fuzz            libFuzzer on the API for FUZZ_SECONDS (default 3600); also
+#                        fuzz-parsers, fuzz-http. New inputs go to build/fuzz/corpus-grow
+#   make fuzz-merge      add what they found to the corpora under tests/fuzz
 #   V=1                  show full commands
 #
-# As root, the targets that need Debian packages install the missing ones.
+# make deps, check, demo and bench install the Debian packages they miss when
+# run as root (one apt-get update at most), and otherwise print the exact
+# apt-get install line. Every other target, make and make install included,
+# never installs: it prints what is missing, with that line, and stops
+# before any compiler runs.
 
 PREFIX  ?= /usr/local
 CC      ?= cc
 # The version is written once, in include/ringctx.h.
 version_part = $(shell sed -n 's/^\#define RINGCTX_VERSION_$(1) \([0-9]*\)$$/\1/p' include/ringctx.h)
 VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
-SOMAJOR := 0
+SOMAJOR := 1
 
 ifeq ($(V),1)
 Q :=
@@ -31,13 +38,19 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE
 LIBS    := -luring -lpthread
 
 DEPS_BUILD := liburing-dev
+# libclang-rt-dev: the sanitizer and libFuzzer runtimes of the installed
+# clang (scripts/deps.sh picks libclang-rt-N-dev for clang N).
 DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgrind \
-	clang libclang-rt-14-dev curl
+	clang libclang-rt-dev curl apache2-utils python3
+DEPS_TESTS := liburing-dev libcriterion-dev
+DEPS_FUZZ  := liburing-dev clang libclang-rt-dev
 DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config
 # The demo's service scenario needs curl and wrk; without FUSE only its
 # stuck-disk parts are skipped.
 DEPS_DEMO  := curl wrk libfuse3-dev fuse3 pkg-config
 DEPS_DEMO_REQUIRED := curl wrk
+DEPS_ALL   := $(sort $(DEPS_BUILD) $(DEPS_CHECK) $(DEPS_BENCH) $(DEPS_DEMO))
+DEPS_SH    := scripts/deps.sh
 
 # support/: code the tests and tools share. The stuck-disk file system needs
 # libfuse3; without it, support/stuckfs-none.c says so at run time.
@@ -57,17 +70,13 @@ TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
 EXAMPLE_SRCS := $(wildcard docs/examples/*.c)
-# Tests that exercise threads, run again under ThreadSanitizer.
-TSAN_TESTS := $(basename $(notdir $(wildcard tests/test_thread*.c))) test_stuck_exit test_leaf
-TSAN_TESTS += test_propagation
-TSAN_TESTS += test_pool
-TSAN_TESTS += test_group
-TSAN_TESTS += test_signal test_watch
-TSAN_TESTS += test_merge
-TSAN_TESTS += test_observe
+# Tests that exercise threads run again under ThreadSanitizer: each says so
+# with a line of its own, /* tsan: yes */, after its Description comment.
+TSAN_TESTS := $(basename $(notdir $(shell grep -l '^/\* tsan: yes \*/$$' $(TEST_SRCS))))
 
-.PHONY: all deps-build deps-check deps-bench deps-demo FORCE check check-plain check-asan \
-	check-tsan check-fault check-examples check-valgrind check-install check-symbols demo bench bench-quick \
+.PHONY: all deps deps-check deps-bench deps-demo need-build need-tests need-fuzz need-bench \
+	FORCE check check-plain check-asan \
+	check-tsan check-fault check-examples check-valgrind check-install check-symbols check-layers demo bench bench-quick \
 	soak soak-asan man install clean fuzz check-fuzz check-objd check-fuzz-http fuzz-http
 .DEFAULT_GOAL := all
 
@@ -78,19 +87,20 @@ $(1)_OBJS   := $$(patsubst lib/%.c,$$($(1)_DIR)/lib/%.o,$$(LIB_SRCS))
 $(1)_TESTS  := $$(patsubst tests/%.c,$$($(1)_DIR)/tests/%,$$(TEST_SRCS))
 $(1)_SUPPORT:= $$($(1)_DIR)/libsupport.a
 
-$$($(1)_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | $$($(1)_DIR)/lib
+$$($(1)_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | need-build $$($(1)_DIR)/lib
 	@$$(if $$(Q),echo "  CC      $$@")
 	$$(Q)$$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) -fvisibility=hidden -c -o $$@ $$<
 $$($(1)_DIR)/libringctx.a: $$($(1)_OBJS)
 	@$$(if $$(Q),echo "  AR      $$@")
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
-$$($(1)_DIR)/support/%.o: support/%.c support/*.h $(BUILD)/support.cfg | $$($(1)_DIR)/support
+$$($(1)_DIR)/support/%.o: support/%.c support/*.h $(BUILD)/support.cfg | need-build $$($(1)_DIR)/support
 	@$$(if $$(Q),echo "  CC      $$@")
 	$$(Q)$$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) $$(FUSE_CFLAGS) -c -o $$@ $$<
 $$($(1)_SUPPORT): $$(patsubst support/%.c,$$($(1)_DIR)/support/%.o,$$(SUPPORT_SRCS))
 	@$$(if $$(Q),echo "  AR      $$@")
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
-$$($(1)_DIR)/tests/%: tests/%.c tests/*.h support/*.h $$($(1)_DIR)/libringctx.a $$($(1)_SUPPORT) | $$($(1)_DIR)/tests
+$$($(1)_DIR)/tests/%: tests/%.c tests/*.h support/*.h $$($(1)_DIR)/libringctx.a $$($(1)_SUPPORT) \
+		| need-tests $$($(1)_DIR)/tests
 	@$$(if $$(Q),echo "  CC      $$@")
 	$$(Q)$$(CC) $$(CPPFLAGS) $(3) -Itests -Isupport $$(CFLAGS) $(2) -o $$@ $$< \
 		$$($(1)_SUPPORT) $$($(1)_DIR)/libringctx.a $(4) $$(FUSE_LIBS) $$(LIBS)
@@ -112,7 +122,7 @@ $(eval $(call flavour,fault,$(SAN_ASAN) -DRCTX_FAULT_INJECTION,,-lcriterion))
 
 # The shared library: position-independent objects, plain flavour only.
 plain_PICOBJS := $(patsubst lib/%.c,$(plain_DIR)/pic/%.o,$(LIB_SRCS))
-$(plain_DIR)/pic/%.o: lib/%.c lib/*.h include/ringctx.h | $(plain_DIR)/pic
+$(plain_DIR)/pic/%.o: lib/%.c lib/*.h include/ringctx.h | need-build $(plain_DIR)/pic
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 $(plain_DIR)/pic:
@@ -129,17 +139,31 @@ EXAMPLES := $(foreach f,plain asan,$(patsubst docs/examples/%.c,$(BUILD)/$(f)/ex
 OBJD_SRCS := $(wildcard tools/objd/*.c)
 OBJD      := $(BUILD)/ringctx-objd
 
-all: deps-build $(STATIC) $(SHLIB) $(TOOLS) $(OBJD)
+all: $(STATIC) $(SHLIB) $(TOOLS) $(OBJD)
 
-deps-build:
-	$(Q)scripts/deps.sh $(DEPS_BUILD)
+# Installing (as root): make deps, and the first step of check, demo and
+# bench, which then build in a new make (that sees what was installed).
+deps:
+	$(Q)$(DEPS_SH) --install $(DEPS_ALL)
+	@echo "deps: every package of every target is present"
 deps-demo:
-	$(Q)scripts/deps.sh $(DEPS_BUILD) $(DEPS_DEMO_REQUIRED) --optional \
+	$(Q)$(DEPS_SH) --install $(DEPS_BUILD) $(DEPS_DEMO_REQUIRED) --optional \
 		$(filter-out $(DEPS_DEMO_REQUIRED),$(DEPS_DEMO))
 deps-check:
-	$(Q)scripts/deps.sh $(DEPS_CHECK)
+	$(Q)$(DEPS_SH) --install $(DEPS_CHECK)
 deps-bench:
-	$(Q)scripts/deps.sh $(DEPS_BENCH)
+	$(Q)$(DEPS_SH) --install $(DEPS_BENCH)
+# Checking only: every compile waits for one of these (an order-only
+# prerequisite), so that even under -j nothing is compiled before the
+# packages are known to be there, and a missing one stops the build.
+need-build:
+	$(Q)$(DEPS_SH) $(DEPS_BUILD)
+need-tests:
+	$(Q)$(DEPS_SH) $(DEPS_TESTS)
+need-fuzz:
+	$(Q)$(DEPS_SH) $(DEPS_FUZZ)
+need-bench:
+	$(Q)$(DEPS_SH) $(DEPS_BENCH)
 
 $(SHLIB): $(plain_PICOBJS) lib/ringctx.map
 	@$(if $(Q),echo "  LD      $@")
@@ -148,12 +172,12 @@ $(SHLIB): $(plain_PICOBJS) lib/ringctx.map
 	$(Q)ln -sf $(notdir $@) $(BUILD)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BUILD)/libringctx.so
 
-$(BUILD)/%: tools/%.c support/*.h $(STATIC) $(plain_SUPPORT)
+$(BUILD)/%: tools/%.c support/*.h $(STATIC) $(plain_SUPPORT) | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isupport -o $@ $< $(plain_SUPPORT) $(STATIC) $(FUSE_LIBS) $(LIBS)
 
 # ringctx-objd, the HTTP object server: every file of tools/objd/.
-$(OBJD): $(OBJD_SRCS) tools/objd/*.h $(STATIC)
+$(OBJD): $(OBJD_SRCS) tools/objd/*.h $(STATIC) | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Itools/objd -o $@ $(OBJD_SRCS) $(STATIC) $(LIBS)
 
@@ -164,14 +188,14 @@ $(BUILD)/support.cfg: FORCE
 	if cmp -s $@ $@.new; then rm $@.new; else mv $@.new $@; fi
 FORCE:
 
-$(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC)
+$(BUILD)/bench_%: bench/bench_%.c bench/*.h $(STATIC) | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Ibench -o $@ $< $(STATIC) $(LIBS) -lm
 
-$(BUILD)/plain/examples/%: docs/examples/%.c include/ringctx.h $(STATIC)
+$(BUILD)/plain/examples/%: docs/examples/%.c include/ringctx.h $(STATIC) | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(STATIC) $(LIBS)
-$(BUILD)/asan/examples/%: docs/examples/%.c include/ringctx.h $(asan_DIR)/libringctx.a
+$(BUILD)/asan/examples/%: docs/examples/%.c include/ringctx.h $(asan_DIR)/libringctx.a | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(CFLAGS) $(SAN_ASAN) -o $@ $< $(asan_DIR)/libringctx.a $(LIBS)
 
@@ -187,14 +211,14 @@ SUMMARY := $(abspath $(BUILD))/check.summary
 # core) runs beside valgrind.
 CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
 	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(EXAMPLES) $(OBJD) $(BUILD)/objd-stuckfs \
-	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_http
+	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_parsers $(FUZZ_DIR)/fuzz_http
 CHECK_MAKE = RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory
 check: deps-check
 	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
 	$(Q)$(MAKE) --no-print-directory -j2 $(CHECK_BINS)
 	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault check-examples check-objd
 	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz check-fuzz-http
-	$(Q)$(CHECK_MAKE) check-install check-symbols
+	$(Q)$(CHECK_MAKE) check-install check-symbols check-layers
 	$(Q)$(CHECK_MAKE) check-sqlite
 	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
 
@@ -202,6 +226,14 @@ check: deps-check
 check-symbols: $(STATIC) $(SHLIB)
 	$(Q)scripts/check-symbols.sh $(STATIC) $(SHLIB)
 	$(Q)$(call summary,symbols)
+
+# The file graph of lib/ has no cycle but the inherent ones, each listed with
+# its reason in scripts/lib-graph.py and docs/design.md ("Layering").
+check-layers:
+	$(Q)mkdir -p $(BUILD) && python3 scripts/lib-graph.py >$(BUILD)/layers.log || \
+		{ cat $(BUILD)/layers.log; echo "layers: 0 passed, 1 failed"; exit 1; }
+	$(Q)tail -n 1 $(BUILD)/layers.log
+	$(Q)$(call summary,layers)
 
 # Install into a staging tree and build a program against it with pkg-config,
 # statically and against the shared library.
@@ -239,7 +271,7 @@ check-examples: $(EXAMPLES)
 
 # ringctx-objd end to end, with curl (tests/objd/run.sh counts its checks).
 # $(BUILD)/objd-stuckfs mounts the stuck-disk file system for it.
-$(BUILD)/objd-stuckfs: tests/objd/stuckfs-mount.c support/*.h $(plain_SUPPORT)
+$(BUILD)/objd-stuckfs: tests/objd/stuckfs-mount.c support/*.h $(plain_SUPPORT) | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isupport -o $@ $< $(plain_SUPPORT) $(FUSE_LIBS) $(LIBS)
 check-objd: $(OBJD) $(BUILD)/objd-stuckfs
@@ -254,49 +286,53 @@ SOAK_SECONDS ?= 600
 SOAK_THREADS ?= 4
 SOAK_ENV = SOAK_SECONDS=$(SOAK_SECONDS) SOAK_THREADS=$(SOAK_THREADS)
 
-$(BUILD)/plain/soak $(BUILD)/asan/soak: $(BUILD)/%/soak: tests/soak.c $(BUILD)/%/libringctx.a
+$(BUILD)/plain/soak $(BUILD)/asan/soak: $(BUILD)/%/soak: tests/soak.c $(BUILD)/%/libringctx.a | need-build
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(if $(filter asan,$*),$(SAN_ASAN)) -o $@ $< \
 		$(BUILD)/$*/libringctx.a $(LIBS)
 
-soak: deps-build $(BUILD)/plain/soak
+soak: $(BUILD)/plain/soak
 	$(Q)$(SOAK_ENV) $(BUILD)/plain/soak
 
 # Sanitizers keep freed memory in quarantine: RSS is reported, not judged.
-soak-asan: deps-build $(BUILD)/asan/soak
+soak-asan: $(BUILD)/asan/soak
 	$(Q)$(SOAK_ENV) SOAK_RSS_CHECK=0 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(BUILD)/asan/soak
 
 # ---- fuzzing -------------------------------------------------------------
 # A libFuzzer target over the whole API (tests/fuzz/fuzz_api.c), built with
-# clang and ASan+UBSan in its own directory. `make fuzz` runs it on the
-# committed corpus for FUZZ_SECONDS (new inputs are added there); check-fuzz
-# is a 30-second smoke on a copy of the corpus.
+# clang and ASan+UBSan in its own directory. `make fuzz` runs it for
+# FUZZ_SECONDS on the committed corpus (tests/fuzz/corpus, read only) and
+# writes what it finds new to $(FUZZ_GROW)/api; `make fuzz-merge` adds to the
+# committed corpora what covers something new. check-fuzz is a 30-second
+# smoke on a copy of the corpus, and the parsers' run (check-fuzz-parsers).
 FUZZ_CC      := clang
 FUZZ_DIR     := $(BUILD)/fuzz
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined -DRCTX_DEBUG -DRCTX_NO_POOL
 FUZZ_OBJS    := $(patsubst lib/%.c,$(FUZZ_DIR)/lib/%.o,$(LIB_SRCS))
 FUZZ_SECONDS ?= 3600
+FUZZ_GROW    := $(FUZZ_DIR)/corpus-grow
 FUZZ_RUN      = ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(FUZZ_DIR)/fuzz_api -detect_leaks=1 -max_len=512 -timeout=60 -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_DIR)/
 
-$(FUZZ_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | $(FUZZ_DIR)/lib
+$(FUZZ_DIR)/lib/%.o: lib/%.c lib/*.h include/ringctx.h | need-fuzz $(FUZZ_DIR)/lib
 	@$(if $(Q),echo "  CLANG   $@")
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -pthread \
 		$(FUZZ_SAN) -fsanitize=fuzzer-no-link -fvisibility=hidden -c -o $@ $<
-$(FUZZ_DIR)/fuzz_api: tests/fuzz/fuzz_api.c $(FUZZ_OBJS)
+$(FUZZ_DIR)/fuzz_api: tests/fuzz/fuzz_api.c $(FUZZ_OBJS) | need-fuzz
 	@$(if $(Q),echo "  CLANG   $@")
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -pthread \
 		$(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
 $(FUZZ_DIR)/lib:
 	$(Q)mkdir -p $@
 
-fuzz: deps-check $(FUZZ_DIR)/fuzz_api
-	$(Q)$(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus
+fuzz: $(FUZZ_DIR)/fuzz_api
+	$(Q)mkdir -p $(FUZZ_GROW)/api
+	$(Q)$(FUZZ_RUN) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_GROW)/api tests/fuzz/corpus
 
-check-fuzz: $(FUZZ_DIR)/fuzz_api
+check-fuzz: $(FUZZ_DIR)/fuzz_api check-fuzz-parsers
 	$(Q)rm -rf $(FUZZ_DIR)/corpus && cp -r tests/fuzz/corpus $(FUZZ_DIR)/corpus
 	$(Q)$(FUZZ_RUN) -max_total_time=30 $(FUZZ_DIR)/corpus >$(FUZZ_DIR)/smoke.log 2>&1 || \
 		{ cat $(FUZZ_DIR)/smoke.log; echo "fuzz: 0 passed, 1 failed"; exit 1; }
@@ -304,21 +340,23 @@ check-fuzz: $(FUZZ_DIR)/fuzz_api
 	$(Q)$(call summary,fuzz)
 
 # The header parsers of propagation (tests/fuzz/fuzz_parsers.c): `make
-# fuzz-parsers` grows tests/fuzz/corpus-parsers; check-fuzz-parsers (part of
-# check-fuzz) runs a fixed number of inputs, a few seconds.
+# fuzz-parsers` runs on tests/fuzz/corpus-parsers and grows
+# $(FUZZ_GROW)/parsers; check-fuzz-parsers (part of check-fuzz) runs a fixed
+# number of inputs, a few seconds.
 FUZZ_PARSERS_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(FUZZ_DIR)/fuzz_parsers -detect_leaks=1 -max_len=128 -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_DIR)/parsers-
 .PHONY: fuzz-parsers check-fuzz-parsers
-$(FUZZ_DIR)/fuzz_parsers: tests/fuzz/fuzz_parsers.c $(FUZZ_OBJS)
+$(FUZZ_DIR)/fuzz_parsers: tests/fuzz/fuzz_parsers.c $(FUZZ_OBJS) | need-fuzz
 	@$(if $(Q),echo "  CLANG   $@")
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -pthread \
 		$(FUZZ_SAN) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LIBS)
 
-fuzz-parsers: deps-check $(FUZZ_DIR)/fuzz_parsers
-	$(Q)$(FUZZ_PARSERS_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-parsers
+fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
+	$(Q)mkdir -p $(FUZZ_GROW)/parsers
+	$(Q)$(FUZZ_PARSERS_RUN) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_GROW)/parsers \
+		tests/fuzz/corpus-parsers
 
-check-fuzz: check-fuzz-parsers
 check-fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
 	$(Q)rm -rf $(FUZZ_DIR)/corpus-parsers && cp -r tests/fuzz/corpus-parsers $(FUZZ_DIR)/corpus-parsers
 	$(Q)$(FUZZ_PARSERS_RUN) -runs=300000 $(FUZZ_DIR)/corpus-parsers >$(FUZZ_DIR)/parsers.log 2>&1 || \
@@ -327,16 +365,18 @@ check-fuzz-parsers: $(FUZZ_DIR)/fuzz_parsers
 	$(Q)$(call summary,fuzz-parsers)
 
 # The HTTP request parser of ringctx-objd (tools/objd/http.c), alone: a
-# 15-second smoke in check, `make fuzz-http` for longer.
+# 15-second smoke in check, `make fuzz-http` for longer (growing
+# $(FUZZ_GROW)/http).
 FUZZ_HTTP_RUN = UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(FUZZ_DIR)/fuzz_http \
 	-max_len=4096 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/http-
-$(FUZZ_DIR)/fuzz_http: tests/fuzz/fuzz_http.c tools/objd/http.c tools/objd/path.c tools/objd/*.h | $(FUZZ_DIR)/lib
+$(FUZZ_DIR)/fuzz_http: tests/fuzz/fuzz_http.c tools/objd/http.c tools/objd/path.c tools/objd/*.h | need-fuzz $(FUZZ_DIR)/lib
 	@$(if $(Q),echo "  CLANG   $@")
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -Itools/objd -std=gnu11 -Wall -Wextra $(FUZZ_SAN) -fsanitize=fuzzer \
 		-o $@ $< tools/objd/http.c tools/objd/path.c
 
-fuzz-http: deps-check $(FUZZ_DIR)/fuzz_http
-	$(Q)$(FUZZ_HTTP_RUN) -max_total_time=$(FUZZ_SECONDS) tests/fuzz/corpus-http
+fuzz-http: $(FUZZ_DIR)/fuzz_http
+	$(Q)mkdir -p $(FUZZ_GROW)/http
+	$(Q)$(FUZZ_HTTP_RUN) -max_total_time=$(FUZZ_SECONDS) $(FUZZ_GROW)/http tests/fuzz/corpus-http
 
 check-fuzz-http: $(FUZZ_DIR)/fuzz_http
 	$(Q)rm -rf $(FUZZ_DIR)/corpus-http && cp -r tests/fuzz/corpus-http $(FUZZ_DIR)/corpus-http
@@ -345,6 +385,25 @@ check-fuzz-http: $(FUZZ_DIR)/fuzz_http
 	$(Q)sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) .*/  fuzz-http: 15 s smoke: \1 inputs, no failure (\2 s)/p' \
 		$(FUZZ_DIR)/smoke-http.log
 	$(Q)$(call summary,fuzz-http)
+
+# What the fuzz runs found, into the committed corpora: libFuzzer's
+# -merge=1 adds only the inputs that cover something the corpus does not,
+# for each fuzzer that has run (that has a directory in $(FUZZ_GROW)).
+FUZZ_GROWN := $(notdir $(wildcard $(FUZZ_GROW)/*))
+.PHONY: fuzz-merge fuzz-merge-api fuzz-merge-parsers fuzz-merge-http
+fuzz-merge: $(addprefix fuzz-merge-,$(FUZZ_GROWN))
+	@$(if $(FUZZ_GROWN),:,echo "fuzz-merge: nothing to merge (make fuzz, fuzz-parsers or fuzz-http first)")
+# $(call fuzz_merge,name,run,committed corpus)
+fuzz_merge = $(2) -merge=1 $(3) $(FUZZ_GROW)/$(1) >$(FUZZ_DIR)/merge-$(1).log 2>&1 || \
+		{ cat $(FUZZ_DIR)/merge-$(1).log; exit 1; }; \
+	sed -n 's|^MERGE-OUTER: \([0-9]*\) new files.*|fuzz-merge: \1 new inputs in $(3)|p' \
+		$(FUZZ_DIR)/merge-$(1).log
+fuzz-merge-api: $(FUZZ_DIR)/fuzz_api
+	$(Q)$(call fuzz_merge,api,$(FUZZ_RUN),tests/fuzz/corpus)
+fuzz-merge-parsers: $(FUZZ_DIR)/fuzz_parsers
+	$(Q)$(call fuzz_merge,parsers,$(FUZZ_PARSERS_RUN),tests/fuzz/corpus-parsers)
+fuzz-merge-http: $(FUZZ_DIR)/fuzz_http
+	$(Q)$(call fuzz_merge,http,$(FUZZ_HTTP_RUN),tests/fuzz/corpus-http)
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed. Then
@@ -357,11 +416,15 @@ demo: deps-demo
 .PHONY: demo-build
 demo-build: all $(BUILD)/objd-stuckfs
 
-bench: deps-bench all $(BENCHES) $(BUILD)/objd-stuckfs
+bench: deps-bench
+	$(Q)$(MAKE) --no-print-directory bench-build
 	$(Q)bench/run.sh $(BUILD)
 
-bench-quick: deps-bench all $(BENCHES) $(BUILD)/objd-stuckfs
+bench-quick: need-bench
+	$(Q)$(MAKE) --no-print-directory bench-build
 	$(Q)RCTX_BENCH_QUICK=1 bench/run.sh $(BUILD)
+.PHONY: bench-build
+bench-build: all $(BENCHES) $(BUILD)/objd-stuckfs
 
 # Man pages are generated from the header's comments and committed.
 man:

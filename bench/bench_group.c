@@ -8,8 +8,9 @@
  *   submit: one IORING_OP_NOP through rctx_group_submit() (batches of 32),
  *           against rctx_submit() of the same NOPs on the same kind of ring:
  *           a limit above the batch (nothing queued), a limit of 8 (queued,
- *           under background: no sentinel), and a limit of 8 under a
- *           cancellable context (each queued request arms a sentinel).
+ *           under background: a FIFO entry only), and a limit of 8 under a
+ *           cancellable context (each queued request is also parked in its
+ *           ring, tracked by the context, with no kernel object).
  *
  * Each pair runs interleaved in the same process; the ratio is
  * group / reference.

@@ -6,16 +6,54 @@
  *
  * Conventions that hold for every function below:
  *  - Functions that can fail return 0 (or a count) on success and a negative
- *    errno on failure; errno is never the channel and is left untouched.
+ *    errno on failure, and leave errno untouched.
  *  - Functions that return a pointer return NULL only for invalid arguments or
  *    out-of-memory (or, where said, other exhausted resources); each one says
- *    which inputs are invalid.
+ *    which inputs are invalid. Such a NULL sets errno to say why (EINVAL for
+ *    invalid arguments, ENOMEM, and the others each function lists); on
+ *    success errno is left untouched.
+ *  - "Why the runtime thread cannot start" below means one of: EMFILE or
+ *    ENFILE (no fd for its eventfd or io_uring), ENOMEM, EAGAIN (no thread),
+ *    another error of io_uring_setup(2) (EPERM when io_uring is disabled...),
+ *    or ESHUTDOWN once the process is exiting (the runtime thread is stopped
+ *    by an atexit handler).
  *  - Time is int64_t nanoseconds of CLOCK_MONOTONIC (rctx_now()); deadlines are
  *    absolute. RCTX_FOREVER means "no deadline".
  *  - Contexts are reference counted and may be shared freely between threads.
  *    Every function taking an rctx_t is thread-safe unless it says otherwise.
  *  - A context's error, once non-zero, never changes. The errors are
  *    -ECANCELED (Go's Canceled) and -ETIMEDOUT (Go's DeadlineExceeded).
+ *
+ * Contents, in the order of this header:
+ *   Time                     rctx_now
+ *   Root contexts            rctx_background, rctx_todo
+ *   Derived contexts         rctx_with_cancel, _deadline(_cause), _timeout(_cause),
+ *                            _value, _values, rctx_without_cancel
+ *   Merge                    rctx_with_any
+ *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup
+ *   Ending contexts          rctx_cancel(_cause), rctx_release, rctx_ref, rctx_unref
+ *   Queries                  rctx_err, _cause, _deadline, _value, _done_fd, _wait,
+ *                            _format, _remaining
+ *   After-funcs              rctx_after_func, _stop, _release
+ *   Rings and requests       rctx_ring_create, _destroy, rctx_submit, rctx_ring_run...
+ *   Groups                   rctx_group_new, _ctx, _go, _try_go, _wait, _submit, _free
+ *   Blocking calls           rctx_read, _write, _fsync, _openat, _recv, _send...
+ *   Abandonable requests     rctx_async_read, _write, _fsync, _openat2, _statx...,
+ *                            rctx_device_limit
+ *   Propagation              rctx_grpc_timeout_*, rctx_trace_*, rctx_with_trace
+ *   Observability            rctx_info, rctx_dump
+ *   Runtime                  rctx_runtime_stats, rctx_runtime_ring_stats
+ *
+ * How each object ends (one call each; every other call leaves it alive):
+ *   context        rctx_release() by whoever created it (cancels, then drops
+ *                  the creator's reference); rctx_unref() drops a reference
+ *                  taken with rctx_ref(). A context that a kernel watch keeps
+ *                  alive (rctx_with_fd, rctx_with_hangup) ends when the last
+ *                  reference its users hold goes, whichever of the two drops
+ *                  it: it never outlives its owners.
+ *   after-func     rctx_after_release() (after rctx_after_stop() if wanted)
+ *   group          rctx_group_free()
+ *   ring           rctx_ring_destroy() (not the thread's own ring)
  *
  * See docs/lifecycle.md for the numbered lifecycle rules of contexts, rings and
  * requests, and ringctx(7) for an overview.
@@ -28,6 +66,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <linux/openat2.h>
 #include <liburing.h>
 
 #ifdef __cplusplus
@@ -36,8 +75,8 @@ extern "C" {
 
 /* The library's version: the only place it is written (the Makefile and
  * ringctx.pc read it from here). */
-#define RINGCTX_VERSION_MAJOR 0
-#define RINGCTX_VERSION_MINOR 1
+#define RINGCTX_VERSION_MAJOR 1
+#define RINGCTX_VERSION_MINOR 0
 #define RINGCTX_VERSION_PATCH 0
 
 /* "No deadline": the largest representable instant. */
@@ -57,6 +96,7 @@ typedef struct rctx_ring rctx_ring_t;
 /* Current CLOCK_MONOTONIC time in nanoseconds. Thread-safe, never fails. */
 int64_t rctx_now(void);
 
+
 /* ------------------------------------------------------------------------ */
 /* Root contexts                                                            */
 /* ------------------------------------------------------------------------ */
@@ -69,6 +109,7 @@ rctx_t *rctx_background(void);
 
 /* Like rctx_background(), but formats as "context.TODO". */
 rctx_t *rctx_todo(void);
+
 
 /* ------------------------------------------------------------------------ */
 /* Derived contexts                                                         */
@@ -83,8 +124,8 @@ rctx_t *rctx_todo(void);
 /* ------------------------------------------------------------------------ */
 
 /*
- * Go's WithCancel. Returns NULL if parent is NULL (invalid) or on
- * out-of-memory. If the parent is already done, the child is done at creation
+ * Go's WithCancel. Returns NULL with errno EINVAL if parent is NULL, or
+ * ENOMEM. If the parent is already done, the child is done at creation
  * with the parent's error and cause.
  */
 rctx_t *rctx_with_cancel(rctx_t *parent);
@@ -98,49 +139,193 @@ rctx_t *rctx_with_cancel(rctx_t *parent);
  * and INT64_MIN included) gives a context done at creation with -ETIMEDOUT.
  * A deadline later than the parent's gives a plain cancel context (as Go),
  * which still reports the parent's deadline; so does RCTX_FOREVER ("no
- * deadline": nothing for the runtime to arm). Returns NULL if parent is NULL
- * (invalid), on out-of-memory, if the runtime thread cannot be started (out
- * of fds, threads or io_uring resources), or once the process is exiting
- * (the runtime thread is stopped by an atexit handler).
+ * deadline": nothing for the runtime to arm). Returns NULL with errno
+ * EINVAL if parent is NULL, ENOMEM, or, for a deadline the runtime must arm
+ * (before the parent's, not at or before now, not RCTX_FOREVER), why the
+ * runtime thread cannot start (see the top of this header; ESHUTDOWN once
+ * the process is exiting).
  */
 rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns);
 
 /*
  * As rctx_with_deadline(), but when the deadline expires rctx_cause() reports
- * `cause` (nonzero; 0 means "no cause", i.e. -ETIMEDOUT).
+ * `cause` (nonzero; 0 means "no cause", i.e. -ETIMEDOUT). NULL and errno as
+ * rctx_with_deadline().
  */
 rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause);
 
 /*
  * Go's WithTimeout: rctx_with_deadline(parent, rctx_now() + rel_ns).
- * Returns NULL if parent is NULL, rel_ns is negative, or now + rel_ns
- * overflows int64_t or reaches RCTX_FOREVER (all invalid), or as
- * rctx_with_deadline(). rel_ns == 0 gives a
- * context done at creation with -ETIMEDOUT.
+ * Returns NULL with errno EINVAL if parent is NULL, rel_ns is negative, or
+ * now + rel_ns overflows int64_t or reaches RCTX_FOREVER, or as
+ * rctx_with_deadline() (ENOMEM, the runtime thread's errors, ESHUTDOWN).
+ * rel_ns == 0 gives a context done at creation with -ETIMEDOUT.
  */
 rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns);
 
-/* As rctx_with_timeout(), with a cause reported on expiry (see above). */
+/* As rctx_with_timeout(), with a cause reported on expiry (see above); NULL
+ * and errno as rctx_with_timeout(). */
 rctx_t *rctx_with_timeout_cause(rctx_t *parent, int64_t rel_ns, int cause);
 
 /*
  * Go's WithValue: a context that carries val under key. Keys are compared by
  * pointer identity; use the address of a static object of your own. val may be
  * NULL (it then shadows an earlier value of the same key). The context does not
- * own key or val. Returns NULL if parent or key is NULL (invalid) or on
- * out-of-memory.
+ * own key or val. Returns NULL with errno EINVAL if parent or key is NULL,
+ * or ENOMEM.
  */
 rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val);
 
 /*
  * Go's WithoutCancel: keeps parent's values, drops its cancellation and
- * deadline. The result is never done, its cause is 0. Returns NULL if parent
- * is NULL (invalid) or on out-of-memory.
+ * deadline. The result is never done, its cause is 0. Returns NULL with
+ * errno EINVAL if parent is NULL, or ENOMEM.
  */
 rctx_t *rctx_without_cancel(rctx_t *parent);
 
+#define RCTX_VALUES_MAX 64
+/*
+ * Several values in one node (one allocation): as n nested rctx_with_value()
+ * calls with keys[0]..keys[n-1] in order (a later duplicate key shadows an
+ * earlier one, and the pairs shadow the parent's values of the same keys).
+ * A val may be NULL (it shadows as in rctx_with_value()). The arrays keys
+ * and vals are copied: the caller may reuse them at once; the context owns
+ * neither the keys nor the values. rctx_format() shows one
+ * ".WithValue(key=..., val=...)" part per pair, in order. The new context
+ * holds one reference, owned by the caller (drop it with rctx_release() or
+ * rctx_unref()), and one to parent; it is done, cancelled and timed out with
+ * parent, like any value context. Thread-safe.
+ * Returns the new context; NULL with errno EINVAL if parent, keys or vals
+ * is NULL, a key is NULL, or n is 0 or larger than RCTX_VALUES_MAX, or
+ * ENOMEM.
+ */
+rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
+			 void *const *vals);
+
+
 /* ------------------------------------------------------------------------ */
-/* Cancelling, references                                                   */
+/* Merge                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define RCTX_ANY_MAX 64
+/*
+ * A context done as soon as parent or any of others[0..n-1] is done, with
+ * that context's error and cause (-ETIMEDOUT when a source's deadline
+ * passes); if one is done already, it is done at creation (parent first,
+ * then the first of others found done). Values are looked up in parent's
+ * chain first, then in each other's in order; its deadline (rctx_deadline(),
+ * rctx_remaining()) is the earliest of all, and it arms no timer of its own:
+ * the source whose deadline it is ends it. No thread, no polling: it
+ * registers with each source as a child does, and unregisters from all of
+ * them when it ends or is freed. An other that can never be done
+ * (background, todo, without-cancel) only contributes its values. The same
+ * context may appear more than once. n == 0 gives what rctx_with_cancel()
+ * gives, formatted differently.
+ * Ownership: the new context holds one reference, owned by the caller (drop
+ * it with rctx_release() or rctx_unref()), and one to parent and to each
+ * other until it is freed, so the caller may drop its own references to them
+ * at any time; the array others is not kept. It is cancellable
+ * (rctx_cancel(), rctx_cancel_cause()); rctx_format() shows it as
+ * ".WithAny". Thread-safe: its sources may be cancelled concurrently with
+ * the call.
+ * Returns the new context; NULL with errno EINVAL if parent is NULL,
+ * others is NULL with n > 0, an element is NULL, or n > RCTX_ANY_MAX, or
+ * ENOMEM.
+ */
+rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
+
+
+/* ------------------------------------------------------------------------ */
+/* Signals, file descriptors, hang-ups                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Go's signal.NotifyContext: a child of parent, done with -ECANCELED on the
+ * first of sigs[0..n-1] delivered to the process after its creation,
+ * whichever thread receives it (a thread that never called the library
+ * too); rctx_cause() then reports RCTX_CAUSE_SIGNAL_BASE - sig, from which
+ * rctx_cause_signal() reads the signal back. Duplicates in sigs count once.
+ * The caller owns the returned reference and drops it with rctx_release().
+ * Thread-safe; several signal contexts may live at once, for the same or
+ * different signals, and each signal ends every context that watches it.
+ *
+ * While at least one signal context watching sig lives (from its creation
+ * to its last reference, also after it fired, as Go's NotifyContext until
+ * stop()): the library's handler (SA_SIGINFO | SA_RESTART) replaces the
+ * application's handler or disposition for sig, which is therefore not
+ * taken (neither a handler of yours nor the default action: a SIGINT or a
+ * SIGTERM does not end the process meanwhile, a second one after the
+ * context fired neither); and the library's runtime thread, whose own mask
+ * stays the one it inherited, unblocks sig while it sleeps waiting for
+ * work (never while it runs after-funcs), so that sig is delivered even if
+ * every application thread blocks it. When the last such context goes, the
+ * disposition saved before the first is restored (as sigaction() read it:
+ * SIG_DFL, SIG_IGN or a handler, with its flags and mask), and the runtime
+ * thread no longer unblocks sig, both before the rctx_release() or
+ * rctx_unref() that drops the last reference returns, also right after
+ * the context fired: a raise() at once after it takes the restored
+ * disposition, and a signal that every application thread blocks stays
+ * pending. That call may wait, briefly, for the runtime thread to finish
+ * ending the context or to wake from its sleep. A signal that arrives
+ * while that call runs may still be taken, and dropped, by the library.
+ * Do not change sig's disposition yourself while a signal context watches
+ * it. A context created done (its parent was done) watches nothing.
+ *
+ * Returns NULL with errno EINVAL if parent or sigs is NULL, n <= 0, or a
+ * signal is out of range, SIGKILL, SIGSTOP, or one of the two real-time
+ * signals the C library keeps for itself (32, 33); ENOMEM; EMFILE or
+ * ENFILE when no eventfd is left (the first signal context makes one);
+ * the errno of a failed sigaction(); or why the runtime thread cannot
+ * start (see the top of this header; ESHUTDOWN once the process is
+ * exiting).
+ */
+rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n);
+
+/* The cause a signal context reports for signal sig: RCTX_CAUSE_SIGNAL_BASE - sig. */
+#define RCTX_CAUSE_SIGNAL_BASE (-0x10000)
+/*
+ * The signal number carried by a cause (rctx_cause() of a context ended by
+ * rctx_with_signals()), or 0 if cause is not a signal's. Pure, thread-safe,
+ * never fails.
+ */
+int rctx_cause_signal(int cause);
+
+/*
+ * A child of parent, done with -ECANCELED and cause (nonzero) when the
+ * kernel reports any of poll_events (POLLIN, POLLRDHUP...) on fd. The kernel
+ * always reports POLLERR and POLLHUP too, and they end it as well. One
+ * IORING_OP_POLL_ADD on the library's keeper ring (submitted by the runtime
+ * thread, so it never ties up a caller's ring or thread), under the context
+ * itself: when the context ends first (rctx_release(), its parent's cancel
+ * or deadline) the poll is cancelled like any request. If the poll fails
+ * instead (say -EBADF), or the runtime thread cannot submit it (-ENOMEM,
+ * -EAGAIN), the context is done with -ECANCELED and that negative errno as
+ * its cause. The in-flight poll holds a reference to the
+ * context: drop yours with rctx_release() (cancel + unref), not
+ * rctx_unref(), or the context and its poll live until the event. Reads
+ * nothing from fd; the caller keeps owning it (close it only after
+ * releasing the context). The caller owns the returned reference.
+ * Thread-safe. A parent already done gives a context done at creation with
+ * its error and cause, and no poll.
+ * Returns NULL with errno EINVAL if parent is NULL, poll_events is 0 or
+ * cause is 0; EBADF if fd is negative or not open; ENOMEM; or why the
+ * runtime thread cannot start (see the top of this header; ESHUTDOWN once
+ * the process is exiting).
+ */
+rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
+
+/*
+ * The peer of socket sockfd closed or shut down its writing side, or the
+ * socket failed: rctx_with_fd() with POLLRDHUP | POLLHUP | POLLERR and cause
+ * -ECONNRESET (ownership, thread-safety, NULL returns and errno as there).
+ * Readable data does not end it. For stream sockets (TCP, UNIX); NULL with
+ * errno EBADF if sockfd is negative or not open.
+ */
+rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
+
+
+/* ------------------------------------------------------------------------ */
+/* Ending contexts: cancel, references                                      */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -165,8 +350,9 @@ int rctx_cancel(rctx_t *ctx);
 int rctx_cancel_cause(rctx_t *ctx, int cause);
 
 /*
- * Take one more reference to ctx. Returns ctx (NULL if ctx is NULL).
- * Thread-safe. The caller owns the reference and drops it with rctx_unref().
+ * Take one more reference to ctx. Returns ctx (NULL with errno EINVAL if
+ * ctx is NULL). Thread-safe. The caller owns the reference and drops it
+ * with rctx_unref().
  */
 rctx_t *rctx_ref(rctx_t *ctx);
 
@@ -183,6 +369,7 @@ void rctx_unref(rctx_t *ctx);
  * drop the caller's reference. NULL is ignored.
  */
 void rctx_release(rctx_t *ctx);
+
 
 /* ------------------------------------------------------------------------ */
 /* Queries                                                                  */
@@ -212,7 +399,9 @@ bool rctx_deadline(const rctx_t *ctx, int64_t *abs_ns);
 
 /*
  * Go's ctx.Value(key): the value of the nearest context carrying key, or NULL
- * if none (or if ctx or key is NULL). Lock-free walk up the chain.
+ * if none (errno untouched: not an error, and a stored value may be NULL),
+ * or NULL with errno EINVAL if ctx or key is NULL. Lock-free walk up the
+ * chain.
  */
 void *rctx_value(const rctx_t *ctx, const void *key);
 
@@ -247,6 +436,17 @@ int rctx_wait(rctx_t *ctx, int64_t abs_deadline);
  */
 int rctx_format(const rctx_t *ctx, char *buf, size_t len);
 
+/*
+ * Nanoseconds left before ctx's effective deadline (the one rctx_deadline()
+ * reports), for adaptive timeouts. Reads the clock once; lock-free,
+ * thread-safe. Whether ctx is done is not considered (see rctx_err()).
+ * Returns the time left, RCTX_FOREVER if ctx has no deadline, 0 once the
+ * deadline has passed (even if its timer has not fired yet), or -EINVAL if
+ * ctx is NULL.
+ */
+int64_t rctx_remaining(const rctx_t *ctx);
+
+
 /* ------------------------------------------------------------------------ */
 /* After-funcs                                                              */
 /* ------------------------------------------------------------------------ */
@@ -257,10 +457,10 @@ int rctx_format(const rctx_t *ctx, char *buf, size_t len);
  * waits for it; if ctx is already done it is queued at once. fn should not
  * block for long: it delays the other after-funcs and deadline processing.
  * Returns a handle owned by the caller, who must drop it with
- * rctx_after_release() (which does not stop fn). NULL if ctx or fn is NULL
- * (invalid), on out-of-memory, or, for a context that can be done, if the
- * runtime thread cannot be started (out of fds, threads or io_uring
- * resources, or the process is exiting): fn could never run. The handle
+ * rctx_after_release() (which does not stop fn). NULL with errno EINVAL if
+ * ctx or fn is NULL, ENOMEM, or, for a context that can be done, why the
+ * runtime thread cannot start (see the top of this header; ESHUTDOWN once
+ * the process is exiting): fn could never run. The handle
  * keeps ctx alive, and so does an armed after-func even after its handle is
  * released (Go keeps it reachable through the parent): a context with an
  * armed after-func lives until it is done or the after-func is stopped. On a
@@ -280,6 +480,7 @@ bool rctx_after_stop(rctx_after_t *h);
 
 /* Drop the caller's handle. Does not stop fn. NULL is ignored. */
 void rctx_after_release(rctx_after_t *h);
+
 
 /* ------------------------------------------------------------------------ */
 /* Rings and requests                                                       */
@@ -327,7 +528,7 @@ void rctx_ring_destroy(rctx_ring_t *ring);
 
 /* Escape hatch: the underlying io_uring (owner thread only; do not submit
  * requests with user_data of your own on it, ringctx owns user_data).
- * NULL for NULL. */
+ * NULL with errno EINVAL for NULL. */
 struct io_uring *rctx_ring_uring(rctx_ring_t *ring);
 
 /* A file descriptor that polls readable when the ring has completions to run:
@@ -384,7 +585,8 @@ unsigned rctx_ring_pending(const rctx_ring_t *ring);
  */
 struct rctx_ring_stats {
 	uint64_t submitted;        /* requests sent to the kernel */
-	uint64_t short_circuited;  /* ended at submission: context already done */
+	uint64_t short_circuited;  /* never sent: context done at submission, or
+				      while queued by rctx_group_submit() */
 	uint64_t completed;        /* callbacks run (all kinds) */
 	uint64_t cancels_issued;   /* IORING_OP_ASYNC_CANCEL sent */
 	uint64_t cancel_found;     /* cancel result 0: found and aborted */
@@ -396,11 +598,141 @@ struct rctx_ring_stats {
 	uint64_t link_timeouts_fired; /* ... that expired and ended their request */
 	uint64_t in_flight;        /* gauge: requests held by the kernel */
 	uint64_t held_after_cancel;/* gauge: cancelled, still held by the kernel */
+	/* rctx_async_*() requests of this ring: */
+	uint64_t abandoned;        /* answered at their context's end while the
+				      kernel held them */
+	uint64_t abandoned_late;   /* ... that the kernel ended since */
+	uint64_t abandoned_held;   /* gauge: abandoned, still held */
+	uint64_t fenced;           /* writes, truncates, syncs refused: -EBUSY */
 };
 
-/* Copy the ring's counters into *st. Thread-safe (a racy but consistent-enough
- * snapshot). -EINVAL for NULL. */
-int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st);
+/*
+ * Copy the ring's counters into *st. Thread-safe (a racy but consistent-enough
+ * snapshot). The stats structs grow at their end from release to release:
+ * size is the size of the caller's struct (the macro passes sizeof(*st)),
+ * and only that much is written; fields the library does not know are
+ * zeroed. -EINVAL for NULL, or a size smaller than one counter.
+ */
+int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st, size_t size);
+#define rctx_ring_stats(ring, st) rctx_ring_stats((ring), (st), sizeof(*(st)))
+
+
+/* ------------------------------------------------------------------------ */
+/* Groups                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Go's errgroup with SetLimit. Opaque. */
+typedef struct rctx_group rctx_group_t;
+
+/*
+ * Go's errgroup.WithContext followed by SetLimit(limit): a group of
+ * functions run on worker threads of the group, at most `limit` at once
+ * (limit < 0: no limit), and a limit of `limit` requests in flight for
+ * rctx_group_submit(). The group owns a cancellable context derived from
+ * parent (rctx_group_ctx()), ended by the first function that fails, by
+ * rctx_group_wait(), or by parent. Returns a group owned by the caller, who
+ * frees it with rctx_group_free(); NULL with errno EINVAL if parent is NULL
+ * or limit is 0 (Go's SetLimit(0) would block every Go call forever), or
+ * ENOMEM. Thread-safe.
+ */
+rctx_group_t *rctx_group_new(rctx_t *parent, int limit);
+
+/*
+ * The group's context (borrowed: valid until rctx_group_free(); take a
+ * reference with rctx_ref() to keep it longer). Every function of the group
+ * gets it; pass it, or a descendant, to the work the group does. NULL with
+ * errno EINVAL for NULL. Thread-safe.
+ */
+rctx_t *rctx_group_ctx(rctx_group_t *g);
+
+/*
+ * Go's Group.Go: wait until fewer than limit functions of the group run,
+ * then run fn(ctx, arg) on a worker thread of the group, ctx being the
+ * group's context (borrowed for the call). Workers are reused: an idle one
+ * takes the call, a new one is created only when none is idle, so a group
+ * with a limit never has more than `limit` threads (they live until
+ * rctx_group_free()); without a limit, a worker idle for a second exits.
+ * Workers run with every signal blocked. The first fn that returns
+ * non-zero records that value as the group's result and cancels the
+ * group's context with it as cause (rctx_cancel_cause()): other functions
+ * see rctx_err(ctx) == -ECANCELED and rctx_cause(ctx) == that value, and
+ * requests submitted under the context are aborted. Among racing failures
+ * exactly one is recorded.
+ * Returns 0 once fn is started (it will run exactly once); without running
+ * fn: the group context's error (-ECANCELED, -ETIMEDOUT) if it is done, or
+ * becomes done while waiting for a slot (so also after rctx_group_wait(),
+ * which cancels it: a group is not reusable), -EINVAL if g or fn is NULL,
+ * -ENOMEM, or the negative errno of pthread_create (-EAGAIN). Thread-safe,
+ * callable from the group's own functions (which may then wait for a slot:
+ * with a limit, do not do it from every running function at once).
+ */
+int rctx_group_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
+
+/*
+ * Go's Group.TryGo: as rctx_group_go(), but never waits: -EAGAIN if limit
+ * functions are running. Returns 0 once fn is started, or the errors of
+ * rctx_group_go(). Thread-safe.
+ */
+int rctx_group_try_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
+
+/*
+ * Go's Group.Wait: wait until every function started returned, then cancel
+ * the group's context (with the group's result as cause, or a plain cancel
+ * if there is none). Returns the first non-zero result of a function, or 0
+ * if none failed; -EINVAL for NULL. May be called again, and from several
+ * threads (each returns the same); not from one of the group's functions
+ * (it would wait for itself). Requests of rctx_group_submit() are not
+ * waited for.
+ */
+int rctx_group_wait(rctx_group_t *g);
+
+/*
+ * Wait as rctx_group_wait() (if not done yet), stop and join the worker
+ * threads, and drop the caller's group. No other call on g may run or
+ * follow (the caller's own references to the group's context, if any,
+ * stay valid). Requests of rctx_group_submit() still queued or in flight
+ * keep what they need alive: they complete as usual when their ring is run
+ * or destroyed, and the group's memory is freed after the last one. NULL is
+ * ignored. Not from one of the group's functions.
+ */
+void rctx_group_free(rctx_group_t *g);
+
+/*
+ * As rctx_submit(), under any context ctx (the group's, a descendant, or
+ * any other: the limit applies regardless), but with at most limit requests
+ * of the group in flight (no limit: a plain rctx_submit()). A request over
+ * the limit is queued, in FIFO order, and submitted from the callback of a
+ * request of the group that completes and frees a slot (before that
+ * callback's own cb runs). A request holds its slot until its callback runs
+ * (a multishot one: until its last CQE). A request whose context is done at
+ * this call, or when it leaves the queue, is not counted and completes as
+ * rctx_submit() says, with the context's error. A queued request whose
+ * context ends (a cancel from any thread, its deadline) completes at once,
+ * without waiting for a slot: its cb runs with the context's error from the
+ * next rctx_ring_run() of the ring after that (the ring is woken), whatever
+ * the group's in-flight requests do. A queued request holds no kernel
+ * object: under a context that can end it takes a request slot of the ring
+ * (counted by rctx_ring_pending(), not sent, not counted as submitted by
+ * rctx_ring_stats() or rctx_info(), not shown by rctx_dump()) and is
+ * reached by the context's cancel as a request in flight would be.
+ * rctx_ring_destroy() completes queued requests with -ECANCELED (their cb
+ * runs, none is dropped), in-flight ones as rctx_submit() says.
+ * A group with a limit is bound to one ring at a time: the ring of its
+ * first request, then of the first one after it had no request queued or
+ * in flight (one without a limit may use any ring, from the rings' owners).
+ * The limit of requests is apart from the limit of functions. The group's
+ * result is not affected by the requests' results.
+ * Owner thread of ring only (the ring's rules); rctx_group_free() may come
+ * before the group's requests have completed (from any thread); the ring may
+ * be destroyed before or after the group is freed.
+ * Returns 0 (cb will be called exactly once), or, with cb never called:
+ * -EINVAL (NULL g, ring, ctx, sqe or cb, or a flag rctx_submit() refuses),
+ * -EXDEV (ring is not the ring the group is bound to), -ENOMEM, or the
+ * errors of rctx_submit().
+ */
+int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
+		      const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
+
 
 /* ------------------------------------------------------------------------ */
 /* Blocking calls, in the Go style                                          */
@@ -468,8 +800,9 @@ int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
 
 /*
  * The calling thread's ring used by the blocking calls on sockets, FIFOs and
- * timers (created on first use; -errno of rctx_ring_create is reported as
- * NULL). Use it to read its stats, or to submit requests of your own: run it
+ * timers (created on first use; if that fails: NULL, with errno the error
+ * of rctx_ring_create(): ENOMEM, EMFILE, ENFILE, EPERM, ENOSYS...). Use it
+ * to read its stats, or to submit requests of your own: run it
  * (rctx_ring_run) from this thread. Owned by the thread; do not destroy it.
  * At thread exit its requests are cancelled; if the kernel still holds some
  * after 100 ms (I/O it cannot abort), the ring is handed to the runtime
@@ -480,268 +813,115 @@ int rctx_sleep(rctx_t *ctx, int64_t rel_ns);
  */
 rctx_ring_t *rctx_thread_ring(void);
 
-/* ------------------------------------------------------------------------ */
-/* Values without deep chains                                               */
-/* ------------------------------------------------------------------------ */
-
-#define RCTX_VALUES_MAX 64
-/*
- * Several values in one node (one allocation): as n nested rctx_with_value()
- * calls with keys[0]..keys[n-1] in order (a later duplicate key shadows an
- * earlier one, and the pairs shadow the parent's values of the same keys).
- * A val may be NULL (it shadows as in rctx_with_value()). The arrays keys
- * and vals are copied: the caller may reuse them at once; the context owns
- * neither the keys nor the values. rctx_format() shows one
- * ".WithValue(key=..., val=...)" part per pair, in order. The new context
- * holds one reference, owned by the caller (drop it with rctx_release() or
- * rctx_unref()), and one to parent; it is done, cancelled and timed out with
- * parent, like any value context. Thread-safe.
- * Returns the new context; NULL if parent, keys or vals is NULL, a key is
- * NULL, or n is 0 or larger than RCTX_VALUES_MAX (all invalid), or on
- * out-of-memory.
- */
-rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *keys,
-			 void *const *vals);
-
-/*
- * Nanoseconds left before ctx's effective deadline (the one rctx_deadline()
- * reports), for adaptive timeouts. Reads the clock once; lock-free,
- * thread-safe. Whether ctx is done is not considered (see rctx_err()).
- * Returns the time left, RCTX_FOREVER if ctx has no deadline, 0 once the
- * deadline has passed (even if its timer has not fired yet), or -EINVAL if
- * ctx is NULL.
- */
-int64_t rctx_remaining(const rctx_t *ctx);
 
 /* ------------------------------------------------------------------------ */
-/* Merge                                                                    */
-/* ------------------------------------------------------------------------ */
-
-#define RCTX_ANY_MAX 64
-/*
- * A context done as soon as parent or any of others[0..n-1] is done, with
- * that context's error and cause (-ETIMEDOUT when a source's deadline
- * passes); if one is done already, it is done at creation (parent first,
- * then the first of others found done). Values are looked up in parent's
- * chain first, then in each other's in order; its deadline (rctx_deadline(),
- * rctx_remaining()) is the earliest of all, and it arms no timer of its own:
- * the source whose deadline it is ends it. No thread, no polling: it
- * registers with each source as a child does, and unregisters from all of
- * them when it ends or is freed. An other that can never be done
- * (background, todo, without-cancel) only contributes its values. The same
- * context may appear more than once. n == 0 gives what rctx_with_cancel()
- * gives, formatted differently.
- * Ownership: the new context holds one reference, owned by the caller (drop
- * it with rctx_release() or rctx_unref()), and one to parent and to each
- * other until it is freed, so the caller may drop its own references to them
- * at any time; the array others is not kept. It is cancellable
- * (rctx_cancel(), rctx_cancel_cause()); rctx_format() shows it as
- * ".WithAny". Thread-safe: its sources may be cancelled concurrently with
- * the call.
- * Returns the new context; NULL if parent is NULL, others is NULL with
- * n > 0, an element is NULL, or n > RCTX_ANY_MAX (all invalid), or on
- * out-of-memory.
- */
-rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n);
-
-/* ------------------------------------------------------------------------ */
-/* Signals, file descriptors, hang-ups                                      */
+/* Abandonable file requests, for callback code                             */
+/*                                                                          */
+/* The stuck-disk policy of the blocking calls, for event loops: each       */
+/* rctx_async_*() call starts one file request under ctx and returns; its   */
+/* callback runs exactly once, on ring's thread from rctx_ring_run(ring),   */
+/* with the kernel's result, or with the context's error (-ECANCELED,      */
+/* -ETIMEDOUT; rctx_cause(ctx) says why) AS SOON AS ctx IS DONE, even while  */
+/* the kernel still holds the request (a hung disk, a FUSE or NFS server   */
+/* that never answers). Every byte such a request uses (data buffer, path, */
+/* statx buffer) is the library's from the call on: the caller's buffers   */
+/* are copied in before the call returns, and read data and statx results  */
+/* are handed to the callback in library memory (data, valid only during   */
+/* the callback). A request given up while the kernel holds it is           */
+/* abandoned: the library frees its memory (and closes the fd of an open   */
+/* that succeeds late) when the kernel lets go, and counts it: `abandoned`, */
+/* `abandoned_late`, `abandoned_held` in rctx_ring_stats(ring), kept_* in   */
+/* rctx_runtime_stats(), `abandoned`/`late` in rctx_info(ctx).              */
+/*                                                                          */
+/* Isolation (docs/stuck-io.md): requests that may block in the kernel are  */
+/* submitted by the library's runtime thread, which outlives them (so the   */
+/* caller's thread can always exit), through one lane per device (st_dev of */
+/* the fd; of dirfd for a path, AT_FDCWD meaning the working directory and  */
+/* an absolute path the root): at most rctx_device_limit() requests of one */
+/* device are in the kernel at once, the rest wait in the library (ending  */
+/* at once with their context), so a hung device holds at most that many   */
+/* kernel workers and never delays another device's requests. A read is    */
+/* first tried on ring itself without blocking (RWF_NOWAIT): a page-cache   */
+/* hit completes inline with no thread hop; only a miss, or a file system  */
+/* that cannot read without blocking (FUSE), takes its lane. (A read of a   */
+/* file opened with O_DIRECT should not use rctx_async_read: its direct I/O */
+/* would be issued from ring's thread, and a hung device holds it.)        */
+/*                                                                          */
+/* Abandoned writes: the kernel may still carry out a write or truncate     */
+/* after its caller was answered. Until every abandoned write and truncate */
+/* of a file has ended in the kernel, the library's later rctx_write(),     */
+/* rctx_ftruncate(), rctx_fsync() and rctx_async_write/ftruncate/fsync() of */
+/* that file (same st_dev and st_ino) fail at once with -EBUSY (the fence;  */
+/* counted in `fenced`), then work again; so a retry can never be          */
+/* overtaken by the write it replaces.                                      */
+/*                                                                          */
+/* Common rules: call from ring's owner thread (as rctx_submit); the        */
+/* callback is never called when the call fails; a done ctx makes the      */
+/* callback run at the next rctx_ring_run() with its error, and no I/O.     */
+/* rctx_ring_destroy() (and a thread ring's exit) gives up the requests     */
+/* still outstanding: their callbacks run with -ECANCELED first.            */
+/* Errors of the calls: -EINVAL (NULL ring, ctx or cb, a NULL path or buf   */
+/* with len > 0, len > INT_MAX, a negative length), -ENOMEM, -EDEADLK from */
+/* the runtime thread (an after-func), -EBADF for a bad fd or dirfd, -EBUSY */
+/* (fenced), -ESHUTDOWN once the process is exiting, -EAGAIN if the runtime */
+/* thread cannot start.                                                     */
 /* ------------------------------------------------------------------------ */
 
 /*
- * Go's signal.NotifyContext: a child of parent, done with -ECANCELED on the
- * first of sigs[0..n-1] delivered to the process after its creation,
- * whichever thread receives it (a thread that never called the library
- * too); rctx_cause() then reports RCTX_CAUSE_SIGNAL_BASE - sig, from which
- * rctx_cause_signal() reads the signal back. Duplicates in sigs count once.
- * The caller owns the returned reference and drops it with rctx_release().
- * Thread-safe; several signal contexts may live at once, for the same or
- * different signals, and each signal ends every context that watches it.
- *
- * While at least one signal context watching sig lives (from its creation
- * to its last reference, also after it fired, as Go's NotifyContext until
- * stop()): the library's handler (SA_SIGINFO | SA_RESTART) replaces the
- * application's handler or disposition for sig, which is therefore not
- * taken (neither a handler of yours nor the default action: a SIGINT or a
- * SIGTERM does not end the process meanwhile, a second one after the
- * context fired neither); and the library's runtime thread unblocks sig in
- * its own signal mask, so that sig is delivered even if every application
- * thread blocks it. When the last such context goes, the disposition saved
- * before the first is restored (as sigaction() read it: SIG_DFL, SIG_IGN or
- * a handler, with its flags and mask), and the runtime thread blocks sig
- * again if it was blocked there; a signal arriving between the two takes
- * the restored disposition. Do not change sig's disposition yourself while
- * a signal context watches it. The restore happens in the rctx_release()
- * or rctx_unref() that drops the last reference; when the runtime thread
- * is still ending the context for a signal at that moment (it holds a
- * reference meanwhile: a waiter may see the context done first), it
- * happens on that thread just after. A context created done (its parent
- * was done) watches nothing.
- *
- * Returns NULL if parent or sigs is NULL, n <= 0, or a signal is out of
- * range, SIGKILL, SIGSTOP, or one of the two real-time signals the C
- * library keeps for itself (32, 33) (all invalid); on out-of-memory or when
- * no eventfd is left; if sigaction() fails; or if the runtime thread cannot
- * be started (out of fds, threads or io_uring resources, or the process is
- * exiting).
+ * The callback of an abandonable request. res: the kernel's result (bytes,
+ * 0, an fd, -errno), or the context's error once it ended first. data: for
+ * rctx_async_read, the res bytes read; for rctx_async_statx, the struct
+ * statx; NULL otherwise. data is library memory, valid until the callback
+ * returns. flags: RCTX_ASYNC_ABANDONED if the request was answered at its
+ * context's end (or the ring's teardown) while the kernel still held it:
+ * its outcome is unknown (a write may still land, an open may still create
+ * its file); without it, a context's error means the request never ran or
+ * was aborted.
  */
-rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n);
+#define RCTX_ASYNC_ABANDONED 0x1u
+typedef void (*rctx_async_cb_t)(void *arg, int res, void *data, unsigned flags);
 
-/* The cause a signal context reports for signal sig: RCTX_CAUSE_SIGNAL_BASE - sig. */
-#define RCTX_CAUSE_SIGNAL_BASE (-0x10000)
-/*
- * The signal number carried by a cause (rctx_cause() of a context ended by
- * rctx_with_signals()), or 0 if cause is not a signal's. Pure, thread-safe,
- * never fails.
- */
-int rctx_cause_signal(int cause);
+/* Read up to len bytes of fd at off (>= 0). res: bytes read; data: them. */
+int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len, int64_t off,
+		    rctx_async_cb_t cb, void *arg);
+/* Write len bytes of buf (copied before the call returns) to fd at off
+ * (>= 0). res: bytes written. Fenced: -EBUSY. */
+int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void *buf, size_t len,
+		     int64_t off, rctx_async_cb_t cb, void *arg);
+/* fsync (flags 0) or fdatasync (IORING_FSYNC_DATASYNC) fd. Fenced: -EBUSY. */
+int rctx_async_fsync(rctx_ring_t *ring, rctx_t *ctx, int fd, unsigned flags,
+		     rctx_async_cb_t cb, void *arg);
+/* Truncate or extend fd's file to len bytes (-EOPNOTSUPP before Linux 6.9).
+ * Fenced: -EBUSY. */
+int rctx_async_ftruncate(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t len,
+			 rctx_async_cb_t cb, void *arg);
+/* openat2(2) of path (copied) relative to dirfd; how is copied. res: the new
+ * fd, owned by the callback's caller from then on. */
+int rctx_async_openat2(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+		       const struct open_how *how, rctx_async_cb_t cb, void *arg);
+/* statx(2) of path (copied; "" with AT_EMPTY_PATH: dirfd itself). data: the
+ * struct statx when res is 0. */
+int rctx_async_statx(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+		     int flags, unsigned mask, rctx_async_cb_t cb, void *arg);
+/* renameat2(2) (paths copied; the lane is olddirfd's device). */
+int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd, const char *oldpath,
+			int newdirfd, const char *newpath, unsigned flags,
+			rctx_async_cb_t cb, void *arg);
+/* unlinkat(2) (path copied). */
+int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+			int flags, rctx_async_cb_t cb, void *arg);
 
 /*
- * A child of parent, done with -ECANCELED and cause (nonzero) when the
- * kernel reports any of poll_events (POLLIN, POLLRDHUP...) on fd. The kernel
- * always reports POLLERR and POLLHUP too, and they end it as well. One
- * IORING_OP_POLL_ADD on the library's keeper ring (submitted by the runtime
- * thread, so it never ties up a caller's ring or thread), under the context
- * itself: when the context ends first (rctx_release(), its parent's cancel
- * or deadline) the poll is cancelled like any request. If the poll fails
- * instead (say -EBADF), or the runtime thread cannot submit it (-ENOMEM,
- * -EAGAIN), the context is done with -ECANCELED and that negative errno as
- * its cause. The in-flight poll holds a reference to the
- * context: drop yours with rctx_release() (cancel + unref), not
- * rctx_unref(), or the context and its poll live until the event. Reads
- * nothing from fd; the caller keeps owning it (close it only after
- * releasing the context). The caller owns the returned reference.
- * Thread-safe. A parent already done gives a context done at creation with
- * its error and cause, and no poll.
- * Returns NULL if parent is NULL, fd is negative or not open, poll_events is
- * 0 or cause is 0 (all invalid), on out-of-memory, or if the runtime thread
- * cannot be started (out of fds, threads or io_uring resources, or the
- * process is exiting).
+ * The per-device bound of the isolation: at most n requests of one device
+ * (abandonable requests and the blocking calls' file I/O) are held by the
+ * kernel at once. n = 0 only reads it. Returns the bound before the call
+ * (default RCTX_DEVICE_LIMIT_DEFAULT). Thread-safe; applies to requests
+ * handed to the kernel from then on. -EINVAL for n > RCTX_DEVICE_LIMIT_MAX.
  */
-rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
+#define RCTX_DEVICE_LIMIT_DEFAULT 8
+#define RCTX_DEVICE_LIMIT_MAX 256
+int rctx_device_limit(unsigned n);
 
-/*
- * The peer of socket sockfd closed or shut down its writing side, or the
- * socket failed: rctx_with_fd() with POLLRDHUP | POLLHUP | POLLERR and cause
- * -ECONNRESET (ownership, thread-safety and NULL returns as there). Readable
- * data does not end it. For stream sockets (TCP, UNIX); NULL if sockfd is
- * negative or not open.
- */
-rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
-
-/* ------------------------------------------------------------------------ */
-/* Groups                                                                   */
-/* ------------------------------------------------------------------------ */
-
-/* Go's errgroup with SetLimit. Opaque. */
-typedef struct rctx_group rctx_group_t;
-
-/*
- * Go's errgroup.WithContext followed by SetLimit(limit): a group of
- * functions run on worker threads of the group, at most `limit` at once
- * (limit < 0: no limit), and a limit of `limit` requests in flight for
- * rctx_group_submit(). The group owns a cancellable context derived from
- * parent (rctx_group_ctx()), ended by the first function that fails, by
- * rctx_group_wait(), or by parent. Returns a group owned by the caller, who
- * frees it with rctx_group_free(); NULL if parent is NULL or limit is 0
- * (invalid: Go's SetLimit(0) would block every Go call forever), or on
- * out-of-memory. Thread-safe.
- */
-rctx_group_t *rctx_group_new(rctx_t *parent, int limit);
-
-/*
- * The group's context (borrowed: valid until rctx_group_free(); take a
- * reference with rctx_ref() to keep it longer). Every function of the group
- * gets it; pass it, or a descendant, to the work the group does. NULL for
- * NULL. Thread-safe.
- */
-rctx_t *rctx_group_ctx(rctx_group_t *g);
-
-/*
- * Go's Group.Go: wait until fewer than limit functions of the group run,
- * then run fn(ctx, arg) on a worker thread of the group, ctx being the
- * group's context (borrowed for the call). Workers are reused: an idle one
- * takes the call, a new one is created only when none is idle, so a group
- * with a limit never has more than `limit` threads (they live until
- * rctx_group_free()); without a limit, a worker idle for a second exits.
- * Workers run with every signal blocked. The first fn that returns
- * non-zero records that value as the group's result and cancels the
- * group's context with it as cause (rctx_cancel_cause()): other functions
- * see rctx_err(ctx) == -ECANCELED and rctx_cause(ctx) == that value, and
- * requests submitted under the context are aborted. Among racing failures
- * exactly one is recorded.
- * Returns 0 once fn is started (it will run exactly once); without running
- * fn: the group context's error (-ECANCELED, -ETIMEDOUT) if it is done, or
- * becomes done while waiting for a slot (so also after rctx_group_wait(),
- * which cancels it: a group is not reusable), -EINVAL if g or fn is NULL,
- * -ENOMEM, or the negative errno of pthread_create (-EAGAIN). Thread-safe,
- * callable from the group's own functions (which may then wait for a slot:
- * with a limit, do not do it from every running function at once).
- */
-int rctx_group_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
-
-/*
- * Go's Group.TryGo: as rctx_group_go(), but never waits: -EAGAIN if limit
- * functions are running. Returns 0 once fn is started, or the errors of
- * rctx_group_go(). Thread-safe.
- */
-int rctx_group_try_go(rctx_group_t *g, int (*fn)(rctx_t *ctx, void *arg), void *arg);
-
-/*
- * Go's Group.Wait: wait until every function started returned, then cancel
- * the group's context (with the group's result as cause, or a plain cancel
- * if there is none). Returns the first non-zero result of a function, or 0
- * if none failed; -EINVAL for NULL. May be called again, and from several
- * threads (each returns the same); not from one of the group's functions
- * (it would wait for itself). Requests of rctx_group_submit() are not
- * waited for.
- */
-int rctx_group_wait(rctx_group_t *g);
-
-/*
- * Wait as rctx_group_wait() (if not done yet), stop and join the worker
- * threads, and drop the caller's group. No other call on g may run or
- * follow (the caller's own references to the group's context, if any,
- * stay valid). Requests of rctx_group_submit() still queued or in flight
- * keep what they need alive: they complete as usual when their ring is run
- * or destroyed, and the group's memory is freed after the last one. NULL is
- * ignored. Not from one of the group's functions.
- */
-void rctx_group_free(rctx_group_t *g);
-
-/*
- * As rctx_submit(), under any context ctx (the group's, a descendant, or
- * any other: the limit applies regardless), but with at most limit requests
- * of the group in flight (no limit: a plain rctx_submit()). A request over
- * the limit is queued, in FIFO order, and submitted from the callback of a
- * request of the group that completes and frees a slot (before that
- * callback's own cb runs). A request holds its slot until its callback runs
- * (a multishot one: until its last CQE). A request whose context is done at
- * this call, or when it leaves the queue, is not counted and completes as
- * rctx_submit() says, with the context's error. A queued request whose
- * context ends (a cancel, its deadline) completes at once, without waiting
- * for a slot: its cb runs with the context's error from the next
- * rctx_ring_run() of the ring after that (the ring is woken), whatever the
- * group's in-flight requests do; this costs, for each queued request under
- * a context that can end, one child context and one poll request on the
- * ring. rctx_ring_destroy() completes queued requests with -ECANCELED
- * (their cb runs, none is dropped), in-flight ones as rctx_submit() says.
- * A group with a limit is bound to one ring at a time: the ring of its
- * first request, then of the first one after it had no request queued or
- * in flight (one without a limit may use any ring, from the rings' owners).
- * The limit of requests is apart from the limit of functions. The group's
- * result is not affected by the requests' results.
- * Owner thread of ring only (the ring's rules); rctx_group_free() may come
- * before the group's requests have completed (from any thread); the ring may
- * be destroyed before or after the group is freed.
- * Returns 0 (cb will be called exactly once), or, with cb never called:
- * -EINVAL (NULL g, ring, ctx, sqe or cb, or a flag rctx_submit() refuses),
- * -EXDEV (ring is not the ring the group is bound to), -ENOMEM, the
- * negative errno of eventfd(2) (-EMFILE, -ENFILE) for the first queued
- * request, or the errors of rctx_submit().
- */
-int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
-		      const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Propagation across processes                                             */
@@ -835,9 +1015,8 @@ int rctx_trace_child(const struct rctx_trace *parent, struct rctx_trace *child);
  * at once; the copy lives as long as the context. Read it back with
  * rctx_trace_of(). Thread-safe.
  * Returns a new context holding one reference, owned by the caller (drop it
- * with rctx_unref() or rctx_release()); NULL if parent or t is NULL or t is
- * not valid (an all-zero trace id or span id) (all invalid), or on
- * out-of-memory.
+ * with rctx_unref() or rctx_release()); NULL with errno EINVAL if parent or
+ * t is NULL or t is not valid (an all-zero trace id or span id), or ENOMEM.
  */
 rctx_t *rctx_with_trace(rctx_t *parent, const struct rctx_trace *t);
 
@@ -848,6 +1027,7 @@ rctx_t *rctx_with_trace(rctx_t *parent, const struct rctx_trace *t);
  * -EINVAL if ctx or t is NULL (*t is untouched on failure).
  */
 int rctx_trace_of(const rctx_t *ctx, struct rctx_trace *t);
+
 
 /* ------------------------------------------------------------------------ */
 /* Observability                                                            */
@@ -881,6 +1061,10 @@ struct rctx_info {
 	uint64_t aborted;     /* ... that ended -ECANCELED (a cancel or a
 				 deadline reached them), or -EINTR after a
 				 cancel */
+	uint64_t abandoned;   /* file requests (blocking or rctx_async_*())
+				 answered at its end while the kernel held
+				 them */
+	uint64_t late;        /* ... that the kernel ended since */
 };
 
 /*
@@ -894,10 +1078,12 @@ struct rctx_info {
  * done_ns == created_ns; otherwise done_ns >= created_ns. Does not block
  * beyond taking the governing context's lock; thread-safe.
  *
- * Returns 0, or -EINVAL if ctx or info is NULL (or ctx is an after-func
- * handle).
+ * size: the size of the caller's struct, as for rctx_ring_stats() (the
+ * macro passes it). Returns 0, or -EINVAL if ctx or info is NULL (or ctx is
+ * an after-func handle), or size is smaller than one field.
  */
-int rctx_info(const rctx_t *ctx, struct rctx_info *info);
+int rctx_info(const rctx_t *ctx, struct rctx_info *info, size_t size);
+#define rctx_info(ctx, info) rctx_info((ctx), (info), sizeof(*(info)))
 
 /*
  * Write the live subtree of ctx to fd as text: one line per cancellable
@@ -940,6 +1126,7 @@ int rctx_info(const rctx_t *ctx, struct rctx_info *info);
  */
 int rctx_dump(rctx_t *ctx, int fd, size_t max_nodes);
 
+
 /* ------------------------------------------------------------------------ */
 /* Runtime                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -968,14 +1155,32 @@ struct rctx_runtime_stats {
 				     while the kernel still held them */
 	uint64_t kept_late;       /* abandoned requests the kernel ended since */
 	uint64_t kept_held;       /* gauge: abandoned, still held by the kernel */
-	struct rctx_ring_stats kept; /* the ring they run on (both kinds) */
 	uint64_t rings_adopted;   /* rings of exited threads that still held
 				     requests, taken over by the runtime */
 	uint64_t rings_reclaimed; /* adopted rings freed once the kernel let go */
+	/* Isolation: one lane per device (rctx_device_limit()). */
+	uint64_t devices;         /* lanes (devices seen) */
+	uint64_t lane_waiting;    /* gauge: requests waiting for their device's
+				     bound, not yet in the kernel */
+	uint64_t lane_waited;     /* requests that had to wait */
+	uint64_t fenced;          /* writes, truncates, syncs refused (-EBUSY) */
+	uint64_t fenced_files;    /* gauge: files with abandoned writes held */
+	uint64_t nowait_reads;    /* file reads completed without blocking,
+				     on the caller's thread */
 };
 
-/* Snapshot of the runtime counters. -EINVAL for NULL. Thread-safe. */
-int rctx_runtime_stats(struct rctx_runtime_stats *st);
+/* Snapshot of the runtime counters; size as for rctx_ring_stats() (the
+ * macro passes it). -EINVAL for NULL or a size smaller than one counter.
+ * Thread-safe. */
+int rctx_runtime_stats(struct rctx_runtime_stats *st, size_t size);
+#define rctx_runtime_stats(st) rctx_runtime_stats((st), sizeof(*(st)))
+
+/* The counters of the runtime thread's own ring, on which it runs the
+ * kept requests (blocking and abandonable file I/O, the library's watches);
+ * as rctx_ring_stats(), all zero before the runtime thread first ran.
+ * -EINVAL for NULL or a size smaller than one counter. Thread-safe. */
+int rctx_runtime_ring_stats(struct rctx_ring_stats *st, size_t size);
+#define rctx_runtime_ring_stats(st) rctx_runtime_ring_stats((st), sizeof(*(st)))
 
 #ifdef __cplusplus
 }

@@ -13,18 +13,17 @@
 RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *arg)
 {
 	ERRNO_GUARD;
-	struct rctx_cancel *g;
 	struct rctx_after *a;
 	uint8_t home;
-	int e = 0;
+	int e, cause;
 
 	if (!ctx_valid(ctx) || !fn)
-		return NULL;
-	if (rctx_governor(ctx) && rctx__rt_start() < 0)
-		return NULL; /* fn could never run */
+		return ERRNO_FAIL(EINVAL);
+	if (rctx_governor(ctx) && (e = rctx__rt_start()) < 0)
+		return ERRNO_FAIL(-e); /* fn could never run */
 	a = rctx__pool_get(sizeof(*a), pool_class(sizeof(*a)), &home);
 	if (!a)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	/* Two references: the caller's handle and the registration. */
 	canceler_init(&a->c, RCTX_AFTER, ctx, 2);
 	a->c.hdr.pool = pool_class(sizeof(*a));
@@ -34,17 +33,12 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 	atomic_init(&a->state, AFTER_ARMED);
 	a->run_next = NULL;
 
-	g = rctx_governor(ctx);
-	if (!g) {
+	if (!rctx_governor(ctx)) {
 		/* Never done: fn can never run; only a stop remains possible. */
 		rctx__obj_put(&a->c.hdr);
 		return a;
 	}
-	rlock(&g->lock);
-	e = atomic_load_explicit(&g->err, memory_order_relaxed);
-	if (!e)
-		hlist_add(&g->children, &a->c.sib);
-	runlock(&g->lock);
+	e = rctx__child_add(&a->c, &cause);
 	if (e) {
 		atomic_store_explicit(&a->state, AFTER_QUEUED, memory_order_relaxed);
 		if (!rctx__rt_queue_after(a))
@@ -56,25 +50,14 @@ RCTX_API rctx_after_t *rctx_after_func(rctx_t *ctx, void (*fn)(void *), void *ar
 RCTX_API bool rctx_after_stop(rctx_after_t *a)
 {
 	ERRNO_GUARD;
-	struct rctx_cancel *g;
 	int armed = AFTER_ARMED;
-	bool detached = false;
 
 	if (!a)
 		return false;
 	if (!atomic_compare_exchange_strong_explicit(&a->state, &armed, AFTER_STOPPED,
 			memory_order_acq_rel, memory_order_acquire))
 		return false;
-	g = rctx_governor(a->c.hdr.parent);
-	if (g) {
-		rlock(&g->lock);
-		if (a->c.sib.pprev) {
-			hlist_del(&a->c.sib);
-			detached = true;
-		}
-		runlock(&g->lock);
-	}
-	if (detached)
+	if (rctx__child_del(&a->c))
 		rctx__obj_put(&a->c.hdr);
 	return true;
 }

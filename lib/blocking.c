@@ -3,18 +3,22 @@
  * Blocking calls in the Go style, on the calling thread's own ring.
  *
  * Two policies (docs/stuck-io.md):
- *  - direct: sockets, pipes, character devices and timers. The kernel can
- *    always abort these (they are poll-driven), so the caller's memory is
- *    used as is and the call returns only after the request's CQE.
- *  - owned: regular files, block devices, fsync and openat. Issued I/O on
- *    these may be impossible to abort (a hung disk, a FUSE server that never
- *    answers). The request uses memory the library owns (a bounce buffer, a
+ *  - direct: reads and writes on sockets and pipes (FIFOs), recv, send,
+ *    accept, connect, poll, and sleep (a timer). The kernel can always abort
+ *    these (they are poll-driven), so the caller's memory is used as is and
+ *    the call returns only after the request's CQE.
+ *  - owned: reads and writes on every other fd (regular files, block devices,
+ *    and character devices too, since not all of them are poll-driven: see
+ *    needs_owned()), fsync and openat. Issued I/O on these may be
+ *    impossible to abort (a hung disk, a FUSE server that never answers).
+ *    The request uses memory the library owns (a bounce buffer, a
  *    copy of the path) and IOSQE_ASYNC, so the submitting thread never
  *    blocks in the kernel; once the context is done the call returns at
  *    once and abandons the request, whose memory is freed (and whose late
  *    fd is closed) when the kernel finally completes it.
  */
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +54,14 @@ RCTX_API rctx_ring_t *rctx_thread_ring(void)
 {
 	ERRNO_GUARD;
 	struct rctx_ring *ring;
+	int ret;
 
 	if (likely(tls_ring))
 		return tls_ring;
 	pthread_once(&ring_key_once, make_key);
-	if (rctx_ring_create(&ring, 64) < 0)
-		return NULL;
+	ret = rctx_ring_create(&ring, 64);
+	if (ret < 0)
+		return ERRNO_FAIL(-ret);
 	tls_ring = ring;
 	pthread_setspecific(ring_key, ring);
 	return ring;
@@ -79,7 +85,7 @@ static void bop_cb(void *arg, int res, uint32_t flags)
 }
 
 /* The context's error if the result only says the request was cut short. */
-static int map_result(rctx_t *ctx, int res)
+int rctx__map_result(rctx_t *ctx, int res)
 {
 	int e;
 
@@ -114,27 +120,10 @@ static int direct(rctx_t *ctx, struct io_uring_sqe *sqe)
 		return ret;
 	while (!b.done)
 		rctx_ring_run(ring, RCTX_FOREVER);
-	return map_result(ctx, b.res);
+	return rctx__map_result(ctx, b.res);
 }
 
 /* ---- kept requests: files, fsync, openat ---------------------------------- */
-
-/* A kept request with an owned buffer of buflen bytes (none if 0). */
-static struct rctx_kept *kept_new(size_t buflen)
-{
-	struct rctx_kept *k = rctx__calloc(1, sizeof(*k));
-
-	if (k && buflen) {
-		k->buf = rctx__malloc(buflen);
-		if (!k->buf) {
-			free(k);
-			return NULL;
-		}
-	}
-	if (k)
-		atomic_init(&k->refs, 1);
-	return k;
-}
 
 /* Sleep until k completes or ctx is done; true if it completed. */
 static bool kept_wait(struct rctx_kept *k, rctx_t *ctx)
@@ -183,14 +172,14 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 			return -ENOMEM;
 		}
 	}
-	k->ctx = rctx_ref(ctx);
+	k->ctx = rctx__ref(ctx);
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
 	ret = rctx__rt_keep(k);
 	if (ret < 0) {
-		rctx_unref(k->ctx);
+		rctx__unref(k->ctx);
 		atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
 	} else if (kept_wait(k, ctx)) {
-		ret = map_result(ctx, k->res);
+		ret = rctx__map_result(ctx, k->res);
 		if (ret > 0 && out) {
 			kernel_wrote(k->buf, (size_t)ret);
 			memcpy(out, k->buf, (size_t)ret);
@@ -207,14 +196,58 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 	return ret;
 }
 
-/* Only sockets and FIFOs are sure to be poll-driven, hence abortable. */
-static bool needs_owned(int fd)
-{
-	struct stat st;
+/* What a blocking call does with fd. */
+enum fd_kind { FD_DIRECT, FD_FILE, FD_OWNED };
 
-	if (fstat(fd, &st) < 0)
-		return false; /* let the kernel report the bad fd */
-	return !S_ISSOCK(st.st_mode) && !S_ISFIFO(st.st_mode);
+/*
+ * Only sockets and FIFOs are sure to be poll-driven, hence abortable:
+ * everything else is owned. Regular files also get the read fast path.
+ * statx with AT_STATX_DONT_SYNC: what the kernel has, never a round trip to
+ * a file system that may not answer.
+ */
+static enum fd_kind fd_kind(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) < 0)
+		return FD_DIRECT; /* let the kernel report the bad fd */
+	if (S_ISSOCK(stx.stx_mode) || S_ISFIFO(stx.stx_mode))
+		return FD_DIRECT;
+	return S_ISREG(stx.stx_mode) ? FD_FILE : FD_OWNED;
+}
+
+/*
+ * A read of a regular file that completes without blocking, on the
+ * caller's thread: a page-cache hit on a file system that reads without
+ * blocking (RWF_NOWAIT; FUSE refuses it at once). Not for O_DIRECT files,
+ * whose direct I/O would wait for the device. -EAGAIN if it would block.
+ */
+static ssize_t read_nowait(int fd, void *buf, size_t len, int64_t off)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	int fl = fcntl(fd, F_GETFL);
+	ssize_t n;
+
+	if (fl < 0 || (fl & O_DIRECT))
+		return -EAGAIN;
+	n = preadv2(fd, &iov, 1, off, RWF_NOWAIT);
+	if (n < 0)
+		return errno == EOPNOTSUPP ? -EAGAIN : -errno;
+	rctx__kept_count_nowait();
+	return n;
+}
+
+/* Locate k's file for its lane; writes, truncates and syncs check the
+ * fence. Frees k on failure. */
+static int kept_locate(struct rctx_kept *k, int fd, const char *path, bool fenced_op)
+{
+	int ret = rctx__kept_locate(k, fd, path);
+
+	if (!ret && fenced_op)
+		ret = rctx__kept_fence_check(k, NULL);
+	if (ret)
+		rctx__kept_put(k);
+	return ret;
 }
 
 /* ---- the calls ------------------------------------------------------------- */
@@ -228,24 +261,37 @@ static ssize_t file_rw(rctx_t *ctx, int opcode, int fd, void *buf, size_t len,
 		       int64_t off)
 {
 	bool is_read = opcode == IORING_OP_READ;
+	enum fd_kind kind = fd_kind(fd);
 	struct io_uring_sqe sqe;
 	struct rctx_kept *k;
-	int ret;
+	ssize_t ret;
 
 	if (!ctx || (!buf && len))
 		return -EINVAL;
 	if (len > INT_MAX)
 		len = INT_MAX;
-	if (!needs_owned(fd)) {
+	if (kind == FD_DIRECT) {
 		io_uring_prep_rw(opcode, &sqe, fd, buf, (unsigned)len, (uint64_t)off);
 		ret = direct(ctx, &sqe);
 		if (ret > 0 && is_read)
 			kernel_wrote(buf, (size_t)ret);
 		return ret;
 	}
-	k = kept_new(len ? len : 1);
+	if (is_read && kind == FD_FILE) {
+		ret = rctx_err(ctx);
+		if (ret)
+			return ret; /* done already: no I/O */
+		ret = read_nowait(fd, buf, len, off);
+		if (ret != -EAGAIN)
+			return ret;
+	}
+	k = rctx__kept_new(len ? len : 1);
 	if (!k)
 		return -ENOMEM;
+	ret = kept_locate(k, fd, NULL, !is_read);
+	if (ret)
+		return ret;
+	k->writes = !is_read;
 	if (!is_read && len)
 		memcpy(k->buf, buf, len);
 	io_uring_prep_rw(opcode, &k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
@@ -347,12 +393,16 @@ RCTX_API int rctx_fsync(rctx_t *ctx, int fd, unsigned fsync_flags)
 {
 	ERRNO_GUARD;
 	struct rctx_kept *k;
+	int ret;
 
 	if (!ctx)
 		return -EINVAL;
-	k = kept_new(0);
+	k = rctx__kept_new(0);
 	if (!k)
 		return -ENOMEM;
+	ret = kept_locate(k, fd, NULL, true);
+	if (ret)
+		return ret;
 	io_uring_prep_fsync(&k->sqe, fd, fsync_flags);
 	return run_kept(ctx, k, NULL);
 }
@@ -381,14 +431,19 @@ RCTX_API int rctx_ftruncate(rctx_t *ctx, int fd, int64_t len)
 {
 	ERRNO_GUARD;
 	struct rctx_kept *k;
+	int ret;
 
 	if (!ctx || len < 0)
 		return -EINVAL;
 	if (!ftruncate_supported())
 		return -EOPNOTSUPP;
-	k = kept_new(0);
+	k = rctx__kept_new(0);
 	if (!k)
 		return -ENOMEM;
+	ret = kept_locate(k, fd, NULL, true);
+	if (ret)
+		return ret;
+	k->writes = true;
 	io_uring_prep_rw(OP_FTRUNCATE, &k->sqe, fd, NULL, 0, (uint64_t)len);
 	return run_kept(ctx, k, NULL);
 }
@@ -398,12 +453,16 @@ RCTX_API int rctx_openat(rctx_t *ctx, int dirfd, const char *path, int flags,
 {
 	ERRNO_GUARD;
 	struct rctx_kept *k;
+	int ret;
 
 	if (!ctx || !path)
 		return -EINVAL;
-	k = kept_new(strlen(path) + 1);
+	k = rctx__kept_new(strlen(path) + 1);
 	if (!k)
 		return -ENOMEM;
+	ret = kept_locate(k, dirfd, path, false);
+	if (ret)
+		return ret;
 	strcpy(k->buf, path);
 	k->close_late = true;
 	io_uring_prep_openat(&k->sqe, dirfd, k->buf, flags, mode);

@@ -3,11 +3,19 @@
  * The context tree: constructors, references, cancellation cascade, queries.
  *
  * Cancellation follows Go's cancelCtx: a cancellable context keeps its
- * cancellable children (and after-func records) in a child set under its own
- * lock. Cancelling a context sets its error and cause under its lock, detaches
- * its child set and walks the detached subtree iteratively (no recursion, no
- * allocation), taking a reference on each child so that a concurrent release
- * cannot free it under the walk.
+ * cancellable children, after-func records and merge links in a child set
+ * under its own lock. Cancelling a context ends it under its lock, then walks
+ * its subtree iteratively (no recursion, no allocation), top-down: each child
+ * is taken out of the set and ended under its own lock, which is held until
+ * the child's whole subtree is done. The walk takes no reference on the
+ * children: while a governor is locked its children cannot be freed (their
+ * free path takes that lock). What may not run under those locks (ended()
+ * hooks, the owners of merge links) is deferred to the end of the walk, with
+ * a reference taken only if the object is still live (rctx__obj_tryget);
+ * a detached after-func record's registration reference passes to the walk.
+ * Joining and leaving a child set (rctx__child_add(), rctx__child_del())
+ * are written here once, for every kind of canceler: child contexts,
+ * after-func records, merge links.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,17 +54,40 @@ bool rctx__obj_tryget(struct rctx *c)
 	return false;
 }
 
-/* Remove a canceler from the child set it is registered in, if any. */
-static void unregister(struct rctx_canceler *k)
+/* ---- the child set ------------------------------------------------------ */
+
+/* Under the governor's lock err is 0 or final, never ERR_ENDING: a cancel
+ * stores the final error before it unlocks. */
+int rctx__child_add(struct rctx_canceler *k, int *cause)
 {
 	struct rctx_cancel *g = rctx_governor(k->hdr.parent);
+	int e;
 
 	if (!g)
-		return;
+		return 0;
 	rlock(&g->lock);
-	if (k->sib.pprev)
+	e = atomic_load_explicit(&g->err, memory_order_relaxed);
+	if (e)
+		*cause = g->cause;
+	else
+		hlist_add(&g->children, &k->sib);
+	runlock(&g->lock);
+	return e;
+}
+
+bool rctx__child_del(struct rctx_canceler *k)
+{
+	struct rctx_cancel *g = rctx_governor(k->hdr.parent);
+	bool in;
+
+	if (!g)
+		return false;
+	rlock(&g->lock);
+	in = k->sib.pprev != NULL;
+	if (in)
 		hlist_del(&k->sib);
 	runlock(&g->lock);
+	return in;
 }
 
 /* Free one object whose count reached zero; return its parent. */
@@ -74,7 +105,7 @@ static struct rctx *obj_free(struct rctx *c)
 		/* fall through */
 	case RCTX_CANCEL:
 	case RCTX_DEADLINE:
-		unregister(&((struct rctx_cancel *)c)->c);
+		rctx__child_del(&((struct rctx_cancel *)c)->c);
 		rctx__done_close((struct rctx_cancel *)c);
 		break;
 	case RCTX_AFTER:
@@ -98,18 +129,64 @@ void rctx__obj_put(struct rctx *c)
 	}
 }
 
-RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
+static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_timer);
+
+/* A reference of the library's own: never one of the user's (see
+ * users_put()). */
+rctx_t *rctx__ref(rctx_t *ctx)
 {
-	if (ctx && !is_root(ctx))
+	if (!is_root(ctx))
 		rctx__obj_get(ctx);
 	return ctx;
+}
+
+/*
+ * The references the user holds on a context whose kernel watch keeps it
+ * alive (an fd or hang-up context: its poll holds references until it
+ * fires). Counted apart from the library's, so that dropping the user's
+ * last one ends the watch, whichever call drops it: such a context never
+ * outlives the last reference its owners hold.
+ */
+static struct rctx_ext *user_counted(rctx_t *ctx)
+{
+	struct rctx_ext *x;
+
+	if (ctx->kind != RCTX_EXT)
+		return NULL;
+	x = (struct rctx_ext *)ctx;
+	return x->ops->end_unowned ? x : NULL;
+}
+
+/* True if ctx's user references just went to zero. */
+static bool users_put(rctx_t *ctx)
+{
+	struct rctx_ext *x = user_counted(ctx);
+
+	return x && atomic_fetch_sub_explicit(&x->users, 1, memory_order_acq_rel) == 1;
+}
+
+RCTX_API rctx_t *rctx_ref(rctx_t *ctx)
+{
+	struct rctx_ext *x;
+
+	if (unlikely(!ctx)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	x = user_counted(ctx);
+	if (x)
+		atomic_fetch_add_explicit(&x->users, 1, memory_order_relaxed);
+	return rctx__ref(ctx);
 }
 
 RCTX_API void rctx_unref(rctx_t *ctx)
 {
 	ERRNO_GUARD;
-	if (ctx_valid(ctx))
-		rctx__obj_put(ctx);
+	if (!ctx_valid(ctx))
+		return;
+	if (users_put(ctx))
+		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, false);
+	rctx__obj_put(ctx);
 }
 
 /* ---- construction -------------------------------------------------------- */
@@ -133,37 +210,31 @@ int64_t rctx__deadline_of(const struct rctx *c)
  */
 static bool cancel_attach(struct rctx_cancel *c)
 {
-	struct rctx_cancel *g = rctx_governor(c->c.hdr.parent);
-	int e;
+	int cause, e = rctx__child_add(&c->c, &cause);
 
-	if (!g)
-		return true;
-	rlock(&g->lock);
-	e = atomic_load_explicit(&g->err, memory_order_relaxed);
-	if (e) {
-		c->cause = g->cause;
+	if (e) { /* c is not shared yet */
+		c->cause = cause;
 		c->done_ns = c->created_ns;
 		atomic_store_explicit(&c->err, e, memory_order_release);
-	} else {
-		hlist_add(&g->children, &c->c.sib);
 	}
-	runlock(&g->lock);
 	return e == 0;
 }
 
 /* A new object of size bytes with its header set (one reference, holding
- * one on parent), or NULL. */
+ * one on parent), or NULL and errno ENOMEM. */
 static inline __attribute__((always_inline))
 void *obj_new(size_t size, enum rctx_kind kind, struct rctx *parent)
 {
 	uint8_t cls = pool_class(size), home;
 	struct rctx *c = rctx__pool_get(size, cls, &home);
 
-	if (c) {
-		hdr_init(c, kind, parent, 1);
-		c->pool = cls;
-		c->home = home;
+	if (unlikely(!c)) {
+		errno = ENOMEM;
+		return NULL;
 	}
+	hdr_init(c, kind, parent, 1);
+	c->pool = cls;
+	c->home = home;
 	return c;
 }
 
@@ -192,10 +263,13 @@ struct rctx_cancel *cancel_new(size_t size, enum rctx_kind kind,
 	c->submitted = 0;
 	c->completed = 0;
 	c->aborted = 0;
+	c->abandoned = 0;
+	c->late = 0;
 	return c;
 }
 
-/* WithCancel, created at now (the caller's one clock reading). */
+/* WithCancel, created at now (the caller's one clock reading); NULL and
+ * errno ENOMEM. */
 static rctx_t *with_cancel_at(rctx_t *parent, int64_t now)
 {
 	struct rctx_cancel *c;
@@ -211,9 +285,12 @@ RCTX_API rctx_t *rctx_with_cancel(rctx_t *parent)
 {
 	ERRNO_GUARD;
 
+	rctx_t *c;
+
 	if (!ctx_valid(parent))
-		return NULL;
-	return with_cancel_at(parent, clock_coarse_ns());
+		return ERRNO_FAIL(EINVAL);
+	c = with_cancel_at(parent, clock_coarse_ns());
+	return c ? c : ERRNO_FAIL(errno);
 }
 
 struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
@@ -229,20 +306,25 @@ struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 	memset((char *)x + offsetof(struct rctx_ext, ops), 0,
 	       size - offsetof(struct rctx_ext, ops));
 	x->ops = ops;
+	atomic_init(&x->users, 1); /* the creator's */
 	cancel_attach(c);
 	return x;
 }
 
 /* WithDeadline, with now the caller's one clock reading: the creation time
- * and what abs_ns is compared with. */
+ * and what abs_ns is compared with. NULL and errno EINVAL (parent), ENOMEM,
+ * or why the runtime thread cannot take the deadline (rctx__rt_start()). */
 static rctx_t *with_deadline_at(rctx_t *parent, int64_t abs_ns, int cause,
 				int64_t now)
 {
 	struct rctx_cancel *c;
 	struct rctx_deadline *d;
+	int ret;
 
-	if (!ctx_valid(parent))
+	if (!ctx_valid(parent)) {
+		errno = EINVAL;
 		return NULL;
+	}
 	/* No deadline, or the parent's is sooner: a plain cancel context (as
 	 * Go), which never takes a place in the runtime's deadline heap. */
 	if (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns)
@@ -262,8 +344,10 @@ static rctx_t *with_deadline_at(rctx_t *parent, int64_t abs_ns, int cause,
 		return &d->cc.c.hdr;
 	}
 	/* context -> runtime: the runtime keeps the timers (inherent). */
-	if (rctx__rt_arm_deadline(d) < 0) {
+	ret = rctx__rt_arm_deadline(d);
+	if (ret < 0) {
 		rctx_release(&d->cc.c.hdr);
+		errno = -ret;
 		return NULL;
 	}
 	return &d->cc.c.hdr;
@@ -272,12 +356,15 @@ static rctx_t *with_deadline_at(rctx_t *parent, int64_t abs_ns, int cause,
 RCTX_API rctx_t *rctx_with_deadline_cause(rctx_t *parent, int64_t abs_ns, int cause)
 {
 	ERRNO_GUARD;
+	rctx_t *c;
 
 	/* A plain cancel context (below) needs no precise reading. */
 	if (ctx_valid(parent) &&
 	    (abs_ns == RCTX_FOREVER || effective_deadline(parent) < abs_ns))
-		return with_cancel_at(parent, clock_coarse_ns());
-	return with_deadline_at(parent, abs_ns, cause, rctx_now());
+		c = with_cancel_at(parent, clock_coarse_ns());
+	else
+		c = with_deadline_at(parent, abs_ns, cause, rctx_now());
+	return c ? c : ERRNO_FAIL(errno);
 }
 
 RCTX_API rctx_t *rctx_with_deadline(rctx_t *parent, int64_t abs_ns)
@@ -289,11 +376,13 @@ RCTX_API rctx_t *rctx_with_timeout_cause(rctx_t *parent, int64_t rel_ns, int cau
 {
 	ERRNO_GUARD;
 	int64_t now = rctx_now(), abs_ns;
+	rctx_t *c;
 
 	if (rel_ns < 0 || __builtin_add_overflow(now, rel_ns, &abs_ns) ||
 	    abs_ns == RCTX_FOREVER)
-		return NULL;
-	return with_deadline_at(parent, abs_ns, cause, now);
+		return ERRNO_FAIL(EINVAL);
+	c = with_deadline_at(parent, abs_ns, cause, now);
+	return c ? c : ERRNO_FAIL(errno);
 }
 
 RCTX_API rctx_t *rctx_with_timeout(rctx_t *parent, int64_t rel_ns)
@@ -321,10 +410,10 @@ RCTX_API rctx_t *rctx_with_value(rctx_t *parent, const void *key, void *val)
 	struct rctx_value *v;
 
 	if (!ctx_valid(parent) || !key)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	v = value_new(parent, 1, 0);
 	if (!v)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	v->kv[0].key = key;
 	v->kv[0].val = val;
 	return &v->hdr;
@@ -338,13 +427,13 @@ RCTX_API rctx_t *rctx_with_values(rctx_t *parent, size_t n, const void *const *k
 	size_t i;
 
 	if (!ctx_valid(parent) || !keys || !vals || n == 0 || n > RCTX_VALUES_MAX)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	for (i = 0; i < n; i++)
 		if (!keys[i])
-			return NULL;
+			return ERRNO_FAIL(EINVAL);
 	v = value_new(parent, n, 0);
 	if (!v)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	for (i = 0; i < n; i++) {
 		v->kv[i].key = keys[i];
 		v->kv[i].val = vals[i];
@@ -360,11 +449,13 @@ struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
 		     ~(align - 1);
 	struct rctx_value *v;
 
-	if (!ctx_valid(parent) || !key || size > SIZE_MAX - off)
+	if (!ctx_valid(parent) || !key || size > SIZE_MAX - off) {
+		errno = EINVAL;
 		return NULL;
+	}
 	v = value_new(parent, 1, off - sizeof(*v) - sizeof(v->kv[0]) + size);
 	if (!v)
-		return NULL;
+		return NULL; /* errno ENOMEM */
 	*blob = (char *)v + off;
 	memset(*blob, 0, size);
 	v->kv[0].key = key;
@@ -378,9 +469,9 @@ RCTX_API rctx_t *rctx_without_cancel(rctx_t *parent)
 	struct rctx_without *w;
 
 	if (!ctx_valid(parent))
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	w = obj_new(sizeof(*w), RCTX_WITHOUT, parent);
-	return w ? &w->hdr : NULL;
+	return w ? &w->hdr : ERRNO_FAIL(ENOMEM);
 }
 
 /* ---- cancellation -------------------------------------------------------- */
@@ -626,7 +717,7 @@ static bool cancel_tree(struct rctx_cancel *root, int err, int cause, bool from_
 	cancel_subtree(root, err, cause, &b, &d, now);
 	/* context -> ring: the inherent call back into rings (wake-ups). */
 	rctx__ring_wake_batch(&b);
-	unregister(&root->c);
+	rctx__child_del(&root->c);
 	if (root->c.hdr.kind == RCTX_EXT) {
 		struct rctx_ext *x = container_of(root, struct rctx_ext, cc);
 
@@ -690,6 +781,7 @@ RCTX_API void rctx_release(rctx_t *ctx)
 	ERRNO_GUARD;
 	if (!ctx_valid(ctx))
 		return;
+	users_put(ctx);
 	if (kind_cancellable(ctx))
 		cancel_tree((struct rctx_cancel *)ctx, -ECANCELED, 0, false);
 	rctx__obj_put(ctx);
@@ -782,7 +874,11 @@ RCTX_API void *rctx_value(const rctx_t *ctx, const void *key)
 {
 	void *val;
 
-	if (!key || !rctx__value_lookup(ctx, key, &val))
+	if (unlikely(!ctx || !key)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!rctx__value_lookup(ctx, key, &val))
 		return NULL;
 	return val;
 }

@@ -233,7 +233,7 @@ static void snap_node(struct walk *w, struct rctx_cancel *c, size_t depth,
 	s->aborted = c->aborted;
 	s->nreqs = 0;
 	for (struct hnode *h = c->reqs; h; h = h->next)
-		if (s->nreqs++ < DUMP_REQS)
+		if (!rctx__ring_req_parked(h) && s->nreqs++ < DUMP_REQS)
 			rctx__ring_req_view(h, &s->reqs[s->nreqs - 1]);
 	take_children(w, c, depth);
 	runlock(&c->lock);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Groups: Go's errgroup with SetLimit, and a request limit for io_uring work.
+ * Groups: Go's errgroup with SetLimit.
  *
  * The group is its own context: an extended context (struct rctx_ext) whose
  * ended() hook wakes the callers that wait for a slot, and whose memory
@@ -15,20 +15,14 @@
  * limit, a worker idle for GROUP_IDLE_NS exits (joined by the next go or by
  * the free); with one, workers live until the free.
  *
- * Requests (rctx_group_submit) are counted per group on the one ring the
- * group is bound to, on that ring's owner thread only: no lock. A request
- * over the limit waits in a FIFO; if its context can end, a sentinel (a poll
- * on the group's never-signalled eventfd, submitted under a child of that
- * context) completes when the context ends, or when the ring is destroyed,
- * and completes the queued request at once.
+ * Requests (rctx_group_submit) go through the group's request limiter
+ * (lib/limiter.c), which holds a reference to the group's context per
+ * request not completed.
  */
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -45,22 +39,6 @@ struct group_worker {
 	bool has_task;
 };
 
-enum { GREQ_QUEUED, GREQ_SUBMITTED, GREQ_ENDED };
-
-/* A request of rctx_group_submit(): the ring owner's only. */
-struct group_req {
-	struct rctx_group *g;        /* holds a reference to the group */
-	struct group_req *prev, *next; /* the FIFO, while queued */
-	rctx_t *ctx;                 /* a reference, while queued */
-	rctx_t *watch;               /* the sentinel's context, while queued */
-	rctx_cb_t cb;
-	void *arg;
-	struct io_uring_sqe sqe;
-	uint8_t state;
-	uint8_t refs;                /* the request's and the sentinel's */
-	bool counted;                /* holds one of the limit's slots */
-};
-
 struct rctx_group {
 	struct rctx_ext x;           /* the group's context */
 	_Atomic bool ready;          /* the fields below are initialised */
@@ -72,11 +50,7 @@ struct rctx_group {
 	bool stopping;
 	struct group_worker *workers, *idle, *exited;
 	_Atomic int err;             /* the first non-zero result */
-	/* rctx_group_submit(): owner thread of ->ring only */
-	rctx_ring_t *ring;
-	int inflight;                /* counted requests, callback not run */
-	struct group_req *qhead, *qtail;
-	int efd;                     /* the sentinels' eventfd, -1 until used */
+	struct rctx_limiter lim;     /* rctx_group_submit() */
 };
 
 static inline rctx_t *group_ctx(struct rctx_group *g)
@@ -105,9 +79,8 @@ static void group_destroy(struct rctx_ext *x)
 
 	if (!atomic_load_explicit(&g->ready, memory_order_acquire))
 		return;
-	RCTX_ASSERT(!g->workers && !g->exited && !g->qhead);
-	if (g->efd >= 0)
-		close(g->efd);
+	RCTX_ASSERT(!g->workers && !g->exited);
+	rctx__limiter_fini(&g->lim);
 	pthread_cond_destroy(&g->idle_cv);
 	pthread_cond_destroy(&g->slot_cv);
 	pthread_mutex_destroy(&g->lock);
@@ -126,23 +99,27 @@ RCTX_API rctx_group_t *rctx_group_new(rctx_t *parent, int limit)
 	struct rctx_group *g;
 
 	if (!ctx_valid(parent) || limit == 0)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	x = rctx__ext_new(parent, sizeof(*g), &group_ops, rctx__deadline_of(parent));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	g = container_of(x, struct rctx_group, x);
 	pthread_mutex_init(&g->lock, NULL);
 	pthread_cond_init(&g->slot_cv, NULL);
 	pthread_cond_init(&g->idle_cv, NULL);
 	g->limit = limit < 0 ? -1 : limit;
-	g->efd = -1;
+	rctx__limiter_init(&g->lim, group_ctx(g), g->limit);
 	atomic_store_explicit(&g->ready, true, memory_order_release);
 	return g;
 }
 
 RCTX_API rctx_t *rctx_group_ctx(rctx_group_t *g)
 {
-	return g ? group_ctx(g) : NULL;
+	if (!g) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return group_ctx(g);
 }
 
 /* The first non-zero result wins and ends the context with it as cause. */
@@ -402,210 +379,13 @@ RCTX_API void rctx_group_free(rctx_group_t *g)
 		return;
 	rctx_group_wait(g);
 	stop_workers(g);
-	rctx_unref(group_ctx(g)); /* requests still pending keep it */
+	rctx__unref(group_ctx(g)); /* requests still pending keep it */
 }
-
-/* ---- requests ----------------------------------------------------------- */
-
-static void req_put(struct group_req *r)
-{
-	if (--r->refs)
-		return;
-	rctx_unref(group_ctx(r->g));
-	free(r);
-}
-
-static void queue_unlink(struct rctx_group *g, struct group_req *r)
-{
-	*(r->prev ? &r->prev->next : &g->qhead) = r->next;
-	*(r->next ? &r->next->prev : &g->qtail) = r->prev;
-	r->prev = r->next = NULL;
-}
-
-static void queue_append(struct rctx_group *g, struct group_req *r)
-{
-	r->next = NULL;
-	r->prev = g->qtail;
-	*(g->qtail ? &g->qtail->next : &g->qhead) = r;
-	g->qtail = r;
-}
-
-/* A queued request leaves the queue: it no longer needs its sentinel. */
-static rctx_t *req_dequeue(struct rctx_group *g, struct group_req *r)
-{
-	rctx_t *ctx = r->ctx;
-
-	queue_unlink(g, r);
-	if (r->watch)
-		rctx_release(r->watch); /* its sentinel completes -ECANCELED */
-	r->watch = NULL;
-	r->ctx = NULL;
-	return ctx;
-}
-
-static void req_completed(void *arg, int res, uint32_t flags);
-
-/* Submit r (0: its callback will run), or rctx_submit's error. */
-static int req_submit(struct rctx_group *g, rctx_ring_t *ring, rctx_t *ctx,
-		      struct group_req *r, const struct io_uring_sqe *sqe)
-{
-	bool done = rctx_err(ctx) != 0;
-	int ret = rctx_submit(ring, ctx, sqe, req_completed, r);
-
-	if (ret < 0)
-		return ret;
-	r->state = GREQ_SUBMITTED;
-	r->counted = !done && g->limit > 0;
-	g->inflight += r->counted;
-	return 0;
-}
-
-/* Ring owner, from a callback: submit queued requests while slots are free. */
-static void group_pump(struct rctx_group *g)
-{
-	while (g->qhead && g->inflight < g->limit) {
-		struct group_req *r = g->qhead;
-		rctx_t *ctx = req_dequeue(g, r);
-		int ret = req_submit(g, g->ring, ctx, r, &r->sqe);
-
-		rctx_unref(ctx);
-		if (ret < 0) {
-			r->state = GREQ_ENDED;
-			r->cb(r->arg, ret, 0);
-			req_put(r);
-		}
-	}
-}
-
-static void req_completed(void *arg, int res, uint32_t flags)
-{
-	struct group_req *r = arg;
-
-	if (flags & IORING_CQE_F_MORE) { /* multishot: keeps its slot */
-		r->cb(r->arg, res, flags);
-		return;
-	}
-	if (r->counted) {
-		r->counted = false;
-		r->g->inflight--;
-		group_pump(r->g);
-	}
-	r->cb(r->arg, res, flags);
-	req_put(r);
-}
-
-/* The error a queued request ends with when its sentinel completes: its
- * context's, or, if the ring's link timeout was quicker than the runtime
- * thread, -ETIMEDOUT for a deadline passed; else the ring is going away. */
-static int queued_err(rctx_t *ctx)
-{
-	int64_t dl;
-	int err = rctx_err(ctx);
-
-	if (err)
-		return err;
-	if (rctx_deadline(ctx, &dl) && dl <= rctx_now())
-		return -ETIMEDOUT;
-	return -ECANCELED;
-}
-
-static void sentinel_completed(void *arg, int res, uint32_t flags)
-{
-	struct group_req *r = arg;
-
-	(void)res;
-	(void)flags;
-	if (r->state == GREQ_QUEUED) {
-		int err = queued_err(r->ctx);
-
-		rctx_unref(req_dequeue(r->g, r));
-		r->state = GREQ_ENDED;
-		r->cb(r->arg, err, 0);
-		r->refs--; /* the request's: the sentinel's is the last */
-	}
-	req_put(r);
-}
-
-/* Arm r's sentinel: a poll that never fires, under a child of r's context. */
-static int sentinel_arm(struct rctx_group *g, struct group_req *r)
-{
-	struct io_uring_sqe s;
-	int ret;
-
-	if (g->efd < 0) {
-		g->efd = rctx__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (g->efd < 0)
-			return -errno;
-	}
-	r->watch = rctx_with_cancel(r->ctx);
-	if (!r->watch)
-		return -ENOMEM;
-	memset(&s, 0, sizeof(s));
-	io_uring_prep_poll_add(&s, g->efd, POLLIN);
-	ret = rctx_submit(g->ring, r->watch, &s, sentinel_completed, r);
-	if (ret < 0) {
-		rctx_release(r->watch);
-		r->watch = NULL;
-		return ret;
-	}
-	r->refs++;
-	return 0;
-}
-
-/* Queue r behind the others (0), or an error and nothing queued. */
-static int req_queue(struct rctx_group *g, struct group_req *r, rctx_t *ctx,
-		     const struct io_uring_sqe *sqe)
-{
-	struct rctx_cancel *gov = rctx_governor(ctx);
-	int ret;
-
-	memcpy(&r->sqe, sqe, sizeof(r->sqe));
-	r->ctx = rctx_ref(ctx);
-	if (gov) { /* a context that can end */
-		ret = sentinel_arm(g, r);
-		if (ret < 0) {
-			rctx_unref(r->ctx);
-			return ret;
-		}
-	}
-	r->state = GREQ_QUEUED;
-	queue_append(g, r);
-	return 0;
-}
-
-#define GROUP_REFUSED_FLAGS (IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS)
 
 RCTX_API int rctx_group_submit(rctx_group_t *g, rctx_ring_t *ring, rctx_t *ctx,
 			       const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg)
 {
-	ERRNO_GUARD;
-	struct group_req *r;
-	int ret;
-
-	if (!g || !ring || !ctx_valid(ctx) || !sqe || !cb ||
-	    (sqe->flags & GROUP_REFUSED_FLAGS))
+	if (!g)
 		return -EINVAL;
-	if (g->limit > 0 && g->ring != ring) {
-		if (g->inflight || g->qhead)
-			return -EXDEV;
-		g->ring = ring;
-	}
-	r = rctx__malloc(sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	memset(r, 0, offsetof(struct group_req, sqe));
-	r->g = g;
-	r->cb = cb;
-	r->arg = arg;
-	r->refs = 1;
-	if (g->limit < 0 || rctx_err(ctx) || (g->inflight < g->limit && !g->qhead))
-		ret = req_submit(g, ring, ctx, r, sqe);
-	else
-		ret = req_queue(g, r, ctx, sqe);
-	if (ret < 0) {
-		free(r);
-		return ret;
-	}
-	rctx_ref(group_ctx(g));
-	return 0;
+	return rctx__limiter_submit(&g->lim, ring, ctx, sqe, cb, arg);
 }

@@ -8,16 +8,16 @@
 
 #include "internal.h"
 
-RCTX_API int rctx_info(const rctx_t *ctx, struct rctx_info *info)
+RCTX_API int (rctx_info)(const rctx_t *ctx, struct rctx_info *out, size_t size)
 {
+	struct rctx_info all = { 0 }, *info = &all;
 	struct rctx_cancel *g;
 
-	if (!ctx_valid(ctx) || !info)
+	if (!ctx_valid(ctx))
 		return -EINVAL;
-	memset(info, 0, sizeof(*info));
 	g = rctx_governor(ctx);
-	if (!g)
-		return 0; /* background, TODO, without-cancel: never done */
+	if (!g) /* background, TODO, without-cancel: never done */
+		return rctx__stats_out(out, size, &all, sizeof(all));
 	/* Under the lock err is 0 or final: a cancel holds it while ending. */
 	rlock(&g->lock);
 	info->err = atomic_load_explicit(&g->err, memory_order_relaxed);
@@ -27,6 +27,18 @@ RCTX_API int rctx_info(const rctx_t *ctx, struct rctx_info *info)
 	info->submitted = g->submitted;
 	info->completed = g->completed;
 	info->aborted = g->aborted;
+	info->abandoned = g->abandoned;
+	info->late = g->late;
 	runlock(&g->lock);
-	return 0;
+	return rctx__stats_out(out, size, &all, sizeof(all));
+}
+
+void rctx__info_count(struct rctx_cancel *g, unsigned abandoned, unsigned late)
+{
+	if (!g)
+		return;
+	rlock(&g->lock);
+	g->abandoned += abandoned;
+	g->late += late;
+	runlock(&g->lock);
 }

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,13 +32,20 @@
 #include "sync.h"
 #include "stat.h"
 #include "wake.h"
+#include <string.h>
 #include "pool.h"
 #include "uring.h"
 
-/* Public entry points that make system calls restore errno on return:
- * errno is never the channel, and a call leaves it as it found it. */
+/* Public entry points that make system calls restore errno on return: a
+ * call leaves it as it found it, except that one returning a pointer that
+ * fails (NULL) says why in errno. ERRNO_FAIL(e), in a function with the
+ * guard, makes e what the guard restores (errno = e would be undone) and
+ * evaluates to NULL: return ERRNO_FAIL(EINVAL). Internal helpers that
+ * return NULL set errno itself; their public caller passes it on with
+ * ERRNO_FAIL(errno). */
 static inline void errno_restore(int *saved) { errno = *saved; }
 #define ERRNO_GUARD int saved_errno_ __attribute__((cleanup(errno_restore), unused)) = errno
+#define ERRNO_FAIL(e) ({ saved_errno_ = (e); NULL; })
 
 /*
  * The kernel writes io_uring results (read data, accepted addresses) behind
@@ -110,7 +118,7 @@ struct rctx_canceler {
 struct rctx_req;
 struct rctx_kept;
 
-/* WithCancel. 112 bytes on x86-64. */
+/* WithCancel. 128 bytes on x86-64. */
 struct rctx_cancel {
 	struct rctx_canceler c;
 	rlock_t lock;
@@ -119,7 +127,7 @@ struct rctx_cancel {
 	int cause;                 /* valid once err != 0 (published by err) */
 	_Atomic int done_fd;       /* -1 until rctx_done_fd() */
 	struct hnode *children;    /* cancelers registered here */
-	struct hnode *reqs;        /* in-flight requests tracked here */
+	struct hnode *reqs;        /* requests tracked here: in flight, parked */
 	int64_t deadline;          /* effective deadline (own or inherited) */
 	/* Observability (rctx_info(), rctx_dump()), under lock once shared: */
 	int64_t created_ns;        /* clock at creation (rctx_info()) */
@@ -127,6 +135,7 @@ struct rctx_cancel {
 	uint64_t submitted;        /* requests linked in reqs (lib/ring.c) */
 	uint64_t completed;        /* ... unlinked with another result */
 	uint64_t aborted;          /* ... unlinked with -ECANCELED */
+	uint64_t abandoned, late;  /* kept requests given up, ended since */
 };
 
 /* WithDeadline with its own kernel timer. */
@@ -159,12 +168,17 @@ struct rctx_ext_ops {
 	/* Values of its own, looked up after its parent's chain found none:
 	 * true and *val if it has key. */
 	bool (*value)(const struct rctx_ext *x, const void *key, void **val);
+	/* The library keeps it alive (a kernel watch): its users' references
+	 * are counted apart, and the last one dropped ends it, as
+	 * rctx_release() does (lib/context.c). */
+	bool end_unowned;
 };
 
 struct rctx_ext {
 	struct rctx_cancel cc;
 	const struct rctx_ext_ops *ops;
 	struct rctx_ext *ended_next; /* deferred ended() list of a cancel */
+	_Atomic uint32_t users;      /* references of its users (end_unowned) */
 };
 
 /* WithValue, WithValues: n pairs, the last one searched first. 48 bytes on
@@ -182,8 +196,8 @@ struct rctx_value {
 };
 
 /* A value node for key whose value points to size zeroed bytes in the same
- * allocation (a structure kept by value). NULL if parent or key is invalid,
- * or on out-of-memory. */
+ * allocation (a structure kept by value). NULL and errno EINVAL if parent
+ * or key is invalid, ENOMEM on out-of-memory. */
 struct rctx *rctx__value_blob(struct rctx *parent, const void *key, size_t size,
 			      void **blob);
 
@@ -291,17 +305,32 @@ bool rctx__obj_tryget(struct rctx *c);
 void rctx__obj_put(struct rctx *c);
 
 /*
+ * The child set (lib/context.c): a canceler k registers with the governor of
+ * k->hdr.parent, under that governor's lock, and a cancel of the governor
+ * detaches it. Add: 0 once k is in the set (or when the parent can never be
+ * done: nothing to join), else the governor's final error with *cause set,
+ * and k is not added. Del: take k out if it is still in (nobody detached
+ * it); true if this call did.
+ */
+int rctx__child_add(struct rctx_canceler *k, int *cause);
+bool rctx__child_del(struct rctx_canceler *k);
+
+/*
  * A new extended context of size bytes (a structure that starts with struct
  * rctx_ext) under parent, with deadline (its own or inherited: rctx_deadline()
  * reports it; no timer is armed), registered with the parent's governor or
- * done at once with its error and cause. NULL on out-of-memory. The rest of
- * the structure is zeroed.
+ * done at once with its error and cause. NULL and errno ENOMEM on
+ * out-of-memory. The rest of the structure is zeroed.
  */
 struct rctx_ext *rctx__ext_new(struct rctx *parent, size_t size,
 			       const struct rctx_ext_ops *ops, int64_t deadline);
 /* Cancel c and its subtree with err and cause (err if 0), as rctx_cancel().
  * False if it was done already. */
 bool rctx__cancel_tree(struct rctx_cancel *c, int err, int cause);
+/* A reference (rctx__unref: drop it) that the library holds for itself;
+ * rctx_ref()/rctx_unref() are the user's. */
+rctx_t *rctx__ref(rctx_t *ctx);
+#define rctx__unref(ctx) rctx__obj_put(ctx)
 /* ctx's effective deadline (RCTX_FOREVER: none). */
 int64_t rctx__deadline_of(const struct rctx *c);
 /* ctx's value for key, searched as rctx_value(): true and *val if found. */
@@ -322,8 +351,27 @@ int rctx__rt_start(void);
 bool rctx__rt_self(void);
 int rctx__rt_keep(struct rctx_kept *k);
 int rctx__rt_adopt(struct rctx_ring *ring);
+void rctx__rt_kick(void);
+
+/* ---- signal contexts (lib/signal.c), for the runtime thread's sleep ------ */
+/* The mask to sleep with (*mask) if it differs from the thread's: true, and
+ * rctx__sig_wait_end() must follow the sleep. */
+bool rctx__sig_wait_begin(sigset_t *mask);
+void rctx__sig_wait_end(void);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
+/*
+ * SQE flags that no request of the library may carry (rctx_submit()
+ * documents them): a chain could be split by a flush between its SQEs,
+ * and a skipped success CQE would leave the callback uncalled.
+ */
+#define RCTX__SQE_REFUSED (IOSQE_IO_LINK | IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS)
+
+static inline bool rctx__sqe_refused(const struct io_uring_sqe *sqe)
+{
+	return sqe->flags & RCTX__SQE_REFUSED;
+}
+
 /* Collects the rings a cancel must wake, so wake-ups happen after the
  * context locks are dropped and once per ring. */
 #define CANCEL_WAKE_MAX 8
@@ -346,31 +394,136 @@ struct rctx_req_view {
 	uint8_t opcode;
 };
 void rctx__ring_req_view(const struct hnode *link, struct rctx_req_view *v);
+/* Whether a request of a governor's list is parked, not in flight (that
+ * governor's lock held). */
+bool rctx__ring_req_parked(const struct hnode *link);
+/*
+ * Parked requests: a request held back before its SQE is sent (the queue of
+ * a group's request limiter), owner thread of ring only. It takes a slot and
+ * is tracked by ctx's governor as if in flight, so a cancel of that governor
+ * reaches it as any other request, from any thread, and the ring ends it
+ * with the governor's error at once, where it would send a cancel: no
+ * kernel object per parked request. cb(arg, res, flags) runs exactly once,
+ * from rctx_ring_run() (or rctx_ring_destroy(), which ends parked requests
+ * with -ECANCELED), as for rctx_submit(): with the context's error if the
+ * request ends parked (at once if ctx is done at the park), else when its
+ * kernel request ends. Park: the slot, or NULL on out-of-memory (cb never
+ * called). Unpark: send a copy of *sqe (as rctx_submit(), whose refused
+ * flags the caller has checked); true if it went to the kernel, false if it
+ * ends without it (its context is done; or no SQE could be had, and it ends
+ * with that error).
+ */
+struct rctx_req *rctx__ring_park(struct rctx_ring *ring, rctx_t *ctx, rctx_cb_t cb,
+				 void *arg);
+bool rctx__ring_unpark(struct rctx_ring *ring, struct rctx_req *r,
+		       const struct io_uring_sqe *sqe);
+
+/* ---- the request limiter of a group (lib/limiter.c) --------------------- */
+struct limiter_req;
+struct rctx_limiter {
+	struct rctx *owner;          /* a reference per request not completed */
+	int limit;                   /* < 0: none */
+	/* The owner thread of ->ring only: */
+	struct rctx_ring *ring;      /* bound while requests are queued or in flight */
+	int inflight;                /* counted requests, callback not run */
+	struct limiter_req *qhead, *qtail; /* the FIFO of queued requests */
+	struct limiter_req *cache;   /* records to reuse */
+	unsigned ncache;
+};
+void rctx__limiter_init(struct rctx_limiter *l, struct rctx *owner, int limit);
+void rctx__limiter_fini(struct rctx_limiter *l);
+/* rctx_group_submit() of l's group (the header documents it). */
+int rctx__limiter_submit(struct rctx_limiter *l, struct rctx_ring *ring, rctx_t *ctx,
+			 const struct io_uring_sqe *sqe, rctx_cb_t cb, void *arg);
+
+/* ---- requests posted to a ring by other threads (lib/ring.c) ------------ */
+/*
+ * A completion that another thread hands to a ring's owner, run from
+ * rctx_ring_run() on the owner's thread (lib/async.c's requests). While held
+ * (rctx__ring_hold() until its delivery) it counts in the ring's pending, and
+ * the ring's teardown gives it up through abandon() first (which must lead
+ * to a post). deliver() is called once, after the ring dropped it.
+ */
+struct rctx_post {
+	struct rctx_post *next;              /* the ring's post stack */
+	struct rctx_post *hprev, *hnext;     /* the owner's held list */
+	void (*deliver)(struct rctx_post *p);
+	void (*abandon)(struct rctx_post *p);
+};
+/* Owner thread: p is outstanding on ring until delivered. */
+void rctx__ring_hold(struct rctx_ring *ring, struct rctx_post *p);
+/* Owner thread: p, held and never posted, is not outstanding after all. */
+void rctx__ring_unhold(struct rctx_ring *ring, struct rctx_post *p);
+/* Any thread: run p->deliver on ring's owner thread. */
+void rctx__ring_post(struct rctx_ring *ring, struct rctx_post *p);
+/* The ring's counters of abandoned requests, which outlive the ring while
+ * a request it abandoned is still held by the kernel. */
+struct rctx_ab_stats {
+	_Atomic uint32_t refs;
+	_Atomic uint64_t abandoned, late, fenced;
+};
+struct rctx_ab_stats *rctx__ring_ab_stats(struct rctx_ring *ring);
+void rctx__ab_stats_put(struct rctx_ab_stats *ab);
 
 /* ---- the keeper (lib/keeper.c) ------------------------------------------ */
 /*
- * A request that a blocking call may abandon, submitted by the runtime
- * thread. Two references: the caller's and the keeper's (one more while the
- * caller's after-func is registered). state is KEPT_WAITING until the
- * completion (KEPT_DONE, res valid) or the caller's giving up
- * (KEPT_ABANDONED), whichever comes first; seq is the caller's futex word.
+ * A request that its caller may abandon, submitted by the runtime thread:
+ * a blocking call's (the caller sleeps on seq) or an rctx_async_*() one's
+ * (owner set: the outcome is posted to that ring). References: the
+ * caller's, the keeper's, and the after-func's while it is registered.
+ *
+ * state: KEPT_QUEUED until the keeper hands it to the kernel (in the
+ * keeper's queue, or its device's lane waiting for a free place),
+ * KEPT_WAITING while the kernel holds it, then KEPT_DONE (res valid) at its
+ * completion; or, given up by its caller first, KEPT_DROPPED (never reached
+ * the kernel) or KEPT_ABANDONED (held by the kernel: counted, its memory
+ * freed and a late fd closed when the kernel lets go).
  */
-enum { KEPT_WAITING, KEPT_DONE, KEPT_ABANDONED };
+enum { KEPT_QUEUED, KEPT_WAITING, KEPT_DONE, KEPT_DROPPED, KEPT_ABANDONED };
 struct rctx_kept {
 	struct io_uring_sqe sqe;   /* prepared by the caller, copied at submit */
-	rctx_t *ctx;               /* a reference, until submitted */
-	struct rctx_kept *next;    /* submit queue */
+	rctx_t *ctx;               /* the caller's, a reference until submitted */
+	struct rctx_cancel *gov;   /* its governor, while the kernel holds it */
+	struct rctx_kept *next;    /* submit queue, then its lane's FIFO */
 	_Atomic int state;
 	_Atomic int seq;
 	_Atomic uint32_t refs;
 	int res;
 	bool close_late;           /* a late fd is closed */
-	void *buf;                 /* owned bounce buffer or path copy */
+	bool writes;               /* a write or truncate: fences its file */
+	bool has_dev;              /* dev, ino valid: runs in dev's lane */
+	bool in_lane;              /* it took a place in its lane */
+	uint8_t data;              /* what an async callback's data is */
+	uint64_t dev, ino;         /* the file's (a path's: its directory's) */
+	void *buf;                 /* owned bounce buffer, path copy, statx */
 	/* Optional: no caller waits; called with res set on the runtime
-	 * thread instead of the wake-up (state is left KEPT_WAITING). */
+	 * thread instead of the wake-up (a watch of the library's own). */
 	void (*complete)(struct rctx_kept *k);
 	void *arg;                 /* complete()'s */
+	/* rctx_async_*(): the owner ring, its callback, its accounting. */
+	struct rctx_ring *owner;
+	rctx_async_cb_t acb;
+	void *aarg;
+	rctx_t *uctx;              /* a reference until delivered */
+	rctx_after_t *after;
+	struct rctx_ab_stats *ab;
+	struct rctx_post post;
 };
+struct rctx_kept *rctx__kept_new(size_t buflen);
+/* Identify the file of fd (path NULL) or the directory a path request
+ * resolves from (dev, ino) for its lane and fence, without a round trip to
+ * its file system. -errno (-EBADF). */
+int rctx__kept_locate(struct rctx_kept *k, int fd, const char *path);
+/* Fail a write, truncate or sync of k's located file while it is fenced. */
+int rctx__kept_fence_check(struct rctx_kept *k, struct rctx_ab_stats *ab);
+/* A file read done without blocking on the caller's thread. */
+void rctx__kept_count_nowait(void);
+/* A kernel result for a request under ctx, with the context's error for a
+ * request the kernel cut short (lib/blocking.c). */
+int rctx__map_result(rctx_t *ctx, int res);
+/* The caller gives k up (its context is done): false if it completed
+ * first. Counts it, and fences its file if it writes and the kernel holds
+ * it. */
 bool rctx__kept_abandon(struct rctx_kept *k);
 void rctx__kept_ctx_done(void *arg);
 void rctx__kept_put(struct rctx_kept *k);
@@ -382,6 +535,44 @@ void rctx__keeper_turn(void);
 bool rctx__keeper_queued(void);
 void rctx__keeper_ring_ready(struct rctx_ring *ring);
 bool rctx__keeper_shutdown(int64_t deadline);
+
+/* ---- lanes: per-device bulkheads (lib/lane.c), runtime thread only ------- */
+/* The io_uring whose io-wq the lanes size, and how to free a request that
+ * was given up while it waited. */
+void rctx__lane_init(struct io_uring *ring, void (*drop)(struct rctx_kept *k));
+/* May k go to the kernel now? Else it waits in its device's lane. */
+bool rctx__lane_enter(struct rctx_kept *k);
+/* k left the kernel: the next of its lane that may go in, or NULL. */
+struct rctx_kept *rctx__lane_leave(struct rctx_kept *k);
+/* End what waits in the lanes with end(k), and free them (process exit). */
+void rctx__lane_shutdown(void (*end)(struct rctx_kept *k));
+void rctx__lane_stats(struct rctx_runtime_stats *st);
+
+/* Copy the first size bytes of a stats struct of full bytes to the
+ * caller's (zeroing what the library does not know): the stats ABI. */
+static inline int rctx__stats_out(void *dst, size_t size, const void *src, size_t full)
+{
+	if (!dst || size < sizeof(uint64_t))
+		return -EINVAL;
+	if (size > full) {
+		memset((char *)dst + full, 0, size - full);
+		size = full;
+	}
+	memcpy(dst, src, size);
+	return 0;
+}
+
+/* ---- rctx_info() (lib/info.c) ------------------------------------------ */
+/* Count abandoned and late kept requests on governor g (may be NULL). */
+void rctx__info_count(struct rctx_cancel *g, unsigned abandoned, unsigned late);
+
+/* ---- the write fence (lib/fence.c), any thread -------------------------- */
+/* dev/ino has an abandoned write the kernel still holds. */
+bool rctx__fenced(uint64_t dev, uint64_t ino);
+void rctx__fence_add(uint64_t dev, uint64_t ino);
+void rctx__fence_drop(uint64_t dev, uint64_t ino);
+void rctx__fence_stats(struct rctx_runtime_stats *st);
 void rctx__keeper_stats(struct rctx_runtime_stats *st);
+int rctx__keeper_ring_stats(struct rctx_ring_stats *st, size_t size);
 
 #endif /* RINGCTX_INTERNAL_H */

@@ -28,7 +28,14 @@
  * (rctx__rt_keep(), rctx__rt_adopt() start and wake the thread), and it
  * submits on the runtime ring it is given at init.
  */
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <poll.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -44,7 +51,7 @@ static struct keeper {
 	_Atomic(struct rctx_ring *) adopt_q;     /* from exiting threads */
 	struct rctx_ring *adopted;               /* runtime thread only */
 	struct {
-		_Atomic uint64_t submitted, abandoned, late, adopted, reclaimed;
+		_Atomic uint64_t submitted, abandoned, late, adopted, reclaimed, nowait;
 	} st;
 } kp;
 
@@ -63,10 +70,104 @@ static uint64_t kept_held(void)
 	return abandoned > late ? abandoned - late : 0;
 }
 
+struct rctx_kept *rctx__kept_new(size_t buflen)
+{
+	struct rctx_kept *k = rctx__calloc(1, sizeof(*k));
+
+	if (k && buflen) {
+		k->buf = rctx__malloc(buflen);
+		if (!k->buf) {
+			free(k);
+			return NULL;
+		}
+	}
+	if (k)
+		atomic_init(&k->refs, 1);
+	return k;
+}
+
+/*
+ * The directory a path request resolves from, for its lane: the path's
+ * parent, looked up from the dentry cache only (RESOLVE_CACHED: -EAGAIN
+ * rather than a round trip to a file system that may not answer), so that
+ * "mnt/fuse/x" runs in the FUSE mount's lane, not in dirfd's. -1 when the
+ * parent is dirfd itself, or is not cached (then dirfd's lane it is).
+ */
+static int parent_of(int dirfd, const char *path)
+{
+	struct open_how how = { .flags = O_PATH | O_CLOEXEC | O_DIRECTORY,
+				.resolve = RESOLVE_CACHED };
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+	size_t n;
+
+	if (!slash)
+		return -1;
+	n = slash == path ? 1 : (size_t)(slash - path);
+	if (n >= sizeof(dir))
+		return -1;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	return (int)syscall(SYS_openat2, dirfd, dir, &how, sizeof(how));
+}
+
+/*
+ * Identify fd's file (path NULL), or the directory that path resolves from,
+ * for its lane and fence. AT_STATX_DONT_SYNC: the attributes the kernel
+ * has, never a round trip to a file system that may not answer (FUSE,
+ * NFS); st_dev and st_ino need none.
+ */
+int rctx__kept_locate(struct rctx_kept *k, int fd, const char *path)
+{
+	int pfd = path ? parent_of(fd, path) : -1;
+	int flags = AT_EMPTY_PATH | AT_STATX_DONT_SYNC;
+	const char *at = "";
+	struct statx stx;
+	int ret = 0;
+
+	if (pfd >= 0) {
+		fd = pfd;
+	} else if (path && path[0] == '/') {
+		fd = AT_FDCWD; /* the root's lane, for an uncached parent */
+		at = "/";
+		flags &= ~AT_EMPTY_PATH;
+	}
+	if (statx(fd, at, flags, STATX_INO, &stx) < 0)
+		ret = errno == ENOENT ? -EBADF : -errno;
+	if (pfd >= 0)
+		close(pfd);
+	if (ret)
+		return ret;
+	k->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	k->ino = stx.stx_ino;
+	k->has_dev = true;
+	return 0;
+}
+
+int rctx__kept_fence_check(struct rctx_kept *k, struct rctx_ab_stats *ab)
+{
+	if (!rctx__fenced(k->dev, k->ino))
+		return 0;
+	if (ab)
+		stat_add(&ab->fenced, 1);
+	return -EBUSY;
+}
+
+void rctx__kept_count_nowait(void)
+{
+	stat_add(&kp.st.nowait, 1);
+}
+
 void rctx__kept_put(struct rctx_kept *k)
 {
 	if (atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (k->ctx)
+		rctx__unref(k->ctx); /* never submitted */
+	if (k->uctx)
+		rctx__unref(k->uctx);
+	if (k->ab)
+		rctx__ab_stats_put(k->ab);
 	free(k->buf);
 	free(k);
 }
@@ -75,6 +176,30 @@ static void kept_wake(struct rctx_kept *k)
 {
 	atomic_fetch_add_explicit(&k->seq, 1, memory_order_release);
 	rctx__futex_wake_all(&k->seq);
+}
+
+/* The outcome is settled (done, or given up): tell whoever waits. */
+static void kept_settled(struct rctx_kept *k)
+{
+	if (k->owner)
+		rctx__ring_post(k->owner, &k->post);
+	else
+		kept_wake(k);
+}
+
+static void to_kernel(struct rctx_kept *k);
+
+/* The kernel let go of a request its caller had given up. */
+static void kept_late(struct rctx_kept *k, int res)
+{
+	if (k->close_late && res >= 0)
+		close(res);
+	if (k->writes)
+		rctx__fence_drop(k->dev, k->ino);
+	if (k->ab)
+		stat_add(&k->ab->late, 1);
+	rctx__info_count(k->gov, 0, 1);
+	stat_add(&kp.st.late, 1);
 }
 
 /* The request's completion, on the runtime thread. */
@@ -90,13 +215,12 @@ static void kept_cb(void *arg, int res, uint32_t flags)
 		k->complete(k); /* a watch of the library's own: no caller */
 	} else if (atomic_compare_exchange_strong_explicit(&k->state, &waiting, KEPT_DONE,
 			memory_order_acq_rel, memory_order_acquire)) {
-		kept_wake(k);
+		kept_settled(k);
 	} else {
-		/* Its caller gave it up: the result has nowhere to go. */
-		if (k->close_late && res >= 0)
-			close(res);
-		stat_add(&kp.st.late, 1);
+		kept_late(k, res); /* its caller gave it up */
 	}
+	if (k->has_dev)
+		to_kernel(rctx__lane_leave(k));
 	rctx__kept_put(k);
 }
 
@@ -105,7 +229,10 @@ void rctx__kept_ctx_done(void *arg)
 {
 	struct rctx_kept *k = arg;
 
-	kept_wake(k);
+	if (!k->owner)
+		kept_wake(k); /* the blocking caller gives it up itself */
+	else if (rctx__kept_abandon(k))
+		kept_settled(k);
 	rctx__kept_put(k);
 }
 
@@ -116,16 +243,83 @@ void rctx__keeper_push(struct rctx_kept *k)
 	LFSTACK_PUSH(&kp.submit_q, k, k->next);
 }
 
-/* The caller gives k up (its context is done). False if it completed first. */
+static void count_abandoned(struct rctx_kept *k)
+{
+	rctx__info_count(k->gov, 1, 0);
+	stat_add(&kp.st.abandoned, 1);
+	if (k->ab)
+		stat_add(&k->ab->abandoned, 1);
+	if (k->writes)
+		rctx__fence_add(k->dev, k->ino);
+}
+
 bool rctx__kept_abandon(struct rctx_kept *k)
 {
-	int waiting = KEPT_WAITING;
+	int s = atomic_load_explicit(&k->state, memory_order_acquire);
 
-	if (!atomic_compare_exchange_strong_explicit(&k->state, &waiting,
-			KEPT_ABANDONED, memory_order_acq_rel, memory_order_acquire))
-		return false;
-	stat_add(&kp.st.abandoned, 1);
+	for (;;) {
+		int to = s == KEPT_QUEUED ? KEPT_DROPPED : KEPT_ABANDONED;
+
+		if (s != KEPT_QUEUED && s != KEPT_WAITING)
+			return false; /* done, or given up already */
+		if (atomic_compare_exchange_weak_explicit(&k->state, &s, to,
+				memory_order_acq_rel, memory_order_acquire))
+			break;
+	}
+	if (s == KEPT_WAITING)
+		count_abandoned(k);
 	return true;
+}
+
+/* A request given up before it reached the kernel: nothing is held. */
+static void kept_drop(struct rctx_kept *k)
+{
+	rctx__kept_put(k);
+}
+
+/*
+ * Hand k to the kernel, unless it was given up while it waited: then free
+ * it, and hand on the place it held in its lane.
+ */
+static void to_kernel(struct rctx_kept *k)
+{
+	while (k) {
+		int queued = KEPT_QUEUED;
+		struct rctx_kept *next;
+		int ret;
+
+		/* gov first: an abandon that sees KEPT_WAITING counts on it
+		 * (its caller's reference to the context keeps it alive). */
+		k->gov = rctx_governor(k->ctx);
+		if (atomic_compare_exchange_strong_explicit(&k->state, &queued, KEPT_WAITING,
+				memory_order_acq_rel, memory_order_acquire)) {
+			ret = rctx_submit(kp.ring, k->ctx, &k->sqe, kept_cb, k);
+			rctx__unref(k->ctx); /* the request holds its governor now */
+			k->ctx = NULL;
+			if (ret < 0)
+				kept_cb(k, ret, 0);
+			else
+				stat_add(&kp.st.submitted, 1);
+			return;
+		}
+		next = k->has_dev ? rctx__lane_leave(k) : NULL;
+		kept_drop(k);
+		k = next;
+	}
+}
+
+/* Process exit: a request still waiting in its lane ends -ECANCELED, so
+ * that its caller is answered (nothing reached the kernel). */
+static void kept_end_waiting(struct rctx_kept *k)
+{
+	int queued = KEPT_QUEUED;
+
+	if (atomic_compare_exchange_strong_explicit(&k->state, &queued, KEPT_DONE,
+			memory_order_acq_rel, memory_order_acquire)) {
+		k->res = -ECANCELED;
+		kept_settled(k);
+	}
+	rctx__kept_put(k);
 }
 
 static void submit_queued(void)
@@ -135,16 +329,9 @@ static void submit_queued(void)
 	/* LIFO stack: submit in queue order. */
 	k = LIST_REVERSE(LFSTACK_TAKE(&kp.submit_q), next);
 	for (; k; k = next) {
-		int ret;
-
 		next = k->next;
-		ret = rctx_submit(kp.ring, k->ctx, &k->sqe, kept_cb, k);
-		rctx_unref(k->ctx); /* the request holds its governor now */
-		k->ctx = NULL;
-		if (ret < 0)
-			kept_cb(k, ret, 0);
-		else
-			stat_add(&kp.st.submitted, 1);
+		if (!k->has_dev || rctx__lane_enter(k))
+			to_kernel(k);
 	}
 }
 
@@ -211,6 +398,7 @@ int rctx__keeper_init(struct io_uring *rt_ring)
 	if (ret < 0)
 		return ret;
 	kp.rt_ring = rt_ring;
+	rctx__lane_init(rctx_ring_uring(kp.ring), kept_drop);
 	watch_ring(kp.ring);
 	atomic_store_explicit(&kp.stats_ring, kp.ring, memory_order_release);
 	return 0;
@@ -263,6 +451,7 @@ bool rctx__keeper_shutdown(int64_t deadline)
 
 	take_adopted();
 	submit_queued();
+	rctx__lane_shutdown(kept_end_waiting);
 	empty = drain_ring(kp.ring, held, deadline);
 	for (r = kp.adopted; r; r = *rctx__ring_link(r))
 		empty &= drain_ring(r, rctx_ring_pending(r), 0);
@@ -281,9 +470,18 @@ bool rctx__keeper_shutdown(int64_t deadline)
 	return true;
 }
 
-void rctx__keeper_stats(struct rctx_runtime_stats *st)
+int rctx__keeper_ring_stats(struct rctx_ring_stats *st, size_t size)
 {
 	struct rctx_ring *ring = atomic_load_explicit(&kp.stats_ring, memory_order_acquire);
+	struct rctx_ring_stats none = { 0 };
+
+	if (ring) /* freed only at process exit */
+		return (rctx_ring_stats)(ring, st, size);
+	return rctx__stats_out(st, size, &none, sizeof(none));
+}
+
+void rctx__keeper_stats(struct rctx_runtime_stats *st)
+{
 
 	st->kept_submitted = stat_get(&kp.st.submitted);
 	st->kept_abandoned = stat_get(&kp.st.abandoned);
@@ -291,6 +489,7 @@ void rctx__keeper_stats(struct rctx_runtime_stats *st)
 	st->kept_held = kept_held();
 	st->rings_adopted = stat_get(&kp.st.adopted);
 	st->rings_reclaimed = stat_get(&kp.st.reclaimed);
-	if (ring) /* freed only at process exit */
-		rctx_ring_stats(ring, &st->kept);
+	st->nowait_reads = stat_get(&kp.st.nowait);
+	rctx__lane_stats(st);
+	rctx__fence_stats(st);
 }

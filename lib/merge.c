@@ -42,56 +42,14 @@ static struct rctx_merge *merge_of(const struct rctx_ext *x)
 	return container_of(x, struct rctx_merge, x);
 }
 
-/*
- * Take link l out of its source's child set if it is still there. Called
- * with no lock held; whoever registered or detached it did so under the
- * same lock, so a link is never removed twice.
- */
-static void link_unregister(struct rctx_link *l)
-{
-	struct rctx_cancel *g = rctx_governor(l->c.hdr.parent);
-
-	if (!g)
-		return;
-	rlock(&g->lock);
-	if (l->c.sib.pprev)
-		hlist_del(&l->c.sib);
-	runlock(&g->lock);
-}
-
 /* Once the merge is done: a link that is out stays out. */
 static void merge_unregister_all(struct rctx_merge *m)
 {
 	size_t i;
 
 	for (i = 0; i < merge_n(m); i++)
-		link_unregister(&m->links[i]);
+		rctx__child_del(&m->links[i].c);
 	atomic_store_explicit(&m->unlinked, true, memory_order_relaxed);
-}
-
-/*
- * Register link l with its source's governor, unless the source is done:
- * then 0 is returned with its error and cause in *err and *cause. Under the
- * governor's lock err is 0 or final, never ERR_ENDING (a cancel stores the
- * final error before it unlocks).
- */
-static bool link_register(struct rctx_link *l, int *err, int *cause)
-{
-	struct rctx_cancel *g = rctx_governor(l->c.hdr.parent);
-	int e;
-
-	if (!g)
-		return true; /* never done: nothing to watch */
-	rlock(&g->lock);
-	e = atomic_load_explicit(&g->err, memory_order_relaxed);
-	if (e) {
-		*err = e;
-		*cause = g->cause;
-	} else {
-		hlist_add(&g->children, &l->c.sib);
-	}
-	runlock(&g->lock);
-	return e == 0;
 }
 
 /* Done (whoever ended it): no source needs to reach it any more. */
@@ -202,7 +160,8 @@ static void merge_register(struct rctx_merge *m)
 	size_t i;
 
 	for (i = 0; i < merge_n(m); i++) {
-		if (!link_register(&m->links[i], &err, &cause)) {
+		err = rctx__child_add(&m->links[i].c, &cause);
+		if (err) {
 			rctx__cancel_tree(&m->x.cc, err, cause);
 			break;
 		}
@@ -219,11 +178,11 @@ RCTX_API rctx_t *rctx_with_any(rctx_t *parent, rctx_t *const *others, size_t n)
 	size_t i;
 
 	if (!any_args_valid(parent, others, n))
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	x = rctx__ext_new(parent, sizeof(*m) + n * sizeof(m->links[0]), &merge_ops,
 			  earliest_deadline(parent, others, n));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	m = merge_of(x);
 	/* Every reference first: destroy drops all n. */
 	for (i = 0; i < n; i++) {

@@ -22,7 +22,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "compiler.h"
+#include "fault.h"
 #include "pool.h"
 
 #if defined(RCTX_FAULT_INJECTION) || defined(RCTX_NO_POOL)

@@ -22,6 +22,12 @@
  * A slot is freed by the owner only once its CQE arrived and it is off the
  * cancel stack (a request that completes while queued becomes a zombie until
  * popped).
+ *
+ * A parked request (rctx__ring_park(): the queue of a group's request
+ * limiter) holds a slot and its governor, and is linked in the governor's
+ * request list, with no SQE: a cancel reaches it as any other request, and
+ * the owner ends it with the governor's error where it would send a cancel.
+ * No kernel object waits for it.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -47,8 +53,8 @@
 #define DEFAULT_ENTRIES 256
 
 /* RS_DONE: its final CQE was reaped, its governor not yet settled (the end
- * of the reaped batch, settle_batch()). */
-enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE, RS_LOCAL, RS_DONE };
+ * of the reaped batch, settle_batch()). RS_PARKED: held back, no SQE yet. */
+enum { RS_FREE, RS_INFLIGHT, RS_ZOMBIE, RS_LOCAL, RS_DONE, RS_PARKED };
 
 struct rctx_req {
 	union {
@@ -61,7 +67,9 @@ struct rctx_req {
 	void *arg;
 	uint64_t ud;                   /* user_data payload: generation, index */
 	uint32_t stamp_ms;             /* its ring's clock at submission */
-	uint8_t queued;                /* pushed on the cancel stack (ctx lock) */
+	/* Written under its governor's lock while linked: */
+	uint8_t queued : 1;            /* pushed on the cancel stack */
+	uint8_t parked : 1;            /* RS_PARKED (read by rctx_dump()) */
 	uint8_t state;                 /* owner only */
 	uint8_t opcode;                /* of the SQE (teardown order, dumps) */
 	/* Owner only, one byte (apart from queued, which cancellers write). */
@@ -132,6 +140,9 @@ struct rctx_ring {
 					  only their failures */
 	struct __kernel_timespec *ts;  /* one per SQE slot, live until submit */
 	struct rctx_ring *keep_next;   /* lib/keeper.c: adopted rings */
+	_Atomic(struct rctx_post *) post_q; /* posted by other threads */
+	struct rctx_post *held;        /* owner: outstanding posts (held list) */
+	struct rctx_ab_stats *ab;      /* abandoned requests' counters */
 	struct {
 		_Atomic uint64_t submitted, short_circuited, completed,
 			cancels_issued, cancel_found, cancel_ealready,
@@ -409,6 +420,8 @@ static void retry_cancels(struct rctx_ring *ring)
 	}
 }
 
+static void park_end(struct rctx_ring *ring, struct rctx_req *r, int res);
+
 /*
  * Owner: pop the cancel stack and send one cancel per live request. A
  * context's cancel pushes its requests newest first, so they pop oldest
@@ -434,6 +447,8 @@ static void drain_cancels(struct rctx_ring *ring)
 			zombie_release(ring, r);
 		} else if (r->cissued || r->state == RS_DONE) {
 			continue; /* RS_DONE: settle_batch() frees it */
+		} else if (r->state == RS_PARKED) {
+			park_end(ring, r, 0);
 		} else if (r->opcode == IORING_OP_TIMEOUT) {
 			issue_cancel(ring, r);
 		} else {
@@ -459,15 +474,11 @@ static void sqe_copy(struct io_uring_sqe *dst, const struct io_uring_sqe *src)
 	*dst = *src;
 }
 
-/* What the kernel must not see from rctx_submit() (documented there):
- * chains would be split by a flush between their SQEs, and a skipped
- * success CQE would leave the callback uncalled. */
+/* The arguments rctx_submit() accepts (its refused flags: internal.h). */
 static bool submit_args_valid(const struct rctx_ring *ring, const rctx_t *ctx,
 			      const struct io_uring_sqe *sqe, rctx_cb_t cb)
 {
-	return ring && ctx_valid(ctx) && sqe && cb &&
-	       !(sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
-			       IOSQE_CQE_SKIP_SUCCESS));
+	return ring && ctx_valid(ctx) && sqe && cb && !rctx__sqe_refused(sqe);
 }
 
 /* Set up a slot taken off the free list for a new request. */
@@ -477,6 +488,7 @@ static inline void slot_init(struct rctx_ring *ring, struct rctx_req *r,
 	r->cb = cb;
 	r->arg = arg;
 	r->queued = 0;
+	r->parked = 0;
 	r->popped = 0;
 	r->cissued = 0;
 	r->cfail = 0;
@@ -566,9 +578,9 @@ static void track_pending(struct rctx_ring *ring)
 	}
 }
 
-/* The context was done already: r never reaches the kernel, its callback
- * runs with err at the next rctx_ring_run(). */
-static void short_circuit(struct rctx_ring *ring, struct rctx_req *r, int err)
+/* r (counted in pending) never reaches the kernel: its callback runs with
+ * err at the next rctx_ring_run(). */
+static void end_locally(struct rctx_ring *ring, struct rctx_req *r, int err)
 {
 	r->res = err;
 	r->state = RS_LOCAL;
@@ -578,8 +590,14 @@ static void short_circuit(struct rctx_ring *ring, struct rctx_req *r, int err)
 	else
 		ring->local_head = r;
 	ring->local_tail = r;
-	ring->pending++;
 	STAT_ADD(ring, short_circuited, 1);
+}
+
+/* The context was done already: r never reaches the kernel. */
+static void short_circuit(struct rctx_ring *ring, struct rctx_req *r, int err)
+{
+	ring->pending++;
+	end_locally(ring, r, err);
 }
 
 /* The request's SQE at s, and its absolute link timeout at the deadline
@@ -667,8 +685,7 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	/* A cancellable context governs itself (and is valid); any other
 	 * is checked and resolved by submit_slow(). */
 	if (unlikely(!ring || !ctx || !sqe || !cb || !kind_cancellable(ctx) ||
-		     (sqe->flags & (IOSQE_IO_LINK | IOSQE_IO_HARDLINK |
-				    IOSQE_CQE_SKIP_SUCCESS))))
+		     rctx__sqe_refused(sqe)))
 		return submit_slow(ring, ctx, sqe, cb, arg);
 	g = (struct rctx_cancel *)ctx;
 	tail = ring->untracked_tail;
@@ -691,6 +708,97 @@ RCTX_API int rctx_submit(rctx_ring_t *ring, rctx_t *ctx,
 	ring->pending++;
 	ring->unsent++;
 	return 0;
+}
+
+/* ---- parked requests (lib/limiter.c's queue) ------------------------------ */
+
+struct rctx_req *rctx__ring_park(struct rctx_ring *ring, rctx_t *ctx, rctx_cb_t cb,
+				 void *arg)
+{
+	struct rctx_cancel *g = rctx_governor(ctx);
+	struct rctx_req *r = slot_start(ring, cb, arg);
+	int err = 0;
+
+	if (unlikely(!r))
+		return NULL;
+	ring->pending++;
+	r->state = RS_PARKED;
+	if (!g)
+		return r;
+	rlock(&g->lock);
+	err = atomic_load_explicit(&g->err, memory_order_relaxed);
+	if (!err) {
+		r->ctx = g;
+		r->parked = 1;
+		hlist_add(&g->reqs, &r->link);
+	}
+	runlock(&g->lock);
+	if (err)
+		end_locally(ring, r, err);
+	else
+		rctx__obj_get(&g->c.hdr); /* ring -> context, as in flight */
+	return r;
+}
+
+/*
+ * Owner: end parked r without sending it, with res (0: its governor's
+ * error), unless a cancel pushed it on the cancel stack, whose drain ends
+ * it then (with the governor's error).
+ */
+static void park_end(struct rctx_ring *ring, struct rctx_req *r, int res)
+{
+	struct rctx_cancel *g = r->ctx;
+
+	if (g) {
+		rlock(&g->lock);
+		if (r->queued && !r->popped) {
+			runlock(&g->lock);
+			return;
+		}
+		if (!res)
+			res = atomic_load_explicit(&g->err, memory_order_relaxed);
+		hlist_del(&r->link);
+		runlock(&g->lock);
+		rctx__obj_put(&g->c.hdr);
+	}
+	RCTX_ASSERT(res);
+	end_locally(ring, r, res);
+}
+
+bool rctx__ring_unpark(struct rctx_ring *ring, struct rctx_req *r,
+		       const struct io_uring_sqe *sqe)
+{
+	struct rctx_cancel *g = r->ctx;
+	int64_t deadline = g ? g->deadline : RCTX_FOREVER;
+	struct io_uring_sqe *s;
+	int err;
+
+	/* Ended at rctx__ring_park(), or its governor is done (then a
+	 * cancel pushed it: the drain of the cancel stack ends it). */
+	if (r->state != RS_PARKED || (g && cancel_err(g)))
+		return false;
+	s = ring_sqe_get(ring, deadline != RCTX_FOREVER ? 2 : 1, &err);
+	if (unlikely(!s)) {
+		park_end(ring, r, err);
+		return false;
+	}
+	r->opcode = sqe->opcode;
+	r->stamp_ms = ring->now_ms;
+	r->state = RS_INFLIGHT;
+	prep_sqes(ring, r, s, sqe, deadline);
+	ring->unsent++;
+	if (g) {
+		rlock(&g->lock);
+		r->parked = 0;
+		g->submitted++;
+		runlock(&g->lock);
+	}
+	return true;
+}
+
+bool rctx__ring_req_parked(const struct hnode *link)
+{
+	return container_of(link, struct rctx_req, link)->parked;
 }
 
 /* ---- completion ---------------------------------------------------------- */
@@ -1033,6 +1141,70 @@ static int run_local(struct rctx_ring *ring)
 	return n;
 }
 
+/* ---- posted completions (lib/async.c) ----------------------------------- */
+
+void rctx__ring_hold(struct rctx_ring *ring, struct rctx_post *p)
+{
+	p->hprev = NULL;
+	p->hnext = ring->held;
+	if (ring->held)
+		ring->held->hprev = p;
+	ring->held = p;
+	ring->pending++;
+}
+
+void rctx__ring_unhold(struct rctx_ring *ring, struct rctx_post *p)
+{
+	if (p->hprev)
+		p->hprev->hnext = p->hnext;
+	else
+		ring->held = p->hnext;
+	if (p->hnext)
+		p->hnext->hprev = p->hprev;
+	ring->pending--;
+}
+
+/* Any thread; the ring cannot be freed before p is delivered (it counts in
+ * pending), and wakers covers the push until the wake-up is written. */
+void rctx__ring_post(struct rctx_ring *ring, struct rctx_post *p)
+{
+	atomic_fetch_add_explicit(&ring->wakers, 1, memory_order_relaxed);
+	LFSTACK_PUSH(&ring->post_q, p, p->next);
+	wake_ring(ring);
+}
+
+/* Owner: deliver what other threads posted, in the order they posted. */
+static int run_posted(struct rctx_ring *ring)
+{
+	struct rctx_post *p, *next;
+	int n = 0;
+
+	/* seq_cst: after the fence of arm_wake_read (lib/wake.c). */
+	if (!atomic_load_explicit(&ring->post_q, memory_order_seq_cst))
+		return 0;
+	p = LIST_REVERSE(LFSTACK_TAKE(&ring->post_q), next);
+	for (; p; p = next) {
+		next = p->next;
+		rctx__ring_unhold(ring, p);
+		STAT_ADD(ring, completed, 1);
+		p->deliver(p);
+		n++;
+	}
+	return n;
+}
+
+struct rctx_ab_stats *rctx__ring_ab_stats(struct rctx_ring *ring)
+{
+	atomic_fetch_add_explicit(&ring->ab->refs, 1, memory_order_relaxed);
+	return ring->ab;
+}
+
+void rctx__ab_stats_put(struct rctx_ab_stats *ab)
+{
+	if (atomic_fetch_sub_explicit(&ab->refs, 1, memory_order_acq_rel) == 1)
+		free(ab);
+}
+
 RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 {
 	ERRNO_GUARD;
@@ -1050,6 +1222,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 	track_pending(ring);
 	drain_cancels(ring); /* same-thread cancels skip the eventfd */
 	n = run_local(ring);
+	n += run_posted(ring);
 	ret = ring_submit(ring);
 	if (n == 0 && abs_deadline != 0 && ret >= 0) { /* unsent: never sleep */
 		/* Completions (or an overflow to flush) first; sleep only if
@@ -1069,6 +1242,7 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 	ring_clock(ring);
 	n += reap(ring);
 	n += run_local(ring);
+	n += run_posted(ring);
 	/* Cancels that callbacks made on this ring skipped the eventfd:
 	 * send them, with any others prepared while reaping, now. */
 	track_pending(ring);
@@ -1078,6 +1252,10 @@ RCTX_API int rctx_ring_run(rctx_ring_t *ring, int64_t abs_deadline)
 
 	tls_running = prev;
 	ring->in_run = false;
+	/* Posted by the last callbacks, unsignalled (we were running): the
+	 * next run must not sleep on them. */
+	if (LFSTACK_PEEK(&ring->post_q))
+		rctx__wake_signal(&ring->wake);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && n == 0)
 		return ret;
 	return n;
@@ -1130,10 +1308,12 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	ring->skip_cqe = (p.features & IORING_FEAT_CQE_SKIP) &&
 			 !getenv("RCTX_NO_CQE_SKIP");
 	ring->ts = rctx__calloc(ring->ring.sq.ring_entries, sizeof(*ring->ts));
-	if (!ring->ts) {
+	ring->ab = rctx__calloc(1, sizeof(*ring->ab));
+	if (!ring->ts || !ring->ab) {
 		ret = -ENOMEM;
 		goto out_exit;
 	}
+	atomic_init(&ring->ab->refs, 1);
 	ret = rctx__wake_init(&ring->wake);
 	if (ret < 0)
 		goto out_free_ts;
@@ -1143,19 +1323,22 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	return 0;
 
 out_free_ts:
-	free(ring->ts);
 out_exit:
+	free(ring->ab);
+	free(ring->ts);
 	io_uring_queue_exit(&ring->ring);
 out_free:
 	free(ring);
 	return ret;
 }
 
-/* Owner: cancel r unless it is done or has its cancel. */
+/* Owner: cancel r unless it is done or has its cancel; end it if parked. */
 static void cancel_one(struct rctx_ring *ring, struct rctx_req *r)
 {
 	if (r->state == RS_INFLIGHT && !r->cissued)
 		issue_cancel(ring, r);
+	else if (r->state == RS_PARKED)
+		park_end(ring, r, -ECANCELED);
 }
 
 /*
@@ -1171,6 +1354,8 @@ void rctx__ring_cancel_all(struct rctx_ring *ring)
 {
 	track_pending(ring);
 	drain_cancels(ring);
+	for (struct rctx_post *p = ring->held; p; p = p->hnext)
+		p->abandon(p);
 	for (unsigned c = ring->nchunks; c-- > 0;)
 		for (unsigned i = REQ_CHUNK; --i >= 1;) {
 			struct rctx_req *r = &ring->chunks[c][i];
@@ -1220,6 +1405,7 @@ void rctx__ring_free(struct rctx_ring *ring)
 		free(ring->chunks[c]);
 	free(ring->chunks);
 	free(ring->ts);
+	rctx__ab_stats_put(ring->ab);
 	free(ring);
 }
 
@@ -1235,7 +1421,11 @@ RCTX_API void rctx_ring_destroy(rctx_ring_t *ring)
 
 RCTX_API struct io_uring *rctx_ring_uring(rctx_ring_t *ring)
 {
-	return ring ? &ring->ring : NULL;
+	if (!ring) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return &ring->ring;
 }
 
 RCTX_API int rctx_ring_fd(rctx_ring_t *ring)
@@ -1263,15 +1453,23 @@ bool rctx__ring_in_run(const struct rctx_ring *ring)
 	return ring->in_run;
 }
 
-RCTX_API int rctx_ring_stats(const rctx_ring_t *ring, struct rctx_ring_stats *st)
+RCTX_API int (rctx_ring_stats)(const rctx_ring_t *ring, struct rctx_ring_stats *st,
+			      size_t size)
 {
-	if (!ring || !st)
+	struct rctx_ring_stats all;
+
+	if (!ring)
 		return -EINVAL;
-#define CP(f) st->f = stat_get(&ring->st.f)
+#define CP(f) all.f = stat_get(&ring->st.f)
 	CP(submitted); CP(short_circuited); CP(completed); CP(cancels_issued);
 	CP(cancel_found); CP(cancel_ealready); CP(cancel_enoent); CP(aborted);
 	CP(completed_anyway); CP(link_timeouts); CP(link_timeouts_fired);
 	CP(in_flight); CP(held_after_cancel);
 #undef CP
-	return 0;
+	all.abandoned = stat_get(&ring->ab->abandoned);
+	all.abandoned_late = stat_get(&ring->ab->late);
+	all.abandoned_held = all.abandoned > all.abandoned_late ?
+			     all.abandoned - all.abandoned_late : 0;
+	all.fenced = stat_get(&ring->ab->fenced);
+	return rctx__stats_out(st, size, &all, sizeof(all));
 }

@@ -307,17 +307,28 @@ static int64_t next_wakeup(void)
 	return next;
 }
 
-/* Submit and sleep until a CQE or next. Unsent, the wake-up read cannot
- * wake us: tick instead. */
+/*
+ * Submit and sleep until a CQE or next. Unsent, the wake-up read cannot
+ * wake us: tick instead. The signals that signal contexts watch are
+ * unblocked during the sleep only (lib/signal.c): never while this thread
+ * runs anything, so that a release can take them back without waiting for
+ * an after-func.
+ */
 static void rt_sleep(int64_t next)
 {
-	if (rctx__submit(&rt.ring) >= 0 && !rt.heap.n && !rt.overflow) {
-		rctx__wait_cqe(&rt.ring, RCTX_FOREVER);
-	} else {
-		int64_t until = rctx_now() + RT_TICK_NS;
+	int64_t until = RCTX_FOREVER;
+	sigset_t mask;
+	bool masked;
 
-		rctx__wait_cqe(&rt.ring, until < next ? until : next);
+	if (rctx__submit(&rt.ring) < 0 || rt.heap.n || rt.overflow) {
+		until = rctx_now() + RT_TICK_NS;
+		if (next < until)
+			until = next;
 	}
+	masked = rctx__sig_wait_begin(&mask);
+	rctx__wait_cqe_mask(&rt.ring, until, masked ? &mask : NULL);
+	if (masked)
+		rctx__sig_wait_end();
 }
 
 /*
@@ -480,6 +491,14 @@ bool rctx__rt_queue_after(struct rctx_after *a)
 	return true;
 }
 
+/* Any thread: end the thread's sleep now (a release waits for it to leave
+ * a sleep that unblocks signals it no longer watches). */
+void rctx__rt_kick(void)
+{
+	if (atomic_load_explicit(&rt.running, memory_order_acquire))
+		rctx__wake_signal(&rt.wake);
+}
+
 /* Any thread: hand k (holding a reference for the keeper) to the keeper. */
 int rctx__rt_keep(struct rctx_kept *k)
 {
@@ -504,11 +523,10 @@ int rctx__rt_adopt(struct rctx_ring *ring)
 	return 0;
 }
 
-RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)
+RCTX_API int (rctx_runtime_stats)(struct rctx_runtime_stats *out, size_t size)
 {
-	if (!st)
-		return -EINVAL;
-	memset(st, 0, sizeof(*st));
+	struct rctx_runtime_stats all = { 0 }, *st = &all;
+
 	st->timers_armed = stat_get(&rt.st.armed);
 	st->timers_skipped = stat_get(&rt.st.skipped);
 	st->timers_fired = stat_get(&rt.st.fired);
@@ -518,5 +536,10 @@ RCTX_API int rctx_runtime_stats(struct rctx_runtime_stats *st)
 	st->wakeups = stat_get(&rt.st.wakeups);
 	st->running = atomic_load_explicit(&rt.running, memory_order_acquire);
 	rctx__keeper_stats(st);
-	return 0;
+	return rctx__stats_out(out, size, &all, sizeof(all));
+}
+
+RCTX_API int (rctx_runtime_ring_stats)(struct rctx_ring_stats *st, size_t size)
+{
+	return rctx__keeper_ring_stats(st, size);
 }

@@ -10,17 +10,22 @@
  *
  * The runtime thread keeps a read of that eventfd in flight on the keeper
  * ring (a kept request with a completion hook, lib/keeper.c). When it
- * completes, the thread (1) brings its own signal mask in line with the
- * table: a watched signal is unblocked on it, so that the signal is
- * delivered even when every application thread blocks it, and blocked again
- * (if it was) once no context watches it; (2) cancels, for each pending
- * signal, every context registered for it; (3) reads again. Creating and
- * destroying a context write the eventfd too, so the mask follows.
+ * completes, the thread cancels, for each pending signal, every context
+ * registered for it, and reads again. Its own signal mask never changes:
+ * it sleeps with the watched signals unblocked (rctx__sig_wait_begin(), a
+ * ppoll(2) mask), so that a signal every application thread blocks is
+ * still delivered, and has them blocked whenever it runs. Creating a
+ * context writes the eventfd too, so that the next sleep unblocks it.
  *
  * A context registers at creation and unregisters in its destroy hook (its
  * last reference), so signals keep being caught after it fired, until it is
- * released, as Go's NotifyContext until stop(). The last one out restores
- * the saved disposition.
+ * released, as Go's NotifyContext until stop(). The last one out of a
+ * signal restores its disposition before the destroy hook returns, hence
+ * before the rctx_release() or rctx_unref() that dropped the reference
+ * does: first it waits until the runtime thread is not ending that context
+ * (the thread holds no reference while it does, see fire_one()) and is not
+ * asleep with the signal unblocked (it wakes it), so that once the saved
+ * disposition is back, no thread of the library takes the signal.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -39,7 +44,7 @@ struct sig_reg {
 
 struct sig_ctx {
 	struct rctx_ext x;
-	struct sig_ctx *fire_next; /* runtime thread: the contexts to cancel */
+	struct sig_ctx *fire_next; /* on the fire list */
 	int nreg;                  /* registered entries of reg[] */
 	struct sig_reg reg[];
 };
@@ -48,19 +53,26 @@ struct sig_slot {
 	unsigned count;            /* live contexts watching the signal */
 	struct sigaction saved;    /* the disposition before the first */
 	struct hnode *ctxs;        /* their struct sig_reg */
-	/* Runtime thread only: */
-	bool rt_unblocked;         /* unblocked on the runtime thread by us */
-	bool rt_was_blocked;       /* ... and blocked there before */
 };
 
 static struct {
 	pthread_mutex_t lock;
+	pthread_cond_t cond;       /* fire_cur or rt_waiting changed */
 	struct sig_slot slot[NSIG];
+	sigset_t watched;          /* the signals whose count is nonzero */
+	_Atomic bool any;          /* watched is not empty */
+	/* The runtime thread's sleep, while it unblocks signals: */
+	bool rt_waiting;
+	sigset_t rt_unblocked;     /* ... those */
+	/* The runtime thread's firing of one signal (fire_pending()): */
+	struct sig_ctx *fire_list; /* contexts still to end */
+	struct sig_ctx *fire_cur;  /* the one being ended */
 	bool reading;              /* the eventfd read is in flight */
 	_Atomic int efd;           /* created once, never closed; -1 before */
 	_Atomic int pending[NSIG]; /* set by the handler */
 } st = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
 	.efd = -1,
 };
 
@@ -87,78 +99,112 @@ static void poke(void)
 
 /* ---- the runtime thread's side ------------------------------------------ */
 
-/* Unblock the watched signals on this (the runtime) thread, re-block the
- * ones no longer watched that were blocked before. */
-static void sync_mask(void)
+/*
+ * Before the runtime thread sleeps: *mask is its mask without the watched
+ * signals, if it blocks any of them (true; the sleep is then published,
+ * and rctx__sig_wait_end() follows it). A context created after this wakes
+ * the thread (poke()), whose next sleep then unblocks its signals too.
+ */
+bool rctx__sig_wait_begin(sigset_t *mask)
 {
-	sigset_t cur, unblock, block;
+	sigset_t unblock;
+	bool masked;
 
-	pthread_sigmask(SIG_SETMASK, NULL, &cur);
-	sigemptyset(&unblock);
-	sigemptyset(&block);
+	if (!atomic_load_explicit(&st.any, memory_order_acquire))
+		return false;
+	pthread_sigmask(SIG_SETMASK, NULL, mask);
 	pthread_mutex_lock(&st.lock);
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sig_slot *s = &st.slot[sig];
-
-		if (s->count && !s->rt_unblocked) {
-			s->rt_unblocked = true;
-			s->rt_was_blocked = sigismember(&cur, sig) == 1;
-			if (s->rt_was_blocked)
-				sigaddset(&unblock, sig);
-		} else if (!s->count && s->rt_unblocked) {
-			s->rt_unblocked = false;
-			if (s->rt_was_blocked)
-				sigaddset(&block, sig);
-		}
+	sigandset(&unblock, &st.watched, mask);
+	masked = !sigisemptyset(&unblock);
+	if (masked) {
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sigismember(&unblock, sig) == 1)
+				sigdelset(mask, sig);
+		st.rt_unblocked = unblock;
+		st.rt_waiting = true;
 	}
 	pthread_mutex_unlock(&st.lock);
-	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
-	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	return masked;
 }
 
-/* The live contexts registered for sig, each with a reference. */
-static struct sig_ctx *take_watchers(int sig)
+/* After that sleep: the runtime thread blocks them again. */
+void rctx__sig_wait_end(void)
 {
-	struct sig_ctx *list = NULL;
+	pthread_mutex_lock(&st.lock);
+	st.rt_waiting = false;
+	sigemptyset(&st.rt_unblocked);
+	pthread_cond_broadcast(&st.cond);
+	pthread_mutex_unlock(&st.lock);
+}
+
+/* Put the live contexts registered for sig on the fire list. */
+static void collect_watchers(int sig)
+{
 	struct hnode *n;
 
 	pthread_mutex_lock(&st.lock);
 	for (n = st.slot[sig].ctxs; n; n = n->next) {
 		struct sig_ctx *c = container_of(n, struct sig_reg, node)->owner;
 
-		/* Skip one done already (no reference taken: a release
-		 * is not delayed by signals after the first), and one whose
-		 * last reference went (it waits for this lock to unregister). */
-		if (!atomic_load_explicit(&c->x.cc.err, memory_order_acquire) &&
-		    rctx__obj_tryget(&c->x.cc.c.hdr)) {
-			c->fire_next = list;
-			list = c;
+		/* One done already stays so: a release is not delayed by
+		 * signals after the first. */
+		if (!atomic_load_explicit(&c->x.cc.err, memory_order_acquire)) {
+			c->fire_next = st.fire_list;
+			st.fire_list = c;
 		}
 	}
 	pthread_mutex_unlock(&st.lock);
-	return list;
 }
 
-/* Cancel the contexts of every pending signal; no lock held while cancelling
- * (a last unref runs the destroy hook, which takes the table lock). */
+/*
+ * End the next context of the fire list, with no lock held (a cancel may
+ * drop the last reference of another signal context, whose destroy hook
+ * takes the lock). No reference is taken either: its last one, dropped
+ * by the application meanwhile, would otherwise be this thread's, and the
+ * restore with it, after the release returned. Instead the destroy hook
+ * takes the context off the list, or waits while it is fire_cur. If it
+ * runs on this thread, it runs inside this very cancel (the cancel's
+ * deferred work dropped the last reference): it clears fire_cur, and the
+ * memory goes once the cancel is past its last use of it (cancel_tree()
+ * touches the context it ends no more after its deferred work).
+ */
+static bool fire_one(int sig)
+{
+	struct sig_ctx *c;
+
+	pthread_mutex_lock(&st.lock);
+	c = st.fire_list;
+	if (c) {
+		st.fire_list = c->fire_next;
+		st.fire_cur = c;
+	}
+	pthread_mutex_unlock(&st.lock);
+	if (!c)
+		return false;
+	rctx__cancel_tree(&c->x.cc, -ECANCELED, RCTX_CAUSE_SIGNAL_BASE - sig);
+	pthread_mutex_lock(&st.lock);
+	st.fire_cur = NULL;
+	pthread_cond_broadcast(&st.cond);
+	pthread_mutex_unlock(&st.lock);
+	return true;
+}
+
+/* Cancel the contexts of every pending signal. */
 static void fire_pending(void)
 {
 	for (int sig = 1; sig < NSIG; sig++) {
-		struct sig_ctx *c, *next;
-
 		if (!atomic_exchange_explicit(&st.pending[sig], 0, memory_order_seq_cst))
 			continue;
-		for (c = take_watchers(sig); c; c = next) {
-			next = c->fire_next;
-			rctx__cancel_tree(&c->x.cc, -ECANCELED, RCTX_CAUSE_SIGNAL_BASE - sig);
-			rctx_unref(&c->x.cc.c.hdr);
-		}
+		collect_watchers(sig);
+		while (fire_one(sig))
+			;
 	}
 }
 
 static int reader_submit(struct rctx_kept *k)
 {
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
+	atomic_store_explicit(&k->state, KEPT_QUEUED, memory_order_relaxed); /* again */
 	k->ctx = rctx_background();
 	return rctx__rt_keep(k);
 }
@@ -172,18 +218,16 @@ static bool read_retry(int res)
 }
 
 /*
- * The eventfd read completed, on the runtime thread: follow the table, fire,
- * read again. Cancelled (the runtime is stopping) or failed for good: stop
- * reading; the next new context starts again.
+ * The eventfd read completed, on the runtime thread: fire, read again.
+ * Cancelled (the runtime is stopping) or failed for good: stop reading;
+ * the next new context starts again.
  */
 static void read_complete(struct rctx_kept *k)
 {
 	int res = k->res;
 
-	if (res != -ECANCELED) {
-		sync_mask();
+	if (res != -ECANCELED)
 		fire_pending();
-	}
 	if (read_retry(res)) {
 		if (reader_submit(k) == 0)
 			return;
@@ -233,23 +277,72 @@ static int reader_start_locked(void)
 
 /* ---- contexts ------------------------------------------------------------- */
 
+/* Under the lock: take c out of the table; *gone gets the signals it was
+ * the last to watch. */
+static void unregister_locked(struct sig_ctx *c, sigset_t *gone)
+{
+	for (int i = 0; i < c->nreg; i++) {
+		int sig = c->reg[i].sig;
+
+		hlist_del(&c->reg[i].node);
+		if (!--st.slot[sig].count) {
+			sigdelset(&st.watched, sig);
+			sigaddset(gone, sig);
+		}
+	}
+	c->nreg = 0;
+	atomic_store_explicit(&st.any, !sigisemptyset(&st.watched), memory_order_release);
+}
+
+/* Under the lock: the runtime thread will not touch c again (fire_one()). */
+static void unfire_locked(struct sig_ctx *c)
+{
+	struct sig_ctx **pp;
+
+	for (pp = &st.fire_list; *pp; pp = &(*pp)->fire_next) {
+		if (*pp == c) {
+			*pp = c->fire_next;
+			break;
+		}
+	}
+	if (st.fire_cur == c && rctx__rt_self())
+		st.fire_cur = NULL; /* inside its own cancel */
+	while (st.fire_cur == c)
+		pthread_cond_wait(&st.cond, &st.lock);
+}
+
+/* Under the lock: no sleep of the runtime thread unblocks a signal of gone
+ * (the current one is cut short; the next ones follow the table). */
+static void unmask_wait_locked(const sigset_t *gone)
+{
+	sigset_t both;
+
+	for (;;) {
+		sigandset(&both, &st.rt_unblocked, gone);
+		if (!st.rt_waiting || sigisemptyset(&both))
+			return;
+		rctx__rt_kick();
+		pthread_cond_wait(&st.cond, &st.lock);
+	}
+}
+
 /* Unregister c; the last context of a signal restores its disposition. */
 static void sig_destroy(struct rctx_ext *x)
 {
 	struct sig_ctx *c = container_of(x, struct sig_ctx, x);
+	sigset_t gone;
 
 	if (!c->nreg)
 		return;
+	sigemptyset(&gone);
 	pthread_mutex_lock(&st.lock);
-	for (int i = 0; i < c->nreg; i++) {
-		struct sig_slot *s = &st.slot[c->reg[i].sig];
-
-		hlist_del(&c->reg[i].node);
-		if (!--s->count)
-			sigaction(c->reg[i].sig, &s->saved, NULL);
-	}
+	unregister_locked(c, &gone);
+	unfire_locked(c);
+	unmask_wait_locked(&gone);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&gone, sig) == 1)
+			sigaction(sig, &st.slot[sig].saved, NULL);
 	pthread_mutex_unlock(&st.lock);
-	poke(); /* the runtime re-blocks what it unblocked */
 }
 
 static const struct rctx_ext_ops sig_ops = {
@@ -266,6 +359,8 @@ static int register_one(struct sig_ctx *c, int sig)
 	if (!s->count) {
 		struct sigaction sa;
 
+		/* A flag left by a signal taken before: not for c. */
+		atomic_store_explicit(&st.pending[sig], 0, memory_order_seq_cst);
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = on_signal;
 		sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -273,7 +368,10 @@ static int register_one(struct sig_ctx *c, int sig)
 		if (sigaction(sig, &sa, &s->saved) < 0)
 			return -errno;
 	}
-	s->count++;
+	if (!s->count++) {
+		sigaddset(&st.watched, sig);
+		atomic_store_explicit(&st.any, true, memory_order_release);
+	}
 	r->sig = sig;
 	r->owner = c;
 	hlist_add(&s->ctxs, &r->node);
@@ -294,7 +392,7 @@ static int register_all(struct sig_ctx *c, const sigset_t *set)
 			ret = register_one(c, sig);
 	pthread_mutex_unlock(&st.lock);
 	if (c->nreg)
-		poke(); /* the runtime unblocks them */
+		poke(); /* the runtime's next sleep unblocks them */
 	return ret;
 }
 
@@ -326,22 +424,26 @@ RCTX_API rctx_t *rctx_with_signals(rctx_t *parent, const int *sigs, int n)
 	ERRNO_GUARD;
 	struct rctx_ext *x;
 	sigset_t set;
-	int count;
+	int count, ret;
 
 	if (!ctx_valid(parent) || !sigs || n <= 0)
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	count = sig_set(sigs, n, &set);
-	if (count < 0 || rctx__rt_start() < 0)
-		return NULL;
+	if (count < 0)
+		return ERRNO_FAIL(EINVAL);
+	ret = rctx__rt_start();
+	if (ret < 0)
+		return ERRNO_FAIL(-ret);
 	x = rctx__ext_new(parent, sizeof(struct sig_ctx) + count * sizeof(struct sig_reg),
 			  &sig_ops, rctx__deadline_of(parent));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	if (rctx_err(&x->cc.c.hdr))
 		return &x->cc.c.hdr; /* done at creation: nothing to watch */
-	if (register_all(container_of(x, struct sig_ctx, x), &set) < 0) {
+	ret = register_all(container_of(x, struct sig_ctx, x), &set);
+	if (ret < 0) {
 		rctx_release(&x->cc.c.hdr);
-		return NULL;
+		return ERRNO_FAIL(-ret);
 	}
 	return &x->cc.c.hdr;
 }

@@ -201,10 +201,10 @@ RCTX_API rctx_t *rctx_with_trace(rctx_t *parent, const struct rctx_trace *t)
 	void *blob;
 
 	if (!ctx_valid(parent) || !t || !trace_valid(t))
-		return NULL;
+		return ERRNO_FAIL(EINVAL);
 	c = rctx__value_blob(parent, &trace_key, sizeof(*t), &blob);
 	if (!c)
-		return NULL;
+		return ERRNO_FAIL(errno);
 	memcpy(blob, t, sizeof(*t));
 	return c;
 }

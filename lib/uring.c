@@ -43,7 +43,8 @@ struct io_uring_sqe *rctx__sqe_get_retry(struct io_uring *ring)
  * while a thread blocked in io_uring_enter would stall the whole program
  * under it.
  */
-int rctx__wait_cqe(struct io_uring *ring, int64_t abs_deadline)
+int rctx__wait_cqe_mask(struct io_uring *ring, int64_t abs_deadline,
+			const sigset_t *mask)
 {
 	struct pollfd p = { .fd = ring->ring_fd, .events = POLLIN };
 	struct timespec ts, *tp = NULL;
@@ -59,8 +60,13 @@ int rctx__wait_cqe(struct io_uring *ring, int64_t abs_deadline)
 		ts = ns_to_timespec(abs_deadline - now);
 		tp = &ts;
 	}
-	ret = ppoll(&p, 1, tp, NULL);
+	ret = ppoll(&p, 1, tp, mask);
 	if (ret < 0)
 		return -errno;
 	return ret ? 0 : -ETIME;
+}
+
+int rctx__wait_cqe(struct io_uring *ring, int64_t abs_deadline)
+{
+	return rctx__wait_cqe_mask(ring, abs_deadline, NULL);
 }

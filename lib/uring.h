@@ -2,7 +2,9 @@
 /*
  * What the library's two kinds of io_uring owner (rings and the runtime
  * thread) do alike: tag user_data, get SQEs, sleep, dispatch completions.
- * A leaf: it depends on liburing, lib/fault.h and lib/compiler.h only.
+ * A leaf: this header needs liburing and lib/compiler.h only; lib/uring.c
+ * adds lib/clock.h (the deadline of rctx__wait_cqe()) and lib/fault.h (the
+ * wrapped submit of rctx__sqe_get()).
  *
  * user_data: a tag in the top two bits, a payload in the other 62. The tags
  * mean the same for every owner:
@@ -23,6 +25,7 @@
 #ifndef RINGCTX_URING_H
 #define RINGCTX_URING_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <liburing.h>
 
@@ -57,6 +60,10 @@ struct io_uring_sqe *rctx__sqe_get_retry(struct io_uring *ring);
 /* Sleep until ring has a completion or abs_deadline (INT64_MAX: none)
  * passes. Returns 0, or -EINTR / -ETIME. */
 int rctx__wait_cqe(struct io_uring *ring, int64_t abs_deadline);
+/* The same with the thread's signal mask set to *mask while it sleeps
+ * (ppoll(2)'s, atomically; NULL: unchanged). */
+int rctx__wait_cqe_mask(struct io_uring *ring, int64_t abs_deadline,
+			const sigset_t *mask);
 
 /*
  * The completion dispatcher: copy each batch of CQEs out and release it

@@ -25,6 +25,7 @@ struct fd_watch {
 
 static const struct rctx_ext_ops fd_watch_ops = {
 	.name = "WithFd",
+	.end_unowned = true, /* its poll keeps it alive: no trap in rctx_unref */
 };
 
 /*
@@ -42,7 +43,7 @@ static void watch_complete(struct rctx_kept *k)
 		cause = k->res;
 	if (k->res != -ECANCELED && !rctx_err(&w->x.cc.c.hdr))
 		rctx__cancel_tree(&w->x.cc, -ECANCELED, cause);
-	rctx_unref(&w->x.cc.c.hdr); /* the kept request's */
+	rctx__unref(&w->x.cc.c.hdr); /* the kept request's */
 }
 
 /* Hand the poll to the keeper. 0, or -errno (nothing was queued). */
@@ -59,12 +60,12 @@ static int watch_submit(struct fd_watch *w, int fd, unsigned events, int cause)
 	k->complete = watch_complete;
 	k->arg = w;
 	w->cause = cause;
-	k->ctx = rctx_ref(ctx);    /* submitted under the watch itself */
-	rctx_ref(ctx);             /* the kept request's, for the hook */
+	k->ctx = rctx__ref(ctx);   /* submitted under the watch itself */
+	rctx__ref(ctx);            /* the kept request's, for the hook */
 	ret = rctx__rt_keep(k);
 	if (ret < 0) {
-		rctx_unref(ctx);
-		rctx_unref(ctx);
+		rctx__unref(ctx);
+		rctx__unref(ctx);
 		free(k);
 	}
 	return ret;
@@ -74,21 +75,23 @@ RCTX_API rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int 
 {
 	ERRNO_GUARD;
 	struct rctx_ext *x;
+	int ret;
 
-	if (!ctx_valid(parent) || fd < 0 || !poll_events || !cause)
-		return NULL;
-	if (fcntl(fd, F_GETFD) < 0)
-		return NULL; /* not open */
+	if (!ctx_valid(parent) || !poll_events || !cause)
+		return ERRNO_FAIL(EINVAL);
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return ERRNO_FAIL(EBADF); /* not open */
 	x = rctx__ext_new(parent, sizeof(struct fd_watch), &fd_watch_ops,
 			  rctx__deadline_of(parent));
 	if (!x)
-		return NULL;
+		return ERRNO_FAIL(ENOMEM);
 	if (rctx_err(&x->cc.c.hdr))
 		return &x->cc.c.hdr; /* done at creation: nothing to watch */
-	if (watch_submit(container_of(x, struct fd_watch, x), fd, poll_events,
-			 cause) < 0) {
+	ret = watch_submit(container_of(x, struct fd_watch, x), fd, poll_events,
+			   cause);
+	if (ret < 0) {
 		rctx_release(&x->cc.c.hdr);
-		return NULL;
+		return ERRNO_FAIL(-ret);
 	}
 	return &x->cc.c.hdr;
 }

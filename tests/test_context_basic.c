@@ -252,11 +252,16 @@ Test(context_basic, queries_on_null_return_documented_values)
 	cr_assert_eq(rctx_runtime_stats(NULL), -EINVAL);
 }
 
-Test(context_basic, errno_is_never_touched)
+/* A NULL from a constructor says why in errno; nothing else touches it. */
+Test(context_basic, errno_is_set_only_by_a_null_return)
 {
 	errno = 12345;
 	cr_assert_null(rctx_with_cancel(NULL));
+	cr_assert_eq(errno, EINVAL);
+	errno = 12345;
 	cr_assert_null(rctx_with_timeout(rctx_background(), -1));
+	cr_assert_eq(errno, EINVAL);
+	errno = 12345;
 	cr_assert_eq(rctx_cancel(rctx_background()), -EINVAL);
 	cr_assert_eq(rctx_err(NULL), -EINVAL);
 	cr_assert_eq(rctx_done_fd(rctx_background()), -ENOENT);

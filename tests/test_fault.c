@@ -2,7 +2,8 @@
  * public operation that can fail, fail its Nth wrapped call (allocation,
  * eventfd, io_uring_queue_init, pthread_create, io_uring_submit) for
  * N = 1, 2, ... until the operation makes fewer than N calls, and check that
- * it either succeeded or returned exactly its documented error, and that no fd
+ * it either succeeded or returned exactly its documented error (a constructor
+ * that returned NULL: its errno), and that no fd
  * or memory leaked, no context error changed once set, every accepted
  * request's callback ran exactly once and every after-func at most once.
  * A last test runs every driver in one process and checks that every wrapped
@@ -108,7 +109,7 @@ static int op_dump(void)
 	int i, n = 0, fd, ret = -ENOMEM;
 
 	if (!root)
-		return -ENOMEM;
+		return -errno;
 	for (; n < DUMP_KIDS; n++)
 		if (!(kids[n] = rctx_with_cancel(root)))
 			goto out;
@@ -137,14 +138,16 @@ static void cancel_check(rctx_t *c, int want)
 static int op_with_cancel(void)
 {
 	rctx_t *p = rctx_with_cancel(rctx_background()), *c;
+	int e;
 
 	if (!p)
-		return -ENOMEM;
+		return -errno;
 	c = rctx_with_cancel(p);
 	if (!c) {
+		e = errno;
 		rctx_cancel(p);
 		rctx_release(p);
-		return -ENOMEM;
+		return -e;
 	}
 	rctx_cancel(p);
 	cr_assert_eq(rctx_err(c), -ECANCELED);
@@ -158,14 +161,16 @@ static int op_with_cancel(void)
 static int op_with_deadline(void)
 {
 	rctx_t *far = rctx_with_timeout(rctx_background(), LONG_NS), *near;
+	int e;
 
 	if (!far)
-		return -ENOMEM;
+		return -errno;
 	near = rctx_with_deadline(far, rctx_now() + MS(1));
 	if (!near) {
+		e = errno;
 		cancel_check(far, -ECANCELED);
 		rctx_release(far);
-		return -ENOMEM;
+		return -e;
 	}
 	cr_assert_eq(rctx_wait(near, rctx_now() + LONG_NS), 0, "deadline never fired");
 	cr_assert_eq(rctx_err(near), -ETIMEDOUT);
@@ -184,7 +189,7 @@ static int op_with_value(void)
 	rctx_t *v = rctx_with_value(rctx_background(), &key, &val);
 
 	if (!v)
-		return -ENOMEM;
+		return -errno;
 	cr_assert_eq(rctx_value(v, &key), &val);
 	rctx_release(v);
 	return 0;
@@ -193,14 +198,16 @@ static int op_with_value(void)
 static int op_without_cancel(void)
 {
 	rctx_t *p = rctx_with_cancel(rctx_background()), *w;
+	int e;
 
 	if (!p)
-		return -ENOMEM;
+		return -errno;
 	w = rctx_without_cancel(p);
+	e = errno;
 	rctx_cancel(p);
 	rctx_release(p);
 	if (!w)
-		return -ENOMEM;
+		return -e;
 	cr_assert_eq(rctx_err(w), 0);
 	rctx_release(w);
 	return 0;
@@ -228,19 +235,23 @@ static int op_after_func(void)
 	static atomic_int runs[2];
 	rctx_t *c = rctx_with_cancel(rctx_background());
 	rctx_after_t *a[2] = { NULL, NULL };
-	int ret = 0;
+	int ret = 0, e[2] = { 0, 0 };
 
 	if (!c)
-		return -ENOMEM;
+		return -errno;
 	atomic_store(&runs[0], 0);
 	atomic_store(&runs[1], 0);
 	a[0] = rctx_after_func(c, after_fn, &runs[0]);
+	e[0] = errno;
 	rctx_cancel(c);
-	if (a[0])
+	if (a[0]) {
 		a[1] = rctx_after_func(c, after_fn, &runs[1]);
+		e[1] = errno;
+	}
 	for (int i = 0; i < 2; i++) {
 		if (!a[i]) {
-			ret = -ENOMEM;
+			if (!ret)
+				ret = -e[i]; /* a[1] is tried only after a[0] */
 			continue;
 		}
 		cr_assert(WAIT_UNTIL(atomic_load(&runs[i]) > 0, 10000),
@@ -264,6 +275,7 @@ static int op_runtime_submit(void)
 	static atomic_int runs;
 	rctx_t *c;
 	rctx_after_t *a;
+	int e;
 
 	rctx__fault_disarm();
 	deadline_fires(); /* started, heap empty */
@@ -272,6 +284,7 @@ static int op_runtime_submit(void)
 	atomic_store(&runs, 0);
 	rctx__fault_arm(cur_n);
 	a = rctx_after_func(c, after_fn, &runs);
+	e = errno;
 	rctx_cancel(c);
 	if (a) {
 		cr_assert(WAIT_UNTIL(atomic_load(&runs) > 0, 10000), "after-func never ran");
@@ -282,7 +295,7 @@ static int op_runtime_submit(void)
 	rctx__fault_disarm();
 	deadline_fires();
 	rctx_release(c);
-	return a ? 0 : -ENOMEM;
+	return a ? 0 : -e;
 }
 
 static uint64_t timers_live(void)
@@ -303,6 +316,7 @@ static int op_deadline_heap(void)
 	static rctx_t *far[HEAP_FIRST + 1];
 	rctx_t *near;
 	int64_t t0;
+	int e;
 
 	rctx__fault_disarm();
 	deadline_fires();
@@ -320,6 +334,7 @@ static int op_deadline_heap(void)
 	th_sleep_ms(100); /* a tick or two */
 	t0 = rctx_now();
 	near = rctx_with_timeout(rctx_background(), MS(50));
+	e = errno;
 	if (near) {
 		cr_assert_eq(rctx_wait(near, t0 + LONG_NS / 2), 0, "deadline lost");
 		cr_assert_eq(rctx_err(near), -ETIMEDOUT);
@@ -333,7 +348,7 @@ static int op_deadline_heap(void)
 		cancel_check(far[i], -ECANCELED);
 		rctx_release(far[i]);
 	}
-	return near ? 0 : -ENOMEM;
+	return near ? 0 : -e;
 }
 
 static int op_done_fd(void)
@@ -342,7 +357,7 @@ static int op_done_fd(void)
 	int fd;
 
 	if (!c)
-		return -ENOMEM;
+		return -errno;
 	fd = rctx_done_fd(c);
 	cr_assert(fd >= 0 || fd == -EMFILE, "done_fd: %d", fd);
 	rctx_cancel(c);
@@ -365,9 +380,9 @@ static int op_with_trace(void)
 
 	errno = ERRNO_SENTINEL;
 	c = rctx_with_trace(rctx_background(), &t);
-	cr_assert_eq(errno, ERRNO_SENTINEL, "with_trace changed errno");
 	if (!c)
-		return -ENOMEM;
+		return -errno;
+	cr_assert_eq(errno, ERRNO_SENTINEL, "with_trace changed errno");
 	cr_assert_eq(rctx_trace_of(c, &got), 0);
 	cr_assert_eq(memcmp(&got, &t, sizeof(t)), 0);
 	rctx_release(c);
@@ -396,11 +411,13 @@ static int op_group_go(void)
 		return -ENOMEM;
 	errno = ERRNO_SENTINEL;
 	g = rctx_group_new(p, 2);
-	cr_assert_eq(errno, ERRNO_SENTINEL, "group_new changed errno");
 	if (!g) {
+		int e = errno;
+
 		rctx_release(p);
-		return -ENOMEM;
+		return -e;
 	}
+	cr_assert_eq(errno, ERRNO_SENTINEL, "group_new changed errno");
 	atomic_store(&group_runs, 0);
 	for (int i = 0; i < 3; i++) {
 		int r;
@@ -427,8 +444,8 @@ static int op_group_go(void)
 }
 
 /* rctx_group_submit with a limit of 1 on a ring: one NOP in flight, the
- * others queued (under a cancellable context: a sentinel each), the last
- * queued one's context cancelled. Every accepted request's callback runs
+ * others queued (under a cancellable context: a parked slot each), the
+ * last queued one's context cancelled. Every accepted request's callback runs
  * exactly once; the group is freed before the ring runs. */
 #define GSUB 4
 static int op_group_submit(void)
@@ -448,7 +465,7 @@ static int op_group_submit(void)
 	rctx__fault_arm(cur_n);
 	g = rctx_group_new(rctx_background(), 1);
 	if (!g) {
-		err = -ENOMEM;
+		err = -errno;
 		goto out;
 	}
 	for (int i = 0; i < GSUB; i++) {
@@ -534,7 +551,7 @@ static int op_with_signals(void)
 	static const int sigs[] = { SIGUSR1, SIGUSR1 };
 	struct sigaction sa = { .sa_handler = sig_nop }, old;
 	rctx_t *c;
-	int fds;
+	int fds, e;
 
 	rctx__fault_disarm();
 	deadline_fires(); /* the runtime running: its start is with_deadline's */
@@ -549,8 +566,9 @@ static int op_with_signals(void)
 	arm_signals();
 	errno = ERRNO_SENTINEL;
 	c = rctx_with_signals(rctx_background(), sigs, 2);
-	cr_assert_eq(errno, ERRNO_SENTINEL, "with_signals changed errno");
+	e = errno;
 	if (c) {
+		cr_assert_eq(e, ERRNO_SENTINEL, "with_signals changed errno");
 		cr_assert_eq(raise(SIGUSR1), 0);
 		cr_assert_eq(rctx_wait(c, rctx_now() + LONG_NS), 0, "N=%lu: signal never seen", cur_n);
 		cr_assert_eq(rctx_err(c), -ECANCELED);
@@ -558,23 +576,22 @@ static int op_with_signals(void)
 		rctx_release(c);
 	}
 	rctx__fault_disarm();
-	/* The runtime thread may hold a reference a moment after it fired c:
-	 * the restore is then its own (documented). */
-	cr_assert(WAIT_UNTIL(sigaction(SIGUSR1, NULL, &old) == 0 &&
-			     old.sa_handler == sig_nop, 10000), "disposition not restored");
+	/* Restored when the release returned (or, on failure, at once). */
+	cr_assert(sigaction(SIGUSR1, NULL, &old) == 0 && old.sa_handler == sig_nop,
+		  "disposition not restored");
 	signal(SIGUSR1, SIG_DFL);
 	note_kept_fd(fds);
-	return c ? 0 : -ENOMEM;
+	return c ? 0 : -e;
 }
 
 /* An fd context on a socket pair: a hang-up context ends when the peer
  * closes, an fd context for POLLIN is released before any event. */
 static uint64_t kept_in_flight(void)
 {
-	struct rctx_runtime_stats st;
+	struct rctx_ring_stats st;
 
-	cr_assert_eq(rctx_runtime_stats(&st), 0);
-	return st.kept.in_flight;
+	cr_assert_eq(rctx_runtime_ring_stats(&st), 0);
+	return st.in_flight;
 }
 
 static int op_with_fd(void)
@@ -590,14 +607,18 @@ static int op_with_fd(void)
 	rctx__fault_arm(cur_n);
 	errno = ERRNO_SENTINEL;
 	h = rctx_with_hangup(rctx_background(), sv[0]);
-	cr_assert_eq(errno, ERRNO_SENTINEL, "with_hangup changed errno");
+	if (!h)
+		ret = -errno;
+	else
+		cr_assert_eq(errno, ERRNO_SENTINEL, "with_hangup changed errno");
 	if (h) {
 		errno = ERRNO_SENTINEL;
 		f = rctx_with_fd(h, sv[0], POLLIN, 7);
-		cr_assert_eq(errno, ERRNO_SENTINEL, "with_fd changed errno");
+		if (!f)
+			ret = -errno;
+		else
+			cr_assert_eq(errno, ERRNO_SENTINEL, "with_fd changed errno");
 	}
-	if (!h || !f)
-		ret = -ENOMEM;
 	if (f) {
 		/* Done early only if a poll could not be submitted (its
 		 * cause), f's own or its parent's. */
@@ -800,7 +821,7 @@ static int in_thread(int (*op)(void))
 
 static int thread_ring_body(void)
 {
-	return rctx_thread_ring() ? 0 : -ENOMEM;
+	return rctx_thread_ring() ? 0 : -errno;
 }
 
 static int op_thread_ring(void)
@@ -862,8 +883,13 @@ static void make_file(void)
 
 /* ---- the tests ------------------------------------------------------------------ */
 
-/* Constructors report failure as NULL, counted here as -ENOMEM. */
+/* Constructors report failure as NULL, and why in errno: ENOMEM. */
 static const int enomem[] = { -ENOMEM, 0 };
+/* ... or, when they start the runtime thread, its eventfd's EMFILE,
+ * io_uring_queue_init's ENOMEM or pthread_create's EAGAIN. */
+static const int rt_errs[] = { -ENOMEM, -EMFILE, -EAGAIN, 0 };
+/* ... or the signal table's eventfd (EMFILE). */
+static const int sig_errs[] = { -ENOMEM, -EMFILE, 0 };
 /* rctx_submit, rctx_ring_run, rctx_ring_flush, blocking calls: -ENOMEM, or
  * the error of a failed io_uring_submit (the injected -EAGAIN). */
 static const int submit_errs[] = { -ENOMEM, -EAGAIN, 0 };
@@ -886,8 +912,8 @@ struct driver {
 
 /* Runtime start-up first: each Test runs in a fresh process. */
 static const struct driver drivers[] = {
-	{ "with_deadline", op_with_deadline, enomem },
-	{ "after_func", op_after_func, enomem },
+	{ "with_deadline", op_with_deadline, rt_errs },
+	{ "after_func", op_after_func, rt_errs },
 	{ "runtime_submit", op_runtime_submit, enomem },
 	{ "deadline_heap", op_deadline_heap, enomem },
 	{ "with_cancel", op_with_cancel, enomem },
@@ -899,12 +925,12 @@ static const struct driver drivers[] = {
 	{ "ring_run", op_ring_run, submit_errs },
 	{ "ring_destroy", op_ring_destroy, submit_errs },
 	{ "ring_flush", op_ring_flush, submit_errs },
-	{ "thread_ring", op_thread_ring, enomem },
+	{ "thread_ring", op_thread_ring, create_errs },
 	{ "blocking", op_blocking, blocking_errs },
 	{ "with_trace", op_with_trace, enomem },
 	{ "group_go", op_group_go, group_errs },
 	{ "group_submit", op_group_submit, group_submit_errs },
-	{ "with_signals", op_with_signals, enomem },
+	{ "with_signals", op_with_signals, sig_errs },
 	{ "with_fd", op_with_fd, enomem },
 	{ "dump", op_dump, enomem },
 };
@@ -955,6 +981,133 @@ DRIVER_TEST(group_submit, 4)
 DRIVER_TEST(with_signals, 3)
 DRIVER_TEST(with_fd, 3)
 DRIVER_TEST(dump, DUMP_KIDS + 3)
+
+/* ---- every allocation failure of a constructor: NULL and errno ENOMEM ------- */
+
+static rctx_t *ctor_parent; /* a live cancellable parent */
+static int ctor_fd[2];      /* a socket pair for the fd contexts */
+
+static void *ctor_cancel(void) { return rctx_with_cancel(ctor_parent); }
+static void *ctor_deadline(void)
+{
+	return rctx_with_deadline(ctor_parent, rctx_now() + LONG_NS);
+}
+static void *ctor_timeout(void) { return rctx_with_timeout_cause(ctor_parent, LONG_NS, 9); }
+static void *ctor_value(void) { return rctx_with_value(ctor_parent, &ctor_fd, NULL); }
+static void *ctor_values(void)
+{
+	static const void *const keys[] = { &ctor_fd[0], &ctor_fd[1] };
+	static void *const vals[] = { NULL, NULL };
+
+	return rctx_with_values(ctor_parent, 2, keys, vals);
+}
+static void *ctor_without(void) { return rctx_without_cancel(ctor_parent); }
+static void *ctor_any(void)
+{
+	rctx_t *o[] = { ctor_parent, rctx_background() };
+
+	return rctx_with_any(ctor_parent, o, 2);
+}
+static void *ctor_trace(void)
+{
+	static const struct rctx_trace t = { .trace_id = { 1 }, .span_id = { 2 } };
+
+	return rctx_with_trace(ctor_parent, &t);
+}
+static void *ctor_signals(void)
+{
+	int sig = SIGUSR2;
+
+	return rctx_with_signals(ctor_parent, &sig, 1);
+}
+static void *ctor_fd_watch(void) { return rctx_with_fd(ctor_parent, ctor_fd[0], POLLIN, 5); }
+static void *ctor_hangup(void) { return rctx_with_hangup(ctor_parent, ctor_fd[0]); }
+static void *ctor_group(void) { return rctx_group_new(ctor_parent, 2); }
+static void *ctor_after(void) { return rctx_after_func(ctor_parent, after_fn, NULL); }
+
+static void free_ctx(void *p) { rctx_release(p); }
+static void free_group(void *p) { rctx_group_free(p); }
+static void free_after(void *p)
+{
+	cr_assert(rctx_after_stop(p));
+	rctx_after_release(p);
+}
+
+static const struct ctor {
+	const char *name;
+	void *(*make)(void);
+	void (*free)(void *);
+} ctors[] = {
+	{ "with_cancel", ctor_cancel, free_ctx },
+	{ "with_deadline", ctor_deadline, free_ctx },
+	{ "with_timeout_cause", ctor_timeout, free_ctx },
+	{ "with_value", ctor_value, free_ctx },
+	{ "with_values", ctor_values, free_ctx },
+	{ "without_cancel", ctor_without, free_ctx },
+	{ "with_any", ctor_any, free_ctx },
+	{ "with_trace", ctor_trace, free_ctx },
+	{ "with_signals", ctor_signals, free_ctx },
+	{ "with_fd", ctor_fd_watch, free_ctx },
+	{ "with_hangup", ctor_hangup, free_ctx },
+	{ "group_new", ctor_group, free_group },
+	{ "after_func", ctor_after, free_after },
+};
+
+/* Fail the nth call of each allocator in turn (only those are counted):
+ * every NULL says ENOMEM; a success leaves errno alone. Returns the number
+ * of NULLs. */
+static unsigned long ctor_drive(const struct ctor *c)
+{
+	static const char *const allocs[] = { "malloc", "calloc", "aligned_alloc",
+					      "realloc", "strdup" };
+	unsigned long nulls = 0;
+
+	for (size_t a = 0; a < sizeof(allocs) / sizeof(allocs[0]); a++) {
+		for (unsigned long n = 1; n <= MAX_N; n++) {
+			unsigned long injected;
+			void *obj;
+			int e;
+
+			rctx__fault_arm_call(allocs[a], n);
+			errno = ERRNO_SENTINEL;
+			obj = c->make();
+			e = errno;
+			injected = rctx__fault_injected();
+			rctx__fault_disarm();
+			if (!obj) {
+				cr_assert_eq(e, ENOMEM, "%s, %s #%lu: errno %d", c->name,
+					     allocs[a], n, e);
+				nulls++;
+			} else {
+				cr_assert_eq(e, ERRNO_SENTINEL, "%s: errno changed on success",
+					     c->name);
+				c->free(obj);
+			}
+			if (!injected)
+				break;
+		}
+	}
+	return nulls;
+}
+
+Test(fault, constructor_allocation_failures_set_enomem)
+{
+	struct sigaction sa = { .sa_handler = sig_nop };
+
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	deadline_fires(); /* the runtime started: what fails is the constructor's */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctor_fd), 0);
+	ctor_parent = rctx_with_cancel(rctx_background());
+	cr_assert_not_null(ctor_parent);
+	for (size_t i = 0; i < sizeof(ctors) / sizeof(ctors[0]); i++)
+		cr_assert_geq(ctor_drive(&ctors[i]), 1, "%s: no allocation failed it",
+			      ctors[i].name);
+	rctx_release(ctor_parent);
+	close(ctor_fd[0]);
+	close(ctor_fd[1]);
+	cr_assert(th_runtime_settle());
+}
 
 /* The runtime's first deadline heap (256 entries) full: growing it fails
  * (the only realloc the runtime makes then), the deadline waits in the

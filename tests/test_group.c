@@ -5,9 +5,11 @@
  * itself as cause, go on a done group runs nothing, waiting callers are
  * woken by a cancel; rctx_group_submit keeps at most limit requests in
  * flight, submits queued ones in FIFO order, completes a queued request
- * whose context ends at once (even behind stuck ones), and every request
- * completes exactly once when the group context is cancelled, the group is
- * freed first, or the ring is destroyed. */
+ * whose context ends at once (even behind stuck ones, and when the cancel
+ * comes from another thread) without any kernel object per queued request,
+ * and every request completes exactly once when the group context is
+ * cancelled, the group is freed first, or the ring is destroyed. */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -445,6 +447,155 @@ Test(group, cancelling_the_group_context_aborts_its_requests)
 	cr_assert_eq(total, N);
 	rctx_ring_destroy(ring);
 	rctx_group_free(g);
+	close(p[0]);
+	close(p[1]);
+}
+
+struct cross_cancel {
+	rctx_t *ctx;
+	_Atomic int64_t at;          /* when the cancel was issued */
+};
+
+static void *cross_cancel_main(void *p)
+{
+	struct cross_cancel *x = p;
+
+	th_sleep_ms(50); /* the ring's owner is asleep in rctx_ring_run() */
+	atomic_store(&x->at, th_now_ns());
+	cr_assert_eq(rctx_cancel_cause(x->ctx, -EPIPE), 1);
+	return NULL;
+}
+
+struct timed_rec {
+	struct done_rec d;
+	int64_t at;
+};
+
+static void timed_cb(void *arg, int res, uint32_t flags)
+{
+	struct timed_rec *t = arg;
+
+	t->at = th_now_ns();
+	rec_cb(&t->d, res, flags);
+}
+
+/* The limit is held by reads on a pipe that never gets data: the queued
+ * request can only end by its context's cancel, which comes from another
+ * thread while the owner sleeps in rctx_ring_run(). */
+Test(group, a_queued_request_cancelled_from_another_thread_completes_at_once)
+{
+	enum { LIMIT = 2 };
+	rctx_ring_t *ring;
+	rctx_group_t *g = rctx_group_new(rctx_background(), LIMIT);
+	struct cross_cancel x = { .ctx = rctx_with_cancel(rctx_background()) };
+	struct done_rec stuck[LIMIT] = { 0 };
+	struct timed_rec q = { { 0 }, 0 };
+	struct rctx_ring_stats st;
+	struct io_uring_sqe sqe;
+	char b[LIMIT + 1];
+	pthread_t th;
+	int p[2];
+
+	cr_assert(g && x.ctx);
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(rctx_ring_create(&ring, 64), 0);
+	for (int i = 0; i < LIMIT; i++) {
+		pipe_read(&sqe, p[0], &b[i]);
+		cr_assert_eq(rctx_group_submit(g, ring, rctx_background(), &sqe, rec_cb,
+					       &stuck[i]), 0);
+	}
+	pipe_read(&sqe, p[0], &b[LIMIT]);
+	cr_assert_eq(rctx_group_submit(g, ring, x.ctx, &sqe, timed_cb, &q), 0);
+	rctx_ring_run(ring, 0);
+	cr_assert_eq(q.d.calls, 0);
+	cr_assert_eq(pthread_create(&th, NULL, cross_cancel_main, &x), 0);
+	run_until(ring, &q.d.calls, 1, TH_PATIENCE_MS);
+	pthread_join(th, NULL);
+	cr_assert_eq(q.d.calls, 1);
+	cr_assert_eq(q.d.res, -ECANCELED);
+	cr_assert_eq(rctx_cause(x.ctx), -EPIPE);
+	cr_assert_lt(q.at - atomic_load(&x.at), MS(2000), "took %lld ms",
+		     (long long)((q.at - atomic_load(&x.at)) / 1000000));
+	cr_assert_eq(stuck[0].calls + stuck[1].calls, 0, "the stuck reads still wait");
+	cr_assert_eq(rctx_ring_stats(ring, &st), 0);
+	cr_assert_eq(st.submitted, LIMIT, "the queued request reached the kernel");
+	cr_assert_eq(st.cancels_issued, 0, "a cancel was sent for it");
+
+	cr_assert_eq(write(p[1], "xy", 2), 2);
+	drain_all(ring);
+	cr_assert_eq(stuck[0].res + stuck[1].res, 2);
+	rctx_ring_destroy(ring);
+	rctx_group_free(g);
+	rctx_release(x.ctx);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void count_cb(void *arg, int res, uint32_t flags)
+{
+	int *n = arg;
+
+	(void)flags;
+	cr_assert_eq(res, -ECANCELED);
+	(*n)++;
+}
+
+/* 100,000 requests queued under cancellable contexts hold no kernel object:
+ * the ring sends only the LIMIT stuck reads, and the cancels end the queued
+ * ones without a single IORING_OP_ASYNC_CANCEL. */
+Test(group, queued_requests_under_cancellable_contexts_hold_no_kernel_object)
+{
+	enum { LIMIT = 4, N = 100000, CTXS = 100 };
+	rctx_ring_t *ring;
+	rctx_group_t *g = rctx_group_new(rctx_background(), LIMIT);
+	struct done_rec stuck[LIMIT] = { 0 };
+	struct rctx_ring_stats st;
+	struct rctx_info info;
+	struct io_uring_sqe sqe;
+	rctx_t *ctx[CTXS];
+	char b[LIMIT];
+	int p[2], ended = 0;
+
+	cr_assert_not_null(g);
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(rctx_ring_create(&ring, 64), 0);
+	for (int i = 0; i < CTXS; i++)
+		cr_assert_not_null(ctx[i] = rctx_with_cancel(rctx_background()));
+	for (int i = 0; i < LIMIT; i++) {
+		pipe_read(&sqe, p[0], &b[i]);
+		cr_assert_eq(rctx_group_submit(g, ring, rctx_background(), &sqe, rec_cb,
+					       &stuck[i]), 0);
+	}
+	memset(&sqe, 0, sizeof(sqe));
+	io_uring_prep_nop(&sqe);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(rctx_group_submit(g, ring, ctx[i % CTXS], &sqe, count_cb,
+					       &ended), 0);
+	rctx_ring_run(ring, 0);
+	cr_assert_eq(rctx_ring_stats(ring, &st), 0);
+	cr_assert_eq(st.submitted, LIMIT, "queued requests reached the kernel");
+	cr_assert_eq(st.in_flight, LIMIT);
+	cr_assert_eq(rctx_ring_pending(ring), LIMIT + N);
+	cr_assert_eq(rctx_info(ctx[0], &info), 0);
+	cr_assert_eq(info.submitted, 0, "a queued request counted as submitted");
+
+	for (int i = 0; i < CTXS; i++)
+		rctx_cancel(ctx[i]);
+	run_until(ring, &ended, N, TH_PATIENCE_MS);
+	cr_assert_eq(ended, N);
+	cr_assert_eq(rctx_ring_stats(ring, &st), 0);
+	cr_assert_eq(st.submitted, LIMIT);
+	cr_assert_eq(st.cancels_issued, 0);
+	cr_assert_eq(rctx_info(ctx[0], &info), 0);
+	cr_assert_eq(info.submitted + info.aborted + info.completed, 0);
+	cr_assert_eq(stuck[0].calls + stuck[1].calls + stuck[2].calls + stuck[3].calls, 0);
+
+	cr_assert_eq(write(p[1], "abcd", LIMIT), LIMIT);
+	drain_all(ring);
+	rctx_ring_destroy(ring);
+	rctx_group_free(g);
+	for (int i = 0; i < CTXS; i++)
+		rctx_release(ctx[i]);
 	close(p[0]);
 	close(p[1]);
 }

@@ -4,6 +4,7 @@
  * wake-up (one write per armed read), the indexed heap against a sorted
  * model, the user_data tags, the full-SQ policy, the ppoll sleep, the
  * completion dispatcher, and the stats counters. */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>

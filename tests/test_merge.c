@@ -6,6 +6,7 @@
  * of merges (a long chain), release orders, a source given twice, and a
  * storm of threads creating and releasing merges while others cancel their
  * sources. Leaks and stale registrations show under ASan and valgrind. */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>

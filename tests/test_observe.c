@@ -8,6 +8,7 @@
  * opcode, truncation by max_nodes, write errors; and it stays safe while
  * several threads create and cancel nodes under the dumped one.
  */
+/* tsan: yes */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

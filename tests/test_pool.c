@@ -3,6 +3,7 @@
  * keeps at most POOL_DEPTH objects per class, and a thread's exit gives
  * its objects back to malloc. Steady-state create+cancel then makes no
  * allocation at all. */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <malloc.h>
 #include <pthread.h>

@@ -8,6 +8,7 @@
  * kept, span ids non-zero and distinct, across threads and fork()), and
  * traces carried by contexts (nearest wins, through value, cancel and
  * without-cancel contexts, copied by value). */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>

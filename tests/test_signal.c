@@ -11,16 +11,26 @@
  * runtime thread, which unblocks it only while a context lives (read from
  * /proc/self/task/N/status); invalid signals give NULL.
  *
+ * The restore is done when the rctx_release() that drops the last reference
+ * returns, also right after the context fired (while the runtime thread may
+ * still be ending it): a raise() at once after the release, 1,000 rounds
+ * each, takes the default action (a forked child per round dies by it), is
+ * ignored (SIG_IGN), or runs the application's handler, every round; with
+ * the signal blocked in every application thread, a kill() at once after
+ * the release stays pending: no thread of the library takes it any more.
+ *
  * Thread-directed signals (raise, pthread_kill to self) are delivered before
  * the call returns: "the process survived the signal" is checked right
  * after it, not after a sleep. Criterion runs each test in its own process.
  */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ringctx.h"
@@ -50,16 +60,16 @@ static struct sigaction get_action(int sig)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	cr_assert_eq(sigaction(sig, NULL, &sa), 0);
+	if (sigaction(sig, NULL, &sa) != 0)
+		cr_assert(0, "sigaction(%d): %s", sig, strerror(errno));
 	return sa;
 }
 
-/* Wait until sig's handler is h again: a release racing with the runtime
- * thread's firing restores just after it returns (documented). */
-static void wait_handler(int sig, void (*h)(int))
+/* sig's handler is h again, as soon as the release returned. */
+static void assert_handler(int sig, void (*h)(int))
 {
-	cr_assert(WAIT_UNTIL(get_action(sig).sa_handler == h, TH_PATIENCE_MS),
-		  "the disposition of %d was not restored", sig);
+	cr_assert_eq((void *)get_action(sig).sa_handler, (void *)h,
+		     "the disposition of %d was not restored", sig);
 }
 
 static void assert_same_action(const struct sigaction *a, const struct sigaction *b)
@@ -212,7 +222,6 @@ Test(signal, handler_restored_after_firing)
 	cr_assert_eq(raise(SIGUSR1), 0); /* still caught by the library */
 	cr_assert_eq(atomic_load(&app_calls), 0, "the application's handler ran");
 	rctx_release(c);
-	wait_handler(SIGUSR1, before.sa_handler);
 	after = get_action(SIGUSR1);
 	assert_same_action(&before, &after);
 	cr_assert_eq(raise(SIGUSR1), 0);
@@ -232,7 +241,7 @@ Test(signal, second_signal_after_firing_does_not_kill)
 	cr_assert_eq(raise(SIGTERM), 0);
 	cr_assert_eq(rctx_cause_signal(rctx_cause(c)), SIGTERM);
 	rctx_release(c);
-	wait_handler(SIGTERM, SIG_DFL);
+	assert_handler(SIGTERM, SIG_DFL);
 }
 
 Test(signal, two_contexts_same_signal_both_fire)
@@ -246,7 +255,7 @@ Test(signal, two_contexts_same_signal_both_fire)
 	/* b still holds the signal: the library's handler stays. */
 	cr_assert(get_action(SIGUSR1).sa_flags & SA_SIGINFO);
 	rctx_release(b);
-	wait_handler(SIGUSR1, SIG_DFL);
+	assert_handler(SIGUSR1, SIG_DFL);
 }
 
 Test(signal, different_signals_fire_their_own)
@@ -280,7 +289,8 @@ static int tasks_unblocking(int sig)
 	struct dirent *e;
 	int n = 0;
 
-	cr_assert_not_null(d);
+	if (!d)
+		cr_assert(0, "/proc/self/task: %s", strerror(errno));
 	while ((e = readdir(d))) {
 		char path[300], line[256];
 		unsigned long long blk;
@@ -305,7 +315,8 @@ static bool main_pending(int sig)
 {
 	sigset_t p;
 
-	cr_assert_eq(sigpending(&p), 0);
+	if (sigpending(&p) != 0)
+		cr_assert(0, "sigpending: %s", strerror(errno));
 	return sigismember(&p, sig) == 1;
 }
 
@@ -331,8 +342,8 @@ Test(signal, delivered_while_all_app_threads_block_it)
 	assert_fired(c, SIGUSR1);
 	cr_assert(!main_pending(SIGUSR1), "still pending: not delivered");
 	rctx_release(c);
-	cr_assert(WAIT_UNTIL(tasks_unblocking(SIGUSR1) == base, TH_PATIENCE_MS),
-		  "the runtime thread did not block SIGUSR1 again");
+	cr_assert_eq(tasks_unblocking(SIGUSR1), base,
+		     "the runtime thread did not block SIGUSR1 again");
 	if (base == 0) {
 		/* Nobody takes it now: it stays pending (and does not kill). */
 		cr_assert_eq(kill(getpid(), SIGUSR1), 0);
@@ -379,4 +390,133 @@ Test(signal, parent_cancel_then_release_restores)
 	rctx_release(c);
 	rctx_release(parent);
 	cr_assert_eq((void *)get_action(SIGUSR2).sa_handler, (void *)SIG_DFL);
+}
+
+/* ---- raised at once after the release, round after round --------------- */
+
+#define SIG_ROUNDS 1000
+
+/* A check of a round: Criterion reports every assertion, passed or not, to
+ * its runner; thousands of them per test only add load. */
+#define ROUND_CHECK(cond, ...) do { if (!(cond)) cr_assert(0, __VA_ARGS__); } while (0)
+
+/* One round: watch sig, raise it, see the context done, release it. */
+static void fire_and_release(int sig, int round)
+{
+	rctx_t *c = rctx_with_signals(rctx_background(), &sig, 1);
+
+	ROUND_CHECK(c, "round %d: no context", round);
+	ROUND_CHECK(rctx_err(c) == 0, "round %d: done before any signal", round);
+	ROUND_CHECK(raise(sig) == 0, "round %d: raise", round);
+	ROUND_CHECK(rctx_wait(c, rctx_now() + MS(TH_PATIENCE_MS)) == 0,
+		    "round %d: signal %d did not end the context", round, sig);
+	ROUND_CHECK(rctx_cause_signal(rctx_cause(c)) == sig, "round %d: cause %d",
+		    round, rctx_cause(c));
+	rctx_release(c);
+}
+
+Test(signal, raise_after_release_runs_handler_every_round)
+{
+	struct sigaction sa = { .sa_handler = app_handler };
+
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	for (int i = 0; i < SIG_ROUNDS; i++) {
+		fire_and_release(SIGUSR1, i);
+		ROUND_CHECK(raise(SIGUSR1) == 0, "round %d: raise", i);
+		ROUND_CHECK(atomic_load(&app_calls) == i + 1,
+			    "round %d: the handler did not run", i);
+	}
+}
+
+Test(signal, raise_after_release_is_ignored_every_round)
+{
+	cr_assert_neq(signal(SIGUSR2, SIG_IGN), SIG_ERR);
+	for (int i = 0; i < SIG_ROUNDS; i++) {
+		fire_and_release(SIGUSR2, i);
+		ROUND_CHECK(get_action(SIGUSR2).sa_handler == SIG_IGN,
+			    "round %d: SIG_IGN not restored", i);
+		ROUND_CHECK(raise(SIGUSR2) == 0, "round %d: raise", i); /* discarded */
+		ROUND_CHECK(!main_pending(SIGUSR2), "round %d: pending", i);
+	}
+}
+
+/* Exit codes of a child whose round went wrong before the last raise. */
+enum { CHILD_SURVIVED = 1, CHILD_NO_CTX, CHILD_NOT_FIRED };
+
+/* A child's round, its process fresh from fork (the library not started). */
+static void child_round(int sig)
+{
+	rctx_t *c;
+
+	alarm(60); /* a hang ends as SIGALRM, which the parent reports */
+	c = rctx_with_signals(rctx_background(), &sig, 1);
+	if (!c)
+		_exit(CHILD_NO_CTX);
+	raise(sig);
+	if (rctx_wait(c, rctx_now() + MS(TH_PATIENCE_MS)) != 0 ||
+	    rctx_cause_signal(rctx_cause(c)) != sig)
+		_exit(CHILD_NOT_FIRED);
+	rctx_release(c);
+	raise(sig); /* the default action: the end */
+	_exit(CHILD_SURVIVED);
+}
+
+/* A child per round: under valgrind, which makes each one cost about a
+ * tenth of a second, a tenth of the rounds (the suite's time limit). */
+Test(signal, raise_after_release_takes_default_action_every_round)
+{
+	int rounds = th_under_valgrind() ? SIG_ROUNDS / 10 : SIG_ROUNDS;
+
+	for (int i = 0; i < rounds; i++) {
+		pid_t pid = fork();
+		int status;
+
+		ROUND_CHECK(pid >= 0, "round %d: fork", i);
+		if (pid == 0)
+			child_round(SIGTERM);
+		ROUND_CHECK(waitpid(pid, &status, 0) == pid, "round %d: waitpid", i);
+		ROUND_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
+			  "round %d: child %s %d", i,
+			  WIFSIGNALED(status) ? "killed by signal" : "exited with",
+			  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	}
+}
+
+/*
+ * Every application thread blocks SIGUSR1 from the start and has a handler
+ * for it: a kill() at once after the release stays pending (the runtime
+ * thread no longer unblocks it) and reaches no handler, every round.
+ */
+Test(signal, blocked_everywhere_stays_pending_after_release)
+{
+	struct sigaction sa = { .sa_handler = app_handler };
+	struct timespec zero = { 0, 0 };
+	sigset_t set;
+	int base;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	cr_assert_eq(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
+	sigemptyset(&sa.sa_mask);
+	cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	base = tasks_unblocking(SIGUSR1);
+	for (int i = 0; i < SIG_ROUNDS / 5; i++) {
+		int sig = SIGUSR1;
+		rctx_t *c = rctx_with_signals(rctx_background(), &sig, 1);
+
+		ROUND_CHECK(c, "round %d: no context", i);
+		ROUND_CHECK(WAIT_UNTIL(tasks_unblocking(SIGUSR1) == base + 1, TH_PATIENCE_MS),
+			    "round %d: no thread unblocked SIGUSR1", i);
+		ROUND_CHECK(kill(getpid(), SIGUSR1) == 0, "round %d: kill", i);
+		ROUND_CHECK(rctx_wait(c, rctx_now() + MS(TH_PATIENCE_MS)) == 0,
+			    "round %d: SIGUSR1 did not end the context", i);
+		rctx_release(c);
+		ROUND_CHECK(tasks_unblocking(SIGUSR1) == base,
+			    "round %d: SIGUSR1 still unblocked", i);
+		ROUND_CHECK(kill(getpid(), SIGUSR1) == 0, "round %d: kill", i);
+		ROUND_CHECK(sigtimedwait(&set, NULL, &zero) == SIGUSR1,
+			    "round %d: not pending after the release", i);
+		ROUND_CHECK(atomic_load(&app_calls) == 0, "round %d: a handler ran", i);
+	}
 }

@@ -55,10 +55,10 @@ static void mount_or_skip(void)
 /* The runtime's accounting of the file I/O it keeps for blocking calls. */
 static struct rctx_ring_stats kept_stats(void)
 {
-	struct rctx_runtime_stats st;
+	struct rctx_ring_stats st;
 
-	cr_assert_eq(rctx_runtime_stats(&st), 0);
-	return st.kept;
+	cr_assert_eq(rctx_runtime_ring_stats(&st), 0);
+	return st;
 }
 
 /*

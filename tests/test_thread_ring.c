@@ -6,6 +6,7 @@
  * keep every callback exactly-once and the accounting balanced. Also run
  * under ThreadSanitizer.
  */
+/* tsan: yes */
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>

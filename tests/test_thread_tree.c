@@ -6,6 +6,7 @@
  * creation racing a cancel, racing cause readers, and concurrent ref/unref,
  * done_fd and waits. Iteration counts shrink under ThreadSanitizer and
  * valgrind (RCTX_TEST_SCALE overrides). */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <malloc.h>

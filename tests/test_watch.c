@@ -14,6 +14,7 @@
  * after a second watch on the same fd and ring, armed after the data was
  * written, has completed: the data's wake-up of the first poll came before.
  */
+/* tsan: yes */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -32,6 +33,15 @@ static struct rctx_runtime_stats rt_stats(void)
 	struct rctx_runtime_stats st;
 
 	cr_assert_eq(rctx_runtime_stats(&st), 0);
+	return st;
+}
+
+/* The runtime ring's counters (the watches' polls run there). */
+static struct rctx_ring_stats kept(void)
+{
+	struct rctx_ring_stats st;
+
+	cr_assert_eq(rctx_runtime_ring_stats(&st), 0);
 	return st;
 }
 
@@ -190,7 +200,7 @@ Test(watch, invalid_arguments_give_null)
 Test(watch, parent_cancel_aborts_poll)
 {
 	uint64_t before = warm_up();
-	struct rctx_runtime_stats st0;
+	struct rctx_ring_stats k0;
 	rctx_t *parent = rctx_with_cancel(rctx_background());
 	rctx_t *w;
 	int sv[2];
@@ -200,13 +210,13 @@ Test(watch, parent_cancel_aborts_poll)
 	w = rctx_with_hangup(parent, sv[0]);
 	cr_assert_not_null(w);
 	wait_armed(before);
-	st0 = rt_stats();
-	cr_assert_eq(st0.kept.in_flight, 1);
+	k0 = kept();
+	cr_assert_eq(k0.in_flight, 1);
 	cr_assert_eq(rctx_cancel_cause(parent, -EPIPE), 1);
 	cr_assert_eq(rctx_err(w), -ECANCELED);
 	cr_assert_eq(rctx_cause(w), -EPIPE);
-	cr_assert(WAIT_UNTIL(rt_stats().kept.aborted > st0.kept.aborted &&
-			     rt_stats().kept.in_flight == 0, TH_PATIENCE_MS),
+	cr_assert(WAIT_UNTIL(kept().aborted > k0.aborted &&
+			     kept().in_flight == 0, TH_PATIENCE_MS),
 		  "the poll was not aborted");
 	rctx_release(w);
 	rctx_release(parent);
@@ -219,7 +229,7 @@ Test(watch, parent_cancel_aborts_poll)
 Test(watch, release_before_event)
 {
 	uint64_t before = warm_up();
-	struct rctx_runtime_stats st0;
+	struct rctx_ring_stats k0;
 	rctx_t *w;
 	int p[2];
 
@@ -227,12 +237,45 @@ Test(watch, release_before_event)
 	w = rctx_with_fd(rctx_background(), p[0], POLLIN, 1);
 	cr_assert_not_null(w);
 	wait_armed(before);
-	st0 = rt_stats();
-	cr_assert_eq(st0.kept.in_flight, 1);
+	k0 = kept();
+	cr_assert_eq(k0.in_flight, 1);
 	rctx_release(w);
-	cr_assert(WAIT_UNTIL(rt_stats().kept.aborted > st0.kept.aborted &&
-			     rt_stats().kept.in_flight == 0, TH_PATIENCE_MS),
+	cr_assert(WAIT_UNTIL(kept().aborted > k0.aborted &&
+			     kept().in_flight == 0, TH_PATIENCE_MS),
 		  "the poll was not aborted");
+	close(p[0]);
+	close(p[1]);
+}
+
+/* Dropped with rctx_unref() instead of rctx_release(): the same, the watch
+ * never outlives the last reference its owners hold; a reference taken
+ * with rctx_ref() keeps it watching until that one goes too, and a child
+ * made meanwhile ends with it. */
+Test(watch, unref_of_the_last_user_reference_ends_the_watch)
+{
+	uint64_t before = warm_up();
+	struct rctx_ring_stats k0;
+	rctx_t *w, *child;
+	int p[2];
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	w = rctx_with_fd(rctx_background(), p[0], POLLIN, 1);
+	cr_assert_not_null(w);
+	wait_armed(before);
+	k0 = kept();
+	cr_assert_eq(k0.in_flight, 1);
+	cr_assert_eq(rctx_ref(w), w);
+	child = rctx_with_cancel(w);
+	cr_assert_not_null(child);
+	rctx_unref(w);		/* the creator's: one user reference left */
+	cr_assert_eq(rctx_err(w), 0, "still owned: still watching");
+	cr_assert_eq(kept().in_flight, 1);
+	rctx_unref(w);		/* the last one */
+	cr_assert_eq(rctx_err(child), -ECANCELED, "ended as rctx_release() ends it");
+	cr_assert(WAIT_UNTIL(kept().aborted > k0.aborted &&
+			     kept().in_flight == 0, TH_PATIENCE_MS),
+		  "the poll was not aborted");
+	rctx_release(child);
 	close(p[0]);
 	close(p[1]);
 }
@@ -273,7 +316,7 @@ Test(watch, parent_deadline_ends_watch)
 	cr_assert_not_null(w);
 	cr_assert_eq(rctx_wait(w, rctx_now() + MS(TH_PATIENCE_MS)), 0);
 	cr_assert_eq(rctx_err(w), -ETIMEDOUT);
-	cr_assert(WAIT_UNTIL(rt_stats().kept.in_flight == 0, TH_PATIENCE_MS));
+	cr_assert(WAIT_UNTIL(kept().in_flight == 0, TH_PATIENCE_MS));
 	rctx_release(w);
 	rctx_release(parent);
 	close(p[0]);

@@ -238,7 +238,7 @@ stuck_disk() {
 	echo " (reads reaching the FUSE server: $seen)"
 	[ "$n504" = "$STUCK_CLIENTS" ] || problem "expected $STUCK_CLIENTS x 504, got $codes"
 	echo "healthy GET 4 KiB during the stuck reads: $(num "$RPS") req/s (p99 $P99), $(ratio "$RPS" "$rps0") of before ${WRK_ERR:+[$WRK_ERR]}"
-	echo "server threads: $th0 before -> ${th1:-?} during (io-wq workers hold the stuck reads; --io-workers bounds them)"
+	echo "server threads: $th0 before -> ${th1:-?} during (io-wq workers hold the stuck reads; --device-limit bounds them per device)"
 	j=$(stats)
 	echo "  /debug/stats: 504 answers $(grep -o '"504":[0-9]*' <<<"$j" | cut -d: -f2)," \
 		"cancels issued +$(($(ring_field "$j" cancels_issued) - ci0)), aborted +$(($(ring_field "$j" aborted) - ab0))," \

@@ -16,16 +16,6 @@
 
 #include "objd.h"
 
-/* A poll on the request context's done fd (IORING_OP_POLL_ADD on the same
- * ring, under the connection): wakes the connection at the deadline even if
- * the file request it waits for never completes (a stuck disk). */
-struct dpoll {
-	struct conn *c;
-	rctx_t *req;		/* keeps the done fd open */
-	rctx_t *pctx;		/* cancelled when the request ends first */
-	bool stale;
-};
-
 static void next_request(struct conn *c);
 static void linger(struct conn *c);
 
@@ -51,6 +41,8 @@ void conn_put(struct conn *c)
 	rctx_release(c->ctx);	/* its hang-up watch first, then the fd */
 	close(c->fd);
 	free(c->in);
+	free(c->sbuf);
+	free(c->head);
 	free(c->out);
 	free(c);
 }
@@ -83,160 +75,45 @@ int conn_submit(struct conn *c, rctx_t *ctx, struct io_uring_sqe *sqe, rctx_cb_t
 
 /* ---- file requests ------------------------------------------------------ */
 
-struct fop *fop_new(struct conn *c, size_t bufsize)
+/*
+ * The outcome of a connection's file request, on the worker's thread: at
+ * the kernel's completion, or at the request context's end while the
+ * kernel may still hold it (a stuck disk: the library keeps the request and
+ * its memory until the kernel lets go, and counts it).
+ */
+void file_cb(void *arg, int res, void *data, unsigned flags)
 {
-	struct fop *f = calloc(1, sizeof(*f) + bufsize);
+	struct conn *c = arg;
+	file_step next = c->fnext;
 
-	if (f)
-		f->c = c;
-	return f;
-}
-
-static void fop_cb(void *arg, int res, uint32_t flags)
-{
-	struct fop *f = arg;
-	struct conn *c = f->c;
-
-	(void)flags;
-	if (!c) {		/* abandoned at the deadline: the kernel let go */
-		if (f->opens && res >= 0)
-			close(res);
-		free(f);
-		return;
+	c->fnext = NULL;
+	if (flags & RCTX_ASYNC_ABANDONED) {
+		atomic_fetch_add(&c->w->s->st.abandoned, 1);
+		if (!c->why)
+			c->why = "abandoned-io";
 	}
-	c->fop = NULL;
 	if (c->state == C_DEAD || rctx_err(c->ctx)) {
 		/* The client hung up (or the server is gone): nobody to
 		 * answer; whatever else of the request runs is cancelled. */
-		if (f->opens && res >= 0)
+		if (c->fopens && res >= 0)
 			close(res);
-		free(f);
 		conn_abort(c, cancel_why(c));
-		conn_put(c);
-		return;
-	}
-	f->done(c, f, res);
-	conn_put(c);
-}
-
-/*
- * Submit a file request under the request context; the request may outlive
- * the connection's interest in it (see struct fop). Frees f on failure.
- * IOSQE_ASYNC: straight to the ring's io-wq (bounded by --io-workers), never
- * an inline attempt on this thread: without it, a read of a FUSE file that
- * never answers was seen to block the worker thread itself in io_uring_enter
- * (the file system does not honour IOCB_NOWAIT). The price: page-cache hits
- * also take an io-wq hop.
- * Through the worker's group (rctx_group_submit), at most --io-workers at
- * once: the ones beyond wait in the group's FIFO, not in io-wq's queue, and
- * a waiting one ends with its request context (504 at the deadline).
- */
-static int fop_send(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-		    void (*done)(struct conn *, struct fop *, int))
-{
-	int err;
-
-	f->done = done;
-	err = rctx_group_submit(c->w->io, c->w->ring, c->req_ctx, sqe, fop_cb, f);
-	if (err) {
-		free(f);
-		return err;
-	}
-	conn_get(c);
-	c->fop = f;
-	return 0;
-}
-
-int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-	       void (*done)(struct conn *, struct fop *, int))
-{
-	sqe->flags |= IOSQE_ASYNC;
-	return fop_send(c, f, sqe, done);
-}
-
-/* A read of a file on a mount that honours IOCB_NOWAIT (mounts.c): io_uring
- * tries it inline, a page-cache hit costs no io-wq hop, and a miss goes on
- * asynchronously without blocking this thread. */
-int fop_submit_nowait(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-		      void (*done)(struct conn *, struct fop *, int))
-{
-	return fop_send(c, f, sqe, done);
-}
-
-/* The deadline fired while a file request is still in the kernel: leave it
- * there (its memory is its own) and answer now. */
-static void abandon_fop(struct conn *c)
-{
-	struct fop *f = c->fop;
-
-	c->fop = NULL;
-	f->c = NULL;
-	atomic_fetch_add(&c->w->s->st.abandoned, 1);
-	if (rctx_err(c->ctx)) {		/* the client hung up */
-		conn_abort(c, cancel_why(c));
-	} else if ((c->why = "abandoned-io", c->head_sent)) {
-		conn_abort(c, "deadline-mid-body");
 	} else {
-		c->keep_alive = c->keep_alive && c->req.method != HTTP_PUT;
-		object_release(c, true);
-		conn_error(c, 504);
+		next(c, res, data);
 	}
-	conn_put(c);		/* the abandoned request's reference */
-}
-
-static void dpoll_cb(void *arg, int res, uint32_t flags)
-{
-	struct dpoll *p = arg;
-	struct conn *c = p->c;
-
-	(void)flags;
-	if (!p->stale && c->fop && c->state == C_BUSY && (res > 0 || rctx_err(c->ctx))) {
-		c->poll = NULL;
-		abandon_fop(c);
-	} else if (c->poll == p) {
-		c->poll = NULL;
-	}
-	rctx_release(p->pctx);
-	rctx_unref(p->req);
-	free(p);
 	conn_put(c);
 }
 
-static void dpoll_arm(struct conn *c)
+/* After an rctx_async_*() call of file_cb for c: on success its outcome
+ * goes to next. Returns the call's error. */
+int file_started(struct conn *c, int err, file_step next, bool opens)
 {
-	struct io_uring_sqe sqe = { 0 };
-	struct dpoll *p;
-	int fd = rctx_done_fd(c->req_ctx);
-
-	if (fd < 0)
-		return;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return;
-	p->c = c;
-	p->req = rctx_ref(c->req_ctx);
-	p->pctx = rctx_with_cancel(c->ctx);
-	if (!p->pctx)
-		goto out_free;
-	io_uring_prep_poll_add(&sqe, fd, POLLIN);
-	if (conn_submit(c, p->pctx, &sqe, dpoll_cb, p))
-		goto out_release;
-	c->poll = p;
-	return;
-out_release:
-	rctx_release(p->pctx);
-out_free:
-	rctx_unref(p->req);
-	free(p);
-}
-
-static void dpoll_disarm(struct conn *c)
-{
-	if (!c->poll)
-		return;
-	c->poll->stale = true;
-	rctx_cancel(c->poll->pctx);
-	c->poll = NULL;
+	if (err)
+		return err;
+	c->fnext = next;
+	c->fopens = opens;
+	conn_get(c);
+	return 0;
 }
 
 /* ---- errors and status -------------------------------------------------- */
@@ -312,7 +189,6 @@ void conn_abort(struct conn *c, const char *why)
 			c->status = 499;	/* nginx's "client closed request" */
 		request_end(c);
 	}
-	dpoll_disarm(c);
 	object_release(c, true);
 	c->state = C_DEAD;
 	shutdown(c->fd, SHUT_RDWR);
@@ -321,8 +197,6 @@ void conn_abort(struct conn *c, const char *why)
 	rctx_release(c->req_ctx);
 	rctx_release(c->resp_ctx);
 	c->hdr_ctx = c->req_ctx = c->resp_ctx = NULL;
-	free(c->sb);
-	c->sb = NULL;
 	conn_put(c);		/* the list's reference */
 }
 
@@ -377,6 +251,7 @@ static const char *reason(int status)
 	case 201: return "Created";
 	case 204: return "No Content";
 	case 206: return "Partial Content";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
@@ -384,6 +259,7 @@ static const char *reason(int status)
 	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 411: return "Length Required";
+	case 412: return "Precondition Failed";
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 416: return "Range Not Satisfiable";
@@ -427,6 +303,19 @@ static void pick_resp_ctx(struct conn *c)
 }
 
 /*
+ * The Connection header of the response (RFC 9112 9.3): "close" when the
+ * connection ends after it; for HTTP/1.0, whose default is to close,
+ * "keep-alive" when it stays open (the client asked for it), else the client
+ * waits for a close that never comes.
+ */
+static const char *connection_header(struct conn *c)
+{
+	if (!c->keep_alive)
+		return "Connection: close\r\n";
+	return c->req.minor == 0 ? "Connection: keep-alive\r\n" : "";
+}
+
+/*
  * Send a response head with `extra` header lines and, if body is not NULL,
  * that body; content_length is what the Content-Length says (the file's
  * bytes follow from on_sent for a GET). on_sent runs when it is all sent.
@@ -446,13 +335,13 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		return;
 	}
 	n = snprintf(c->out, cap, "HTTP/1.1 %d %s\r\nServer: ringctx-objd\r\n%s%s%s",
-		     status, reason(status), c->keep_alive ? "" : "Connection: close\r\n",
+		     status, reason(status), connection_header(c),
 		     extra ? extra : "", c->trace[0] ? "X-Trace-ID: " : "");
 	if (c->trace[0])
 		n += snprintf(c->out + n, cap - n, "%s\r\n", c->trace);
 	if (rctx_trace_format(&c->tp, tp, sizeof(tp)) > 0)
 		n += snprintf(c->out + n, cap - n, "traceparent: %s\r\n", tp);
-	if (status != 204 && status != 100)
+	if (status != 204 && status != 100 && status != 304)	/* no body */
 		n += snprintf(c->out + n, cap - n, "Content-Length: %llu\r\n",
 			      (unsigned long long)content_length);
 	n += snprintf(c->out + n, cap - n, "\r\n");
@@ -548,7 +437,6 @@ void conn_finish(struct conn *c)
 
 	stats_status(s, c->status);
 	request_end(c);
-	dpoll_disarm(c);
 	object_release(c, false);
 	rctx_release(c->req_ctx);
 	rctx_release(c->resp_ctx);
@@ -714,6 +602,11 @@ static void dispatch(struct conn *c)
 		if ((unsigned char)*p < ' ' || *p == 0x7f)
 			*p = '_';
 	c->keep_alive = c->req.keep_alive;
+	/* Only a PUT reads its body: after another request's body the stream
+	 * is out of step (the body is not a request), so close after it. */
+	if (c->req.method != HTTP_PUT &&
+	    (c->req.chunked || (c->req.has_length && c->req.content_length)))
+		c->keep_alive = false;
 	tctx = trace_ctx(c);
 	timeout = request_timeout(c);
 	if (timeout < 0) {
@@ -730,7 +623,6 @@ static void dispatch(struct conn *c)
 		conn_error(c, 503);
 		return;
 	}
-	dpoll_arm(c);
 	if (c->req.method == HTTP_GET && c->loopback &&
 	    !strncmp(c->path, "/debug/", 7)) {
 		stats_serve(c);
@@ -778,6 +670,29 @@ static void consume(struct conn *c, size_t n)
 	c->in_len -= n;
 }
 
+/*
+ * Move the parsed head out of the input buffer, the request's slices with it:
+ * the rest of the buffer (a PUT's body, pipelined requests) is moved to its
+ * start, and a header the request reads later (Range, after the open and
+ * statx) must not be overwritten by the requests that follow.
+ */
+static bool keep_head(struct conn *c, size_t n)
+{
+	char *p;
+
+	if (n > c->head_cap) {
+		p = realloc(c->head, n < 1024 ? 1024 : n);
+		if (!p)
+			return false;
+		c->head = p;
+		c->head_cap = n < 1024 ? 1024 : n;
+	}
+	memcpy(c->head, c->in, n);
+	http_req_move(&c->req, c->in, c->head);
+	consume(c, n);
+	return true;
+}
+
 static void parse_head(struct conn *c)
 {
 	struct server *s = c->w->s;
@@ -801,10 +716,12 @@ static void parse_head(struct conn *c)
 		conn_error(c, res ? -res : 431);
 		return;
 	}
+	if (!keep_head(c, res)) {
+		c->keep_alive = false;
+		conn_error(c, 503);
+		return;
+	}
 	dispatch(c);
-	/* The head is no longer needed (copied above): drop it, so that the
-	 * buffer holds only a PUT's body and the pipelined requests after. */
-	consume(c, res);
 }
 
 /* Wait for (or find in the buffer) the next request, under a fresh header

@@ -42,7 +42,7 @@ static void usage(FILE *f)
 		"  --max-inflight N       object requests in flight, beyond which 503\n"
 		"                         with Retry-After (4096)\n"
 		"  --access-log FILE      access log (stderr); \"-\" for none\n"
-		"  --io-workers N         kernel io-wq workers per thread for file I/O\n"
+		"  --device-limit N       file requests per device in the kernel at once\n"
 		"                         (64): the most a stuck disk can hold, each\n"
 		"                         stuck request keeping one\n"
 		"DUR: 250ms, 30s, 2m or seconds. BYTES: with an optional K, M or G.\n");
@@ -94,7 +94,7 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 		{ "timeout", 1, NULL, 'T' }, { "header-timeout", 1, NULL, 'H' },
 		{ "drain", 1, NULL, 'd' }, { "max-body", 1, NULL, 'b' },
 		{ "max-conns", 1, NULL, 'c' }, { "access-log", 1, NULL, 'a' },
-		{ "io-workers", 1, NULL, 'w' }, { "max-timeout", 1, NULL, 'M' },
+		{ "device-limit", 1, NULL, 'w' }, { "max-timeout", 1, NULL, 'M' },
 		{ "max-inflight", 1, NULL, 'i' },
 		{ "help", 0, NULL, 'h' }, { 0 },
 	};
@@ -111,7 +111,7 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 	o->max_conns = 1024;
 	o->max_inflight = 4096;
 	o->max_timeout_ns = 0;	/* --timeout */
-	o->io_workers = 64;
+	o->io_workers = RCTX_DEVICE_LIMIT_DEFAULT;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
@@ -137,7 +137,7 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 	}
 	if (optind != argc - 1 || o->threads < 1 || o->threads > 1024 ||
 	    o->max_conns < 1 || o->max_inflight < 1 || o->port < 0 || o->port > 65535 ||
-	    o->io_workers < 1 || o->io_workers > 4096)
+	    o->io_workers < 1 || o->io_workers > RCTX_DEVICE_LIMIT_MAX)
 		return -1;
 	o->root = argv[optind];
 	if (!o->max_timeout_ns)
@@ -248,14 +248,10 @@ static void *worker_main(void *arg)
 	if (rctx_ring_pending(w->ring)) {
 		fprintf(stderr, "ringctx-objd: worker %d: %u requests still held by the kernel\n",
 			w->idx, rctx_ring_pending(w->ring));
-		rctx_group_free(w->io);	/* its requests keep what they need */
-		w->io = NULL;
 		return NULL;
 	}
 	rctx_ring_destroy(w->ring);
 	w->ring = NULL;
-	rctx_group_free(w->io);
-	w->io = NULL;
 	return NULL;
 }
 
@@ -268,11 +264,6 @@ static int setup_workers(struct server *s)
 		return -ENOMEM;
 	for (int i = 0; i < s->o.threads; i++) {
 		struct worker *w = &s->workers[i];
-		/* Bounded io-wq: a stuck disk holds at most this many kernel
-		 * workers per thread (the thread count cannot grow beyond it);
-		 * once all are stuck, further file requests of that thread
-		 * queue (and answer 504 at their deadline). */
-		unsigned int iowq[2] = { s->o.io_workers, 4 };
 		int err;
 
 		w->s = s;
@@ -285,14 +276,6 @@ static int setup_workers(struct server *s)
 		err = rctx_ring_create(&w->ring, 1024);
 		if (err)
 			return err;
-		/* File requests beyond the io-wq bound wait in the group's FIFO
-		 * (and end with their context at its deadline) rather than pile
-		 * up in io-wq's own queue. The io-wq bound stays: without it
-		 * the kernel's default (4 per CPU) is soon all stuck. */
-		w->io = rctx_group_new(s->ctx, (int)s->o.io_workers);
-		if (!w->io)
-			return -ENOMEM;
-		io_uring_register_iowq_max_workers(rctx_ring_uring(w->ring), iowq);
 	}
 	s->o.port = port;
 	return 0;
@@ -332,7 +315,6 @@ int main(int argc, char **argv)
 	struct server *s = &objd;
 	static const int sigs[] = { SIGTERM, SIGINT };
 	sigset_t set;
-	struct statx rootx;
 	int err;
 
 	if (parse_opts(argc, argv, &s->o)) {
@@ -348,15 +330,15 @@ int main(int argc, char **argv)
 	}
 	if (s->log)
 		setvbuf(s->log, NULL, _IOLBF, 0);
-	mounts_init();
+	/* File requests that may block run in the library's lanes, at most
+	 * this many per device in the kernel: a stuck disk holds that many
+	 * kernel workers, and the others wait (504 at their deadline). */
+	rctx_device_limit(s->o.io_workers);
 	s->root_fd = open(s->o.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s->root_fd < 0) {
 		perror(s->o.root);
 		return 1;
 	}
-	if (!statx(s->root_fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &rootx) &&
-	    (rootx.stx_mask & STATX_MNT_ID))
-		s->root_nowait = mount_nowait(rootx.stx_mnt_id);
 	/* The threads block SIGTERM and SIGINT: the library's runtime thread
 	 * takes them for the signal context. */
 	sigemptyset(&set);

@@ -37,7 +37,7 @@ struct objd_opts {
 	uint64_t max_body;
 	int max_conns;
 	int max_inflight;		/* object requests, else 503 */
-	unsigned io_workers;
+	unsigned io_workers;		/* per device: rctx_device_limit() */
 	const char *root;
 	const char *access_log;
 };
@@ -57,7 +57,6 @@ struct worker;
 struct server {
 	struct objd_opts o;
 	int root_fd;
-	bool root_nowait;	/* the root's mount honours IOCB_NOWAIT */
 	rctx_t *ctx;		/* everything: cancelled after the drain */
 	rctx_t *accepting;	/* the accepts: ended by SIGTERM/SIGINT */
 	atomic_bool draining;
@@ -72,7 +71,6 @@ struct worker {
 	struct server *s;
 	int idx;
 	rctx_ring_t *ring;
-	rctx_group_t *io;	/* file requests: at most --io-workers at once */
 	int lfd;
 	bool accepting;
 	struct conn *conns;	/* doubly linked */
@@ -83,24 +81,17 @@ struct worker {
 	socklen_t peerlen;
 };
 
-/*
- * A file request (open, statx, read, write, fsync, rename, unlink): it owns
- * every byte the kernel may touch, so that the connection can give up on it
- * at the deadline (a stuck disk) and go on; the kernel's late completion
- * then frees it (and closes the fd it may have opened).
- */
-struct fop {
-	struct conn *c;		/* NULL once abandoned */
-	void (*done)(struct conn *c, struct fop *f, int res);
-	bool opens;		/* res >= 0 is an fd */
-	struct open_how how;
-	struct statx stx;
-	char path[OBJD_KEY_MAX + 64];
-	size_t len, sent;
-	char buf[];		/* OBJD_CHUNK bytes when asked for */
-};
+struct conn;
 
-struct dpoll;
+/*
+ * The next step of a request after a file request (open, statx, read, write,
+ * fsync, rename, unlink). Those are ringctx's abandonable requests
+ * (rctx_async_*): the library owns their memory, and answers at the request
+ * context's end even while the kernel still holds them (a stuck disk).
+ * res: the result, or the context's error; data: a read's bytes or a
+ * statx, valid during the call only.
+ */
+typedef void (*file_step)(struct conn *c, int res, void *data);
 
 enum conn_state { C_WAIT, C_BUSY, C_DEAD };
 
@@ -112,15 +103,21 @@ struct conn {
 	enum conn_state state;
 	bool loopback;
 	rctx_t *ctx, *hdr_ctx, *req_ctx, *resp_ctx;
-	struct dpoll *poll;
-	struct fop *fop;	/* the file request in flight */
-	struct fop *sb;		/* a read chunk being sent */
+	file_step fnext;	/* the file request in flight: its next step */
+	bool fopens;		/* ... an open: a result >= 0 is an fd */
+	char *sbuf;		/* a chunk read and being sent, or being
+				   written (OBJD_CHUNK bytes) */
+	size_t sb_len, sb_sent;	/* GET: read, sent */
+	size_t wlen, wdone;	/* PUT: to write, written */
 
 	char *in;
 	size_t in_len, in_cap;
 
-	/* The request. */
+	/* The request. Its head is moved out of `in` (req's slices with it):
+	 * `in` then holds only the body and the pipelined requests after. */
 	struct http_req req;
+	char *head;
+	size_t head_cap;
 	char key[OBJD_KEY_MAX];
 	const char *dir, *base;
 	char method[16], path[256], trace[80];	/* trace: X-Trace-ID */
@@ -132,11 +129,13 @@ struct conn {
 	const char *why;
 	uint64_t bytes_out, body_left, off, last, size;
 	int file_fd, dir_fd, tmp_fd;
-	bool file_nowait;	/* on a mount that honours IOCB_NOWAIT */
 	char tmpname[64];
+	struct http_chunked chunk;	/* a chunked PUT body (body_left: ~0) */
 	bool existed;
 	int get_status;		/* a GET's 200 or 206, sent with its first bytes */
-	char get_hdrs[160];
+	char get_hdrs[256];
+	char etag[HTTP_ETAG_MAX];	/* the object's validators */
+	int64_t mtime;
 
 	/* The response head (or a small body) being sent. */
 	char *out;
@@ -156,15 +155,8 @@ void conn_error(struct conn *c, int status);
 void conn_send_out(struct conn *c);
 void conn_finish(struct conn *c);
 void conn_abort(struct conn *c, const char *why);
-struct fop *fop_new(struct conn *c, size_t bufsize);
-int fop_submit(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-	       void (*done)(struct conn *, struct fop *, int));
-int fop_submit_nowait(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-		      void (*done)(struct conn *, struct fop *, int));
-
-/* mounts.c */
-void mounts_init(void);
-bool mount_nowait(uint64_t mnt_id);
+void file_cb(void *arg, int res, void *data, unsigned flags);
+int file_started(struct conn *c, int err, file_step next, bool opens);
 void close_async(struct worker *w, int fd);
 int status_of_errno(struct conn *c, int res);
 bool ctx_expired(rctx_t *ctx);

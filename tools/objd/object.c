@@ -14,7 +14,9 @@
  * (OBJD_TMP_PREFIX) in the key's directory, which is written, fsync'd,
  * renamed onto the key, and the directory fsync'd; readers see the old or
  * the new object, never a part. A failed PUT unlinks its temporary file.
- * Parent directories are not created (409 Conflict when missing).
+ * Parent directories are not created (409 Conflict when missing). A body
+ * comes with a Content-Length or chunked (Transfer-Encoding), with the same
+ * limit (--max-body, 413) and the same atomicity.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -33,52 +35,67 @@ static void fail(struct conn *c, int status)
 	conn_error(c, status);
 }
 
-static void submit_or_fail(struct conn *c, struct fop *f, struct io_uring_sqe *sqe,
-			   void (*done)(struct conn *, struct fop *, int))
+#define STATX_OBJD (STATX_TYPE | STATX_SIZE | STATX_MTIME)
+
+static rctx_ring_t *ring_of(struct conn *c)
 {
-	if (!f || fop_submit(c, f, sqe, done))
+	return c->w->ring;
+}
+
+/* The connection's chunk buffer (GET's reads, PUT's writes). */
+static int sbuf_get(struct conn *c)
+{
+	if (!c->sbuf && !(c->sbuf = malloc(OBJD_CHUNK)))
+		return -ENOMEM;
+	return 0;
+}
+
+/* After a file request's call: 503 if it could not start. */
+static void started(struct conn *c, int err, file_step next, bool opens)
+{
+	if (file_started(c, err, next, opens))
 		fail(c, 503);
 }
 
 static void submit_open(struct conn *c, int dirfd, const char *path, int flags, mode_t mode,
-			void (*done)(struct conn *, struct fop *, int))
+			file_step next)
 {
-	struct io_uring_sqe sqe = { 0 };
-	struct fop *f = fop_new(c, 0);
+	struct open_how how = {
+		.flags = flags | O_CLOEXEC, .mode = mode, .resolve = RESOLVE_OBJD,
+	};
 
-	if (f) {
-		snprintf(f->path, sizeof(f->path), "%s", path);
-		f->opens = true;
-		f->how.flags = flags | O_CLOEXEC;
-		f->how.mode = mode;
-		f->how.resolve = RESOLVE_OBJD;
-		io_uring_prep_openat2(&sqe, dirfd, f->path, &f->how);
-	}
-	submit_or_fail(c, f, &sqe, done);
+	started(c, rctx_async_openat2(ring_of(c), c->req_ctx, dirfd, path, &how, file_cb, c),
+		next, true);
 }
 
 static void submit_statx(struct conn *c, int dirfd, const char *path, int flags,
-			 void (*done)(struct conn *, struct fop *, int))
+			 file_step next)
 {
-	struct io_uring_sqe sqe = { 0 };
-	struct fop *f = fop_new(c, 0);
-
-	if (f) {
-		snprintf(f->path, sizeof(f->path), "%s", path);
-		io_uring_prep_statx(&sqe, dirfd, f->path, flags,
-				    STATX_TYPE | STATX_SIZE | STATX_MNT_ID, &f->stx);
-	}
-	submit_or_fail(c, f, &sqe, done);
+	started(c, rctx_async_statx(ring_of(c), c->req_ctx, dirfd, path, flags, STATX_OBJD,
+				    file_cb, c), next, false);
 }
 
-static void submit_fsync(struct conn *c, int fd, void (*done)(struct conn *, struct fop *, int))
+static void submit_fsync(struct conn *c, int fd, file_step next)
 {
-	struct io_uring_sqe sqe = { 0 };
-	struct fop *f = fop_new(c, 0);
+	started(c, rctx_async_fsync(ring_of(c), c->req_ctx, fd, 0, file_cb, c), next, false);
+}
 
-	if (f)
-		io_uring_prep_fsync(&sqe, fd, 0);
-	submit_or_fail(c, f, &sqe, done);
+/* ---- validators ---------------------------------------------------------- */
+
+/* The object's ETag and modification time, from its statx. */
+static void validators(struct conn *c, const struct statx *stx)
+{
+	http_etag(c->etag, (int64_t)stx->stx_mtime.tv_sec * 1000000000 + stx->stx_mtime.tv_nsec,
+		  stx->stx_size);
+	c->mtime = stx->stx_mtime.tv_sec;
+}
+
+/* The request's preconditions against the object: 0, 304 or 412. */
+static int preconditions(struct conn *c, bool exists)
+{
+	struct http_validators v = { exists, c->etag, c->mtime };
+
+	return http_preconditions(&c->req, &v);
 }
 
 /* ---- GET and HEAD ------------------------------------------------------- */
@@ -91,7 +108,7 @@ static void sb_send(struct conn *c)
 {
 	struct io_uring_sqe sqe = { 0 };
 
-	io_uring_prep_send(&sqe, c->fd, c->sb->buf + c->sb->sent, c->sb->len - c->sb->sent,
+	io_uring_prep_send(&sqe, c->fd, c->sbuf + c->sb_sent, c->sb_len - c->sb_sent,
 			   MSG_NOSIGNAL);
 	if (conn_submit(c, c->resp_ctx, &sqe, sb_sent, c))
 		conn_abort(c, "submit");
@@ -108,15 +125,13 @@ static void sb_sent(void *arg, int res, uint32_t flags)
 		conn_abort(c, send_failure(c));
 		goto out;
 	}
-	c->sb->sent += res;
+	c->sb_sent += res;
 	c->bytes_out += res;
 	atomic_fetch_add(&c->w->s->st.bytes_out, res);
-	if (c->sb->sent < c->sb->len) {
+	if (c->sb_sent < c->sb_len) {
 		sb_send(c);
 	} else {
-		c->off += c->sb->len;
-		free(c->sb);
-		c->sb = NULL;
+		c->off += c->sb_len;
 		get_next(c);
 	}
 out:
@@ -129,23 +144,21 @@ static void get_head(struct conn *c, void (*on_sent)(struct conn *))
 		     c->size ? c->last - c->off + 1 : 0, on_sent);
 }
 
-static void get_read(struct conn *c, struct fop *f, int res)
+static void get_read(struct conn *c, int res, void *data)
 {
 	if (res <= 0 && !c->head_sent) {
-		free(f);
 		fail(c, res == 0 ? 500 : status_of_errno(c, res));
 		return;
 	}
 	if (res <= 0) {
-		free(f);
 		conn_abort(c, res == 0 ? "file-shrank" :
 			   ctx_expired(c->req_ctx) ? "deadline-mid-body" :
 			   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
 		return;
 	}
-	f->len = res;
-	f->sent = 0;
-	c->sb = f;
+	memcpy(c->sbuf, data, res);	/* data is the library's until we return */
+	c->sb_len = res;
+	c->sb_sent = 0;
 	if (c->head_sent)
 		sb_send(c);
 	else
@@ -156,9 +169,8 @@ static void get_read(struct conn *c, struct fop *f, int res)
  * disk that never answers still gets a clean 504. */
 static void get_next(struct conn *c)
 {
-	struct io_uring_sqe sqe = { 0 };
-	struct fop *f;
 	uint64_t n;
+	int err;
 
 	if (c->size == 0 || c->off > c->last) {
 		conn_finish(c);
@@ -167,9 +179,11 @@ static void get_next(struct conn *c)
 	n = c->last - c->off + 1;
 	if (n > OBJD_CHUNK)
 		n = OBJD_CHUNK;
-	f = fop_new(c, OBJD_CHUNK);
-	if (!f || (io_uring_prep_read(&sqe, c->file_fd, f->buf, n, c->off),
-		   (c->file_nowait ? fop_submit_nowait : fop_submit)(c, f, &sqe, get_read))) {
+	err = sbuf_get(c);
+	if (!err)
+		err = rctx_async_read(ring_of(c), c->req_ctx, c->file_fd, n, (int64_t)c->off,
+				      file_cb, c);
+	if (file_started(c, err, get_read, false)) {
 		if (c->head_sent)
 			conn_abort(c, "submit");
 		else
@@ -180,28 +194,41 @@ static void get_next(struct conn *c)
 /* The object is open (c->file_fd) and c->size known: answer. */
 static void get_sized(struct conn *c)
 {
+	struct http_validators v = { true, c->etag, c->mtime };
+	char lm[HTTP_DATE_LEN + 1], extra[160];
 	uint64_t first = 0, last = 0;
-	char extra[160];
+	size_t n;
 	int r;
 
-	r = http_range(c->req.range, c->size, &first, &last);
+	http_date(lm, c->mtime);
+	n = snprintf(c->get_hdrs, sizeof(c->get_hdrs), "ETag: %s\r\nLast-Modified: %s\r\n",
+		     c->etag, lm);
+	r = preconditions(c, true);
+	if (r == 304) {
+		conn_respond(c, 304, c->get_hdrs, NULL, 0, 0, conn_finish);
+		return;
+	}
+	if (r) {
+		conn_error(c, r);
+		return;
+	}
+	r = http_if_range(&c->req, &v) ? http_range(c->req.range, c->size, &first, &last) : 0;
 	if (r < 0) {
 		snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
 			 (unsigned long long)c->size);
 		conn_respond(c, 416, extra, "416 Range Not Satisfiable\n", 26, 26, conn_finish);
 		return;
 	}
+	n += snprintf(c->get_hdrs + n, sizeof(c->get_hdrs) - n, "Accept-Ranges: bytes\r\n");
 	if (r == 0) {
 		c->off = 0;
 		c->last = c->size ? c->size - 1 : 0;
-		snprintf(c->get_hdrs, sizeof(c->get_hdrs), "Accept-Ranges: bytes\r\n");
 	} else {
 		c->off = first;
 		c->last = last;
-		snprintf(c->get_hdrs, sizeof(c->get_hdrs),
-			 "Accept-Ranges: bytes\r\nContent-Range: bytes %llu-%llu/%llu\r\n",
-			 (unsigned long long)first, (unsigned long long)last,
-			 (unsigned long long)c->size);
+		snprintf(c->get_hdrs + n, sizeof(c->get_hdrs) - n,
+			 "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
+			 (unsigned long long)last, (unsigned long long)c->size);
 	}
 	c->get_status = r ? 206 : 200;
 	if (c->req.method == HTTP_HEAD || c->size == 0)
@@ -210,81 +237,47 @@ static void get_sized(struct conn *c)
 		get_next(c);
 }
 
-static void get_statted(struct conn *c, struct fop *f, int res)
+/*
+ * The object is open: its size and validators. The kernel's cached
+ * attributes (AT_STATX_DONT_SYNC) never wait for a file system, and an open
+ * has just brought them up to date (NFS: close-to-open), so no file request
+ * is needed.
+ */
+static void get_opened(struct conn *c, int res, void *data)
 {
-	if (res < 0 || !S_ISREG(f->stx.stx_mode)) {
-		free(f);
-		fail(c, res < 0 ? status_of_errno(c, res) : 404);
-		return;
-	}
-	c->size = f->stx.stx_size;
-	c->file_nowait = (f->stx.stx_mask & STATX_MNT_ID) && mount_nowait(f->stx.stx_mnt_id);
-	free(f);
-	get_sized(c);
-}
+	struct statx stx;
 
-static void get_opened(struct conn *c, struct fop *f, int res)
-{
-	free(f);
+	(void)data;
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
 	}
 	c->file_fd = res;
-	submit_statx(c, res, "", AT_EMPTY_PATH, get_statted);
-}
-
-/* The inline open's completion. -EXDEV: the path leaves the root's mount
- * (or the root): open it the usual way, on io-wq, which also gives the
- * usual answer to an escape. */
-static void get_opened_here(struct conn *c, struct fop *f, int res)
-{
-	if (res == -EXDEV) {
-		free(f);
-		submit_open(c, c->w->s->root_fd, c->key, O_RDONLY, 0, get_opened);
+	if (statx(res, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_OBJD, &stx) < 0) {
+		fail(c, 500);
 		return;
 	}
-	get_opened(c, f, res);
+	if (!S_ISREG(stx.stx_mode)) {
+		fail(c, 404);
+		return;
+	}
+	c->size = stx.stx_size;
+	validators(c, &stx);
+	get_sized(c);
 }
 
-/*
- * On a root whose mount honours IOCB_NOWAIT, the open is first tried inline
- * (no io-wq hop; io_uring looks the path up in the dentry cache only, and
- * goes to io-wq itself when it must wait) and confined to that mount
- * (RESOLVE_NO_XDEV), so that it can never reach a FUSE or network mount
- * inside the root, whose open could block this thread.
- */
 void object_get(struct conn *c)
 {
-	struct server *s = c->w->s;
-	struct io_uring_sqe sqe = { 0 };
-	struct fop *f;
-
-	if (!s->root_nowait) {
-		submit_open(c, s->root_fd, c->key, O_RDONLY, 0, get_opened);
-		return;
-	}
-	f = fop_new(c, 0);
-	if (!f) {
-		fail(c, 503);
-		return;
-	}
-	snprintf(f->path, sizeof(f->path), "%s", c->key);
-	f->opens = true;
-	f->how.flags = O_RDONLY | O_CLOEXEC;
-	f->how.resolve = RESOLVE_OBJD | RESOLVE_NO_XDEV;
-	io_uring_prep_openat2(&sqe, s->root_fd, f->path, &f->how);
-	if (fop_submit_nowait(c, f, &sqe, get_opened_here))
-		fail(c, 503);
+	submit_open(c, c->w->s->root_fd, c->key, O_RDONLY, 0, get_opened);
 }
 
 /* ---- PUT ---------------------------------------------------------------- */
 
 static void put_body(struct conn *c);
 
-static void put_done(struct conn *c, struct fop *f, int res)
+static void put_done(struct conn *c, int res, void *data)
 {
-	free(f);
+	(void)data;
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
@@ -292,9 +285,9 @@ static void put_done(struct conn *c, struct fop *f, int res)
 	conn_respond(c, c->existed ? 204 : 201, NULL, NULL, 0, 0, conn_finish);
 }
 
-static void put_renamed(struct conn *c, struct fop *f, int res)
+static void put_renamed(struct conn *c, int res, void *data)
 {
-	free(f);
+	(void)data;
 	if (res < 0) {
 		fail(c, res == -EISDIR || res == -ENOTEMPTY ? 409 : status_of_errno(c, res));
 		return;
@@ -303,42 +296,42 @@ static void put_renamed(struct conn *c, struct fop *f, int res)
 	submit_fsync(c, c->dir_fd, put_done);
 }
 
-static void put_synced(struct conn *c, struct fop *f, int res)
+static void put_synced(struct conn *c, int res, void *data)
 {
-	struct io_uring_sqe sqe = { 0 };
-	size_t tl = strlen(c->tmpname) + 1;
-
+	(void)data;
 	if (res < 0) {
-		free(f);
 		fail(c, status_of_errno(c, res));
 		return;
 	}
-	memcpy(f->path, c->tmpname, tl);
-	snprintf(f->path + tl, sizeof(f->path) - tl, "%s", c->base);
-	io_uring_prep_renameat(&sqe, c->dir_fd, f->path, c->dir_fd, f->path + tl, 0);
-	if (fop_submit(c, f, &sqe, put_renamed))
-		fail(c, 503);
+	started(c, rctx_async_renameat(ring_of(c), c->req_ctx, c->dir_fd, c->tmpname, c->dir_fd,
+				       c->base, 0, file_cb, c), put_renamed, false);
 }
 
-static void put_written(struct conn *c, struct fop *f, int res)
-{
-	struct io_uring_sqe sqe = { 0 };
+static void put_written(struct conn *c, int res, void *data);
 
+/* Write the rest of the body chunk in c->sbuf (wlen bytes, wdone of them
+ * written) at the body's offset; the library writes from its own copy. */
+static void put_write(struct conn *c)
+{
+	started(c, rctx_async_write(ring_of(c), c->req_ctx, c->tmp_fd, c->sbuf + c->wdone,
+				    c->wlen - c->wdone, (int64_t)c->off, file_cb, c),
+		put_written, false);
+}
+
+
+static void put_written(struct conn *c, int res, void *data)
+{
+	(void)data;
 	if (res <= 0) {
-		free(f);
 		fail(c, res == 0 ? 500 : status_of_errno(c, res));
 		return;
 	}
-	f->sent += res;
 	c->off += res;
-	if (f->sent < f->len) {
-		io_uring_prep_write(&sqe, c->tmp_fd, f->buf + f->sent, f->len - f->sent, c->off);
-		if (fop_submit(c, f, &sqe, put_written))
-			fail(c, 503);
-		return;
-	}
-	free(f);
-	put_body(c);
+	c->wdone += res;
+	if (c->wdone < c->wlen)
+		put_write(c);
+	else
+		put_body(c);
 }
 
 static void recv_body_cb(void *arg, int res, uint32_t flags)
@@ -364,44 +357,98 @@ out:
 	conn_put(c);
 }
 
+/* More of the body, after what the buffer holds. */
+static void recv_body(struct conn *c)
+{
+	struct io_uring_sqe sqe = { 0 };
+
+	io_uring_prep_recv(&sqe, c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+	if (conn_submit(c, c->req_ctx, &sqe, recv_body_cb, c))
+		fail(c, 503);
+}
+
+/*
+ * A chunked body: decode what the buffer holds, up to OBJD_CHUNK bytes of
+ * data, into one write; receive more when it holds no data. The decoded
+ * length is held to --max-body (413) before anything beyond it is written.
+ */
+static void put_chunked(struct conn *c)
+{
+	size_t used = 0, n = 0;
+	struct http_slice d;
+	int r = 0;
+
+	if (sbuf_get(c)) {
+		fail(c, 503);
+		return;
+	}
+	while (n < OBJD_CHUNK) {
+		r = http_chunk_next(&c->chunk, c->in + used, c->in_len - used, OBJD_CHUNK - n, &d);
+		if (r <= 0)
+			break;
+		memcpy(c->sbuf + n, d.p, d.n);
+		n += d.n;
+		used += r;
+	}
+	memmove(c->in, c->in + used, c->in_len - used);
+	c->in_len -= used;
+	if (r < 0 || c->chunk.total > c->w->s->o.max_body) {
+		c->why = r < 0 ? "bad-chunked-body" : "max-body";
+		fail(c, r < 0 ? 400 : 413);
+		return;
+	}
+	if (c->chunk.state == HTTP_CHUNK_DONE)
+		c->body_left = 0;	/* what follows is the next request */
+	if (n) {
+		c->wlen = n;
+		c->wdone = 0;
+		put_write(c);
+		return;
+	}
+	if (c->body_left == 0)
+		put_body(c);
+	else if (c->in_len < c->in_cap)
+		recv_body(c);
+	else
+		fail(c, 400);	/* cannot be: a line fits (HTTP_CHUNK_LINE_MAX) */
+}
+
 /* Write what the buffer holds of the body, or receive more of it. */
 static void put_body(struct conn *c)
 {
-	struct io_uring_sqe sqe = { 0 };
-	struct fop *f;
 	size_t n;
 
 	if (c->body_left == 0) {
 		submit_fsync(c, c->tmp_fd, put_synced);
 		return;
 	}
+	if (c->req.chunked) {
+		put_chunked(c);
+		return;
+	}
 	if (c->in_len == 0) {
-		io_uring_prep_recv(&sqe, c->fd, c->in, c->in_cap, 0);
-		if (conn_submit(c, c->req_ctx, &sqe, recv_body_cb, c))
-			fail(c, 503);
+		recv_body(c);
 		return;
 	}
 	n = c->in_len < c->body_left ? c->in_len : c->body_left;
 	if (n > OBJD_CHUNK)
 		n = OBJD_CHUNK;
-	f = fop_new(c, n);
-	if (!f) {
+	if (sbuf_get(c)) {
 		fail(c, 503);
 		return;
 	}
-	memcpy(f->buf, c->in, n);
+	memcpy(c->sbuf, c->in, n);
 	memmove(c->in, c->in + n, c->in_len - n);
 	c->in_len -= n;
 	c->body_left -= n;
-	f->len = n;
-	io_uring_prep_write(&sqe, c->tmp_fd, f->buf, n, c->off);
-	if (fop_submit(c, f, &sqe, put_written))
-		fail(c, 503);
+	c->wlen = n;
+	c->wdone = 0;
+	put_write(c);
 }
 
-static void put_tmp_opened(struct conn *c, struct fop *f, int res)
+static void put_tmp_opened(struct conn *c, int res, void *data)
 {
-	free(f);
+	(void)data;
 	if (res < 0) {
 		c->tmpname[0] = '\0';
 		fail(c, status_of_errno(c, res));
@@ -409,20 +456,31 @@ static void put_tmp_opened(struct conn *c, struct fop *f, int res)
 	}
 	c->tmp_fd = res;
 	c->off = 0;
-	if (c->req.expect_continue && c->in_len < c->body_left)
+	/* No 100 to an HTTP/1.0 client (RFC 9110 10.1.1). */
+	if (c->req.expect_continue && c->req.minor >= 1 && c->in_len < c->body_left)
 		conn_respond(c, 100, NULL, NULL, 0, 0, put_body);
 	else
 		put_body(c);
 }
 
-static void put_statted(struct conn *c, struct fop *f, int res)
+/* The key's current state (not followed if a symlink): its validators
+ * decide If-Match and If-None-Match, before the body is read. */
+static void put_statted(struct conn *c, int res, void *data)
 {
-	bool isdir = res == 0 && S_ISDIR(f->stx.stx_mode);
+	const struct statx *stx = data;
+	bool isdir = res == 0 && S_ISDIR(stx->stx_mode);
+	int pre;
 
-	free(f);
+	if (res == 0)
+		validators(c, stx);
 	c->existed = res == 0;
 	if (isdir) {
 		fail(c, 409);
+		return;
+	}
+	pre = preconditions(c, c->existed);
+	if (pre) {
+		fail(c, pre);
 		return;
 	}
 	snprintf(c->tmpname, sizeof(c->tmpname), OBJD_TMP_PREFIX "%d.%d.%lu",
@@ -430,9 +488,9 @@ static void put_statted(struct conn *c, struct fop *f, int res)
 	submit_open(c, c->dir_fd, c->tmpname, O_WRONLY | O_CREAT | O_EXCL, 0644, put_tmp_opened);
 }
 
-static void put_dir_opened(struct conn *c, struct fop *f, int res)
+static void put_dir_opened(struct conn *c, int res, void *data)
 {
-	free(f);
+	(void)data;
 	if (res < 0) {
 		fail(c, res == -ENOENT || res == -ENOTDIR ? 409 : status_of_errno(c, res));
 		return;
@@ -445,7 +503,7 @@ void object_put(struct conn *c)
 {
 	struct server *s = c->w->s;
 
-	if (!c->req.has_length) {	/* chunked bodies are not supported */
+	if (!c->req.has_length && !c->req.chunked) {
 		c->keep_alive = false;
 		conn_error(c, 411);
 		return;
@@ -455,16 +513,18 @@ void object_put(struct conn *c)
 		conn_error(c, 413);
 		return;
 	}
-	c->body_left = c->req.content_length;
+	/* A chunked body's length is known at its end: until then, ~0 left. */
+	c->body_left = c->req.chunked ? UINT64_MAX : c->req.content_length;
+	memset(&c->chunk, 0, sizeof(c->chunk));
 	key_split(c->key, &c->dir, &c->base);
 	submit_open(c, s->root_fd, c->dir, O_RDONLY | O_DIRECTORY, 0, put_dir_opened);
 }
 
 /* ---- DELETE ------------------------------------------------------------- */
 
-static void del_unlinked(struct conn *c, struct fop *f, int res)
+static void del_unlinked(struct conn *c, int res, void *data)
 {
-	free(f);
+	(void)data;
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
@@ -472,22 +532,42 @@ static void del_unlinked(struct conn *c, struct fop *f, int res)
 	submit_fsync(c, c->dir_fd, put_done);
 }
 
-static void del_dir_opened(struct conn *c, struct fop *f, int res)
+static void del_unlink(struct conn *c)
 {
-	struct io_uring_sqe sqe = { 0 };
+	started(c, rctx_async_unlinkat(ring_of(c), c->req_ctx, c->dir_fd, c->base, 0, file_cb, c),
+		del_unlinked, false);
+}
 
+/* A missing key is 404 whatever the preconditions (RFC 9110 13.2.1). */
+static void del_statted(struct conn *c, int res, void *data)
+{
+	int pre = 0;
+
+	if (res == 0) {
+		validators(c, data);
+		pre = preconditions(c, true);
+	}
+	if (res < 0 || pre) {
+		fail(c, res < 0 ? status_of_errno(c, res) : pre);
+		return;
+	}
+	del_unlink(c);
+}
+
+/* With preconditions, the key is stat-ed before it is unlinked. */
+static void del_dir_opened(struct conn *c, int res, void *data)
+{
+	(void)data;
 	if (res < 0) {
-		free(f);
 		fail(c, status_of_errno(c, res));
 		return;
 	}
 	c->dir_fd = res;
 	c->existed = true;	/* 204 */
-	f->opens = false;
-	snprintf(f->path, sizeof(f->path), "%s", c->base);
-	io_uring_prep_unlinkat(&sqe, c->dir_fd, f->path, 0);
-	if (fop_submit(c, f, &sqe, del_unlinked))
-		fail(c, 503);
+	if (http_has_preconditions(&c->req))
+		submit_statx(c, c->dir_fd, c->base, AT_SYMLINK_NOFOLLOW, del_statted);
+	else
+		del_unlink(c);
 }
 
 void object_delete(struct conn *c)

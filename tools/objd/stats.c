@@ -57,6 +57,9 @@ static size_t stats_json(struct server *s, char *buf, size_t cap)
 	for (int i = 0; i < s->o.threads; i++)
 		if (!rctx_ring_stats(s->workers[i].ring, &r))
 			add_ring(&sum, &r);
+	/* The library's ring, where the file requests run (its lanes). */
+	if (!rctx_runtime_ring_stats(&r))
+		add_ring(&sum, &r);
 	rctx_runtime_stats(&rt);
 	P("{\"requests\":%llu,\"in_flight\":%lld,\"connections\":%lld,\"bytes_in\":%llu,"
 	  "\"bytes_out\":%llu,\"abandoned_io\":%llu,\"threads\":%d,\"status\":{",
@@ -76,11 +79,14 @@ static size_t stats_json(struct server *s, char *buf, size_t cap)
 	n += ring_json(buf + n, n < cap ? cap - n : 0, "rings", &sum);
 	P(",\"runtime\":{\"timers_armed\":%llu,\"timers_fired\":%llu,\"timers_live\":%llu,"
 	  "\"after_funcs_run\":%llu,\"kept_abandoned\":%llu,\"kept_held\":%llu,"
-	  "\"rings_adopted\":%llu,\"running\":%s}}\n",
+	  "\"rings_adopted\":%llu,\"devices\":%llu,\"lane_waiting\":%llu,"
+	  "\"fenced\":%llu,\"nowait_reads\":%llu,\"running\":%s}}\n",
 	  (unsigned long long)rt.timers_armed, (unsigned long long)rt.timers_fired,
 	  (unsigned long long)rt.timers_live, (unsigned long long)rt.after_funcs_run,
 	  (unsigned long long)rt.kept_abandoned, (unsigned long long)rt.kept_held,
-	  (unsigned long long)rt.rings_adopted, rt.running ? "true" : "false");
+	  (unsigned long long)rt.rings_adopted, (unsigned long long)rt.devices,
+	  (unsigned long long)rt.lane_waiting, (unsigned long long)rt.fenced,
+	  (unsigned long long)rt.nowait_reads, rt.running ? "true" : "false");
 	return n;
 }
 

@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Abandonable file requests for callback code (rctx_async_*()): the
+ * stuck-disk policy of the blocking calls, delivered to a ring.
+ *
+ * Each request is a kept request (lib/keeper.c) whose memory (buffer, path,
+ * statx, open_how) the library owns. It is held by its owner ring (counted
+ * in its pending) from the call until its callback, which runs on the
+ * owner's thread from rctx_ring_run(), posted there (rctx__ring_post()) by
+ * whichever comes first:
+ *  - its completion, on the runtime thread, which submitted it through the
+ *    request's device lane (lib/lane.c);
+ *  - its context's end: an after-func gives the request up (abandoned if
+ *    the kernel holds it, dropped if it still waited in its lane);
+ *  - the ring's teardown (rctx__ring_cancel_all()), which gives it up too.
+ * A read first goes to the kernel from the owner ring itself with
+ * RWF_NOWAIT: a page-cache hit completes there and then, with no thread
+ * hop and nothing the kernel could hold; only -EAGAIN (a miss, or a file
+ * system that cannot read without blocking) sends it to its lane.
+ *
+ * References of a request: the owner's (dropped after the callback), the
+ * keeper's (dropped when the kernel lets go, or when it is dropped from its
+ * lane), the after-func's.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+/* IORING_OP_FTRUNCATE (Linux 6.9), newer than liburing 2.3's header. */
+#define OP_FTRUNCATE 55
+
+/* What the callback's data points to. */
+enum { DATA_NONE, DATA_BUF, DATA_STATX };
+
+
+/* Owner thread: run the callback with the outcome. */
+static void deliver(struct rctx_post *p)
+{
+	struct rctx_kept *k = container_of(p, struct rctx_kept, post);
+	int state = atomic_load_explicit(&k->state, memory_order_acquire);
+	unsigned flags = state == KEPT_ABANDONED ? RCTX_ASYNC_ABANDONED : 0;
+	void *data = NULL;
+	int res;
+
+	if (state == KEPT_DONE) {
+		res = rctx__map_result(k->uctx, k->res);
+		if (res >= 0 && k->data != DATA_NONE)
+			data = k->buf;
+		if (res > 0 && k->data == DATA_BUF)
+			kernel_wrote(data, (size_t)res);
+		else if (res == 0 && k->data == DATA_STATX)
+			kernel_wrote(data, sizeof(struct statx));
+	} else {
+		res = rctx_err(k->uctx);
+		if (!res)
+			res = -ECANCELED; /* the ring's teardown */
+	}
+	if (k->after) {
+		if (rctx_after_stop(k->after))
+			rctx__kept_put(k); /* the after-func will never run */
+		rctx_after_release(k->after);
+	}
+	k->acb(k->aarg, res, data, flags);
+	rctx__kept_put(k);
+}
+
+/* Owner thread, the ring's teardown: give the request up. */
+static void abandon(struct rctx_post *p)
+{
+	struct rctx_kept *k = container_of(p, struct rctx_kept, post);
+
+	if (rctx__kept_abandon(k))
+		rctx__ring_post(k->owner, &k->post);
+}
+
+static struct rctx_kept *async_new(struct rctx_ring *ring, rctx_t *ctx, size_t buflen,
+				   rctx_async_cb_t cb, void *arg)
+{
+	struct rctx_kept *k = rctx__kept_new(buflen);
+
+	if (!k)
+		return NULL;
+	k->owner = ring;
+	k->acb = cb;
+	k->aarg = arg;
+	k->post.deliver = deliver;
+	k->post.abandon = abandon;
+	k->uctx = rctx__ref(ctx);
+	return k;
+}
+
+static void async_free(struct rctx_kept *k)
+{
+	rctx__kept_put(k);
+}
+
+/*
+ * Send k, prepared, to its lane through the runtime thread; once this
+ * returns 0 its callback will run (a done context: no I/O, the error at
+ * the next run). On failure nothing is held and the caller frees k.
+ */
+static int async_keep(struct rctx_kept *k)
+{
+	rctx_t *ctx = k->uctx;
+	int ret;
+
+	rctx__ring_hold(k->owner, &k->post);
+	if (rctx_err(ctx)) {
+		atomic_store_explicit(&k->state, KEPT_DROPPED, memory_order_relaxed);
+		rctx__ring_post(k->owner, &k->post);
+		return 0;
+	}
+	k->sqe.flags |= IOSQE_ASYNC; /* never block the runtime thread */
+	if (rctx_governor(ctx)) {
+		atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the after-func's */
+		k->after = rctx_after_func(ctx, rctx__kept_ctx_done, k);
+		if (!k->after) {
+			atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
+			ret = -ENOMEM;
+			goto out_unhold;
+		}
+	}
+	k->ctx = rctx__ref(ctx);
+	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
+	ret = rctx__rt_keep(k);
+	if (ret == 0)
+		return 0;
+	rctx__unref(k->ctx);
+	k->ctx = NULL;
+	atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
+	if (!rctx__kept_abandon(k))
+		return 0; /* its context ended meanwhile: already posted */
+	if (rctx_after_stop(k->after))
+		atomic_fetch_sub_explicit(&k->refs, 1, memory_order_relaxed);
+	rctx_after_release(k->after);
+	k->after = NULL;
+out_unhold:
+	rctx__ring_unhold(k->owner, &k->post);
+	return ret;
+}
+
+/* Common checks; the runtime thread must not wait for its own keeper. */
+static int async_valid(struct rctx_ring *ring, rctx_t *ctx, rctx_async_cb_t cb)
+{
+	if (!ring || !ctx || !cb)
+		return -EINVAL;
+	if (rctx__rt_self())
+		return -EDEADLK;
+	return 0;
+}
+
+/* ---- reads: RWF_NOWAIT on the owner ring first ---------------------------- */
+
+/* The read would block: to its lane. 0, or the error for the callback. */
+static int read_slow(struct rctx_kept *k)
+{
+	int ret = rctx__kept_locate(k, k->sqe.fd, NULL);
+
+	if (ret < 0)
+		return ret;
+	k->ab = rctx__ring_ab_stats(k->owner);
+	k->sqe.rw_flags = 0;
+	return async_keep(k);
+}
+
+/* The RWF_NOWAIT attempt ended, on the owner thread. */
+static void read_nowait_cb(void *arg, int res, uint32_t flags)
+{
+	struct rctx_kept *k = arg;
+
+	(void)flags;
+	if (res == -EAGAIN || res == -EOPNOTSUPP) {
+		res = rctx_err(k->uctx);
+		if (!res) {
+			res = read_slow(k);
+			if (!res)
+				return; /* the lane's outcome will be posted */
+		}
+	} else {
+		rctx__kept_count_nowait();
+		res = rctx__map_result(k->uctx, res);
+		if (res > 0)
+			kernel_wrote(k->buf, (size_t)res);
+	}
+	k->acb(k->aarg, res, res >= 0 ? k->buf : NULL, 0);
+	async_free(k);
+}
+
+RCTX_API int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len,
+			     int64_t off, rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (len > INT_MAX || off < 0)
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	k = async_new(ring, ctx, len ? len : 1, cb, arg);
+	if (!k)
+		return -ENOMEM;
+	k->data = DATA_BUF;
+	io_uring_prep_read(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
+	k->sqe.rw_flags = RWF_NOWAIT;
+	ret = rctx_submit(ring, ctx, &k->sqe, read_nowait_cb, k);
+	if (ret < 0)
+		async_free(k);
+	return ret;
+}
+
+/* ---- everything else: straight to the lane ------------------------------ */
+
+/* Locate k's file (fd) or directory (dirfd, path), check the fence for
+ * writes, and keep it. Frees k on failure. */
+static int async_start(struct rctx_kept *k, int fd, const char *path)
+{
+	int ret = rctx__kept_locate(k, fd, path);
+
+	k->ab = rctx__ring_ab_stats(k->owner);
+	if (!ret && (k->writes || k->sqe.opcode == IORING_OP_FSYNC))
+		ret = rctx__kept_fence_check(k, k->ab);
+	if (!ret)
+		ret = async_keep(k);
+	if (ret)
+		async_free(k);
+	return ret;
+}
+
+RCTX_API int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void *buf,
+			      size_t len, int64_t off, rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if ((!buf && len) || len > INT_MAX || off < 0)
+		return -EINVAL;
+	k = async_new(ring, ctx, len ? len : 1, cb, arg);
+	if (!k)
+		return -ENOMEM;
+	if (len)
+		memcpy(k->buf, buf, len);
+	k->writes = true;
+	io_uring_prep_write(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
+	return async_start(k, fd, NULL);
+}
+
+RCTX_API int rctx_async_fsync(rctx_ring_t *ring, rctx_t *ctx, int fd, unsigned flags,
+			      rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (flags & ~IORING_FSYNC_DATASYNC)
+		return -EINVAL;
+	k = async_new(ring, ctx, 0, cb, arg);
+	if (!k)
+		return -ENOMEM;
+	io_uring_prep_fsync(&k->sqe, fd, flags);
+	return async_start(k, fd, NULL);
+}
+
+RCTX_API int rctx_async_ftruncate(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t len,
+				  rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (len < 0)
+		return -EINVAL;
+	k = async_new(ring, ctx, 0, cb, arg);
+	if (!k)
+		return -ENOMEM;
+	k->writes = true;
+	io_uring_prep_rw(OP_FTRUNCATE, &k->sqe, fd, NULL, 0, (uint64_t)len);
+	return async_start(k, fd, NULL);
+}
+
+/* A request with one or two copied paths after a fixed part of `fixed`
+ * bytes at the head of its buffer. */
+static struct rctx_kept *path_new(struct rctx_ring *ring, rctx_t *ctx, size_t fixed,
+				  const char *p1, const char *p2, rctx_async_cb_t cb,
+				  void *arg, char **c1, char **c2)
+{
+	size_t l1 = strlen(p1) + 1, l2 = p2 ? strlen(p2) + 1 : 0;
+	struct rctx_kept *k = async_new(ring, ctx, fixed + l1 + l2, cb, arg);
+
+	if (!k)
+		return NULL;
+	*c1 = (char *)k->buf + fixed;
+	memcpy(*c1, p1, l1);
+	if (p2) {
+		*c2 = *c1 + l1;
+		memcpy(*c2, p2, l2);
+	}
+	return k;
+}
+
+RCTX_API int rctx_async_openat2(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+				const struct open_how *how, rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	struct open_how *h;
+	char *p, *unused;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (!path || !how)
+		return -EINVAL;
+	k = path_new(ring, ctx, sizeof(*how), path, NULL, cb, arg, &p, &unused);
+	if (!k)
+		return -ENOMEM;
+	h = k->buf;
+	*h = *how;
+	k->close_late = true;
+	io_uring_prep_openat2(&k->sqe, dirfd, p, h);
+	return async_start(k, dirfd, p);
+}
+
+RCTX_API int rctx_async_statx(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+			      int flags, unsigned mask, rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	char *p, *unused;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (!path)
+		return -EINVAL;
+	k = path_new(ring, ctx, sizeof(struct statx), path, NULL, cb, arg, &p, &unused);
+	if (!k)
+		return -ENOMEM;
+	k->data = DATA_STATX;
+	io_uring_prep_statx(&k->sqe, dirfd, p, flags, mask, k->buf);
+	return async_start(k, dirfd, p);
+}
+
+RCTX_API int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd,
+				 const char *oldpath, int newdirfd, const char *newpath,
+				 unsigned flags, rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	char *o, *n;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (!oldpath || !newpath)
+		return -EINVAL;
+	k = path_new(ring, ctx, 0, oldpath, newpath, cb, arg, &o, &n);
+	if (!k)
+		return -ENOMEM;
+	io_uring_prep_renameat(&k->sqe, olddirfd, o, newdirfd, n, flags);
+	return async_start(k, olddirfd, o);
+}
+
+RCTX_API int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
+				 int flags, rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	char *p, *unused;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (!path)
+		return -EINVAL;
+	k = path_new(ring, ctx, 0, path, NULL, cb, arg, &p, &unused);
+	if (!k)
+		return -ENOMEM;
+	io_uring_prep_unlinkat(&k->sqe, dirfd, p, flags);
+	return async_start(k, dirfd, p);
+}
