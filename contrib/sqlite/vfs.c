@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -39,10 +40,13 @@ rctx_t *rs_file_ctx(struct rs_file *f)
 	return m->bind && m->bind->ctx ? m->bind->ctx : rctx_background();
 }
 
-/* Set errno for sqlite3_system_errno() and return the SQLite code rc. */
+/* The errno of this thread's last failed method, for sqlite3_system_errno(). */
+static _Thread_local int last_errno;
+
+/* Record err (negative) for sqlite3_system_errno() and return rc. */
 static int fail(int err, int rc)
 {
-	errno = -err;
+	last_errno = -err;
 	return rc;
 }
 
@@ -410,8 +414,10 @@ static int rs_current_time(sqlite3_vfs *vfs, double *t)
 
 static int rs_last_error(sqlite3_vfs *vfs, int n, char *msg)
 {
+	int err = last_errno;
+
 	(void)vfs;
-	return orig_vfs->xGetLastError(orig_vfs, n, msg);
+	return err ? err : orig_vfs->xGetLastError(orig_vfs, n, msg);
 }
 
 static int rs_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *t)
@@ -421,6 +427,31 @@ static int rs_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *t)
 }
 
 static pthread_mutex_t register_lock = PTHREAD_MUTEX_INITIALIZER;
+static int (*orig_fchown)(int, uid_t, gid_t);
+
+/*
+ * The unix VFS, run as root, gives each new journal and WAL its database's
+ * owner with fchown(), which takes the inode lock: behind a write that a
+ * context abandoned on a hung disk it would wait for the disk. Skip the
+ * fchown when the file has that owner already (fstat takes no lock).
+ */
+static int rs_fchown(int fd, uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && st.st_uid == uid && st.st_gid == gid)
+		return 0;
+	return orig_fchown(fd, uid, gid);
+}
+
+static void wrap_fchown(sqlite3_vfs *vfs)
+{
+	if (!vfs->xGetSystemCall || !vfs->xSetSystemCall)
+		return;
+	orig_fchown = (int (*)(int, uid_t, gid_t))vfs->xGetSystemCall(vfs, "fchown");
+	if (orig_fchown)
+		vfs->xSetSystemCall(vfs, "fchown", (sqlite3_syscall_ptr)rs_fchown);
+}
 
 int rctx_sqlite_register(int make_default)
 {
@@ -440,6 +471,7 @@ int rctx_sqlite_register(int make_default)
 		goto out;
 	}
 	orig_vfs = unix_vfs;
+	wrap_fchown(unix_vfs);
 	rs_vfs = (sqlite3_vfs){
 		.iVersion = 2,
 		.szOsFile = (int)sizeof(struct rs_file) + unix_vfs->szOsFile,
