@@ -224,6 +224,7 @@ check: deps-check
 	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault check-examples check-objd
 	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz check-fuzz-http
 	$(Q)$(CHECK_MAKE) check-install check-symbols check-layers
+	$(Q)$(CHECK_MAKE) check-sqlite
 	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
 
 # Nothing but the public API and rctx__ internals is global.
@@ -450,3 +451,80 @@ install: all
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- SQLite: the ringctx VFS (contrib/sqlite/, include/ringctx_sqlite.h) ----
+# Built when `pkg-config sqlite3` finds SQLite (Debian: libsqlite3-dev);
+# otherwise its targets say why and do nothing.
+#   build/sqlite/libringctx_sqlite.{a,so}   the VFS library
+#   build/sqlite/rctxvfs.so                 the extension: sqlite3 shell `.load`
+#   build/{plain,asan}/sqlite/test_*        tests/sqlite/, run by check-sqlite
+DEPS_CHECK += libsqlite3-dev sqlite3
+DEPS_BENCH += libsqlite3-dev sqlite3
+DEPS_DEMO  += libsqlite3-dev sqlite3
+HAVE_SQLITE := $(shell pkg-config --exists sqlite3 2>/dev/null && echo 1)
+SQLITE_DIR  := $(BUILD)/sqlite
+RS_SRCS     := contrib/sqlite/fd.c contrib/sqlite/vfs.c contrib/sqlite/bind.c
+RS_TESTS    := $(basename $(notdir $(wildcard tests/sqlite/test_*.c)))
+RS_HDRS     := contrib/sqlite/*.h include/ringctx_sqlite.h include/ringctx.h
+.PHONY: sqlite check-sqlite check-sqlite-plain check-sqlite-asan check-sqlite-valgrind
+
+ifeq ($(HAVE_SQLITE),1)
+SQLITE_CFLAGS := $(shell pkg-config --cflags sqlite3)
+SQLITE_LIBS   := $(shell pkg-config --libs sqlite3)
+RS_LIB    := $(SQLITE_DIR)/libringctx_sqlite.a
+RS_SHLIB  := $(SQLITE_DIR)/libringctx_sqlite.so
+RS_EXT    := $(SQLITE_DIR)/rctxvfs.so
+RS_BINS    = $(RS_LIB) $(RS_SHLIB) $(RS_EXT) $(foreach f,plain asan,$(addprefix $(BUILD)/$(f)/sqlite/,$(RS_TESTS)))
+
+# The VFS objects of a flavour ($(1): plain or asan, $(2): its flags), and
+# the tests of tests/sqlite/ against them.
+define sqlite_flavour
+$(BUILD)/$(1)/sqlite/%.o: contrib/sqlite/%.c $(RS_HDRS) | $(BUILD)/$(1)/sqlite
+	@$$(if $$(Q),echo "  CC      $$@")
+	$$(Q)$$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) -fPIC $$(SQLITE_CFLAGS) -c -o $$@ $$<
+$(BUILD)/$(1)/sqlite/libringctx_sqlite.a: $(patsubst contrib/sqlite/%.c,$(BUILD)/$(1)/sqlite/%.o,$(RS_SRCS))
+	@$$(if $$(Q),echo "  AR      $$@")
+	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+$(BUILD)/$(1)/sqlite/test_%: tests/sqlite/test_%.c tests/sqlite/*.h tests/*.h support/*.h \
+		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libringctx.a $(BUILD)/$(1)/libsupport.a
+	@$$(if $$(Q),echo "  CC      $$@")
+	$$(Q)$$(CC) $$(CPPFLAGS) -Itests -Itests/sqlite -Isupport $$(CFLAGS) $(2) $$(SQLITE_CFLAGS) -o $$@ $$< \
+		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libsupport.a $(BUILD)/$(1)/libringctx.a \
+		-lcriterion $$(SQLITE_LIBS) $$(FUSE_LIBS) $$(LIBS)
+$(BUILD)/$(1)/sqlite:
+	$$(Q)mkdir -p $$@
+endef
+$(eval $(call sqlite_flavour,plain,))
+$(eval $(call sqlite_flavour,asan,$(SAN_ASAN)))
+
+$(RS_LIB): $(BUILD)/plain/sqlite/libringctx_sqlite.a
+	$(Q)mkdir -p $(@D) && cp $< $@
+$(RS_SHLIB): $(patsubst contrib/sqlite/%.c,$(BUILD)/plain/sqlite/%.o,$(RS_SRCS)) $(SHLIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)mkdir -p $(@D) && $(CC) -shared -Wl,-z,defs -Wl,-soname,libringctx_sqlite.so.$(SOMAJOR) \
+		-o $@ $(filter %.o,$^) -L$(BUILD) -lringctx $(SQLITE_LIBS) $(LIBS)
+# The extension carries the library (hidden) and reaches SQLite through the
+# routine table of the SQLite that loads it.
+$(SQLITE_DIR)/ext/%.o: contrib/sqlite/%.c $(RS_HDRS)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden \
+		-DRCTX_SQLITE_EXTENSION $(SQLITE_CFLAGS) -c -o $@ $<
+$(RS_EXT): $(patsubst contrib/sqlite/%.c,$(SQLITE_DIR)/ext/%.o,$(RS_SRCS) contrib/sqlite/ext.c) $(plain_PICOBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-z,defs -o $@ $^ $(LIBS)
+
+sqlite: $(RS_BINS)
+
+check-sqlite-plain: $(addprefix $(BUILD)/plain/sqlite/,$(RS_TESTS))
+	$(Q)$(RUN_TEST) sqlite-plain $^
+check-sqlite-asan: $(addprefix $(BUILD)/asan/sqlite/,$(RS_TESTS))
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(RUN_TEST) sqlite-asan+ubsan $^
+check-sqlite-valgrind: $(addprefix $(BUILD)/plain/sqlite/,$(RS_TESTS))
+	$(Q)$(RUN_TEST) valgrind $^
+check-sqlite: $(RS_BINS)
+	$(Q)$(MAKE) --no-print-directory check-sqlite-plain check-sqlite-asan check-sqlite-valgrind
+else
+sqlite check-sqlite:
+	@echo "  SKIP: SQLite VFS: pkg-config sqlite3 found nothing (Debian: libsqlite3-dev)"
+endif

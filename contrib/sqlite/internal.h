@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ringctx_sqlite internals: the VFS's file (struct rs_file), the binding of a
+ * connection to its context (struct rs_binding), and the process's own
+ * descriptors of the files (struct rs_fd).
+ *
+ * Built twice: as a library against libsqlite3, and (RCTX_SQLITE_EXTENSION)
+ * into the loadable extension, where every sqlite3_* call goes through the
+ * routine table that the loading SQLite hands over.
+ */
+#ifndef RINGCTX_SQLITE_INTERNAL_H
+#define RINGCTX_SQLITE_INTERNAL_H
+
+#ifdef RCTX_SQLITE_EXTENSION
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT3
+/* The SQLite that loads the extension is initialized already. */
+#define rs_initialize() SQLITE_OK
+#else
+#include <sqlite3.h>
+#define rs_initialize() sqlite3_initialize()
+#endif
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "ringctx_sqlite.h"
+
+/*
+ * One descriptor per file (inode) for the whole process, shared by every
+ * ringctx-VFS file open on it and closed when the last one closes: closing
+ * any descriptor of a file drops every POSIX lock the process holds on it,
+ * and the unix VFS keeps its locks on its own descriptor of the same file.
+ */
+#define RS_FD_SPARES 4
+
+struct rs_fd {
+	dev_t dev;
+	ino_t ino;
+	int fd;			/* O_RDWR if any opener asked, else O_RDONLY */
+	int spare[RS_FD_SPARES];	/* other descriptors of the file, kept */
+	int nspare;
+	bool writable;
+	int refs;
+	struct rs_fd *next;
+};
+
+/* Open (or share) the process's descriptor of path. NULL: -errno in *err. */
+struct rs_fd *rs_fd_get(const char *path, bool writable, int *err);
+void rs_fd_put(struct rs_fd *f);
+
+/*
+ * A connection's context. Shared (reference-counted) by the files of the
+ * connection's databases, and by an armed after-func that interrupts the
+ * connection when the context ends. mu orders that interrupt against a
+ * rebind and against the connection's close (alive).
+ */
+struct after_arg;
+
+struct rs_binding {
+	pthread_mutex_t mu;
+	int refs;			/* under mu */
+	bool alive;			/* db is open: under mu */
+	unsigned gen;			/* bumped at each bind: under mu */
+	sqlite3 *db;
+	rctx_t *base;			/* what rctx_sqlite_bind gave (ref), or NULL */
+	rctx_t *ctx;			/* what the I/O runs under now (ref), or NULL */
+	bool ctx_owned;			/* ctx is a per-statement child: release it */
+	rctx_after_t *after;		/* interrupts db when ctx ends */
+	struct after_arg *arg;		/* after's argument, freed if it never runs */
+	int64_t stmt_timeout_ns;	/* per-statement timeout, 0: none */
+};
+
+void rs_binding_unref(struct rs_binding *b);
+/* The owning file closes: no more interrupts of its connection. */
+void rs_binding_close(struct rs_binding *b);
+
+/* A file of the VFS; the unix VFS's own file follows it (real). */
+struct rs_file {
+	sqlite3_file base;
+	sqlite3_file *real;
+	int type;			/* SQLITE_OPEN_MAIN_DB, _MAIN_JOURNAL, _WAL... */
+	struct rs_fd *fd;		/* NULL: everything goes to real */
+	const char *name;		/* as SQLite passed it (the pager's memory) */
+	struct rs_file *main;		/* journal, WAL: its database's file */
+	struct rs_binding *bind;	/* main database: the connection's, or NULL */
+	bool owns_bind;			/* bind was made for this file's connection */
+	bool dirsync;			/* a new journal/WAL: sync its directory once */
+	struct rs_file *next;		/* in the registry of open databases */
+};
+
+/* The context the I/O of f runs under now. */
+rctx_t *rs_file_ctx(struct rs_file *f);
+
+/* The ringctx-VFS file of database zDb ("main"...) of db, or NULL. */
+struct rs_file *rs_db_file(sqlite3 *db, const char *zDb);
+
+#endif /* RINGCTX_SQLITE_INTERNAL_H */

@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ringctx VFS: a shim over the default unix VFS (the pattern of SQLite's
+ * cksumvfs.c). Each file is our struct rs_file followed by the unix VFS's
+ * file. Data I/O (xRead, xWrite, xSync, xTruncate) of databases, rollback
+ * journals and WAL files runs as ringctx blocking calls on the process's
+ * own descriptor of the file (fd.c) under the connection's context
+ * (bind.c); everything else is the unix VFS's. io_methods version 2: no
+ * xFetch, so SQLite never maps the database (a page fault on a hung disk
+ * cannot be cancelled); xShm* (the WAL index) pass through.
+ *
+ * A journal or WAL file finds its database's file through the name SQLite
+ * opened it with: sqlite3_filename_database() of a journal or WAL name is
+ * the very pointer that the pager passed when it opened the database.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static sqlite3_vfs *orig_vfs;		/* the unix VFS we wrap */
+static sqlite3_vfs rs_vfs;
+static const sqlite3_io_methods rs_io;
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs_file *open_dbs;	/* main databases, under reg_lock */
+
+/* ---- which context ------------------------------------------------------ */
+
+rctx_t *rs_file_ctx(struct rs_file *f)
+{
+	struct rs_file *m = f->main ? f->main : f;
+
+	return m->bind && m->bind->ctx ? m->bind->ctx : rctx_background();
+}
+
+/* The errno of this thread's last failed method, for sqlite3_system_errno(). */
+static _Thread_local int last_errno;
+
+/* Record err (negative) for sqlite3_system_errno() and return rc. */
+static int fail(int err, int rc)
+{
+	last_errno = -err;
+	return rc;
+}
+
+/* ---- data I/O -------------------------------------------------------------- */
+
+static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
+{
+	struct rs_file *f = (struct rs_file *)file;
+	rctx_t *ctx;
+	int done = 0;
+
+	if (!f->fd)
+		return f->real->pMethods->xRead(f->real, buf, amt, off);
+	ctx = rs_file_ctx(f);
+	while (done < amt) {
+		ssize_t n = rctx_read(ctx, f->fd->fd, (char *)buf + done, amt - done, off + done);
+
+		if (n < 0)
+			return fail((int)n, SQLITE_IOERR_READ);
+		if (n == 0)
+			break;
+		done += n;
+	}
+	if (done < amt) {
+		memset((char *)buf + done, 0, amt - done);
+		return SQLITE_IOERR_SHORT_READ;
+	}
+	return SQLITE_OK;
+}
+
+static int rs_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 off)
+{
+	struct rs_file *f = (struct rs_file *)file;
+	rctx_t *ctx;
+	int done = 0;
+
+	if (!f->fd)
+		return f->real->pMethods->xWrite(f->real, buf, amt, off);
+	ctx = rs_file_ctx(f);
+	while (done < amt) {
+		ssize_t n = rctx_write(ctx, f->fd->fd, (const char *)buf + done, amt - done,
+				       off + done);
+
+		if (n == -ENOSPC || n == 0)
+			return fail(-ENOSPC, SQLITE_FULL);
+		if (n < 0)
+			return fail((int)n, SQLITE_IOERR_WRITE);
+		done += n;
+	}
+	return SQLITE_OK;
+}
+
+static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+	struct rs_file *f = (struct rs_file *)file;
+	int ret;
+
+	if (!f->fd)
+		return f->real->pMethods->xTruncate(f->real, size);
+	ret = rctx_ftruncate(rs_file_ctx(f), f->fd->fd, size);
+	if (ret == -EOPNOTSUPP)	/* a kernel before 6.9 */
+		return f->real->pMethods->xTruncate(f->real, size);
+	return ret < 0 ? fail(ret, SQLITE_IOERR_TRUNCATE) : SQLITE_OK;
+}
+
+/* Sync the directory of a new journal or WAL once, as the unix VFS does. */
+static int sync_dir(struct rs_file *f)
+{
+	rctx_t *ctx = rs_file_ctx(f);
+	const char *slash = strrchr(f->name, '/');
+	char dir[4096];
+	int fd, ret;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - f->name) + (slash == f->name),
+			 f->name);
+	fd = rctx_openat(ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return rctx_err(ctx) ? fd : 0;	/* as the unix VFS: not fatal */
+	ret = rctx_fsync(ctx, fd, 0);
+	close(fd);
+	return ret < 0 && rctx_err(ctx) ? ret : 0;
+}
+
+static int rs_sync(sqlite3_file *file, int flags)
+{
+	struct rs_file *f = (struct rs_file *)file;
+	unsigned how = (flags & SQLITE_SYNC_DATAONLY) ? IORING_FSYNC_DATASYNC : 0;
+	int ret;
+
+	if (!f->fd)
+		return f->real->pMethods->xSync(f->real, flags);
+	ret = rctx_fsync(rs_file_ctx(f), f->fd->fd, how);
+	if (ret < 0)
+		return fail(ret, SQLITE_IOERR_FSYNC);
+	if (f->dirsync) {
+		ret = sync_dir(f);
+		if (ret < 0)
+			return fail(ret, SQLITE_IOERR_DIR_FSYNC);
+		f->dirsync = false;
+	}
+	return SQLITE_OK;
+}
+
+/* ---- passed to the unix VFS ------------------------------------------------ */
+
+#define REAL(file) (((struct rs_file *)(file))->real)
+
+static int rs_file_size(sqlite3_file *file, sqlite3_int64 *size)
+{
+	return REAL(file)->pMethods->xFileSize(REAL(file), size);
+}
+
+static int rs_lock(sqlite3_file *file, int lock)
+{
+	return REAL(file)->pMethods->xLock(REAL(file), lock);
+}
+
+static int rs_unlock(sqlite3_file *file, int lock)
+{
+	return REAL(file)->pMethods->xUnlock(REAL(file), lock);
+}
+
+static int rs_check_reserved(sqlite3_file *file, int *out)
+{
+	return REAL(file)->pMethods->xCheckReservedLock(REAL(file), out);
+}
+
+static int rs_file_control(sqlite3_file *file, int op, void *arg)
+{
+	/* A hint that the unix VFS acts on with its own descriptor: ignore. */
+	if (op == SQLITE_FCNTL_SIZE_HINT)
+		return SQLITE_OK;
+	if (op == SQLITE_FCNTL_VFSNAME) {
+		*(char **)arg = sqlite3_mprintf("%s", RCTX_SQLITE_VFS);
+		return SQLITE_OK;
+	}
+	return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
+}
+
+static int rs_sector_size(sqlite3_file *file)
+{
+	return REAL(file)->pMethods->xSectorSize(REAL(file));
+}
+
+static int rs_device_chars(sqlite3_file *file)
+{
+	return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
+}
+
+static int rs_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void volatile **pp)
+{
+	return REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, pp);
+}
+
+static int rs_shm_lock(sqlite3_file *file, int off, int n, int flags)
+{
+	return REAL(file)->pMethods->xShmLock(REAL(file), off, n, flags);
+}
+
+static void rs_shm_barrier(sqlite3_file *file)
+{
+	REAL(file)->pMethods->xShmBarrier(REAL(file));
+}
+
+static int rs_shm_unmap(sqlite3_file *file, int del)
+{
+	return REAL(file)->pMethods->xShmUnmap(REAL(file), del);
+}
+
+/* ---- open and close ------------------------------------------------------ */
+
+static void registry_add(struct rs_file *f)
+{
+	pthread_mutex_lock(&reg_lock);
+	f->next = open_dbs;
+	open_dbs = f;
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void registry_del(struct rs_file *f)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (struct rs_file **p = &open_dbs; *p; p = &(*p)->next) {
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&reg_lock);
+}
+
+/* The open database whose pager opened the journal or WAL name. */
+static struct rs_file *registry_find(const char *name)
+{
+	const char *db = sqlite3_filename_database(name);
+	struct rs_file *f;
+
+	pthread_mutex_lock(&reg_lock);
+	for (f = open_dbs; f && f->name != db; f = f->next)
+		;
+	pthread_mutex_unlock(&reg_lock);
+	return f;
+}
+
+static int rs_close(sqlite3_file *file)
+{
+	struct rs_file *f = (struct rs_file *)file;
+	int rc = f->real->pMethods->xClose(f->real);
+
+	if (f->type == SQLITE_OPEN_MAIN_DB)
+		registry_del(f);
+	if (f->bind) {
+		if (f->owns_bind)
+			rs_binding_close(f->bind);
+		rs_binding_unref(f->bind);
+		f->bind = NULL;
+	}
+	/* After the unix VFS's close: it may still need our descriptor's file. */
+	if (f->fd)
+		rs_fd_put(f->fd);
+	f->fd = NULL;
+	return rc;
+}
+
+/* The files whose data I/O we take: named databases, journals and WAL. */
+static bool ours(const char *name, int flags)
+{
+	int type = flags & 0x0FFF00;
+
+	return name && !(flags & SQLITE_OPEN_DELETEONCLOSE) &&
+	       (type == SQLITE_OPEN_MAIN_DB || type == SQLITE_OPEN_MAIN_JOURNAL ||
+		type == SQLITE_OPEN_WAL || type == SQLITE_OPEN_SUPER_JOURNAL);
+}
+
+static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags,
+		   int *out_flags)
+{
+	struct rs_file *f = (struct rs_file *)file;
+	int rc, err = 0;
+
+	(void)vfs;
+	memset(f, 0, sizeof(*f));
+	f->real = (sqlite3_file *)(f + 1);
+	rc = orig_vfs->xOpen(orig_vfs, name, f->real, flags, out_flags);
+	if (rc != SQLITE_OK) {
+		file->pMethods = NULL;	/* no xClose for a failed open */
+		return rc;
+	}
+	f->type = flags & 0x0FFF00;
+	f->name = name;
+	if (ours(name, flags)) {
+		bool rw = !(out_flags ? *out_flags & SQLITE_OPEN_READONLY
+				      : flags & SQLITE_OPEN_READONLY);
+
+		f->fd = rs_fd_get(name, rw, &err);
+		if (!f->fd) {
+			f->real->pMethods->xClose(f->real);
+			file->pMethods = NULL;
+			return fail(err, SQLITE_CANTOPEN);
+		}
+		f->dirsync = (flags & SQLITE_OPEN_CREATE) && f->type != SQLITE_OPEN_MAIN_DB;
+	}
+	if (f->type == SQLITE_OPEN_MAIN_DB)
+		registry_add(f);
+	else if (f->type == SQLITE_OPEN_MAIN_JOURNAL || f->type == SQLITE_OPEN_WAL)
+		f->main = registry_find(name);
+	file->pMethods = &rs_io;
+	return SQLITE_OK;
+}
+
+struct rs_file *rs_db_file(sqlite3 *db, const char *zDb)
+{
+	sqlite3_file *file = NULL;
+
+	if (sqlite3_file_control(db, zDb, SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+	    !file || file->pMethods != &rs_io)
+		return NULL;
+	return (struct rs_file *)file;
+}
+
+static const sqlite3_io_methods rs_io = {
+	.iVersion = 2,
+	.xClose = rs_close,
+	.xRead = rs_read,
+	.xWrite = rs_write,
+	.xTruncate = rs_truncate,
+	.xSync = rs_sync,
+	.xFileSize = rs_file_size,
+	.xLock = rs_lock,
+	.xUnlock = rs_unlock,
+	.xCheckReservedLock = rs_check_reserved,
+	.xFileControl = rs_file_control,
+	.xSectorSize = rs_sector_size,
+	.xDeviceCharacteristics = rs_device_chars,
+	.xShmMap = rs_shm_map,
+	.xShmLock = rs_shm_lock,
+	.xShmBarrier = rs_shm_barrier,
+	.xShmUnmap = rs_shm_unmap,
+};
+
+/* ---- the VFS: all but xOpen is the unix VFS's ------------------------------- */
+
+static int rs_delete(sqlite3_vfs *vfs, const char *name, int dirsync)
+{
+	(void)vfs;
+	return orig_vfs->xDelete(orig_vfs, name, dirsync);
+}
+
+static int rs_access(sqlite3_vfs *vfs, const char *name, int flags, int *out)
+{
+	(void)vfs;
+	return orig_vfs->xAccess(orig_vfs, name, flags, out);
+}
+
+static int rs_full_pathname(sqlite3_vfs *vfs, const char *name, int n, char *out)
+{
+	(void)vfs;
+	return orig_vfs->xFullPathname(orig_vfs, name, n, out);
+}
+
+static void *rs_dlopen(sqlite3_vfs *vfs, const char *path)
+{
+	(void)vfs;
+	return orig_vfs->xDlOpen(orig_vfs, path);
+}
+
+static void rs_dlerror(sqlite3_vfs *vfs, int n, char *msg)
+{
+	(void)vfs;
+	orig_vfs->xDlError(orig_vfs, n, msg);
+}
+
+static void (*rs_dlsym(sqlite3_vfs *vfs, void *h, const char *sym))(void)
+{
+	(void)vfs;
+	return orig_vfs->xDlSym(orig_vfs, h, sym);
+}
+
+static void rs_dlclose(sqlite3_vfs *vfs, void *h)
+{
+	(void)vfs;
+	orig_vfs->xDlClose(orig_vfs, h);
+}
+
+static int rs_randomness(sqlite3_vfs *vfs, int n, char *out)
+{
+	(void)vfs;
+	return orig_vfs->xRandomness(orig_vfs, n, out);
+}
+
+static int rs_sleep(sqlite3_vfs *vfs, int us)
+{
+	(void)vfs;
+	return orig_vfs->xSleep(orig_vfs, us);
+}
+
+static int rs_current_time(sqlite3_vfs *vfs, double *t)
+{
+	(void)vfs;
+	return orig_vfs->xCurrentTime(orig_vfs, t);
+}
+
+static int rs_last_error(sqlite3_vfs *vfs, int n, char *msg)
+{
+	int err = last_errno;
+
+	(void)vfs;
+	return err ? err : orig_vfs->xGetLastError(orig_vfs, n, msg);
+}
+
+static int rs_current_time64(sqlite3_vfs *vfs, sqlite3_int64 *t)
+{
+	(void)vfs;
+	return orig_vfs->xCurrentTimeInt64(orig_vfs, t);
+}
+
+static pthread_mutex_t register_lock = PTHREAD_MUTEX_INITIALIZER;
+static int (*orig_fchown)(int, uid_t, gid_t);
+
+/*
+ * The unix VFS, run as root, gives each new journal and WAL its database's
+ * owner with fchown(), which takes the inode lock: behind a write that a
+ * context abandoned on a hung disk it would wait for the disk. Skip the
+ * fchown when the file has that owner already (fstat takes no lock).
+ */
+static int rs_fchown(int fd, uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && st.st_uid == uid && st.st_gid == gid)
+		return 0;
+	return orig_fchown(fd, uid, gid);
+}
+
+static void wrap_fchown(sqlite3_vfs *vfs)
+{
+	if (!vfs->xGetSystemCall || !vfs->xSetSystemCall)
+		return;
+	orig_fchown = (int (*)(int, uid_t, gid_t))vfs->xGetSystemCall(vfs, "fchown");
+	if (orig_fchown)
+		vfs->xSetSystemCall(vfs, "fchown", (sqlite3_syscall_ptr)rs_fchown);
+}
+
+int rctx_sqlite_register(int make_default)
+{
+	sqlite3_vfs *unix_vfs;
+	int rc = rs_initialize();
+
+	if (rc != SQLITE_OK)
+		return rc;
+	pthread_mutex_lock(&register_lock);
+	if (orig_vfs) {
+		rc = make_default ? sqlite3_vfs_register(&rs_vfs, 1) : SQLITE_OK;
+		goto out;
+	}
+	unix_vfs = sqlite3_vfs_find(NULL);
+	if (!unix_vfs || strncmp(unix_vfs->zName, "unix", 4) || unix_vfs->iVersion < 2) {
+		rc = SQLITE_ERROR;
+		goto out;
+	}
+	orig_vfs = unix_vfs;
+	wrap_fchown(unix_vfs);
+	rs_vfs = (sqlite3_vfs){
+		.iVersion = 2,
+		.szOsFile = (int)sizeof(struct rs_file) + unix_vfs->szOsFile,
+		.mxPathname = unix_vfs->mxPathname,
+		.zName = RCTX_SQLITE_VFS,
+		.xOpen = rs_open,
+		.xDelete = rs_delete,
+		.xAccess = rs_access,
+		.xFullPathname = rs_full_pathname,
+		.xDlOpen = rs_dlopen,
+		.xDlError = rs_dlerror,
+		.xDlSym = rs_dlsym,
+		.xDlClose = rs_dlclose,
+		.xRandomness = rs_randomness,
+		.xSleep = rs_sleep,
+		.xCurrentTime = rs_current_time,
+		.xGetLastError = rs_last_error,
+		.xCurrentTimeInt64 = rs_current_time64,
+	};
+	rc = sqlite3_vfs_register(&rs_vfs, make_default);
+	if (rc != SQLITE_OK)
+		orig_vfs = NULL;
+out:
+	pthread_mutex_unlock(&register_lock);
+	return rc;
+}
