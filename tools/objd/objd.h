@@ -25,6 +25,8 @@
 #include "path.h"
 
 #define OBJD_CHUNK (64 * 1024)	/* file reads and writes */
+#define OBJD_HEAD_BODY (16 * 1024)	/* a first read up to this size is sent
+					   with the response head */
 
 struct objd_opts {
 	char addr[64];

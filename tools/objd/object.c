@@ -181,6 +181,13 @@ static void get_head(struct conn *c, void (*on_sent)(struct conn *))
 		     c->size ? c->last - c->off + 1 : 0, on_sent);
 }
 
+/* The head and the first bytes went out in one send: the rest. */
+static void get_first_sent(struct conn *c)
+{
+	c->off += c->sb_len;
+	get_next(c);
+}
+
 static void get_read(struct conn *c, int res, void *data)
 {
 	if (res <= 0 && !c->head_sent) {
@@ -191,6 +198,13 @@ static void get_read(struct conn *c, int res, void *data)
 		conn_abort(c, res == 0 ? "file-shrank" :
 			   ctx_expired(c->req_ctx) ? "deadline-mid-body" :
 			   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
+		return;
+	}
+	if (!c->head_sent && res <= OBJD_HEAD_BODY) {
+		/* A small first read goes out with the head: one send. */
+		c->sb_len = res;
+		conn_respond(c, c->get_status, c->get_hdrs, data, res, c->last - c->off + 1,
+			     get_first_sent);
 		return;
 	}
 	memcpy(c->sbuf, data, res);	/* data is the library's until we return */
