@@ -113,7 +113,17 @@ static void detach(struct worker *w, struct fentry *e)
 	*pp = e->hnext;
 	lru_unlink(fc, e);
 	fc->n--;
+	e->linked = false;
 	cache_put(w, e);
+}
+
+/* A request through e failed (a read that failed or was abandoned, a client
+ * gone): the next GET opens the key again, and a file whose reads hang
+ * (a stuck disk) keeps no fd here, closed with its last request. */
+void cache_drop(struct worker *w, struct fentry *e)
+{
+	if (e->linked)
+		detach(w, e);
 }
 
 int cache_init(struct worker *w, unsigned cap)
@@ -194,6 +204,7 @@ struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t
 	e->mtime = mtime;
 	snprintf(e->etag, sizeof(e->etag), "%s", etag);
 	e->refs = 2;		/* the table's and the caller's */
+	e->linked = true;
 	for (old = fc->table[h & (fc->nbuckets - 1)]; old; old = old->hnext)
 		if (old->hash == h && !strcmp(old->key, key))
 			break;

@@ -65,6 +65,7 @@ struct fentry {
 	uint64_t hash, gen;
 	int64_t expires;
 	int refs;			/* the table's + the requests' */
+	bool linked;			/* in the table */
 	int fd;
 	uint64_t size;
 	int64_t mtime;
@@ -215,6 +216,7 @@ struct fentry *cache_get(struct worker *w, const char *key, uint64_t h);
 struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t gen,
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
 void cache_put(struct worker *w, struct fentry *e);
+void cache_drop(struct worker *w, struct fentry *e);
 
 /* stats.c */
 void stats_serve(struct conn *c);

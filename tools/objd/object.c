@@ -707,6 +707,8 @@ static void unlink_tmp(struct conn *c)
 void object_release(struct conn *c, bool failed)
 {
 	if (c->fe) {		/* the cache's fd: not ours to close */
+		if (failed)
+			cache_drop(c->w, c->fe);
 		cache_put(c->w, c->fe);
 		c->fe = NULL;
 		c->file_fd = -1;
