@@ -429,6 +429,69 @@ check "beyond --max-conns: 503 with Retry-After" [ "$(code "$(U x)")" = 503 -a -
 exec 5<&-
 kill -TERM "$SPID"; wait_exit "$SPID" 30
 
+# ---- the open-file cache: this server's PUT and DELETE seen at once -------
+# Two workers, a new connection per request (either worker may take it), the
+# key cached in both before each change (several GETs). Outside changes are
+# seen within --cache-ttl.
+open_cache() {
+	local R5=$T/root5 i c ok=yes bad_at="" b etag prev="" hits
+	start cache "$R5" --threads 2 --cache-ttl 1s --timeout 20s
+	mkdir -p "$R5/d"
+	for i in $(seq 200); do
+		printf 'version %d %*s' "$i" $((i % 37)) "" >"$T/cv"
+		c=$(code -T "$T/cv" "$(U k)")
+		for _ in 1 2 3; do
+			b=$(curl -sS -D "$T/ch" --max-time 30 "$(U k)")
+			etag=$(tr -d '\r' <"$T/ch" | sed -n 's/^ETag: //p')
+			if [ "$b" != "$(cat "$T/cv")" ] || [ -z "$etag" ] || [ "$etag" = "$prev" ]; then
+				ok=no; bad_at="$i ($c): got '$b' etag $etag after $prev"; break 2
+			fi
+		done
+		prev=$etag
+	done
+	check "open cache: 200 PUTs, each followed by 3 GETs (new connections, 2 workers): new bytes and ETag every time${bad_at:+ (first miss: $bad_at)}" [ $ok = yes ]
+	ok=yes
+	for i in $(seq 20); do
+		echo "del $i" >"$T/cv"
+		code -T "$T/cv" "$(U "d/del$i")" >/dev/null
+		for _ in 1 2 3 4; do code "$(U "d/del$i")" >/dev/null; done
+		c=$(code -X DELETE "$(U "d/del$i")")
+		for _ in 1 2 3; do
+			[ "$c $(code "$(U "d/del$i")")" = "204 404" ] || ok=no
+		done
+	done
+	check "open cache: DELETE of a cached key, then GET 404 on either worker (20 keys, 3 GETs each)" [ $ok = yes ]
+	# A symbolic link to the key, and a PUT through a symlinked directory.
+	echo one >"$R5/tgt"; ln -s tgt "$R5/ln"; ln -s d "$R5/dl"; echo a >"$R5/d/f"
+	for _ in 1 2 3 4; do code "$(U ln)" "$(U d/f)" >/dev/null; done
+	echo two >"$T/cv"; code -T "$T/cv" "$(U tgt)" >/dev/null
+	echo b >"$T/cv2"; code -T "$T/cv2" "$(U dl/f)" >/dev/null
+	ok=yes
+	for _ in 1 2 3 4; do
+		[ "$(curl -sS --max-time 30 "$(U ln)") $(curl -sS --max-time 30 "$(U d/f)")" = "two b" ] || ok=no
+	done
+	check "open cache: a PUT seen through a symbolic link to its key, and a PUT through a symlinked directory seen by its real name" [ $ok = yes ]
+	# Outside the server: replaced (rename) and rewritten in place.
+	echo old >"$R5/out1"; echo old >"$R5/out2"
+	for _ in 1 2 3 4; do code "$(U out1)" "$(U out2)" >/dev/null; done
+	echo new-by-rename >"$R5/.tmp-out1"; mv "$R5/.tmp-out1" "$R5/out1"
+	echo new-in-place >"$R5/out2"
+	sleep 1.1
+	ok=yes
+	for _ in 1 2 3 4; do
+		b=$(curl -sS -D "$T/ch" --max-time 30 "$(U out2)")
+		etag=$(tr -d '\r' <"$T/ch" | sed -n 's/^ETag: //p')
+		[ "$(curl -sS --max-time 30 "$(U out1)") $b" = "new-by-rename new-in-place" ] || ok=no
+		[ "$(curl -sS -o /dev/null -w '%{http_code}' -H "If-None-Match: $etag" --max-time 30 "$(U out2)")" = 304 ] || ok=no
+	done
+	check "open cache: files changed outside the server seen within --cache-ttl 1s (replaced, rewritten in place)" [ $ok = yes ]
+	hits=$(curl -sS --max-time 30 "$(U debug/stats)" | sed -n 's/.*"open_cache":{"hits":\([0-9]*\).*/\1/p')
+	check "open cache: used (/debug/stats open_cache.hits $hits)" [ "${hits:-0}" -gt 100 ]
+	kill -TERM "$SPID"; wait_exit "$SPID" 30
+	check "open cache: SIGTERM, exit 0" [ "$RC" = 0 ]
+}
+open_cache
+
 # ---- a stuck disk: 504 at the deadline, the rest served, threads bounded --
 # fs_start NAME: mount a new stuckfs; FSDIR is its mount point, FSFD the fd
 # of its commands, FSOUT its answers. Returns 1 with FSWHY when FUSE cannot

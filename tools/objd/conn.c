@@ -551,6 +551,34 @@ static bool hex_id(struct http_slice s, uint8_t id[16])
 }
 
 /*
+ * Random bytes for trace and span ids, from a per-thread generator
+ * (splitmix64) seeded once from the kernel: ids must be unique, not secret,
+ * and arc4random_buf costs a getrandom(2) per call here.
+ */
+static void id_random(void *p, size_t n)
+{
+	static __thread uint64_t state;
+	static __thread bool seeded;
+	unsigned char *b = p;
+
+	if (!seeded) {
+		arc4random_buf(&state, sizeof(state));
+		seeded = true;
+	}
+	while (n) {
+		uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+		size_t k = n < 8 ? n : 8;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		z ^= z >> 31;
+		memcpy(b, &z, k);
+		b += k;
+		n -= k;
+	}
+}
+
+/*
  * The request's trace, as a value context under the connection: a child
  * span of a valid traceparent; else a new trace (its id from an X-Trace-ID of
  * 32 hex digits, else random) with a new span. c->tp is the server's span,
@@ -567,10 +595,10 @@ static rctx_t *trace_ctx(struct conn *c)
 			return rctx_with_trace(c->ctx, &c->tp);
 	}
 	if (!hex_id(c->req.trace_id, c->tp.trace_id))
-		arc4random_buf(c->tp.trace_id, sizeof(c->tp.trace_id));
+		id_random(c->tp.trace_id, sizeof(c->tp.trace_id));
 	c->tp.flags = 1;	/* sampled */
 	do
-		arc4random_buf(c->tp.span_id, sizeof(c->tp.span_id));
+		id_random(c->tp.span_id, sizeof(c->tp.span_id));
 	while (!memcmp(c->tp.span_id, "\0\0\0\0\0\0\0\0", 8));
 	return rctx_with_trace(c->ctx, &c->tp);
 }

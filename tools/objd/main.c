@@ -45,6 +45,12 @@ static void usage(FILE *f)
 		"  --device-limit N       file requests per device in the kernel at once\n"
 		"                         (64): the most a stuck disk can hold, each\n"
 		"                         stuck request keeping one\n"
+		"  --open-cache N         open files cached per worker thread (1024;\n"
+		"                         0: none)\n"
+		"  --cache-ttl DUR        a cached file is opened again after it, so\n"
+		"                         changes made outside the server are seen\n"
+		"                         within it (1s); this server's PUT and DELETE\n"
+		"                         are seen at once\n"
 		"DUR: 250ms, 30s, 2m or seconds. BYTES: with an optional K, M or G.\n");
 }
 
@@ -96,6 +102,7 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 		{ "max-conns", 1, NULL, 'c' }, { "access-log", 1, NULL, 'a' },
 		{ "device-limit", 1, NULL, 'w' }, { "max-timeout", 1, NULL, 'M' },
 		{ "max-inflight", 1, NULL, 'i' },
+		{ "open-cache", 1, NULL, 'C' }, { "cache-ttl", 1, NULL, 'L' },
 		{ "help", 0, NULL, 'h' }, { 0 },
 	};
 	char *colon;
@@ -112,6 +119,8 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 	o->max_inflight = 4096;
 	o->max_timeout_ns = 0;	/* --timeout */
 	o->io_workers = RCTX_DEVICE_LIMIT_DEFAULT;
+	o->cache_cap = 1024;
+	o->cache_ttl_ns = 1000000000;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'l':
@@ -131,6 +140,12 @@ static int parse_opts(int argc, char **argv, struct objd_opts *o)
 		case 'w': o->io_workers = (unsigned)atoi(optarg); break;
 		case 'M': if (parse_dur(optarg, &o->max_timeout_ns)) return -1; break;
 		case 'i': o->max_inflight = atoi(optarg); break;
+		case 'C':
+			if (atoi(optarg) < 0 || atoi(optarg) > 1000000)
+				return -1;
+			o->cache_cap = (unsigned)atoi(optarg);
+			break;
+		case 'L': if (parse_dur(optarg, &o->cache_ttl_ns)) return -1; break;
 		case 'h': usage(stdout); exit(0);
 		default: return -1;
 		}
@@ -240,6 +255,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 	}
+	cache_destroy(w);	/* its fds: no request uses them now */
 	atomic_store_explicit(&w->served, true, memory_order_release);
 	/* Closes and clean-ups still in flight; a request that a stuck disk
 	 * holds is left to the kernel (the ring is not destroyed then). */
@@ -277,6 +293,8 @@ static int setup_workers(struct server *s)
 		err = rctx_ring_create(&w->ring, 1024);
 		if (err)
 			return err;
+		if (cache_init(w, s->o.cache_cap))
+			return -ENOMEM;
 	}
 	s->o.port = port;
 	return 0;

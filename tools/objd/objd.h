@@ -25,6 +25,8 @@
 #include "path.h"
 
 #define OBJD_CHUNK (64 * 1024)	/* file reads and writes */
+#define OBJD_HEAD_BODY (16 * 1024)	/* a first read up to this size is sent
+					   with the response head */
 
 struct objd_opts {
 	char addr[64];
@@ -38,6 +40,8 @@ struct objd_opts {
 	int max_conns;
 	int max_inflight;		/* object requests, else 503 */
 	unsigned io_workers;		/* per device: rctx_device_limit() */
+	unsigned cache_cap;		/* open-file cache entries per worker */
+	int64_t cache_ttl_ns;		/* outside changes seen within it */
 	const char *root;
 	const char *access_log;
 };
@@ -53,6 +57,29 @@ struct objd_stats {
 };
 
 struct worker;
+
+/* An open file of the cache (cache.c). */
+struct fentry {
+	struct fentry *hnext;		/* hash chain */
+	struct fentry *lprev, *lnext;	/* LRU, most recent first */
+	uint64_t hash, gen;
+	int64_t expires;
+	int refs;			/* the table's + the requests' */
+	bool linked;			/* in the table */
+	int fd;
+	uint64_t size;
+	int64_t mtime;
+	char etag[HTTP_ETAG_MAX];
+	char key[];
+};
+
+/* A worker's open-file cache: only its thread touches it. */
+struct fcache {
+	struct fentry **table;
+	unsigned nbuckets, n, cap;
+	struct fentry *lru_head, *lru_tail;
+	atomic_ullong hits, misses, stale, evicted;	/* read by /debug/stats */
+};
 
 struct server {
 	struct objd_opts o;
@@ -80,6 +107,7 @@ struct worker {
 	atomic_bool served;	/* its connections all ended and logged */
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
+	struct fcache fc;
 };
 
 struct conn;
@@ -137,6 +165,14 @@ struct conn {
 	char get_hdrs[256];
 	char etag[HTTP_ETAG_MAX];	/* the object's validators */
 	int64_t mtime;
+	/* The open-file cache: the entry whose fd (file_fd) the GET reads; a
+	 * fill's key hash, generation and start; an open that followed a
+	 * symbolic link (not cached; a PUT or DELETE through one invalidates
+	 * every entry). */
+	struct fentry *fe;
+	uint64_t khash, fill_gen;
+	int64_t fill_t0;
+	bool via_symlink;
 
 	/* The response head (or a small body) being sent. */
 	char *out;
@@ -170,6 +206,18 @@ void object_get(struct conn *c);
 void object_put(struct conn *c);
 void object_delete(struct conn *c);
 void object_release(struct conn *c, bool failed);
+
+/* cache.c */
+uint64_t cache_hash(const char *key);
+uint64_t cache_gen(uint64_t h);
+void cache_invalidate(uint64_t h, bool all);
+int cache_init(struct worker *w, unsigned cap);
+void cache_destroy(struct worker *w);
+struct fentry *cache_get(struct worker *w, const char *key, uint64_t h);
+struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t gen,
+			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
+void cache_put(struct worker *w, struct fentry *e);
+void cache_drop(struct worker *w, struct fentry *e);
 
 /* stats.c */
 void stats_serve(struct conn *c);

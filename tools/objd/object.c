@@ -57,11 +57,11 @@ static void started(struct conn *c, int err, file_step next, bool opens)
 		fail(c, 503);
 }
 
-static void submit_open(struct conn *c, int dirfd, const char *path, int flags, mode_t mode,
-			file_step next)
+static void submit_open_r(struct conn *c, int dirfd, const char *path, int flags, mode_t mode,
+			  uint64_t resolve, file_step next)
 {
 	struct open_how how = {
-		.flags = flags | O_CLOEXEC, .mode = mode, .resolve = RESOLVE_OBJD,
+		.flags = flags | O_CLOEXEC, .mode = mode, .resolve = resolve,
 	};
 
 	started(c, rctx_async_openat2(ring_of(c), c->req_ctx, dirfd, path, &how, file_cb, c),
@@ -78,6 +78,43 @@ static void submit_statx(struct conn *c, int dirfd, const char *path, int flags,
 static void submit_fsync(struct conn *c, int fd, file_step next)
 {
 	started(c, rctx_async_fsync(ring_of(c), c->req_ctx, fd, 0, file_cb, c), next, false);
+}
+
+static void submit_open(struct conn *c, int dirfd, const char *path, int flags, mode_t mode,
+			file_step next)
+{
+	submit_open_r(c, dirfd, path, flags, mode, RESOLVE_OBJD, next);
+}
+
+/* Is the open-file cache on? */
+static bool caching(struct conn *c)
+{
+	return c->w->s->o.cache_cap > 0;
+}
+
+/*
+ * An open whose fd may be cached, or whose directory a PUT or DELETE
+ * changes: first without following any symbolic link, so that the cache
+ * knows the file by this one name; c->via_symlink once it had to follow one
+ * (-ELOOP: tried again as usual).
+ */
+static void submit_open_nolink(struct conn *c, int dirfd, const char *path, int flags,
+			       file_step next)
+{
+	c->via_symlink = !caching(c);
+	submit_open_r(c, dirfd, path, flags, 0,
+		      RESOLVE_OBJD | (c->via_symlink ? 0 : RESOLVE_NO_SYMLINKS), next);
+}
+
+/* After submit_open_nolink: true if it was tried again (following links). */
+static bool retry_with_links(struct conn *c, int res, int dirfd, const char *path, int flags,
+			     file_step next)
+{
+	if (res != -ELOOP || c->via_symlink)
+		return false;
+	c->via_symlink = true;
+	submit_open(c, dirfd, path, flags, 0, next);
+	return true;
 }
 
 /* ---- validators ---------------------------------------------------------- */
@@ -144,6 +181,13 @@ static void get_head(struct conn *c, void (*on_sent)(struct conn *))
 		     c->size ? c->last - c->off + 1 : 0, on_sent);
 }
 
+/* The head and the first bytes went out in one send: the rest. */
+static void get_first_sent(struct conn *c)
+{
+	c->off += c->sb_len;
+	get_next(c);
+}
+
 static void get_read(struct conn *c, int res, void *data)
 {
 	if (res <= 0 && !c->head_sent) {
@@ -154,6 +198,13 @@ static void get_read(struct conn *c, int res, void *data)
 		conn_abort(c, res == 0 ? "file-shrank" :
 			   ctx_expired(c->req_ctx) ? "deadline-mid-body" :
 			   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
+		return;
+	}
+	if (!c->head_sent && res <= OBJD_HEAD_BODY) {
+		/* A small first read goes out with the head: one send. */
+		c->sb_len = res;
+		conn_respond(c, c->get_status, c->get_hdrs, data, res, c->last - c->off + 1,
+			     get_first_sent);
 		return;
 	}
 	memcpy(c->sbuf, data, res);	/* data is the library's until we return */
@@ -248,6 +299,8 @@ static void get_opened(struct conn *c, int res, void *data)
 	struct statx stx;
 
 	(void)data;
+	if (retry_with_links(c, res, c->w->s->root_fd, c->key, O_RDONLY, get_opened))
+		return;
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
@@ -263,12 +316,37 @@ static void get_opened(struct conn *c, int res, void *data)
 	}
 	c->size = stx.stx_size;
 	validators(c, &stx);
+	/* Known by this one name: the cache takes the fd (kept open for the
+	 * next GETs of the key, closed when evicted and no longer used). */
+	if (!c->via_symlink)
+		c->fe = cache_add(c->w, c->key, c->khash, c->fill_gen, c->fill_t0, res, c->size,
+				  c->etag, c->mtime);
 	get_sized(c);
 }
 
+/*
+ * A cached key: its fd, size and validators, no file request before the
+ * read (and none at all when the page cache has the bytes). Else open it,
+ * after reading the generation its entry will carry.
+ */
 void object_get(struct conn *c)
 {
-	submit_open(c, c->w->s->root_fd, c->key, O_RDONLY, 0, get_opened);
+	struct fentry *e;
+
+	c->khash = cache_hash(c->key);
+	e = cache_get(c->w, c->key, c->khash);
+	if (e) {
+		c->fe = e;
+		c->file_fd = e->fd;
+		c->size = e->size;
+		c->mtime = e->mtime;
+		memcpy(c->etag, e->etag, sizeof(c->etag));
+		get_sized(c);
+		return;
+	}
+	c->fill_gen = cache_gen(c->khash);
+	c->fill_t0 = rctx_now();
+	submit_open_nolink(c, c->w->s->root_fd, c->key, O_RDONLY, get_opened);
 }
 
 /* ---- PUT ---------------------------------------------------------------- */
@@ -288,6 +366,9 @@ static void put_done(struct conn *c, int res, void *data)
 static void put_renamed(struct conn *c, int res, void *data)
 {
 	(void)data;
+	/* Before the answer: no later GET of this server uses a cached fd of
+	 * the key's old file (nor of any key, if a symbolic link led here). */
+	cache_invalidate(c->khash, c->via_symlink);
 	if (res < 0) {
 		fail(c, res == -EISDIR || res == -ENOTEMPTY ? 409 : status_of_errno(c, res));
 		return;
@@ -491,6 +572,9 @@ static void put_statted(struct conn *c, int res, void *data)
 static void put_dir_opened(struct conn *c, int res, void *data)
 {
 	(void)data;
+	if (retry_with_links(c, res, c->w->s->root_fd, c->dir, O_RDONLY | O_DIRECTORY,
+			     put_dir_opened))
+		return;
 	if (res < 0) {
 		fail(c, res == -ENOENT || res == -ENOTDIR ? 409 : status_of_errno(c, res));
 		return;
@@ -516,8 +600,9 @@ void object_put(struct conn *c)
 	/* A chunked body's length is known at its end: until then, ~0 left. */
 	c->body_left = c->req.chunked ? UINT64_MAX : c->req.content_length;
 	memset(&c->chunk, 0, sizeof(c->chunk));
+	c->khash = cache_hash(c->key);
 	key_split(c->key, &c->dir, &c->base);
-	submit_open(c, s->root_fd, c->dir, O_RDONLY | O_DIRECTORY, 0, put_dir_opened);
+	submit_open_nolink(c, s->root_fd, c->dir, O_RDONLY | O_DIRECTORY, put_dir_opened);
 }
 
 /* ---- DELETE ------------------------------------------------------------- */
@@ -525,6 +610,7 @@ void object_put(struct conn *c)
 static void del_unlinked(struct conn *c, int res, void *data)
 {
 	(void)data;
+	cache_invalidate(c->khash, c->via_symlink);	/* before the answer */
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
@@ -558,6 +644,9 @@ static void del_statted(struct conn *c, int res, void *data)
 static void del_dir_opened(struct conn *c, int res, void *data)
 {
 	(void)data;
+	if (retry_with_links(c, res, c->w->s->root_fd, c->dir, O_RDONLY | O_DIRECTORY,
+			     del_dir_opened))
+		return;
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
@@ -572,8 +661,9 @@ static void del_dir_opened(struct conn *c, int res, void *data)
 
 void object_delete(struct conn *c)
 {
+	c->khash = cache_hash(c->key);
 	key_split(c->key, &c->dir, &c->base);
-	submit_open(c, c->w->s->root_fd, c->dir, O_RDONLY | O_DIRECTORY, 0, del_dir_opened);
+	submit_open_nolink(c, c->w->s->root_fd, c->dir, O_RDONLY | O_DIRECTORY, del_dir_opened);
 }
 
 /* ---- cleanup ------------------------------------------------------------ */
@@ -616,6 +706,13 @@ static void unlink_tmp(struct conn *c)
 /* Close the request's files; after a failure, remove a PUT's temporary. */
 void object_release(struct conn *c, bool failed)
 {
+	if (c->fe) {		/* the cache's fd: not ours to close */
+		if (failed)
+			cache_drop(c->w, c->fe);
+		cache_put(c->w, c->fe);
+		c->fe = NULL;
+		c->file_fd = -1;
+	}
 	close_async(c->w, c->file_fd);
 	close_async(c->w, c->tmp_fd);
 	if (failed && c->tmpname[0] && c->dir_fd >= 0)

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cache.c - the open-file cache: key -> open fd, size, ETag, mtime, one per
+ * worker thread (no locks), so that a GET of a cached key needs no open, no
+ * statx and no hop to the library's lane.
+ *
+ * Invalidation by this server's own PUT and DELETE is exact: a table of
+ * generation counters shared by every worker, one per bucket of key hashes
+ * (plus one epoch for all keys), is bumped by a PUT after its rename and by
+ * a DELETE after its unlink, before either answers. An entry remembers the
+ * generation read BEFORE its open was started; a lookup whose bucket (or
+ * epoch) has moved since drops the entry. So:
+ *   - a GET that starts after a PUT's or DELETE's response reads the new
+ *     generation (the bump happened before the response was sent; the
+ *     client's next request comes after it), finds every older entry stale,
+ *     and opens the key again;
+ *   - an open that raced with the rename (started before the bump, so it may
+ *     have opened the old file) is tagged with the older generation and is
+ *     never used by a later lookup.
+ * Aliases: only fds opened without following any symbolic link
+ * (RESOLVE_NO_SYMLINKS) are cached, so a cached key names its file by one
+ * path; a PUT or DELETE whose directory was reached through a symbolic link
+ * bumps the epoch (every entry of every worker is dropped), since the key it
+ * changed may be cached under another name. Hard links cannot alias a change:
+ * PUT replaces the key's directory entry (rename), it never writes a file in
+ * place.
+ *
+ * Changes made outside the server (another process writing the root) are
+ * seen within the TTL (--cache-ttl, 1 s): an entry is used only until TTL
+ * after its open was started, then the key is opened again.
+ *
+ * Bounded: at most --open-cache entries per worker, least recently used
+ * evicted first. An entry is reference-counted (the cache's own reference
+ * while it is in the table, one per request using its fd): its fd is closed
+ * when the last goes, never under a request still reading it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "objd.h"
+
+#define GEN_BUCKETS 4096	/* generation counters (power of two) */
+
+static atomic_ullong gens[GEN_BUCKETS];
+static atomic_ullong epoch;	/* bumped: every entry is stale */
+
+uint64_t cache_hash(const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+
+	for (; *key; key++)
+		h = (h ^ (unsigned char)*key) * 1099511628211ULL;
+	return h ^ (h >> 29);
+}
+
+/* The generation a fill of key (hash h) is tagged with: read before its
+ * open starts. */
+uint64_t cache_gen(uint64_t h)
+{
+	return atomic_load(&gens[h & (GEN_BUCKETS - 1)]) + atomic_load(&epoch);
+}
+
+/* After this server changed key (hash h): no later lookup uses an entry
+ * filled before now. all: the change may concern another name (a
+ * symbolic link on the way): every entry. */
+void cache_invalidate(uint64_t h, bool all)
+{
+	atomic_fetch_add(&gens[h & (GEN_BUCKETS - 1)], 1);
+	if (all)
+		atomic_fetch_add(&epoch, 1);
+}
+
+static void lru_unlink(struct fcache *fc, struct fentry *e)
+{
+	if (e->lprev)
+		e->lprev->lnext = e->lnext;
+	else
+		fc->lru_head = e->lnext;
+	if (e->lnext)
+		e->lnext->lprev = e->lprev;
+	else
+		fc->lru_tail = e->lprev;
+	e->lprev = e->lnext = NULL;
+}
+
+static void lru_front(struct fcache *fc, struct fentry *e)
+{
+	e->lnext = fc->lru_head;
+	e->lprev = NULL;
+	if (fc->lru_head)
+		fc->lru_head->lprev = e;
+	fc->lru_head = e;
+	if (!fc->lru_tail)
+		fc->lru_tail = e;
+}
+
+void cache_put(struct worker *w, struct fentry *e)
+{
+	if (--e->refs)
+		return;
+	close_async(w, e->fd);
+	free(e);
+}
+
+/* Take e out of the table; its fd stays open while requests use it. */
+static void detach(struct worker *w, struct fentry *e)
+{
+	struct fcache *fc = &w->fc;
+	struct fentry **pp = &fc->table[e->hash & (fc->nbuckets - 1)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	lru_unlink(fc, e);
+	fc->n--;
+	e->linked = false;
+	cache_put(w, e);
+}
+
+/* A request through e failed (a read that failed or was abandoned, a client
+ * gone): the next GET opens the key again, and a file whose reads hang
+ * (a stuck disk) keeps no fd here, closed with its last request. */
+void cache_drop(struct worker *w, struct fentry *e)
+{
+	if (e->linked)
+		detach(w, e);
+}
+
+int cache_init(struct worker *w, unsigned cap)
+{
+	struct fcache *fc = &w->fc;
+
+	fc->cap = cap;
+	if (!cap)
+		return 0;
+	for (fc->nbuckets = 16; fc->nbuckets < cap * 2; fc->nbuckets <<= 1)
+		;
+	fc->table = calloc(fc->nbuckets, sizeof(*fc->table));
+	return fc->table ? 0 : -1;
+}
+
+void cache_destroy(struct worker *w)
+{
+	struct fcache *fc = &w->fc;
+
+	while (fc->lru_head)
+		detach(w, fc->lru_head);
+	free(fc->table);
+	fc->table = NULL;
+}
+
+/* key's entry if it is fresh (a reference for the caller), else NULL. */
+struct fentry *cache_get(struct worker *w, const char *key, uint64_t h)
+{
+	struct fcache *fc = &w->fc;
+	struct fentry *e;
+
+	if (!fc->cap)
+		return NULL;
+	for (e = fc->table[h & (fc->nbuckets - 1)]; e; e = e->hnext)
+		if (e->hash == h && !strcmp(e->key, key))
+			break;
+	if (!e) {
+		atomic_fetch_add_explicit(&fc->misses, 1, memory_order_relaxed);
+		return NULL;
+	}
+	if (e->gen != cache_gen(h) || rctx_now() >= e->expires) {
+		atomic_fetch_add_explicit(&fc->stale, 1, memory_order_relaxed);
+		detach(w, e);
+		return NULL;
+	}
+	atomic_fetch_add_explicit(&fc->hits, 1, memory_order_relaxed);
+	if (fc->lru_head != e) {
+		lru_unlink(fc, e);
+		lru_front(fc, e);
+	}
+	e->refs++;
+	return e;
+}
+
+/*
+ * A new entry for key (hash h): fd (the cache owns it from now on, the
+ * caller holds one reference), opened under generation gen from time t0 on.
+ * NULL (fd not taken) when the cache is off or out of memory.
+ */
+struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t gen,
+			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime)
+{
+	struct fcache *fc = &w->fc;
+	size_t len = strlen(key);
+	struct fentry *e, *old;
+
+	if (!fc->cap || gen != cache_gen(h))	/* already stale */
+		return NULL;
+	e = malloc(sizeof(*e) + len + 1);
+	if (!e)
+		return NULL;
+	memcpy(e->key, key, len + 1);
+	e->hash = h;
+	e->gen = gen;
+	e->expires = t0 + w->s->o.cache_ttl_ns;
+	e->fd = fd;
+	e->size = size;
+	e->mtime = mtime;
+	snprintf(e->etag, sizeof(e->etag), "%s", etag);
+	e->refs = 2;		/* the table's and the caller's */
+	e->linked = true;
+	for (old = fc->table[h & (fc->nbuckets - 1)]; old; old = old->hnext)
+		if (old->hash == h && !strcmp(old->key, key))
+			break;
+	if (old)
+		detach(w, old);
+	while (fc->n >= fc->cap) {
+		atomic_fetch_add_explicit(&fc->evicted, 1, memory_order_relaxed);
+		detach(w, fc->lru_tail);
+	}
+	e->hnext = fc->table[h & (fc->nbuckets - 1)];
+	fc->table[h & (fc->nbuckets - 1)] = e;
+	lru_front(fc, e);
+	fc->n++;
+	return e;
+}
