@@ -140,6 +140,11 @@ rctx_t *rctx__ref(rctx_t *ctx)
 	return ctx;
 }
 
+void rctx__unref(rctx_t *ctx)
+{
+	rctx__obj_put(ctx);
+}
+
 /*
  * The references the user holds on a context whose kernel watch keeps it
  * alive (an fd or hang-up context: its poll holds references until it

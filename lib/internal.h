@@ -330,7 +330,7 @@ bool rctx__cancel_tree(struct rctx_cancel *c, int err, int cause);
 /* A reference (rctx__unref: drop it) that the library holds for itself;
  * rctx_ref()/rctx_unref() are the user's. */
 rctx_t *rctx__ref(rctx_t *ctx);
-#define rctx__unref(ctx) rctx__obj_put(ctx)
+void rctx__unref(rctx_t *ctx);
 /* ctx's effective deadline (RCTX_FOREVER: none). */
 int64_t rctx__deadline_of(const struct rctx *c);
 /* ctx's value for key, searched as rctx_value(): true and *val if found. */
@@ -351,13 +351,13 @@ int rctx__rt_start(void);
 bool rctx__rt_self(void);
 int rctx__rt_keep(struct rctx_kept *k);
 int rctx__rt_adopt(struct rctx_ring *ring);
+/* The signal table's hooks around the runtime thread's sleep (lib/signal.c):
+ * begin(mask) fills the mask to sleep with and says whether end() must
+ * follow the sleep. */
+void rctx__rt_sleep_hooks(bool (*begin)(sigset_t *mask), void (*end)(void));
 void rctx__rt_kick(void);
 
 /* ---- signal contexts (lib/signal.c), for the runtime thread's sleep ------ */
-/* The mask to sleep with (*mask) if it differs from the thread's: true, and
- * rctx__sig_wait_end() must follow the sleep. */
-bool rctx__sig_wait_begin(sigset_t *mask);
-void rctx__sig_wait_end(void);
 
 /* ---- rings (lib/ring.c) ------------------------------------------------- */
 /*

@@ -308,6 +308,22 @@ static int64_t next_wakeup(void)
 }
 
 /*
+ * The signal table's (lib/signal.c), set when its first context registers:
+ * begin() gives the mask to sleep with (the watched signals unblocked) and
+ * says whether end() must follow the sleep.
+ */
+static struct {
+	_Atomic(bool (*)(sigset_t *mask)) begin;
+	void (*end)(void);
+} sleep_hooks;
+
+void rctx__rt_sleep_hooks(bool (*begin)(sigset_t *mask), void (*end)(void))
+{
+	sleep_hooks.end = end;
+	atomic_store_explicit(&sleep_hooks.begin, begin, memory_order_release);
+}
+
+/*
  * Submit and sleep until a CQE or next. Unsent, the wake-up read cannot
  * wake us: tick instead. The signals that signal contexts watch are
  * unblocked during the sleep only (lib/signal.c): never while this thread
@@ -317,6 +333,7 @@ static int64_t next_wakeup(void)
 static void rt_sleep(int64_t next)
 {
 	int64_t until = RCTX_FOREVER;
+	bool (*begin)(sigset_t *mask);
 	sigset_t mask;
 	bool masked;
 
@@ -325,10 +342,11 @@ static void rt_sleep(int64_t next)
 		if (next < until)
 			until = next;
 	}
-	masked = rctx__sig_wait_begin(&mask);
+	begin = atomic_load_explicit(&sleep_hooks.begin, memory_order_acquire);
+	masked = begin && begin(&mask);
 	rctx__wait_cqe_mask(&rt.ring, until, masked ? &mask : NULL);
 	if (masked)
-		rctx__sig_wait_end();
+		sleep_hooks.end();
 }
 
 /*

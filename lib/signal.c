@@ -12,7 +12,7 @@
  * ring (a kept request with a completion hook, lib/keeper.c). When it
  * completes, the thread cancels, for each pending signal, every context
  * registered for it, and reads again. Its own signal mask never changes:
- * it sleeps with the watched signals unblocked (rctx__sig_wait_begin(), a
+ * it sleeps with the watched signals unblocked (sig_wait_begin(), a
  * ppoll(2) mask), so that a signal every application thread blocks is
  * still delivered, and has them blocked whenever it runs. Creating a
  * context writes the eventfd too, so that the next sleep unblocks it.
@@ -102,10 +102,10 @@ static void poke(void)
 /*
  * Before the runtime thread sleeps: *mask is its mask without the watched
  * signals, if it blocks any of them (true; the sleep is then published,
- * and rctx__sig_wait_end() follows it). A context created after this wakes
+ * and sig_wait_end() follows it). A context created after this wakes
  * the thread (poke()), whose next sleep then unblocks its signals too.
  */
-bool rctx__sig_wait_begin(sigset_t *mask)
+static bool sig_wait_begin(sigset_t *mask)
 {
 	sigset_t unblock;
 	bool masked;
@@ -128,7 +128,7 @@ bool rctx__sig_wait_begin(sigset_t *mask)
 }
 
 /* After that sleep: the runtime thread blocks them again. */
-void rctx__sig_wait_end(void)
+static void sig_wait_end(void)
 {
 	pthread_mutex_lock(&st.lock);
 	st.rt_waiting = false;
@@ -385,6 +385,7 @@ static int register_all(struct sig_ctx *c, const sigset_t *set)
 {
 	int ret;
 
+	rctx__rt_sleep_hooks(sig_wait_begin, sig_wait_end);
 	pthread_mutex_lock(&st.lock);
 	ret = reader_start_locked();
 	for (int sig = 1; sig < NSIG && ret == 0; sig++)

@@ -121,7 +121,7 @@ INHERENT = {
     ('lib/runtime.c', 'lib/context.c'):
         'deadline timers expire into the tree (rctx__timer_expired); queued ones hold references',
     ('lib/keeper.c', 'lib/context.c'):
-        'kept I/O drops its reference on the context once its request holds one (rctx_unref)',
+        'a kept request holds references on its contexts until it ends (rctx__ref/rctx__unref)',
 }
 rest = {u: outs - {b for (a, b) in INHERENT if a == u} for u, outs in graph.items()}
 left = find_sccs(rest)
