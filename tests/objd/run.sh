@@ -734,8 +734,15 @@ stuck_chroot() {
 	[ "$(id -u)" = 0 ] || { layout_skip chroot "not root (unshare, chroot)"; return; }
 	command -v unshare >/dev/null || { layout_skip chroot "unshare (util-linux) missing"; return; }
 	command -v chroot >/dev/null || { layout_skip chroot "chroot missing"; return; }
-	unshare -m --propagation private true 2>"$T/unshare.err" ||
-		{ layout_skip chroot "unshare -m: $(head -n 1 "$T/unshare.err")"; return; }
+	# Inside a chroot whose root is not a mount point (a fresh root entered
+	# with chroot), / cannot be made private: keep the propagation as it
+	# is then, and unmount what the namespace mounted at the end.
+	local prop=private
+	if ! unshare -m --propagation private true 2>"$T/unshare.err"; then
+		prop=unchanged
+		unshare -m --propagation unchanged true 2>"$T/unshare.err" ||
+			{ layout_skip chroot "unshare -m: $(head -n 1 "$T/unshare.err")"; return; }
+	fi
 	mkdir -p "$cr/proc" "$cr/srv/data" "$cr/srv/stuck" "$cr/bin"
 	cp "$T/plain" "$T/chroot-data.plain"
 	mkdir -p "$T/chroot-data"
@@ -760,7 +767,7 @@ stuck_chroot() {
 		chroot "$cr" /bin/cat /proc/self/mountinfo >"$cr.mountinfo"
 		exec chroot "$cr" "$@"
 	SH
-	launch chroot unshare -m --propagation private bash "$T/chroot.sh" "$cr" "$T/chroot-data" "$FSDIR" \
+	launch chroot unshare -m --propagation "$prop" bash "$T/chroot.sh" "$cr" "$T/chroot-data" "$FSDIR" \
 		/ringctx-objd --listen 127.0.0.1:0 --threads 1 --timeout 30s --device-limit 4 --drain 2s /srv
 	echo "  /proc/self/mountinfo in the chroot:"
 	sed 's/^/    /' "$cr.mountinfo"
@@ -774,6 +781,7 @@ stuck_chroot() {
 		[ "$(readlink "/proc/$SPID/root")" = "$cr" ]
 	stuck_checks chroot stuck data
 	stuck_end chroot
+	[ "$prop" = private ] || umount -l "$cr/srv/stuck" "$cr/srv/data" "$cr/proc" 2>/dev/null || true
 }
 
 stuck_disk() {
