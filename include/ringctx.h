@@ -911,15 +911,16 @@ int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd, const char
 int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
 			int flags, rctx_async_cb_t cb, void *arg);
 
+#define RCTX_DEVICE_LIMIT_DEFAULT 8
+#define RCTX_DEVICE_LIMIT_MAX 256
 /*
  * The per-device bound of the isolation: at most n requests of one device
  * (abandonable requests and the blocking calls' file I/O) are held by the
  * kernel at once. n = 0 only reads it. Returns the bound before the call
- * (default RCTX_DEVICE_LIMIT_DEFAULT). Thread-safe; applies to requests
- * handed to the kernel from then on. -EINVAL for n > RCTX_DEVICE_LIMIT_MAX.
+ * (default RCTX_DEVICE_LIMIT_DEFAULT, 8). Thread-safe; applies to requests
+ * handed to the kernel from then on. -EINVAL for n > RCTX_DEVICE_LIMIT_MAX
+ * (256).
  */
-#define RCTX_DEVICE_LIMIT_DEFAULT 8
-#define RCTX_DEVICE_LIMIT_MAX 256
 int rctx_device_limit(unsigned n);
 
 
