@@ -37,4 +37,16 @@ static inline void cpu_relax(void) { __asm__ __volatile__("yield"); }
 static inline void cpu_relax(void) { }
 #endif
 
+/* Running under valgrind: it lacks some system calls (openat2), and
+ * per-thread caches only hide leaks from it. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define under_valgrind() RUNNING_ON_VALGRIND
+#endif
+#endif
+#ifndef under_valgrind
+#define under_valgrind() 0
+#endif
+
 #endif /* RINGCTX_COMPILER_H */

@@ -86,16 +86,6 @@ struct rctx_kept *rctx__kept_new(size_t buflen)
 	return k;
 }
 
-/* valgrind 3.19 does not know openat2(2): it warns and fails the call. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define under_valgrind() RUNNING_ON_VALGRIND
-#endif
-#endif
-#ifndef under_valgrind
-#define under_valgrind() 0
-#endif
 
 /*
  * The directory a path request resolves from, for its lane: the path's

@@ -53,15 +53,6 @@
 #define SEND_HOME 1
 #endif
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define under_valgrind() RUNNING_ON_VALGRIND
-#endif
-#endif
-#ifndef under_valgrind
-#define under_valgrind() 0
-#endif
 
 enum { CACHE_NEW, CACHE_LIVE, CACHE_OFF };
 
