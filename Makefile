@@ -212,8 +212,8 @@ summary = [ -z "$$RCTX_CHECK_SUMMARY" ] || echo "$(1) 1 0 0" >>"$$RCTX_CHECK_SUM
 
 # Every step adds its counts to $(SUMMARY); the last line adds them up.
 SUMMARY := $(abspath $(BUILD))/check.summary
-# Everything is built first, two compilers at a time; the fuzz smoke (one
-# core) runs beside valgrind.
+# Everything is built first, two compilers at a time; the fuzz smokes and
+# the SQLite VFS's tests (one core) run beside valgrind.
 CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
 	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(EXAMPLES) $(OBJD) $(BUILD)/objd-stuckfs \
 	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_parsers $(FUZZ_DIR)/fuzz_http
@@ -222,9 +222,8 @@ check: deps-check
 	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
 	$(Q)$(MAKE) --no-print-directory -j2 $(CHECK_BINS)
 	$(Q)$(CHECK_MAKE) check-plain check-asan check-tsan check-fault check-examples check-objd
-	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz check-fuzz-http
+	$(Q)$(CHECK_MAKE) -j2 --output-sync=target check-valgrind check-fuzz check-fuzz-http check-sqlite
 	$(Q)$(CHECK_MAKE) check-install check-symbols check-layers
-	$(Q)$(CHECK_MAKE) check-sqlite
 	$(Q)awk '{ p += $$2; f += $$3; s += $$4 } END { printf "check: %d passed, %d failed, %d skipped\n", p, f, s }' $(SUMMARY)
 
 # Nothing but the public API and rctx__ internals is global.
