@@ -508,9 +508,11 @@ $(SQLITE_DIR)/ext/%.o: contrib/sqlite/%.c $(RS_HDRS)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)mkdir -p $(@D) && $(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden \
 		-DRCTX_SQLITE_EXTENSION $(SQLITE_CFLAGS) -c -o $@ $<
-$(RS_EXT): $(patsubst contrib/sqlite/%.c,$(SQLITE_DIR)/ext/%.o,$(RS_SRCS) contrib/sqlite/ext.c) $(plain_PICOBJS)
+$(RS_EXT): $(patsubst contrib/sqlite/%.c,$(SQLITE_DIR)/ext/%.o,$(RS_SRCS) contrib/sqlite/ext.c) $(plain_PICOBJS) \
+		contrib/sqlite/rctxvfs.map
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared -Wl,-z,defs -o $@ $^ $(LIBS)
+	$(Q)$(CC) -shared -Wl,-z,defs -Wl,--version-script=contrib/sqlite/rctxvfs.map -o $@ \
+		$(filter %.o,$^) $(LIBS)
 
 sqlite: $(RS_BINS)
 

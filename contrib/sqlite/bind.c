@@ -26,7 +26,7 @@ static void binding_ref(struct rs_binding *b)
 	pthread_mutex_unlock(&b->mu);
 }
 
-void rs_binding_unref(struct rs_binding *b)
+void rctx__sqlite_binding_unref(struct rs_binding *b)
 {
 	bool last;
 
@@ -55,7 +55,7 @@ static void interrupt_db(void *p)
 	if (b->alive && b->gen == a->gen)
 		sqlite3_interrupt(b->db);
 	pthread_mutex_unlock(&b->mu);
-	rs_binding_unref(b);
+	rctx__sqlite_binding_unref(b);
 	free(a);
 }
 
@@ -66,7 +66,7 @@ static void disarm(struct rs_binding *b, struct after_arg **arg)
 	if (!b->after)
 		return;
 	if (rctx_after_stop(b->after)) {
-		rs_binding_unref(b);	/* not the last: the caller holds one */
+		rctx__sqlite_binding_unref(b);	/* not the last: the caller holds one */
 		free(*arg);
 	}
 	rctx_after_release(b->after);
@@ -104,7 +104,7 @@ static int set_ctx(struct rs_binding *b, rctx_t *ctx, bool owned, struct after_a
 	b->ctx_owned = owned;
 	b->after = rctx_after_func(ctx, interrupt_db, a);
 	if (!b->after) {
-		rs_binding_unref(b);
+		rctx__sqlite_binding_unref(b);
 		free(a);
 		a = NULL;
 	}
@@ -112,7 +112,7 @@ static int set_ctx(struct rs_binding *b, rctx_t *ctx, bool owned, struct after_a
 	return SQLITE_OK;
 }
 
-void rs_binding_close(struct rs_binding *b)
+void rctx__sqlite_binding_close(struct rs_binding *b)
 {
 	disarm(b, &b->arg);
 	pthread_mutex_lock(&b->mu);
@@ -123,7 +123,7 @@ void rs_binding_close(struct rs_binding *b)
 /* The binding of db, made on first use; NULL if db is not on our VFS. */
 static struct rs_binding *binding_of(sqlite3 *db, int *rc)
 {
-	struct rs_file *f = db ? rs_db_file(db, "main") : NULL;
+	struct rs_file *f = db ? rctx__sqlite_db_file(db, "main") : NULL;
 	struct rs_binding *b;
 
 	*rc = SQLITE_MISUSE;
@@ -150,12 +150,12 @@ static void share(sqlite3 *db, struct rs_binding *b)
 	const char *name;
 
 	for (int i = 1; (name = sqlite3_db_name(db, i)); i++) {
-		struct rs_file *f = rs_db_file(db, name);
+		struct rs_file *f = rctx__sqlite_db_file(db, name);
 
 		if (!f || f->bind == b)
 			continue;
 		if (f->bind)
-			rs_binding_unref(f->bind);
+			rctx__sqlite_binding_unref(f->bind);
 		binding_ref(b);
 		f->bind = b;
 	}
@@ -181,7 +181,7 @@ int rctx_sqlite_bind(sqlite3 *db, rctx_t *ctx)
 
 rctx_t *rctx_sqlite_context(sqlite3 *db)
 {
-	struct rs_file *f = db ? rs_db_file(db, "main") : NULL;
+	struct rs_file *f = db ? rctx__sqlite_db_file(db, "main") : NULL;
 
 	return f && f->bind ? f->bind->ctx : NULL;
 }

@@ -36,7 +36,7 @@ static void keep_spare(struct rs_fd *f, int fd)
 		f->spare[f->nspare++] = fd;
 }
 
-struct rs_fd *rs_fd_get(const char *path, bool writable, int *err)
+struct rs_fd *rctx__sqlite_fd_get(const char *path, bool writable, int *err)
 {
 	struct rs_fd *f = NULL;
 	struct stat st;
@@ -85,7 +85,7 @@ out_err:
 	return NULL;
 }
 
-void rs_fd_put(struct rs_fd *f)
+void rctx__sqlite_fd_put(struct rs_fd *f)
 {
 	pthread_mutex_lock(&fd_lock);
 	if (--f->refs > 0) {

@@ -46,8 +46,8 @@ struct rs_fd {
 };
 
 /* Open (or share) the process's descriptor of path. NULL: -errno in *err. */
-struct rs_fd *rs_fd_get(const char *path, bool writable, int *err);
-void rs_fd_put(struct rs_fd *f);
+struct rs_fd *rctx__sqlite_fd_get(const char *path, bool writable, int *err);
+void rctx__sqlite_fd_put(struct rs_fd *f);
 
 /*
  * A connection's context. Shared (reference-counted) by the files of the
@@ -71,9 +71,9 @@ struct rs_binding {
 	int64_t stmt_timeout_ns;	/* per-statement timeout, 0: none */
 };
 
-void rs_binding_unref(struct rs_binding *b);
+void rctx__sqlite_binding_unref(struct rs_binding *b);
 /* The owning file closes: no more interrupts of its connection. */
-void rs_binding_close(struct rs_binding *b);
+void rctx__sqlite_binding_close(struct rs_binding *b);
 
 /* A file of the VFS; the unix VFS's own file follows it (real). */
 struct rs_file {
@@ -90,9 +90,9 @@ struct rs_file {
 };
 
 /* The context the I/O of f runs under now. */
-rctx_t *rs_file_ctx(struct rs_file *f);
+rctx_t *rctx__sqlite_file_ctx(struct rs_file *f);
 
 /* The ringctx-VFS file of database zDb ("main"...) of db, or NULL. */
-struct rs_file *rs_db_file(sqlite3 *db, const char *zDb);
+struct rs_file *rctx__sqlite_db_file(sqlite3 *db, const char *zDb);
 
 #endif /* RINGCTX_SQLITE_INTERNAL_H */

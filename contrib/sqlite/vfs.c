@@ -33,7 +33,7 @@ static struct rs_file *open_dbs;	/* main databases, under reg_lock */
 
 /* ---- which context ------------------------------------------------------ */
 
-rctx_t *rs_file_ctx(struct rs_file *f)
+rctx_t *rctx__sqlite_file_ctx(struct rs_file *f)
 {
 	struct rs_file *m = f->main ? f->main : f;
 
@@ -60,7 +60,7 @@ static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 
 	if (!f->fd)
 		return f->real->pMethods->xRead(f->real, buf, amt, off);
-	ctx = rs_file_ctx(f);
+	ctx = rctx__sqlite_file_ctx(f);
 	while (done < amt) {
 		ssize_t n = rctx_read(ctx, f->fd->fd, (char *)buf + done, amt - done, off + done);
 
@@ -85,7 +85,7 @@ static int rs_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 
 	if (!f->fd)
 		return f->real->pMethods->xWrite(f->real, buf, amt, off);
-	ctx = rs_file_ctx(f);
+	ctx = rctx__sqlite_file_ctx(f);
 	while (done < amt) {
 		ssize_t n = rctx_write(ctx, f->fd->fd, (const char *)buf + done, amt - done,
 				       off + done);
@@ -106,7 +106,7 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 
 	if (!f->fd)
 		return f->real->pMethods->xTruncate(f->real, size);
-	ret = rctx_ftruncate(rs_file_ctx(f), f->fd->fd, size);
+	ret = rctx_ftruncate(rctx__sqlite_file_ctx(f), f->fd->fd, size);
 	if (ret == -EOPNOTSUPP)	/* a kernel before 6.9 */
 		return f->real->pMethods->xTruncate(f->real, size);
 	return ret < 0 ? fail(ret, SQLITE_IOERR_TRUNCATE) : SQLITE_OK;
@@ -115,7 +115,7 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 /* Sync the directory of a new journal or WAL once, as the unix VFS does. */
 static int sync_dir(struct rs_file *f)
 {
-	rctx_t *ctx = rs_file_ctx(f);
+	rctx_t *ctx = rctx__sqlite_file_ctx(f);
 	const char *slash = strrchr(f->name, '/');
 	char dir[4096];
 	int fd, ret;
@@ -141,7 +141,7 @@ static int rs_sync(sqlite3_file *file, int flags)
 
 	if (!f->fd)
 		return f->real->pMethods->xSync(f->real, flags);
-	ret = rctx_fsync(rs_file_ctx(f), f->fd->fd, how);
+	ret = rctx_fsync(rctx__sqlite_file_ctx(f), f->fd->fd, how);
 	if (ret < 0)
 		return fail(ret, SQLITE_IOERR_FSYNC);
 	if (f->dirsync) {
@@ -263,13 +263,13 @@ static int rs_close(sqlite3_file *file)
 		registry_del(f);
 	if (f->bind) {
 		if (f->owns_bind)
-			rs_binding_close(f->bind);
-		rs_binding_unref(f->bind);
+			rctx__sqlite_binding_close(f->bind);
+		rctx__sqlite_binding_unref(f->bind);
 		f->bind = NULL;
 	}
 	/* After the unix VFS's close: it may still need our descriptor's file. */
 	if (f->fd)
-		rs_fd_put(f->fd);
+		rctx__sqlite_fd_put(f->fd);
 	f->fd = NULL;
 	return rc;
 }
@@ -304,7 +304,7 @@ static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 		bool rw = !(out_flags ? *out_flags & SQLITE_OPEN_READONLY
 				      : flags & SQLITE_OPEN_READONLY);
 
-		f->fd = rs_fd_get(name, rw, &err);
+		f->fd = rctx__sqlite_fd_get(name, rw, &err);
 		if (!f->fd) {
 			f->real->pMethods->xClose(f->real);
 			file->pMethods = NULL;
@@ -320,7 +320,7 @@ static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 	return SQLITE_OK;
 }
 
-struct rs_file *rs_db_file(sqlite3 *db, const char *zDb)
+struct rs_file *rctx__sqlite_db_file(sqlite3 *db, const char *zDb)
 {
 	sqlite3_file *file = NULL;
 
