@@ -18,7 +18,8 @@
  * SQLITE_IOERR_* code and sqlite3_interrupt() stops the CPU-bound work of
  * the connection's running statement (SQLITE_INTERRUPT). After a failed
  * statement, rctx_sqlite_ctx_err() tells a context end from a genuine I/O
- * error. SQLite's journal or WAL keeps the database intact, as after any
+ * error. rctx_sqlite_open() puts the open itself (it reads the database
+ * header) under a context as well. SQLite's journal or WAL keeps the database intact, as after any
  * I/O error: the transaction rolls back, wholly.
  *
  * Build against it with `pkg-config sqlite3` and -lringctx_sqlite -lringctx.
@@ -65,6 +66,27 @@ int rctx_sqlite_register(int make_default);
  * not open through RCTX_SQLITE_VFS; SQLITE_NOMEM.
  */
 int rctx_sqlite_bind(sqlite3 *db, rctx_t *ctx);
+
+/*
+ * Open a database through RCTX_SQLITE_VFS with the open itself under ctx,
+ * and bind ctx to the connection. This is sqlite3_open_v2(filename, db,
+ * flags, RCTX_SQLITE_VFS) with the open's own reads under ctx (SQLite
+ * reads the database header there, before any statement), then
+ * rctx_sqlite_bind(*db, ctx): a deadline or cancel covers the open too,
+ * which rctx_sqlite_bind() on an open connection cannot. NULL ctx:
+ * rctx_background(). Call rctx_sqlite_register() first. As with
+ * sqlite3_open_v2, *db receives a handle (NULL only when SQLite is out of
+ * memory) that the caller closes with sqlite3_close(), on failure too; a
+ * failed open is not bound, and rctx_err(ctx) tells whether ctx ended it.
+ * The connection takes a reference to ctx; the caller keeps its own. Any
+ * thread; the connection is then used as after rctx_sqlite_bind().
+ * Returns SQLITE_OK; SQLITE_MISUSE if db is NULL; the code of
+ * sqlite3_open_v2() (an SQLITE_IOERR_* when ctx ended the open's read,
+ * SQLITE_ERROR "no such vfs" before rctx_sqlite_register()); or that of
+ * rctx_sqlite_bind() (SQLITE_MISUSE when filename is not a file the VFS
+ * opens, such as ":memory:"; SQLITE_NOMEM).
+ */
+int rctx_sqlite_open(const char *filename, sqlite3 **db, int flags, rctx_t *ctx);
 
 /*
  * The context bound to db (borrowed: valid until the next rctx_sqlite_bind

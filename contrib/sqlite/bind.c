@@ -8,6 +8,8 @@
  * database's file. An after-func on the bound context interrupts the
  * connection when the context ends; gen makes an after-func of an older
  * binding harmless, alive one that fires after the connection closed.
+ * rctx_sqlite_open() covers the open, before there is a binding, with a
+ * context of the opening thread.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -177,6 +179,24 @@ int rctx_sqlite_bind(sqlite3 *db, rctx_t *ctx)
 	share(db, b);
 	rctx_ref(ctx);
 	return set_ctx(b, ctx, false, &b->arg);
+}
+
+/* Set only while this thread is inside sqlite3_open_v2() of rctx_sqlite_open():
+ * the files of the connection being opened have no binding yet. */
+_Thread_local rctx_t *rctx__sqlite_opening;
+
+int rctx_sqlite_open(const char *filename, sqlite3 **db, int flags, rctx_t *ctx)
+{
+	int rc;
+
+	if (!db)
+		return SQLITE_MISUSE;
+	if (!ctx)
+		ctx = rctx_background();
+	rctx__sqlite_opening = ctx;
+	rc = sqlite3_open_v2(filename, db, flags, RCTX_SQLITE_VFS);
+	rctx__sqlite_opening = NULL;
+	return rc == SQLITE_OK ? rctx_sqlite_bind(*db, ctx) : rc;
 }
 
 rctx_t *rctx_sqlite_context(sqlite3 *db)

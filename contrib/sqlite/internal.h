@@ -89,8 +89,13 @@ struct rs_file {
 	struct rs_file *next;		/* in the registry of open databases */
 };
 
-/* The context the I/O of f runs under now. */
+/*
+ * The context the I/O of f runs under now: its connection's; before the
+ * connection is bound, that of the rctx_sqlite_open() this thread is in
+ * (rctx__sqlite_opening), else rctx_background().
+ */
 rctx_t *rctx__sqlite_file_ctx(struct rs_file *f);
+extern _Thread_local rctx_t *rctx__sqlite_opening;
 
 /* The ringctx-VFS file of database zDb ("main"...) of db, or NULL. */
 struct rs_file *rctx__sqlite_db_file(sqlite3 *db, const char *zDb);

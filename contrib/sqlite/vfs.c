@@ -37,7 +37,9 @@ rctx_t *rctx__sqlite_file_ctx(struct rs_file *f)
 {
 	struct rs_file *m = f->main ? f->main : f;
 
-	return m->bind && m->bind->ctx ? m->bind->ctx : rctx_background();
+	if (m->bind && m->bind->ctx)
+		return m->bind->ctx;
+	return rctx__sqlite_opening ? rctx__sqlite_opening : rctx_background();
 }
 
 /* The errno of this thread's last failed method, for sqlite3_system_errno(). */

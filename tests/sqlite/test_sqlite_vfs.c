@@ -11,7 +11,8 @@
  * fails and rctx_sqlite_ctx_err() says so (with the cause), a CPU-bound
  * statement is interrupted at its deadline, rebinding a live context makes
  * the connection work again, and a per-statement timeout starts afresh for
- * each statement.
+ * each statement. rctx_sqlite_open() runs the open's own read under its
+ * context (a context ended before it fails the open) and binds it.
  *
  * Only outcomes and orderings are asserted; every wait is bounded.
  */
@@ -307,5 +308,48 @@ Test(sqlite_vfs, bind_refuses_a_connection_of_another_vfs, .init = setup, .fini 
 	cr_assert_null(rctx_sqlite_context(db));
 	cr_assert_eq(rctx_sqlite_ctx_err(NULL, NULL), -EINVAL);
 	cr_assert_eq(rctx_sqlite_statement_timeout(db, -1), SQLITE_MISUSE);
+	sqlite3_close(db);
+}
+
+Test(sqlite_vfs, open_runs_under_its_context_and_binds_it, .init = setup, .fini = teardown)
+{
+	char path[128];
+	rctx_t *ctx;
+	sqlite3 *db;
+	int rc, cause = 0;
+
+	path_of(path, sizeof(path), "p.db");
+	db = su_open(path, RCTX_SQLITE_VFS);
+	fill(db, 10);
+	sqlite3_close(db);
+
+	/* Ended before the open: the open's own read (the header) fails. */
+	ctx = rctx_with_cancel(rctx_background());
+	rctx_cancel_cause(ctx, -ECONNRESET);
+	db = NULL;
+	rc = rctx_sqlite_open(path, &db, SQLITE_OPEN_READWRITE, ctx);
+	cr_assert_eq(rc & 0xff, SQLITE_IOERR, "rc %d", rc);
+	cr_assert_not_null(db);
+	cr_assert_null(rctx_sqlite_context(db), "a failed open is bound");
+	sqlite3_close(db);
+	rctx_release(ctx);
+
+	/* A live one is bound: the statements run under it. */
+	ctx = rctx_with_cancel(rctx_background());
+	cr_assert_eq(rctx_sqlite_open(path, &db, SQLITE_OPEN_READWRITE, ctx), SQLITE_OK);
+	cr_assert_eq(rctx_sqlite_context(db), ctx);
+	cr_assert_eq(su_int(db, "SELECT count(*) FROM t"), 10);
+	rctx_cancel_cause(ctx, -ECONNRESET);
+	rctx_release(ctx);	/* the connection keeps its own reference */
+	su_int_rc(db, "SELECT count(*) FROM t", &rc);
+	cr_assert_neq(rc, SQLITE_OK);
+	cr_assert_eq(rctx_sqlite_ctx_err(db, &cause), -ECANCELED);
+	cr_assert_eq(cause, -ECONNRESET);
+	sqlite3_close(db);
+
+	cr_assert_eq(rctx_sqlite_open(path, NULL, SQLITE_OPEN_READWRITE, NULL), SQLITE_MISUSE);
+	db = NULL;
+	cr_assert_eq(rctx_sqlite_open(":memory:", &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_MISUSE,
+		     "an in-memory database is bound");
 	sqlite3_close(db);
 }
