@@ -476,7 +476,8 @@ RS_EXT    := $(SQLITE_DIR)/rctxvfs.so
 RS_BINS    = $(RS_LIB) $(RS_SHLIB) $(RS_EXT) $(foreach f,plain asan,$(addprefix $(BUILD)/$(f)/sqlite/,$(RS_TESTS)))
 
 # The VFS objects of a flavour ($(1): plain or asan, $(2): its flags), and
-# the tests of tests/sqlite/ against them.
+# the tests of tests/sqlite/ against them (the stock shell loads the
+# extension in a test: its absolute path compiled in).
 define sqlite_flavour
 $(BUILD)/$(1)/sqlite/%.o: contrib/sqlite/%.c $(RS_HDRS) | $(BUILD)/$(1)/sqlite
 	@$$(if $$(Q),echo "  CC      $$@")
@@ -485,9 +486,12 @@ $(BUILD)/$(1)/sqlite/libringctx_sqlite.a: $(patsubst contrib/sqlite/%.c,$(BUILD)
 	@$$(if $$(Q),echo "  AR      $$@")
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
 $(BUILD)/$(1)/sqlite/test_%: tests/sqlite/test_%.c tests/sqlite/*.h tests/*.h support/*.h \
-		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libringctx.a $(BUILD)/$(1)/libsupport.a
+		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libringctx.a $(BUILD)/$(1)/libsupport.a \
+		$(RS_EXT)
 	@$$(if $$(Q),echo "  CC      $$@")
-	$$(Q)$$(CC) $$(CPPFLAGS) -Itests -Itests/sqlite -Isupport $$(CFLAGS) $(2) $$(SQLITE_CFLAGS) -o $$@ $$< \
+	$$(Q)$$(CC) $$(CPPFLAGS) -Itests -Itests/sqlite -Isupport \
+		-DRCTX_SQLITE_EXT='"$(abspath $(RS_EXT))"' \
+		$$(CFLAGS) $(2) $$(SQLITE_CFLAGS) -o $$@ $$< \
 		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libsupport.a $(BUILD)/$(1)/libringctx.a \
 		-lcriterion $$(SQLITE_LIBS) $$(FUSE_LIBS) $$(LIBS)
 $(BUILD)/$(1)/sqlite:

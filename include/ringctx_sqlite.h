@@ -115,7 +115,8 @@ int rctx_sqlite_ctx_err(sqlite3 *db, int *cause);
  * that times out timeout_ns after the statement starts (a child of the
  * context bound with rctx_sqlite_bind(), or of rctx_background()), as
  * the SQL function rctx_timeout(ms) of the loadable extension does; 0 turns
- * it off. Uses the connection's sqlite3_trace_v2 hook (SQLITE_TRACE_STMT):
+ * it off. Uses the connection's sqlite3_trace_v2 hook (SQLITE_TRACE_STMT and
+ * SQLITE_TRACE_PROFILE):
  * it replaces a trace callback set before, and a later sqlite3_trace_v2
  * call disables the per-statement timeout. Same thread as rctx_sqlite_bind.
  * Returns SQLITE_OK, SQLITE_MISUSE (db NULL or not on RCTX_SQLITE_VFS, a

@@ -220,15 +220,25 @@ int rctx_sqlite_ctx_err(sqlite3 *db, int *cause)
 	return err;
 }
 
-/* SQLITE_TRACE_STMT: a statement starts; give it its own deadline. */
-static int statement_starts(unsigned type, void *p, void *stmt, void *sql)
+/*
+ * SQLITE_TRACE_STMT: a statement starts; give it its own deadline.
+ * SQLITE_TRACE_PROFILE: it has ended; note whether its context had (for
+ * the extension's rctx_status(), itself a later statement).
+ */
+static int statement_trace(unsigned type, void *p, void *stmt, void *arg)
 {
 	struct rs_binding *b = p;
-	const char *text = sql;
+	const char *text = arg;	/* TRACE_STMT: the SQL text */
 	rctx_t *ctx;
 
 	(void)stmt;
-	if (type != SQLITE_TRACE_STMT || !b->stmt_timeout_ns || (text && text[0] == '-'))
+	if (!b->stmt_timeout_ns)
+		return 0;
+	if (type == SQLITE_TRACE_PROFILE) {
+		b->prev_err = b->ctx ? rctx_err(b->ctx) : 0;
+		return 0;
+	}
+	if (type != SQLITE_TRACE_STMT || (text && text[0] == '-'))
 		return 0;	/* "-- ..." is a trigger's program, inside its statement */
 	ctx = rctx_with_timeout(b->base ? b->base : rctx_background(), b->stmt_timeout_ns);
 	if (ctx)
@@ -254,6 +264,6 @@ int rctx_sqlite_statement_timeout(sqlite3 *db, int64_t timeout_ns)
 		if (rc != SQLITE_OK)
 			return rc;
 	}
-	return sqlite3_trace_v2(db, timeout_ns ? SQLITE_TRACE_STMT : 0,
-				timeout_ns ? statement_starts : NULL, b);
+	return sqlite3_trace_v2(db, timeout_ns ? SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE : 0,
+				timeout_ns ? statement_trace : NULL, b);
 }

@@ -10,7 +10,11 @@
  *                        under its own MS-millisecond deadline (0: none);
  *                        returns MS.
  *     rctx_status()      'ok', or how the bound context ended:
- *                        'deadline exceeded' / 'canceled'.
+ *                        'deadline exceeded' / 'canceled'; after
+ *                        rctx_timeout(), whether the context of the
+ *                        connection's previous statement had ended when
+ *                        that statement did (its own statement has a
+ *                        fresh one).
  */
 #include <errno.h>
 
@@ -40,8 +44,14 @@ static void timeout_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
 
 static void status_fn(sqlite3_context *cx, int argc, sqlite3_value **argv)
 {
-	rctx_t *ctx = rctx_sqlite_context(sqlite3_context_db_handle(cx));
-	int err = ctx ? rctx_err(ctx) : 0;
+	struct rs_file *f = rctx__sqlite_db_file(sqlite3_context_db_handle(cx), "main");
+	struct rs_binding *b = f ? f->bind : NULL;
+	int err = 0;
+
+	if (b && b->stmt_timeout_ns)
+		err = b->prev_err;
+	else if (b && b->ctx)
+		err = rctx_err(b->ctx);
 
 	(void)argc;
 	(void)argv;

@@ -69,6 +69,8 @@ struct rs_binding {
 	rctx_after_t *after;		/* interrupts db when ctx ends */
 	struct after_arg *arg;		/* after's argument, freed if it never runs */
 	int64_t stmt_timeout_ns;	/* per-statement timeout, 0: none */
+	int prev_err;			/* with it: rctx_err() of the context of the
+					   last statement that ended, as it ended */
 };
 
 void rctx__sqlite_binding_unref(struct rs_binding *b);

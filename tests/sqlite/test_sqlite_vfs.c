@@ -12,7 +12,10 @@
  * statement is interrupted at its deadline, rebinding a live context makes
  * the connection work again, and a per-statement timeout starts afresh for
  * each statement. rctx_sqlite_open() runs the open's own read under its
- * context (a context ended before it fails the open) and binds it.
+ * context (a context ended before it fails the open) and binds it. The
+ * extension loaded into the stock shell: rctx_timeout() interrupts a
+ * CPU-bound statement at its deadline, and rctx_status() then says
+ * 'deadline exceeded' (and 'ok' after a statement in time).
  *
  * Only outcomes and orderings are asserted; every wait is bounded.
  */
@@ -352,4 +355,43 @@ Test(sqlite_vfs, open_runs_under_its_context_and_binds_it, .init = setup, .fini 
 	cr_assert_eq(rctx_sqlite_open(":memory:", &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_MISUSE,
 		     "an in-memory database is bound");
 	sqlite3_close(db);
+}
+
+/*
+ * The extension in the stock shell: rctx_timeout() cuts a CPU-bound
+ * statement at its deadline, and rctx_status() then tells whether the
+ * previous statement's context had ended when that statement did.
+ */
+Test(sqlite_vfs, extension_in_the_stock_shell_reports_the_statement_deadline, .init = setup,
+     .fini = teardown)
+{
+	char in[128], cmd[512], out[256] = "", want[128];
+	int ms = th_under_valgrind() ? 5000 : 1000;
+	size_t n;
+	FILE *f;
+
+	if (!su_have_shell())
+		cr_skip_test("the stock sqlite3 shell is not installed (Debian: sqlite3)");
+	path_of(in, sizeof(in), "in.sql");
+	f = fopen(in, "w");
+	cr_assert_not_null(f);
+	/* Every statement gets ms: the quick ones must finish well within it. */
+	fprintf(f, ".load %s\n.open %s/e.db\n"
+		   "SELECT rctx_timeout(%d);\n"
+		   "SELECT rctx_status();\n"
+		   "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+		   "SELECT count(*) FROM c;\n"
+		   "SELECT rctx_status();\n"
+		   "SELECT 'next';\n"
+		   "SELECT rctx_status();\n", RCTX_SQLITE_EXT, dir, ms);
+	fclose(f);
+	/* stdout only: the shell's error line goes to stderr, unordered. */
+	snprintf(cmd, sizeof(cmd), "timeout 60 sqlite3 <%s 2>/dev/null", in);
+	f = popen(cmd, "r");
+	cr_assert_not_null(f);
+	n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = '\0';
+	pclose(f);
+	snprintf(want, sizeof(want), "%d\nok\ndeadline exceeded\nnext\nok\n", ms);
+	cr_assert_str_eq(out, want);
 }
