@@ -69,7 +69,8 @@ LIB_SRCS := $(wildcard lib/*.c)
 TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
 BENCH_SRCS := $(wildcard bench/bench_*.c)
-EXAMPLE_SRCS := $(wildcard docs/examples/*.c)
+# docs/examples/sqlite_*.c need SQLite: the SQLite part below builds them.
+EXAMPLE_SRCS := $(filter-out docs/examples/sqlite_%.c,$(wildcard docs/examples/*.c))
 # Tests that exercise threads run again under ThreadSanitizer: each says so
 # with a line of its own, /* tsan: yes */, after its Description comment.
 TSAN_TESTS := $(basename $(notdir $(shell grep -l '^/\* tsan: yes \*/$$' $(TEST_SRCS))))
@@ -216,7 +217,7 @@ SUMMARY := $(abspath $(BUILD))/check.summary
 # the SQLite VFS's tests (one core) run beside valgrind.
 CHECK_BINS = $(plain_TESTS) $(asan_TESTS) $(addprefix $(tsan_DIR)/tests/,$(TSAN_TESTS)) \
 	$(fault_DIR)/tests/test_fault $(STATIC) $(SHLIB) $(TOOLS) $(EXAMPLES) $(OBJD) $(BUILD)/objd-stuckfs \
-	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_parsers $(FUZZ_DIR)/fuzz_http
+	$(FUZZ_DIR)/fuzz_api $(FUZZ_DIR)/fuzz_parsers $(FUZZ_DIR)/fuzz_http $(RS_BINS)
 CHECK_MAKE = RCTX_CHECK_SUMMARY=$(SUMMARY) $(MAKE) --no-print-directory
 check: deps-check
 	$(Q)mkdir -p $(BUILD) && rm -f $(SUMMARY)
@@ -272,6 +273,7 @@ check-examples: $(EXAMPLES)
 	$(Q)scripts/run-examples.sh plain $(filter $(BUILD)/plain/%,$^)
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		scripts/run-examples.sh asan $(filter $(BUILD)/asan/%,$^)
+	$(Q)$(MAKE) --no-print-directory check-examples-sqlite
 
 # ringctx-objd end to end, with curl (tests/objd/run.sh counts its checks).
 # $(BUILD)/objd-stuckfs mounts the stuck-disk file system for it.
@@ -457,6 +459,8 @@ clean:
 #   build/sqlite/libringctx_sqlite.{a,so}   the VFS library
 #   build/sqlite/rctxvfs.so                 the extension: sqlite3 shell `.load`
 #   build/{plain,asan}/sqlite/test_*        tests/sqlite/, run by check-sqlite
+#   build/{plain,asan}/examples/sqlite_*    docs/examples/sqlite_*.c, run by
+#                                           check-examples
 DEPS_CHECK += libsqlite3-dev sqlite3
 DEPS_BENCH += libsqlite3-dev sqlite3
 DEPS_DEMO  += libsqlite3-dev sqlite3
@@ -465,7 +469,9 @@ SQLITE_DIR  := $(BUILD)/sqlite
 RS_SRCS     := contrib/sqlite/fd.c contrib/sqlite/vfs.c contrib/sqlite/bind.c
 RS_TESTS    := $(basename $(notdir $(wildcard tests/sqlite/test_*.c)))
 RS_HDRS     := contrib/sqlite/*.h include/ringctx_sqlite.h include/ringctx.h
-.PHONY: sqlite check-sqlite check-sqlite-plain check-sqlite-asan check-sqlite-valgrind
+.PHONY: sqlite check-sqlite check-sqlite-plain check-sqlite-asan check-sqlite-valgrind \
+	check-examples-sqlite
+RS_EXAMPLE_SRCS := $(wildcard docs/examples/sqlite_*.c)
 
 ifeq ($(HAVE_SQLITE),1)
 SQLITE_CFLAGS := $(shell pkg-config --cflags sqlite3)
@@ -473,11 +479,13 @@ SQLITE_LIBS   := $(shell pkg-config --libs sqlite3)
 RS_LIB    := $(SQLITE_DIR)/libringctx_sqlite.a
 RS_SHLIB  := $(SQLITE_DIR)/libringctx_sqlite.so
 RS_EXT    := $(SQLITE_DIR)/rctxvfs.so
-RS_BINS    = $(RS_LIB) $(RS_SHLIB) $(RS_EXT) $(foreach f,plain asan,$(addprefix $(BUILD)/$(f)/sqlite/,$(RS_TESTS)))
+RS_EXAMPLES := $(foreach f,plain asan,$(patsubst docs/examples/%.c,$(BUILD)/$(f)/examples/%,$(RS_EXAMPLE_SRCS)))
+RS_BINS    = $(RS_LIB) $(RS_SHLIB) $(RS_EXT) $(foreach f,plain asan,$(addprefix $(BUILD)/$(f)/sqlite/,$(RS_TESTS))) \
+	$(RS_EXAMPLES)
 
-# The VFS objects of a flavour ($(1): plain or asan, $(2): its flags), and
-# the tests of tests/sqlite/ against them (the stock shell loads the
-# extension in a test: its absolute path compiled in).
+# The VFS objects of a flavour ($(1): plain or asan, $(2): its flags), the
+# examples and the tests of tests/sqlite/ against them (the stock shell
+# loads the extension in a test: its absolute path compiled in).
 define sqlite_flavour
 $(BUILD)/$(1)/sqlite/%.o: contrib/sqlite/%.c $(RS_HDRS) | $(BUILD)/$(1)/sqlite
 	@$$(if $$(Q),echo "  CC      $$@")
@@ -485,6 +493,11 @@ $(BUILD)/$(1)/sqlite/%.o: contrib/sqlite/%.c $(RS_HDRS) | $(BUILD)/$(1)/sqlite
 $(BUILD)/$(1)/sqlite/libringctx_sqlite.a: $(patsubst contrib/sqlite/%.c,$(BUILD)/$(1)/sqlite/%.o,$(RS_SRCS))
 	@$$(if $$(Q),echo "  AR      $$@")
 	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+$(BUILD)/$(1)/examples/sqlite_%: docs/examples/sqlite_%.c $(RS_HDRS) \
+		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libringctx.a
+	@$$(if $$(Q),echo "  CC      $$@")
+	$$(Q)mkdir -p $$(@D) && $$(CC) $$(CPPFLAGS) $$(CFLAGS) $(2) $$(SQLITE_CFLAGS) -o $$@ $$< \
+		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libringctx.a $$(SQLITE_LIBS) $$(LIBS)
 $(BUILD)/$(1)/sqlite/test_%: tests/sqlite/test_%.c tests/sqlite/*.h tests/*.h support/*.h \
 		$(BUILD)/$(1)/sqlite/libringctx_sqlite.a $(BUILD)/$(1)/libringctx.a $(BUILD)/$(1)/libsupport.a \
 		$(RS_EXT)
@@ -529,7 +542,13 @@ check-sqlite-valgrind: $(addprefix $(BUILD)/plain/sqlite/,$(RS_TESTS))
 	$(Q)$(RUN_TEST) valgrind $^
 check-sqlite: $(RS_BINS)
 	$(Q)$(MAKE) --no-print-directory check-sqlite-plain check-sqlite-asan check-sqlite-valgrind
+
+# The SQLite examples, with arguments (scripts/run-sqlite-example.sh).
+check-examples-sqlite: $(RS_EXAMPLES)
+	$(Q)scripts/run-sqlite-example.sh plain $(filter $(BUILD)/plain/%,$^)
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		scripts/run-sqlite-example.sh asan $(filter $(BUILD)/asan/%,$^)
 else
-sqlite check-sqlite:
+sqlite check-sqlite check-examples-sqlite:
 	@echo "  SKIP: SQLite VFS: pkg-config sqlite3 found nothing (Debian: libsqlite3-dev)"
 endif
