@@ -3,7 +3,8 @@
 # hard time limit, and check its output and exit status: it creates a table,
 # counts it (0), has a CPU-bound query cut at its
 # deadline (2, "deadline exceeded"), and fails on a missing table (1, a
-# genuine error, not the context).
+# genuine error, not the context). The stuck-disk case is the test
+# sqlite_stuck::process_exits_while_disk_holds_its_read.
 # Prints the output and one closing line
 # "examples-sqlite-FLAVOUR: N passed, N failed, 0 skipped".
 # Usage: scripts/run-sqlite-example.sh FLAVOUR BUILD/FLAVOUR/examples/sqlite_deadline

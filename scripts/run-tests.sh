@@ -15,8 +15,10 @@ for t in "$@"; do
 	valgrind)
 		# Criterion runs each test in a child it execs: follow it, and
 		# judge by valgrind's own logs (Criterion ignores their exit code).
+		# The example programs a test execs run natively.
 		vglog=$(mktemp -d)
 		set -- timeout -k 5 "$limit" valgrind -q --trace-children=yes \
+			'--trace-children-skip=*/examples/*' \
 			--log-file="$vglog/vg.%p" --error-exitcode=99 \
 			--leak-check=full --errors-for-leak-kinds=definite \
 			--show-leak-kinds=definite "$t" --jobs=2 --verbose ;;

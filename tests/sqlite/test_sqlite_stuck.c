@@ -4,7 +4,13 @@
  * FUSE file system of support/stuckfs.h, its reads, writes or fsyncs held
  * on demand). A SELECT whose reads hang returns at its deadline with the
  * context's error, on a thread that is then free to exit, while a database
- * on a healthy disk keeps working; a process in that state exits. A COMMIT
+ * on a healthy disk keeps working. A process in that state exits: the
+ * example program docs/examples/sqlite_deadline (exec'd: a forked child may
+ * not use the library without exec), whose SELECT's read hangs, reports
+ * the deadline (exit status 2) and is reaped while the disk still holds the
+ * read; the same when the read that hangs is its open's (a cold cache:
+ * SQLite reads the header at open, under the deadline of
+ * rctx_sqlite_open). A COMMIT
  * whose write or fsync hangs fails at its deadline, in rollback-journal and
  * WAL modes; a second transaction tried while the abandoned I/O is still
  * held fails too (after an abandoned write: at once, the library's fence
@@ -19,6 +25,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 
 #include "sqlite_util.h"
 #include "stuckfs.h"
@@ -146,6 +153,103 @@ Test(sqlite_stuck, select_on_hung_reads_returns_at_deadline_and_others_work)
 	cr_assert(su_intact(q.db));
 	sqlite3_close(q.db);
 	stuckfs_stop(&fs);
+}
+
+/* ---- a process on a hung disk ------------------------------------------------- */
+
+/*
+ * Start the example program (RCTX_SQLITE_EXAMPLE, its path given by the
+ * Makefile) on the database, sql under a budget of DEADLINE, its output
+ * into the file out. Returns its pid.
+ */
+static pid_t spawn_example(const char *sql, const char *out)
+{
+	char ms[24], *argv[] = { RCTX_SQLITE_EXAMPLE, db_path, ms, (char *)sql, NULL };
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+
+	snprintf(ms, sizeof(ms), "%lld", (long long)(DEADLINE / MS(1)));
+	cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
+	cr_assert_eq(posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_TRUNC, 0), 0);
+	cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
+	cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0,
+		     "cannot run %s", argv[0]);
+	posix_spawn_file_actions_destroy(&fa);
+	return pid;
+}
+
+/* Read the database's first page alone (no readahead) into the page cache:
+ * the header read of the next open is then served from it, and the first
+ * read to reach the disk is a statement's. */
+static void cache_first_page(void)
+{
+	char page[4096];
+	int fd = open(db_path, O_RDONLY);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM), 0);
+	cr_assert_eq(pread(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	close(fd);
+}
+
+/*
+ * The example runs a SELECT on hung reads (the page cache dropped; with the
+ * first page cached if first_page_cached): it must exit, with status 2 and
+ * the deadline as its cause, while the disk still holds its read.
+ */
+static void process_exits_on_hung_reads(bool first_page_cached)
+{
+	char out[] = "/tmp/rctx-sqlite-out-XXXXXX", text[512] = "";
+	int status = 0, fd;
+	sqlite3 *db;
+	bool exited;
+	ssize_t n;
+	pid_t pid;
+
+	mount_or_skip(true);	/* this process does not use ringctx */
+	make_db("delete", NULL);
+	cr_assert_geq(stuckfs_drop_cache(&fs, "t.db"), 1);
+	if (first_page_cached)
+		cache_first_page();
+	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_READ), 0);
+	fd = mkstemp(out);
+	cr_assert_geq(fd, 0);
+
+	pid = spawn_example("SELECT sum(length(pad)) FROM t", out);
+	exited = WAIT_UNTIL(waitpid(pid, &status, WNOHANG) == pid, TH_PATIENCE_MS);
+	if (!exited) {
+		kill(pid, SIGKILL);
+		recover_disk();
+		WAIT_UNTIL(waitpid(pid, &status, WNOHANG) == pid, TH_PATIENCE_MS);
+	}
+	cr_assert(exited, "the process did not exit while the disk held its read");
+	/* Only a release answers a held read: held now means held at exit. */
+	cr_assert_geq(stuckfs_held(&fs), 1, "the read did not reach the disk, or was answered");
+	n = pread(fd, text, sizeof(text) - 1, 0);
+	text[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(out);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "status %#x: %s", status, text);
+	cr_assert_not_null(strstr(text, "deadline exceeded"), "%s", text);
+	cr_assert_eq(strstr(text, "in the open") == NULL, first_page_cached,
+		     "the wrong read hung: %s", text);
+
+	recover_disk();
+	db = su_open(db_path, NULL);
+	cr_assert(su_intact(db));
+	cr_assert_eq(su_int(db, "SELECT count(*) FROM t"), ROWS);
+	sqlite3_close(db);
+	stuckfs_stop(&fs);
+}
+
+Test(sqlite_stuck, process_exits_while_disk_holds_its_read)
+{
+	process_exits_on_hung_reads(true);
+}
+
+Test(sqlite_stuck, process_exits_while_disk_holds_its_open_read)
+{
+	process_exits_on_hung_reads(false);
 }
 
 /* ---- commits ------------------------------------------------------------------ */
