@@ -413,12 +413,16 @@ fuzz-merge-http: $(FUZZ_DIR)/fuzz_http
 
 # ---- demo and benchmarks -------------------------------------------------
 # A new make, so that it sees the libfuse3 the first one installed. Then
-# the context-tree demo, and ringctx-objd serving while the disk hangs
-# (tools/demo-service.sh).
+# the context-tree demo, ringctx-objd serving while the disk hangs
+# (tools/demo-service.sh), and a SQLite query on a hung disk against the
+# stock sqlite3 shell (tools/demo-sqlite.sh: it says why it skips when
+# SQLite or FUSE is missing).
 demo: deps-demo
 	$(Q)$(MAKE) --no-print-directory demo-build
 	$(Q)$(BUILD)/ringctx-demo
 	$(Q)tools/demo-service.sh $(OBJD) $(BUILD)/objd-stuckfs
+	$(Q)tools/demo-sqlite.sh $(BUILD)/plain/examples/sqlite_deadline $(BUILD)/objd-stuckfs \
+		$(BUILD)/sqlite/rctxvfs.so
 .PHONY: demo-build
 demo-build: all $(BUILD)/objd-stuckfs
 
@@ -552,6 +556,9 @@ check-examples-sqlite: $(RS_EXAMPLES)
 	$(Q)scripts/run-sqlite-example.sh plain $(filter $(BUILD)/plain/%,$^)
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		scripts/run-sqlite-example.sh asan $(filter $(BUILD)/asan/%,$^)
+
+# make demo: the example and the extension (tools/demo-sqlite.sh).
+demo-build: $(BUILD)/plain/examples/sqlite_deadline $(RS_EXT)
 else
 sqlite check-sqlite check-examples-sqlite:
 	@echo "  SKIP: SQLite VFS: pkg-config sqlite3 found nothing (Debian: libsqlite3-dev)"
