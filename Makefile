@@ -3,7 +3,8 @@
 #   make                 libraries and tools (build/)
 #   make deps            as root: install the Debian packages of every target
 #   make check           test suite: plain, ASan+UBSan, TSan (threaded tests)
-#   make demo            the main job: tools/ringctx-demo, then ringctx-objd on a hung disk
+#   make demo            the main job: tools/ringctx-demo, then ringctx-objd on a hung
+#                        disk, then a SQLite query on it (tools/demo-sqlite.sh)
 #   make bench           benchmarks against Go's context and raw liburing
 #   make soak            SOAK_SECONDS (600) of stress: invariants, RSS, fds (soak-asan)
 #   make install PREFIX=/usr/local
