@@ -51,7 +51,7 @@ static void describe(int err, int cause, char *buf, size_t len)
 	if (err == -ETIMEDOUT)
 		snprintf(buf, len, "deadline exceeded");
 	else if (sig)
-		snprintf(buf, len, "canceled by signal %s", sigabbrev_np(sig));
+		snprintf(buf, len, "canceled by SIG%s", sigabbrev_np(sig));
 	else
 		snprintf(buf, len, "canceled (%s)", strerror(-cause));
 }
@@ -79,7 +79,7 @@ int main(int argc, char **argv)
 	double took;
 	char why[64];
 
-	if (argc < 2 || budget <= 0)
+	if (argc < 2 || budget <= 0 || budget > 86400000)	/* up to a day */
 		return fprintf(stderr, "usage: %s DB [BUDGET_MS [SQL]]\n", argv[0]), 1;
 	if (rctx_sqlite_register(0) != SQLITE_OK)
 		return fprintf(stderr, "cannot register the ringctx VFS\n"), 1;
