@@ -61,6 +61,9 @@ fuse_abort() {
 say() { echo "$*" >&2; }
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+# forget PID: PID has been reaped; cleanup must not signal it (its number
+# may be reused by then).
+forget() { PIDS=" $PIDS "; PIDS=${PIDS// $1 / }; }
 
 cleanup() {
 	local p c
@@ -190,10 +193,9 @@ start() {
 }
 
 # stop PID SECONDS: SIGTERM, wait at most SECONDS; STOP_T = seconds to exit
-# or "" when it did not (then it and its children are killed with SIGKILL).
+# or "" when it did not. It is not killed here: finish ends it.
 stop() {
-	local p=$1 kids t0 n i
-	kids=$(children_of "$p")
+	local p=$1 t0 n i
 	t0=$(now)
 	kill -TERM "$p" 2>/dev/null
 	n=$(awk -v s="$2" 'BEGIN { printf "%d", s * 200 }')
@@ -206,8 +208,6 @@ stop() {
 		fi
 		read -r -t 0.005 -u 9 _
 	done
-	[ -z "$STOP_T" ] && kill -9 "$p" $kids 2>/dev/null
-	# A process still in the kernel's hands is reaped once the disk answers.
 	return 0
 }
 
@@ -216,11 +216,27 @@ stop() {
 reap() {
 	local p=$1
 	for _ in $(seq 100); do
-		gone "$p" && { { wait "$p"; } 2>/dev/null; return 0; }
+		gone "$p" && { { wait "$p"; } 2>/dev/null; forget "$p"; return 0; }
 		[ -n "${FS_UP:-}" ] && echo release >&7 2>/dev/null
 		read -r -t 0.1 -u 9 _
 	done
 	return 1
+}
+
+# finish PID: end a server that stop sent SIGTERM. It is waited for first
+# (bounded; stuck reads are released meanwhile, so that a server whose
+# threads wait for the disk ends by itself, nginx's workers and Go's
+# threads included); only one still there then gets SIGKILL, with its
+# children, disowned first so that the shell reports no killed job. A
+# process still in the kernel's hands is reaped once the disk answers.
+finish() {
+	local p=$1 kids
+	reap "$p" && return 0
+	kids=$(children_of "$p")
+	echo "$(date +%T) pid $p (children: ${kids//$'\n'/ }) still there: SIGKILL" >>"$RAW/finish.log"
+	disown "$p" 2>/dev/null
+	kill -9 "$p" $kids 2>/dev/null
+	reap "$p"
 }
 
 # ---- wrk ---------------------------------------------------------------------
@@ -295,9 +311,9 @@ episode() {
 		sampler "$RAW/threads-$s-stuck.txt" "$SPID" &
 		smp=$!; PIDS="$PIDS $smp"
 		wrk_row ep "$s" "$(U "$K/files/4k.bin")" 64 "$EP_DUR"
-		for i in $cpids; do wait "$i" 2>/dev/null; done
+		for i in $cpids; do wait "$i" 2>/dev/null; forget "$i"; done
 		R[ep/clients_s,$s]=$(since "$t0")
-		kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null
+		kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null; forget "$smp"
 		RAWV[ep/thr,$s]=$(max_of "$RAW/threads-$s-stuck.txt")
 		echo seen >&7
 		sleep 0.1
@@ -314,7 +330,7 @@ episode() {
 	stop "$SPID" "$SHUT_MAX"
 	RAWV[shut,$s]=$STOP_T
 	R[shut,$s]=$( [ -n "$STOP_T" ] && printf '%.3f s' "$STOP_T" || echo "did not exit in $SHUT_MAX s")
-	reap "$SPID" || { fuse_abort "$dir" "$conn"; reap "$SPID"; } ||
+	finish "$SPID" || { fuse_abort "$dir" "$conn"; reap "$SPID"; } ||
 		say "objd bench: $s (pid $SPID) still there after release"
 	echo release >&7 2>/dev/null
 	exec 7>&-
@@ -331,7 +347,7 @@ run_server() {
 	local s=$1 smp c
 	if ! start "$s"; then
 		NA[$s]="did not start (see $RAW/$s.log)"
-		[ -n "${SPID:-}" ] && { kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
+		[ -n "${SPID:-}" ] && { disown "$SPID" 2>/dev/null; kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
 		return
 	fi
 	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$K/files/4k.bin")")
@@ -339,7 +355,7 @@ run_server() {
 	sampler "$RAW/threads-$s-get4k.txt" "$SPID" &
 	smp=$!; PIDS="$PIDS $smp"
 	wrk_row get4k "$s" "$(U "$K/files/4k.bin")" 64 "$DUR"
-	kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null
+	kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null; forget "$smp"
 	RAWV[thr,$s]=$(max_of "$RAW/threads-$s-get4k.txt")
 	wrk_row get1m "$s" "$(U "$K/files/1m.bin")" 16 "$DUR"
 	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -T "$T/files/4k.bin" "$(U "$K/put/probe-$s")")
@@ -356,11 +372,11 @@ run_server() {
 		stop "$SPID" "$SHUT_MAX"
 		RAWV[shut,$s]=$STOP_T
 		R[shut,$s]=$( [ -n "$STOP_T" ] && printf '%.3f s' "$STOP_T" || echo "did not exit in $SHUT_MAX s")
-		reap "$SPID"
+		finish "$SPID"
 	fi
 	if [ "$s" = nginx ] && start nginx off; then
 		wrk_row get1m_nosf nginx "$(U "$K/files/1m.bin")" 16 "$DUR"
-		stop "$SPID" "$SHUT_MAX"; reap "$SPID"
+		stop "$SPID" "$SHUT_MAX"; finish "$SPID"
 	fi
 }
 
