@@ -1,20 +1,26 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 #
-# The service benchmark: ringctx-objd, nginx and a Go net/http server
-# (bench/go/objd) on the same files, one after the other, in one run, with
-# wrk on loopback. Prints one table with the three servers side by side and
-# the targets (PASS/MISS from this run's figures), and writes
-#   BUILD/bench/objd.tsv          the table's rows (row, unit, objd, nginx, go)
+# The service benchmark: ringctx-objd, nginx (as configured in nginx.conf,
+# and a second column with open_file_cache) and a Go net/http server
+# (bench/go/objd) on the same files, in one run, with wrk on loopback.
+# Prints one table with the servers side by side and the targets
+# (PASS/MISS from this run's figures), and writes
+#   BUILD/bench/objd.tsv          the table's rows (row, unit, objd, nginx,
+#                                 nginx-open_file_cache, go)
 #   BUILD/bench/objd-targets.tsv  target, value, limit, PASS/MISS
 #   BUILD/bench/objd.txt          the printed table and targets
-# Raw wrk and curl outputs stay in BUILD/bench/objd/.
+# Raw wrk outputs, the stuck clients' lines, samples (threads, RSS) and
+# server logs stay in BUILD/bench/objd/ (phases.txt: when each part began).
 #
 # Usage: bench/objd/run.sh [BUILD_DIR]       (from anywhere)
 # Environment: RCTX_BENCH_QUICK=1 for a short run (1 s per row).
-# Needs wrk, curl, nginx (Debian's), go; BUILD/ringctx-objd and
-# BUILD/objd-stuckfs (make all build/objd-stuckfs). A missing peer leaves
-# its column "n/a"; without wrk or ringctx-objd nothing is measured.
+# Needs wrk, curl, nginx (Debian's), go, python3 (the stuck-disk clients,
+# stuck-clients.py), ss; BUILD/ringctx-objd and BUILD/objd-stuckfs (make all
+# build/objd-stuckfs). A missing peer leaves its column "n/a"; without wrk
+# or ringctx-objd nothing is measured. The 10,000-connection rows raise the
+# fd limit to the hard limit and are "n/a" (with the reason) when it, or
+# the local port range, is too small.
 #
 # Every wait is bounded, only loopback is used, every process started here
 # is ended by its id, and the stuck FUSE reads are always released (answered,
@@ -35,9 +41,9 @@ STUCKFS=$BUILD/objd-stuckfs
 QUICK=${RCTX_BENCH_QUICK:-0}
 [ "$QUICK" = "" ] && QUICK=0
 if [ "$QUICK" != 0 ]; then
-	MODE=quick; DUR=1; EP_DUR=1; DEADLINE=1; CLIENT_MAX=1.3; SHUT_MAX=1.2; BUDGET=20
+	MODE=quick; DUR=1; ROUNDS=1; ROUND_DUR=1; K10_DUR=2; EP_DUR=1; DEADLINE=1; CLIENT_MAX=1.3; SHUT_MAX=1.2; BUDGET=40
 else
-	MODE=full; DUR=3; EP_DUR=2; DEADLINE=2; CLIENT_MAX=4; SHUT_MAX=5; BUDGET=60
+	MODE=full; DUR=3; ROUNDS=3; ROUND_DUR=1; K10_DUR=4; EP_DUR=2; DEADLINE=2; CLIENT_MAX=4; SHUT_MAX=5; BUDGET=90
 fi
 DRAIN=1
 STUCK_CLIENTS=32
@@ -48,10 +54,31 @@ STUCK_CLIENTS=32
 OBJD_THREADS=2
 OBJD_DEVICE_LIMIT=8
 CPUS=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc)
+# The 10,000 keep-alive connections: wrk, and each server, need an fd per
+# connection, so the fd limit is raised to the hard limit; K10_LIMIT is
+# what the servers are allowed (ringctx-objd --max-conns and
+# --max-inflight, nginx worker_connections per worker).
+K10_CONNS=10000
+K10_LIMIT=10240
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+K10_NA=""
+fds=$(ulimit -n)
+if [ "$fds" != unlimited ] && [ "$fds" -lt $((K10_CONNS + 100)) ]; then
+	K10_NA="fd limit $fds (hard limit $(ulimit -Hn)) < $((K10_CONNS + 100))"
+fi
+read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+if [ -n "${hi:-}" ] && [ $((hi - lo + 1)) -lt $((K10_CONNS + 100)) ]; then
+	K10_NA="${K10_NA:+$K10_NA; }$((hi - lo + 1)) local ports (net.ipv4.ip_local_port_range)"
+fi
 T0=$EPOCHREALTIME
 
-SERVERS="objd nginx go"
-declare -A NAME=([objd]="ringctx-objd" [nginx]="nginx" [go]="Go net/http")
+# Columns: nginx as configured in nginx.conf (sendfile on), and nginx with
+# open_file_cache (GET 4 KiB and the 10,000 connections only: the fastest
+# nginx for small files, see bench/README.md).
+SERVERS="objd nginx nginxofc go"
+declare -A NAME=([objd]="ringctx-objd" [nginx]="nginx" [nginxofc]="nginx open_file_cache" [go]="Go net/http")
+NGINX_OFC="open_file_cache max=1000 inactive=20s; open_file_cache_valid 1s; open_file_cache_min_uses 1; open_file_cache_errors on;"
+NGINX_OFC_SENDFILE=off
 declare -A R	# R[row,server] = value shown; RAWV[row,server] = number
 declare -A RAWV
 declare -A NA	# NA[server] = why the whole column is n/a
@@ -68,6 +95,8 @@ fuse_abort() {
 say() { echo "$*" >&2; }
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+# phase NAME: when it began (seconds into the run), into BUILD/bench/objd/phases.txt.
+phase() { echo "$(since "$T0") $1" >>"$RAW/phases.txt"; }
 # forget PID: PID has been reaped; cleanup must not signal it (its number
 # may be reused by then).
 forget() { PIDS=" $PIDS "; PIDS=${PIDS// $1 / }; }
@@ -88,7 +117,7 @@ if ! command -v wrk >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1 || [ ! 
 	exit 0
 fi
 NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
-[ -n "$NGINX" ] || NA[nginx]="nginx not installed"
+[ -n "$NGINX" ] || { NA[nginx]="nginx not installed"; NA[nginxofc]=${NA[nginx]}; }
 
 # ---- the files ---------------------------------------------------------------
 # The stuck file system is mounted at /tmp/rctx-stuckfs-XXXXXX (support/
@@ -171,15 +200,20 @@ wait_listening() {
 	return 1
 }
 
-# start SERVER [sendfile]: a fresh server; sets SPID and PORT. 1 on failure.
+# start COLUMN [VARIANT]: a fresh server for that column; VARIANT nosf is
+# nginx with sendfile off, k10 the set-up for the 10,000 connections (more
+# connections and requests in flight, more fds). Sets SPID and PORT; 1 on
+# failure.
 start() {
-	local s=$1 log=$RAW/$1${2:+-sendfile-$2}
+	local s=$1 v=${2:-} log=$RAW/$1${2:+-$2}
 	PORT=""
 	case $s in
 	objd)
+		local more=()
+		[ "$v" = k10 ] && more=(--max-conns "$K10_LIMIT" --max-inflight "$K10_LIMIT")
 		"$OBJD" --listen 127.0.0.1:0 --threads "$OBJD_THREADS" --timeout "${DEADLINE}s" \
 			--drain "${DRAIN}s" --device-limit "$OBJD_DEVICE_LIMIT" --access-log - \
-			"$ROOT" >"$log.out" 2>"$log.log" &
+			"${more[@]}" "$ROOT" >"$log.out" 2>"$log.log" &
 		SPID=$!; PIDS="$PIDS $SPID"
 		wait_listening "$log.out" ;;
 	go)
@@ -187,12 +221,17 @@ start() {
 			>"$log.out" 2>"$log.log" &
 		SPID=$!; PIDS="$PIDS $SPID"
 		wait_listening "$log.out" ;;
-	nginx)
-		local pfx=$T/nginx-${2:-on}
+	nginx | nginxofc)
+		local pfx=$T/$s${v:+-$v} sf=on ofc="# no open_file_cache" conns=1024
+		[ "$s" = nginxofc ] && { sf=$NGINX_OFC_SENDFILE; ofc=$NGINX_OFC; }
+		[ "$v" = nosf ] && sf=off
+		[ "$v" = k10 ] && conns=$K10_LIMIT
 		PORT=$(free_port) || return 1
 		mkdir -p "$pfx"
 		sed -e "s|@TMP@|$pfx|g" -e "s|@PORT@|$PORT|g" -e "s|@ROOT@|$ROOT|g" \
-			-e "s|@BODYTMP@|$T/nginx-body|g" -e "s|@SENDFILE@|${2:-on}|g" \
+			-e "s|@BODYTMP@|$T/nginx-body|g" -e "s|@SENDFILE@|$sf|g" \
+			-e "s|@CONNS@|$conns|g" -e "s|@NOFILE@|$(ulimit -n)|g" \
+			-e "s|@OPEN_FILE_CACHE@|$ofc|g" \
 			"$TOP/bench/objd/nginx.conf" >"$pfx/nginx.conf"
 		"$NGINX" -p "$pfx" -c "$pfx/nginx.conf" -g 'daemon off;' >"$log.out" 2>"$log.log" &
 		SPID=$!; PIDS="$PIDS $SPID"
@@ -381,9 +420,6 @@ run_server() {
 		[ -n "${SPID:-}" ] && { disown "$SPID" 2>/dev/null; kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
 		return
 	fi
-	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$K/files/4k.bin")")
-	[ "$c" = 200 ] || say "objd bench: $s answered $c to GET 4 KiB"
-	wrk_row get4k "$s" "$(U "$K/files/4k.bin")" 64 "$DUR"
 	wrk_row get1m "$s" "$(U "$K/files/1m.bin")" 16 "$DUR"
 	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -T "$T/files/4k.bin" "$(U "$K/put/probe-$s")")
 	case $c in
@@ -409,12 +445,127 @@ run_server() {
 	fi
 }
 
-say "== service: ringctx-objd vs nginx vs Go net/http ($MODE mode, wrk -t2, ${DUR} s per row)"
-for s in $SERVERS; do
+# ---- GET 4 KiB: every column up at once, rounds interleaved -----------------
+# median NUMBERS...: their median ("" for none).
+median() {
+	printf '%s\n' "$@" | awk '$1 != "" { v[n++] = $1 + 0 }
+		END { if (!n) exit; for (i = 1; i < n; i++) for (j = i; j > 0 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+		      print (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
+}
+# A fresh server per column; then ROUNDS rounds of wrk, one column after the
+# other in each, so that every column sees the same load from the rest of
+# the machine; per column the median of the rounds' rates and of their p99s.
+get4k_rounds() {
+	local s r i c rps p99 err cols=()
+	declare -A gpid gport
+	for s in $SERVERS; do
+		[ -n "${NA[$s]:-}" ] && continue
+		if ! start "$s"; then
+			NA[$s]="did not start (see $RAW/$s.log)"
+			[ -n "${SPID:-}" ] && { disown "$SPID" 2>/dev/null; kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
+			continue
+		fi
+		gpid[$s]=$SPID; gport[$s]=$PORT; cols+=("$s")
+		c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$K/files/4k.bin")")
+		[ "$c" = 200 ] || say "objd bench: $s answered $c to GET 4 KiB"
+		RAWV[rss_std,$s]=$(sample "$SPID" | cut -d' ' -f3)	# idle, usual set-up
+	done
+	# each round starts one column further on
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for ((i = 0; i < ${#cols[@]}; i++)); do
+			s=${cols[(i + r - 1) % ${#cols[@]}]}
+			PORT=${gport[$s]}
+			wrk_row "get4k_$r" "$s" "$(U "$K/files/4k.bin")" 64 "$ROUND_DUR"
+		done
+	done
+	for s in "${cols[@]}"; do
+		rps=(); p99=(); err=0
+		for ((r = 1; r <= ROUNDS; r++)); do
+			rps+=("${RAWV[get4k_$r/rps,$s]:-}"); p99+=("${RAWV[get4k_$r/p99,$s]:-}")
+			err=$((err + ${RAWV[get4k_$r/err,$s]:-0}))
+		done
+		RAWV[get4k/rps,$s]=$(median "${rps[@]}"); RAWV[get4k/p99,$s]=$(median "${p99[@]}")
+		RAWV[get4k/err,$s]=$err
+		R[get4k/rps,$s]=${RAWV[get4k/rps,$s]:-fail}
+		[ "$err" -gt 0 ] && R[get4k/rps,$s]="${R[get4k/rps,$s]} ($err err)"
+		R[get4k/p99,$s]=$( [ -n "${RAWV[get4k/p99,$s]}" ] && printf '%.2f ms' "${RAWV[get4k/p99,$s]}" || echo -)
+		stop "${gpid[$s]}" "$SHUT_MAX"; finish "${gpid[$s]}"
+	done
+}
+
+# ---- 10,000 keep-alive connections ---------------------------------------------
+# estab PORT: server-side established TCP connections on PORT.
+estab() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
+# k10 COLUMN: a fresh server set up for them (start ... k10); wrk -c10000
+# GETs the 4 KiB file; the server's RSS (sum of VmRSS over its processes)
+# is sampled every 100 ms during the run, the established connections are
+# counted (ss) at 50, 75 and 95 % of it. Memory per connection = (largest
+# RSS sample - RSS just before, after a warm-up GET) / most connections
+# counted; and, for what a server sets aside at start for its connection
+# limit (nginx: worker_connections), the same from the idle RSS of its
+# usual set-up (GET 4 KiB rows) instead of the RSS just before.
+k10() {
+	local s=$1 f est before peak smp ssp c
+	if ! start "$s" k10; then
+		R[k10/rps,$s]="n/a: did not start"
+		[ -n "${SPID:-}" ] && { disown "$SPID" 2>/dev/null; kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
+		return
+	fi
+	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$K/files/4k.bin")")
+	[ "$c" = 200 ] || say "objd bench: $s answered $c to GET 4 KiB (10k set-up)"
+	f=$RAW/k10-$s-samples.txt; est=$RAW/k10-$s-estab.txt
+	before=$(sample "$SPID" | cut -d' ' -f3)
+	sampler "$f" "$SPID" &
+	smp=$!; PIDS="$PIDS $smp"
+	(
+		for frac in 0.5 0.25 0.2; do
+			sleep "$(awk -v d="$K10_DUR" -v f="$frac" 'BEGIN { print d * f }')"; estab "$PORT"
+		done
+	) >"$est" &
+	ssp=$!; PIDS="$PIDS $ssp"
+	wrk_row k10 "$s" "$(U "$K/files/4k.bin")" "$K10_CONNS" "$K10_DUR" --timeout 10s
+	kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null; forget "$smp"
+	wait "$ssp" 2>/dev/null; forget "$ssp"
+	peak=$(max_of "$f" 3)
+	RAWV[k10/conns,$s]=$(max_of "$est")
+	RAWV[k10/rss0,$s]=$before; RAWV[k10/rss,$s]=$peak
+	R[k10/conns,$s]=${RAWV[k10/conns,$s]:--}
+	if [ -n "$peak" ] && [ -n "$before" ]; then
+		R[k10/rss,$s]=$(awk -v a="$before" -v b="$peak" 'BEGIN { printf "%.1f -> %.1f MiB", a / 1024, b / 1024 }')
+	fi
+	if [ -n "$peak" ] && [ -n "$before" ] && [ "${RAWV[k10/conns,$s]:-0}" -gt 0 ]; then
+		RAWV[k10/mem,$s]=$(awk -v a="$before" -v b="$peak" -v n="${RAWV[k10/conns,$s]}" \
+			'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+		R[k10/mem,$s]=$(awk -v m="${RAWV[k10/mem,$s]}" 'BEGIN { printf "%.1f KiB", m / 1024 }')
+		if [ -n "${RAWV[rss_std,$s]:-}" ]; then
+			RAWV[k10/mem_std,$s]=$(awk -v a="${RAWV[rss_std,$s]}" -v b="$peak" -v n="${RAWV[k10/conns,$s]}" \
+				'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+			R[k10/mem_std,$s]=$(awk -v m="${RAWV[k10/mem_std,$s]}" -v a="${RAWV[rss_std,$s]}" \
+				'BEGIN { printf "%.1f KiB (idle %.1f MiB)", m / 1024, a / 1024 }')
+		fi
+	fi
+	stop "$SPID" "$SHUT_MAX"; finish "$SPID"
+}
+
+say "== service: ringctx-objd vs nginx vs Go net/http ($MODE mode, wrk -t2)"
+phase "GET 4 KiB rounds"
+get4k_rounds
+for s in objd nginx go; do
 	[ -n "${NA[$s]:-}" ] && continue
+	phase "$s: rows, stuck disk"
 	run_server "$s"
 done
+for s in $SERVERS; do
+	[ -n "${NA[$s]:-}" ] && continue
+	phase "$s: 10k conns"
+	if [ -n "$K10_NA" ]; then
+		R[k10/rps,$s]="n/a: $K10_NA"
+	else
+		k10 "$s"
+	fi
+done
 
+phase "table"
 # ---- the table ---------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.3f", a / b }'; }
 for s in $SERVERS; do
@@ -435,23 +586,29 @@ get1m/rps|GET 1 MiB, 16 conns (sendfile on)|req/s
 get1m/p99|GET 1 MiB, 16 conns, p99|ms
 get1m_nosf/rps|GET 1 MiB, 16 conns, sendfile off|req/s
 get1m_nosf/p99|GET 1 MiB, sendfile off, p99|ms
-put/rps|PUT 64 KiB, 16 conns|req/s
+put/rps|PUT 64 KiB, 16 conns (fsync: not nginx)|req/s
 ep/rps|stuck disk: GET 4 KiB (x own rate)|req/s
 thr|stuck disk: threads before -> during (max)|threads
 ep/blocked|stuck disk: threads blocked (D state), max|threads
 ep/seen|stuck disk: reads seen by the FUSE fs|reads
 ep/got|stuck disk: what the $STUCK_CLIENTS clients got|code
-shut|SIGTERM: time to exit (stuck reads held)|s"
+shut|SIGTERM: time to exit (stuck reads held)|s
+k10/rps|10k conns: GET 4 KiB|req/s
+k10/p99|10k conns: GET 4 KiB, p99|ms
+k10/conns|10k conns: connections open (server side)|conns
+k10/rss|10k conns: server RSS before -> max|MiB
+k10/mem|10k conns: memory per connection|bytes
+k10/mem_std|10k conns: memory per conn, from usual idle|bytes"
 
 TSV=$OUT/objd.tsv
 TXT=$OUT/objd.txt
 {
-	printf 'row\tunit\tringctx-objd\tnginx\tgo\n'
+	printf 'row\tunit\tringctx-objd\tnginx\tnginx-open_file_cache\tgo\n'
 	echo "$ROWS" | while IFS='|' read -r key label unit; do
 		printf '%s\t%s' "$label" "$unit"
 		for s in $SERVERS; do
 			v=${RAWV[$key,$s]:-${R[$key,$s]:-}}
-			case $key in thr | ep/got) v=${R[$key,$s]:-} ;; esac
+			case $key in thr | ep/got | k10/rss) v=${R[$key,$s]:-} ;; esac
 			printf '\t%s' "$v"
 		done
 		printf '\n'
@@ -474,11 +631,25 @@ at_least() { # at_least DESC A B LIMIT: A/B >= LIMIT
 	if [ -z "$r" ]; then target "$1" "" "(no measurement)" "" "$4"; return; fi
 	target "$1" "$(awk -v r="$r" -v l="$4" 'BEGIN { print (r >= l) ? 1 : 0 }')" "${r}x (limit ${4}x)" "$r" "$4"
 }
+at_most() { # at_most DESC A B LIMIT: A/B <= LIMIT
+	local r
+	r=$(ratio "$2" "$3")
+	if [ -z "$r" ]; then target "$1" "" "(no measurement)" "" "$4"; return; fi
+	target "$1" "$(awk -v r="$r" -v l="$4" 'BEGIN { print (r <= l) ? 1 : 0 }')" "${r}x (limit ${4}x)" "$r" "$4"
+}
 wall=$(since "$T0")
 {
 	at_least "GET 4 KiB >= 1.0x nginx" "${RAWV[get4k/rps,objd]:-}" "${RAWV[get4k/rps,nginx]:-}" 1.0
+	at_least "GET 4 KiB >= 1.0x nginx open_file_cache" "${RAWV[get4k/rps,objd]:-}" "${RAWV[get4k/rps,nginxofc]:-}" 1.0
 	at_least "GET 4 KiB >= 2x Go net/http" "${RAWV[get4k/rps,objd]:-}" "${RAWV[get4k/rps,go]:-}" 2.0
+	at_most "GET 4 KiB p99 <= nginx's" "${RAWV[get4k/p99,objd]:-}" "${RAWV[get4k/p99,nginx]:-}" 1.0
+	at_most "GET 4 KiB p99 <= nginx open_file_cache's" "${RAWV[get4k/p99,objd]:-}" "${RAWV[get4k/p99,nginxofc]:-}" 1.0
 	at_least "GET 1 MiB >= 1.0x nginx (sendfile on)" "${RAWV[get1m/rps,objd]:-}" "${RAWV[get1m/rps,nginx]:-}" 1.0
+	at_least "PUT 64 KiB >= 1.0x Go net/http (both fsync)" "${RAWV[put/rps,objd]:-}" "${RAWV[put/rps,go]:-}" 1.0
+	at_least "10k conns: GET 4 KiB >= 1.0x nginx" "${RAWV[k10/rps,objd]:-}" "${RAWV[k10/rps,nginx]:-}" 1.0
+	at_least "10k conns: GET 4 KiB >= 1.0x nginx open_file_cache" "${RAWV[k10/rps,objd]:-}" "${RAWV[k10/rps,nginxofc]:-}" 1.0
+	at_most "10k conns: memory per connection <= nginx's" "${RAWV[k10/mem,objd]:-}" "${RAWV[k10/mem,nginx]:-}" 1.0
+	at_most "10k conns: memory per conn <= nginx open_file_cache's" "${RAWV[k10/mem,objd]:-}" "${RAWV[k10/mem,nginxofc]:-}" 1.0
 	at_least "stuck disk: GET 4 KiB >= 0.9x its own unstuck rate" "${RAWV[ep/rps,objd]:-}" "${RAWV[get4k/rps,objd]:-}" 0.9
 	n=${RAWV[ep/n504,objd]:-}; l=${RAWV[ep/late_max,objd]:-}
 	lo=${RAWV[ep/late_min,objd]:-}; lc=${RAWV[ep/late_clock,objd]:-}
@@ -530,16 +701,22 @@ wall=$(since "$T0")
 {
 	echo
 	echo "Service: ringctx-objd vs nginx $("$NGINX" -v 2>&1 | sed -n 's|.*nginx/||p') vs Go $(command -v go >/dev/null 2>&1 && go env GOVERSION) net/http"
-	echo "($MODE mode; wrk -t2 on loopback, $DUR s per row; 2 worker threads / processes / GOMAXPROCS each;"
-	echo " stuck disk: $STUCK_CLIENTS clients read a FUSE file that never answers, ringctx-objd --timeout ${DEADLINE}s --drain ${DRAIN}s)"
-	printf '%-46s %-26s %-26s %-26s\n' "" "${NAME[objd]}" "${NAME[nginx]}" "${NAME[go]}"
+	echo "($MODE mode; wrk -t2 on loopback; GET 4 KiB: median of $ROUNDS interleaved rounds of $ROUND_DUR s; other rows $DUR s,"
+	echo " 10k conns $K10_DUR s (one run); 2 worker threads / processes / GOMAXPROCS each, no pinning;"
+	echo " nginx open_file_cache: sendfile $NGINX_OFC_SENDFILE, $NGINX_OFC"
+	echo " PUT: ringctx-objd and Go write a temporary file, fsync it, rename it, fsync the directory; nginx (dav) does not fsync;"
+	echo " stuck disk: $STUCK_CLIENTS clients read a FUSE file that never answers, ringctx-objd --timeout ${DEADLINE}s --drain ${DRAIN}s"
+	echo " --device-limit $OBJD_DEVICE_LIMIT)"
+	printf '%-46s' ""
+	for s in $SERVERS; do printf ' %-22s' "${NAME[$s]}"; done
+	printf '\n'
 	echo "$ROWS" | while IFS='|' read -r key label unit; do
 		printf '%-46s' "$label"
 		for s in $SERVERS; do
 			if [ -n "${NA[$s]:-}" ]; then v="n/a"
 			else v=${R[$key,$s]:--}
 			fi
-			printf ' %-26s' "$v"
+			printf ' %-22s' "$v"
 		done
 		printf '\n'
 	done
