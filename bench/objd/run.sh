@@ -330,7 +330,7 @@ U() { echo "http://127.0.0.1:$PORT/$1"; }
 # ---- the stuck-disk episode --------------------------------------------------
 # episode SERVER: with SPID/PORT up and R[get4k/...] measured.
 episode() {
-	local s=$1 line dir conn i smp cpids="" f t0
+	local s=$1 line dir conn i smp cpids="" f t0 late_max="" late_min="" late_clock=""
 	FS_UP=""
 	mkfifo "$T/fsctl-$s"
 	"$STUCKFS" <"$T/fsctl-$s" >"$RAW/stuckfs-$s.out" 2>&1 &
