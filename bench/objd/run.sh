@@ -181,10 +181,15 @@ gone() {
 children_of() { cat /proc/"$1"/task/*/children 2>/dev/null; }
 
 free_port() {
-	local p
+	local p lo=32768 hi=60999 base=20000 span=20000
+	# Below the local (ephemeral) port range when there is room, so that
+	# no client socket (10,000 of wrk's, some in TIME_WAIT) holds it;
+	# and no socket at all on it, in any state.
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+	[ "$lo" -gt 12000 ] && { base=10000; span=$((lo - 10000)); }
 	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 20000))
-		ss -Hltn "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+		p=$((base + RANDOM % span))
+		ss -Htan "( sport = :$p )" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
 	done
 	return 1
 }
