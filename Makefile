@@ -45,7 +45,7 @@ DEPS_CHECK := liburing-dev libcriterion-dev libfuse3-dev fuse3 pkg-config valgri
 	clang libclang-rt-dev curl apache2-utils python3
 DEPS_TESTS := liburing-dev libcriterion-dev
 DEPS_FUZZ  := liburing-dev clang libclang-rt-dev
-DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config fio
+DEPS_BENCH := liburing-dev golang-go gnuplot-nox wrk nginx curl libfuse3-dev fuse3 pkg-config fio python3
 # The demo's service scenario needs curl and wrk; without FUSE only its
 # stuck-disk parts are skipped.
 DEPS_DEMO  := curl wrk libfuse3-dev fuse3 pkg-config
