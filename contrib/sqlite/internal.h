@@ -41,6 +41,7 @@ struct rs_fd {
 	int spare[RS_FD_SPARES];	/* other descriptors of the file, kept */
 	int nspare;
 	bool writable;
+	bool no_nowait;		/* its file system refuses RWF_NOWAIT reads */
 	int refs;
 	struct rs_fd *next;
 };

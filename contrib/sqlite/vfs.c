@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -52,6 +53,29 @@ static int fail(int err, int rc)
 
 /* ---- data I/O -------------------------------------------------------------- */
 
+/*
+ * A read that the page cache answers at once: the file is the VFS's own
+ * descriptor of a regular file, opened without O_DIRECT, so this is
+ * rctx_read()'s first attempt without its two probes of the descriptor
+ * (statx, fcntl), which the VFS paid on every read. -EAGAIN: it would block
+ * (a page-cache miss), or its file system cannot tell (FUSE, tmpfs: then
+ * not tried again on that file); rctx_read() then takes it.
+ */
+static ssize_t read_cached(struct rs_fd *fd, void *buf, size_t len, int64_t off)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	ssize_t n;
+
+	if (fd->no_nowait)
+		return -EAGAIN;
+	n = preadv2(fd->fd, &iov, 1, off, RWF_NOWAIT);
+	if (n >= 0)
+		return n;
+	if (errno == EOPNOTSUPP)
+		fd->no_nowait = true;
+	return errno == EOPNOTSUPP || errno == EAGAIN ? -EAGAIN : -errno;
+}
+
 static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 {
 	struct rs_file *f = (struct rs_file *)file;
@@ -61,8 +85,13 @@ static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 	if (!f->fd)
 		return f->real->pMethods->xRead(f->real, buf, amt, off);
 	ctx = rctx__sqlite_file_ctx(f);
+	if (rctx_err(ctx))
+		return fail(rctx_err(ctx), SQLITE_IOERR_READ);
 	while (done < amt) {
-		ssize_t n = rctx_read(ctx, f->fd->fd, (char *)buf + done, amt - done, off + done);
+		ssize_t n = read_cached(f->fd, (char *)buf + done, amt - done, off + done);
+
+		if (n == -EAGAIN)
+			n = rctx_read(ctx, f->fd->fd, (char *)buf + done, amt - done, off + done);
 
 		if (n < 0)
 			return fail((int)n, SQLITE_IOERR_READ);
