@@ -465,7 +465,7 @@ DEPS_BENCH += libsqlite3-dev sqlite3 python3 golang-github-mattn-go-sqlite3-dev
 DEPS_DEMO  += libsqlite3-dev sqlite3
 HAVE_SQLITE := $(shell pkg-config --exists sqlite3 2>/dev/null && echo 1)
 SQLITE_DIR  := $(BUILD)/sqlite
-RS_SRCS     := contrib/sqlite/fd.c contrib/sqlite/vfs.c contrib/sqlite/bind.c
+RS_SRCS     := contrib/sqlite/fd.c contrib/sqlite/vfs.c contrib/sqlite/bind.c contrib/sqlite/defer.c
 RS_TESTS    := $(basename $(notdir $(wildcard tests/sqlite/test_*.c)))
 RS_HDRS     := contrib/sqlite/*.h include/ringctx_sqlite.h include/ringctx.h
 .PHONY: sqlite check-sqlite check-sqlite-plain check-sqlite-asan check-sqlite-valgrind

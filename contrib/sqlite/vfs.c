@@ -5,7 +5,9 @@
  * file. Data I/O (xRead, xWrite, xSync, xTruncate) of databases, rollback
  * journals and WAL files runs as ringctx blocking calls on the process's
  * own descriptor of the file (fd.c) under the connection's context
- * (bind.c); everything else is the unix VFS's. io_methods version 2: no
+ * (bind.c), writes mostly held back and sent together as abandonable
+ * requests (defer.c), so every method that depends on them sends them
+ * first; everything else is the unix VFS's. io_methods version 2: no
  * xFetch, so SQLite never maps the database (a page fault on a hung disk
  * cannot be cancelled); xShm* (the WAL index) pass through.
  *
@@ -44,12 +46,13 @@ rctx_t *rctx__sqlite_file_ctx(struct rs_file *f)
 /* The errno of this thread's last failed method, for sqlite3_system_errno(). */
 static _Thread_local int last_errno;
 
-/* Record err (negative) for sqlite3_system_errno() and return rc. */
-static int fail(int err, int rc)
+int rctx__sqlite_fail(int err, int rc)
 {
 	last_errno = -err;
 	return rc;
 }
+
+#define fail rctx__sqlite_fail
 
 /* ---- data I/O -------------------------------------------------------------- */
 
@@ -80,10 +83,13 @@ static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 {
 	struct rs_file *f = (struct rs_file *)file;
 	rctx_t *ctx;
-	int done = 0;
+	int done = 0, rc;
 
 	if (!f->fd)
 		return f->real->pMethods->xRead(f->real, buf, amt, off);
+	rc = rctx__sqlite_flush(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	ctx = rctx__sqlite_file_ctx(f);
 	if (rctx_err(ctx))
 		return fail(rctx_err(ctx), SQLITE_IOERR_READ);
@@ -110,10 +116,15 @@ static int rs_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 {
 	struct rs_file *f = (struct rs_file *)file;
 	rctx_t *ctx;
-	int done = 0;
+	int done = 0, rc;
 
 	if (!f->fd)
 		return f->real->pMethods->xWrite(f->real, buf, amt, off);
+	if (rctx__sqlite_may_hold(f, off))
+		return rctx__sqlite_hold(f, buf, amt, off);
+	rc = rctx__sqlite_flush_group(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	ctx = rctx__sqlite_file_ctx(f);
 	while (done < amt) {
 		ssize_t n = rctx_write(ctx, f->fd->fd, (const char *)buf + done, amt - done,
@@ -135,6 +146,9 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 
 	if (!f->fd)
 		return f->real->pMethods->xTruncate(f->real, size);
+	ret = rctx__sqlite_flush_group(f);
+	if (ret != SQLITE_OK)
+		return ret;
 	ret = rctx_ftruncate(rctx__sqlite_file_ctx(f), f->fd->fd, size);
 	if (ret == -EOPNOTSUPP)	/* a kernel before 6.9 */
 		return f->real->pMethods->xTruncate(f->real, size);
@@ -170,6 +184,9 @@ static int rs_sync(sqlite3_file *file, int flags)
 
 	if (!f->fd)
 		return f->real->pMethods->xSync(f->real, flags);
+	ret = rctx__sqlite_flush_group(f);
+	if (ret != SQLITE_OK)
+		return ret;
 	ret = rctx_fsync(rctx__sqlite_file_ctx(f), f->fd->fd, how);
 	if (ret < 0)
 		return fail(ret, SQLITE_IOERR_FSYNC);
@@ -186,19 +203,32 @@ static int rs_sync(sqlite3_file *file, int flags)
 
 #define REAL(file) (((struct rs_file *)(file))->real)
 
+/*
+ * The held writes of the file (of its group) go out first: the size counts
+ * them; a lock or unlock changes who may read the files (defer.c).
+ */
+#define FLUSH(file) rctx__sqlite_flush((struct rs_file *)(file))
+#define FLUSH_GROUP(file) rctx__sqlite_flush_group((struct rs_file *)(file))
+
 static int rs_file_size(sqlite3_file *file, sqlite3_int64 *size)
 {
-	return REAL(file)->pMethods->xFileSize(REAL(file), size);
+	int rc = FLUSH(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xFileSize(REAL(file), size);
 }
 
 static int rs_lock(sqlite3_file *file, int lock)
 {
-	return REAL(file)->pMethods->xLock(REAL(file), lock);
+	int rc = FLUSH_GROUP(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xLock(REAL(file), lock);
 }
 
 static int rs_unlock(sqlite3_file *file, int lock)
 {
-	return REAL(file)->pMethods->xUnlock(REAL(file), lock);
+	int rc = FLUSH_GROUP(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xUnlock(REAL(file), lock);
 }
 
 static int rs_check_reserved(sqlite3_file *file, int *out)
@@ -215,6 +245,14 @@ static int rs_file_control(sqlite3_file *file, int op, void *arg)
 		*(char **)arg = sqlite3_mprintf("%s", RCTX_SQLITE_VFS);
 		return SQLITE_OK;
 	}
+	/* Where SQLite would sync (or does not, synchronous=OFF): the commit
+	 * depends on what was written before. */
+	if (op == SQLITE_FCNTL_SYNC || op == SQLITE_FCNTL_SYNC_OMITTED) {
+		int rc = FLUSH_GROUP(file);
+
+		if (rc != SQLITE_OK)
+			return rc;
+	}
 	return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
 }
 
@@ -228,14 +266,20 @@ static int rs_device_chars(sqlite3_file *file)
 	return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
 }
 
+/* Nothing is held back while a WAL is open; a database's writes from
+ * before go out when it starts using its WAL index. */
 static int rs_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void volatile **pp)
 {
-	return REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, pp);
+	int rc = FLUSH_GROUP(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, pp);
 }
 
 static int rs_shm_lock(sqlite3_file *file, int off, int n, int flags)
 {
-	return REAL(file)->pMethods->xShmLock(REAL(file), off, n, flags);
+	int rc = FLUSH_GROUP(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xShmLock(REAL(file), off, n, flags);
 }
 
 static void rs_shm_barrier(sqlite3_file *file)
@@ -286,10 +330,17 @@ static struct rs_file *registry_find(const char *name)
 static int rs_close(sqlite3_file *file)
 {
 	struct rs_file *f = (struct rs_file *)file;
-	int rc = f->real->pMethods->xClose(f->real);
+	int rc = f->fd ? rctx__sqlite_flush_group(f) : SQLITE_OK;
+	int rc2;
 
+	rctx__sqlite_free_held(f);
+	rc2 = f->real->pMethods->xClose(f->real);
+	if (rc == SQLITE_OK)
+		rc = rc2;
 	if (f->type == SQLITE_OPEN_MAIN_DB)
 		registry_del(f);
+	else if (f->type == SQLITE_OPEN_WAL && f->main)
+		f->main->nwal--;
 	if (f->bind) {
 		if (f->owns_bind)
 			rctx__sqlite_binding_close(f->bind);
@@ -345,6 +396,8 @@ static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 		registry_add(f);
 	else if (f->type == SQLITE_OPEN_MAIN_JOURNAL || f->type == SQLITE_OPEN_WAL)
 		f->main = registry_find(name);
+	if (f->type == SQLITE_OPEN_WAL && f->main)
+		f->main->nwal++;	/* its writes from now on: checkpoints, not held */
 	file->pMethods = &rs_io;
 	return SQLITE_OK;
 }
