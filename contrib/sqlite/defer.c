@@ -12,19 +12,18 @@
  * contiguous ones merged, all in flight at once, under the context of the
  * file.
  *
- * The order that SQLite depends on is kept: a group (a database, its
- * journal and its WAL: one pager) holds the writes of at most one file at a
- * time, and they are sent before anything else changes that group's files
- * or their visibility (a write to another of its files, a truncate, a sync,
- * a lock or unlock, SQLITE_FCNTL_SYNC, a close); a read or the size of a
- * file sends that file's own held writes first. A crash (of the process)
- * loses at most writes that nothing after them depended on, which is the
- * state of a crash just before they were made. Held back are only the
- * writes of a rollback journal that are not its header (offset 0: the
- * start and the end of every transaction are written at once), and those
- * of a database that has no WAL open; a WAL's frames become visible
- * through shared memory (the WAL index), which the VFS does not see
- * written, so WAL writes, and a database's writes in WAL mode
+ * The order that SQLite depends on is kept: a group (a database, its journal
+ * and its WAL: one pager) holds the writes of at most one file at a time,
+ * and they are sent before anything else changes that group's files or their
+ * visibility (a write to another of its files, a truncate, a sync, a lock or
+ * unlock, SQLITE_FCNTL_SYNC, a close); a read or the size of a file sends
+ * that file's own held writes first. A crash (of the process) loses at most
+ * writes that nothing after them depended on, which is the state of a crash
+ * just before they were made. Held back are only the writes of a rollback
+ * journal, but for the zeroed header that ends a transaction in PERSIST mode
+ * (written at once), and those of a database that has no WAL open; a WAL's
+ * frames become visible through shared memory (the WAL index), which the VFS
+ * does not see written, so WAL writes, and a database's writes in WAL mode
  * (checkpoints), go out one by one as before.
  *
  * An error of held writes is the error of the method that sent them
@@ -83,10 +82,16 @@ static struct rs_file *group_of(struct rs_file *f)
 	return f->main ? f->main : f;
 }
 
-bool rctx__sqlite_may_hold(struct rs_file *f, int64_t off)
+/* The first 8 bytes of a rollback journal's header (SQLite's file format). */
+static const unsigned char journal_magic[8] = { 0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7 };
+
+bool rctx__sqlite_may_hold(struct rs_file *f, const void *buf, int amt, int64_t off)
 {
+	/* A header without its magic (zeroed) ends a transaction in PERSIST
+	 * mode or under locking_mode=EXCLUSIVE, and with synchronous=OFF
+	 * nothing follows it: it goes out at once. */
 	if (f->type == SQLITE_OPEN_MAIN_JOURNAL)
-		return off != 0;
+		return off != 0 || (amt >= 8 && !memcmp(buf, journal_magic, 8));
 	return f->type == SQLITE_OPEN_MAIN_DB && f->nwal == 0;
 }
 

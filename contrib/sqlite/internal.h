@@ -101,6 +101,8 @@ struct rs_file {
 	struct rs_file *holder;		/* main database: the file of its group
 					   (itself, its journal) holding writes */
 	int nwal;			/* main database: its WAL files open */
+	int dirfd;			/* main database: its directory, once a
+					   journal or WAL synced it, or -1 */
 };
 
 /* The context the I/O of f runs under now. */
@@ -111,13 +113,13 @@ int rctx__sqlite_fail(int err, int rc);
 
 /*
  * Writes held back (defer.c). A group is a database and its journal and
- * WAL (f->main). may_hold: would a write of f at off be held back? hold:
+ * WAL (f->main). may_hold: would this write of f be held back? hold:
  * hold it (the group's writes of another file are sent first). flush: send
  * f's held writes; flush_group: those of f's group. They return SQLITE_OK or
  * the writes' error (SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_NOMEM), and
  * hold nothing of f afterwards either way. free_held: at close.
  */
-bool rctx__sqlite_may_hold(struct rs_file *f, int64_t off);
+bool rctx__sqlite_may_hold(struct rs_file *f, const void *buf, int amt, int64_t off);
 int rctx__sqlite_hold(struct rs_file *f, const void *buf, int amt, int64_t off);
 int rctx__sqlite_flush(struct rs_file *f);
 int rctx__sqlite_flush_group(struct rs_file *f);

@@ -120,7 +120,7 @@ static int rs_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 
 	if (!f->fd)
 		return f->real->pMethods->xWrite(f->real, buf, amt, off);
-	if (rctx__sqlite_may_hold(f, off))
+	if (rctx__sqlite_may_hold(f, buf, amt, off))
 		return rctx__sqlite_hold(f, buf, amt, off);
 	rc = rctx__sqlite_flush_group(f);
 	if (rc != SQLITE_OK)
@@ -155,24 +155,35 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 	return ret < 0 ? fail(ret, SQLITE_IOERR_TRUNCATE) : SQLITE_OK;
 }
 
-/* Sync the directory of a new journal or WAL once, as the unix VFS does. */
+/*
+ * Sync the directory of a new journal or WAL once, as the unix VFS does.
+ * The directory's descriptor is opened once and kept by the database's file
+ * (a DELETE-mode journal is new in every transaction).
+ */
 static int sync_dir(struct rs_file *f)
 {
 	rctx_t *ctx = rctx__sqlite_file_ctx(f);
+	struct rs_file *m = f->main;
 	const char *slash = strrchr(f->name, '/');
 	char dir[4096];
 	int fd, ret;
 
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - f->name) + (slash == f->name),
-			 f->name);
-	fd = rctx_openat(ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return rctx_err(ctx) ? fd : 0;	/* as the unix VFS: not fatal */
+	fd = m ? m->dirfd : -1;
+	if (fd < 0) {
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else
+			snprintf(dir, sizeof(dir), "%.*s",
+				 (int)(slash - f->name) + (slash == f->name), f->name);
+		fd = rctx_openat(ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		if (fd < 0)
+			return rctx_err(ctx) ? fd : 0;	/* as the unix VFS: not fatal */
+		if (m)
+			m->dirfd = fd;
+	}
 	ret = rctx_fsync(ctx, fd, 0);
-	close(fd);
+	if (!m)
+		close(fd);
 	return ret < 0 && rctx_err(ctx) ? ret : 0;
 }
 
@@ -341,6 +352,9 @@ static int rs_close(sqlite3_file *file)
 		registry_del(f);
 	else if (f->type == SQLITE_OPEN_WAL && f->main)
 		f->main->nwal--;
+	if (f->dirfd >= 0)
+		close(f->dirfd);
+	f->dirfd = -1;
 	if (f->bind) {
 		if (f->owns_bind)
 			rctx__sqlite_binding_close(f->bind);
@@ -372,6 +386,7 @@ static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 
 	(void)vfs;
 	memset(f, 0, sizeof(*f));
+	f->dirfd = -1;
 	f->real = (sqlite3_file *)(f + 1);
 	rc = orig_vfs->xOpen(orig_vfs, name, f->real, flags, out_flags);
 	if (rc != SQLITE_OK) {
