@@ -99,9 +99,13 @@ struct workload {
 	int updates, per_utxn;	/* updates, in transactions of per_utxn */
 };
 
-/* What a run read, to compare the VFSes. */
-struct answers {
-	int64_t select, scan, update;
+/* One database of a run, and what its phases read (to compare the VFSes). */
+struct wdb {
+	const char *vfs;	/* NULL: the unix VFS */
+	char path[256];
+	sqlite3 *db;
+	uint64_t rng;		/* the same sequence for both VFSes */
+	int64_t ans[NPHASE];
 };
 
 /* A row's text column: 100 bytes derived from r. */
@@ -112,93 +116,157 @@ static void fill_text(char *b, uint64_t r)
 	b[100] = 0;
 }
 
-/* One run of w through vfs (NULL: the unix VFS); ns per phase in t. */
-static void workload_run(const struct workload *w, const char *vfs, int64_t t[NPHASE],
-			 struct answers *ans)
+static void wdb_open(const struct workload *w, struct wdb *d, const char *vfs, int k)
 {
-	char path[256], sql[160], text[101];
-	uint64_t rng = 0x9e3779b97f4a7c15ULL;
-	sqlite3_stmt *st;
-	sqlite3 *db;
-	int64_t t0, t1;
+	char sql[160];
 	int rc;
 
-	snprintf(path, sizeof path, "%s/rctx-bench-sqlite-%d.db", w->dir, (int)getpid());
-	unlink(path);
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs);
+	memset(d, 0, sizeof *d);
+	d->vfs = vfs;
+	d->rng = 0x9e3779b97f4a7c15ULL;
+	snprintf(d->path, sizeof d->path, "%s/rctx-bench-sqlite-%d-%d.db", w->dir, (int)getpid(), k);
+	unlink(d->path);
+	rc = sqlite3_open_v2(d->path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs);
 	if (rc != SQLITE_OK)
-		sq_die(db, path, rc);
+		sq_die(d->db, d->path, rc);
 	snprintf(sql, sizeof sql, "PRAGMA journal_mode=%s; PRAGMA synchronous=%s", w->journal,
 		 w->sync);
-	sq_exec(db, sql);
-	sq_exec(db, "CREATE TABLE t(k INTEGER PRIMARY KEY, a INTEGER NOT NULL, b TEXT NOT NULL)");
-	memset(ans, 0, sizeof *ans);
+	sq_exec(d->db, sql);
+	sq_exec(d->db, "CREATE TABLE t(k INTEGER PRIMARY KEY, a INTEGER NOT NULL, b TEXT NOT NULL)");
+}
 
-	t0 = bench_now();
-	st = sq_prepare(db, "INSERT INTO t(k, a, b) VALUES (?1, ?2, ?3)");
-	for (int i = 0; i < w->rows; i += w->per_txn) {
-		sq_exec(db, "BEGIN");
-		for (int j = i; j < i + w->per_txn && j < w->rows; j++) {
-			fill_text(text, xorshift(&rng));
-			sqlite3_bind_int64(st, 1, j + 1);
-			sqlite3_bind_int64(st, 2, (int64_t)(xorshift(&rng) % 1000000));
-			sqlite3_bind_text(st, 3, text, 100, SQLITE_STATIC);
-			sq_run(db, st);
-		}
-		sq_exec(db, "COMMIT");
-	}
-	sqlite3_finalize(st);
-	t1 = bench_now();
-	t[PH_INSERT] = t1 - t0;
+/* What the updates left, read back; close and remove the database. */
+static void wdb_close(struct wdb *d)
+{
+	sqlite3_stmt *st = sq_prepare(d->db, "SELECT sum(a) FROM t");
+	int rc;
 
-	st = sq_prepare(db, "SELECT a FROM t WHERE k = ?1");
-	for (int i = 0; i < w->selects; i++) {
-		sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&rng) % w->rows) + 1);
-		ans->select += sq_run(db, st);
-	}
+	d->ans[PH_TOTAL] = sq_run(d->db, st);
 	sqlite3_finalize(st);
-	t0 = bench_now();
-	t[PH_SELECT] = t0 - t1;
-
-	st = sq_prepare(db, "SELECT sum(a + length(b)) FROM t WHERE k BETWEEN ?1 AND ?1 + ?2 - 1");
-	for (int i = 0; i < w->scans; i++) {
-		sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&rng) % (w->rows - w->scan_len)) + 1);
-		sqlite3_bind_int64(st, 2, w->scan_len);
-		ans->scan += sq_run(db, st);
-	}
-	sqlite3_finalize(st);
-	t1 = bench_now();
-	t[PH_SCAN] = t1 - t0;
-
-	st = sq_prepare(db, "UPDATE t SET a = a + 1, b = ?2 WHERE k = ?1");
-	for (int i = 0; i < w->updates; i += w->per_utxn) {
-		sq_exec(db, "BEGIN");
-		for (int j = i; j < i + w->per_utxn && j < w->updates; j++) {
-			fill_text(text, xorshift(&rng));
-			sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&rng) % w->rows) + 1);
-			sqlite3_bind_text(st, 2, text, 100, SQLITE_STATIC);
-			sq_run(db, st);
-		}
-		sq_exec(db, "COMMIT");
-	}
-	sqlite3_finalize(st);
-	t0 = bench_now();
-	t[PH_UPDATE] = t0 - t1;
-	t[PH_TOTAL] = t[PH_INSERT] + t[PH_SELECT] + t[PH_SCAN] + t[PH_UPDATE];
-
-	/* what the updates left, read back */
-	st = sq_prepare(db, "SELECT sum(a) FROM t");
-	ans->update = sq_run(db, st);
-	sqlite3_finalize(st);
-	rc = sqlite3_close(db);
+	rc = sqlite3_close(d->db);
 	if (rc != SQLITE_OK)
 		sq_die(NULL, "sqlite3_close", rc);
-	unlink(path);
+	unlink(d->path);
+}
+
+static void ph_insert(const struct workload *w, struct wdb *d)
+{
+	sqlite3_stmt *st = sq_prepare(d->db, "INSERT INTO t(k, a, b) VALUES (?1, ?2, ?3)");
+	char text[101];
+
+	for (int i = 0; i < w->rows; i += w->per_txn) {
+		sq_exec(d->db, "BEGIN");
+		for (int j = i; j < i + w->per_txn && j < w->rows; j++) {
+			fill_text(text, xorshift(&d->rng));
+			sqlite3_bind_int64(st, 1, j + 1);
+			sqlite3_bind_int64(st, 2, (int64_t)(xorshift(&d->rng) % 1000000));
+			sqlite3_bind_text(st, 3, text, 100, SQLITE_STATIC);
+			sq_run(d->db, st);
+		}
+		sq_exec(d->db, "COMMIT");
+	}
+	sqlite3_finalize(st);
+}
+
+static void ph_select(const struct workload *w, struct wdb *d)
+{
+	sqlite3_stmt *st = sq_prepare(d->db, "SELECT a FROM t WHERE k = ?1");
+
+	for (int i = 0; i < w->selects; i++) {
+		sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&d->rng) % w->rows) + 1);
+		d->ans[PH_SELECT] += sq_run(d->db, st);
+	}
+	sqlite3_finalize(st);
+}
+
+static void ph_scan(const struct workload *w, struct wdb *d)
+{
+	sqlite3_stmt *st = sq_prepare(d->db, "SELECT sum(a + length(b)) FROM t "
+					     "WHERE k BETWEEN ?1 AND ?1 + ?2 - 1");
+
+	for (int i = 0; i < w->scans; i++) {
+		sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&d->rng) % (w->rows - w->scan_len)) + 1);
+		sqlite3_bind_int64(st, 2, w->scan_len);
+		d->ans[PH_SCAN] += sq_run(d->db, st);
+	}
+	sqlite3_finalize(st);
+}
+
+static void ph_update(const struct workload *w, struct wdb *d)
+{
+	sqlite3_stmt *st = sq_prepare(d->db, "UPDATE t SET a = a + 1, b = ?2 WHERE k = ?1");
+	char text[101];
+
+	for (int i = 0; i < w->updates; i += w->per_utxn) {
+		sq_exec(d->db, "BEGIN");
+		for (int j = i; j < i + w->per_utxn && j < w->updates; j++) {
+			fill_text(text, xorshift(&d->rng));
+			sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&d->rng) % w->rows) + 1);
+			sqlite3_bind_text(st, 2, text, 100, SQLITE_STATIC);
+			sq_run(d->db, st);
+		}
+		sq_exec(d->db, "COMMIT");
+	}
+	sqlite3_finalize(st);
+}
+
+static void (*const phase_fn[PH_TOTAL])(const struct workload *, struct wdb *) = {
+	ph_insert, ph_select, ph_scan, ph_update,
+};
+
+/*
+ * One run: a new database per VFS (k = 0: unix, 1: ringctx), the phases in
+ * turn, each phase through both VFSes back to back (the first one
+ * alternating from phase to phase and from run to run), so that a burst of
+ * load on the machine falls on both alike. ns per phase and VFS in t.
+ */
+static void workload_run(const struct workload *w, int r, int64_t t[2][NPHASE])
+{
+	static const char *const vfs[2] = { NULL, RCTX_SQLITE_VFS };
+	struct wdb d[2];
+
+	for (int k = 0; k < 2; k++)
+		wdb_open(w, &d[k], vfs[k], k);
+	for (int p = 0; p < PH_TOTAL; p++) {
+		for (int i = 0; i < 2; i++) {
+			int k = (r + p + i) % 2;
+			int64_t t0 = bench_now();
+
+			phase_fn[p](w, &d[k]);
+			t[k][p] = bench_now() - t0;
+		}
+	}
+	for (int k = 0; k < 2; k++) {
+		t[k][PH_TOTAL] = 0;
+		for (int p = 0; p < PH_TOTAL; p++)
+			t[k][PH_TOTAL] += t[k][p];
+		wdb_close(&d[k]);
+	}
+	if (memcmp(d[0].ans, d[1].ans, sizeof d[0].ans)) {
+		fprintf(stderr, "bench_sqlite: the two VFSes read different answers\n");
+		exit(1);
+	}
+}
+
+/* For a profiler: reps runs of one VFS only (RCTX_BENCH_SQLITE_ONLY). */
+static void workload_only(const struct workload *w, const char *only, int reps)
+{
+	int k = strcmp(only, "unix") != 0;
+	struct wdb d;
+
+	for (int r = 0; r < reps; r++) {
+		wdb_open(w, &d, k ? RCTX_SQLITE_VFS : NULL, k);
+		for (int p = 0; p < PH_TOTAL; p++)
+			phase_fn[p](w, &d);
+		wdb_close(&d);
+	}
+	printf("(%d runs through the %s VFS only: no figures)\n", reps, k ? "ringctx" : "unix");
 }
 
 static void workload(void)
 {
 	const char *dir = getenv("RCTX_BENCH_SQLITE_DIR");
+	const char *only = getenv("RCTX_BENCH_SQLITE_ONLY");
 	struct workload w = {
 		.dir = dir && *dir ? dir : "/var/tmp",
 		.journal = "DELETE",
@@ -212,49 +280,32 @@ static void workload(void)
 		.per_utxn = 100,
 	};
 	int reps = bench_reps > 32 ? 32 : bench_reps;
-	double v[2][NPHASE][32], med[2][NPHASE];
-	struct answers ans[2];
-	const char *vfs[2] = { NULL, RCTX_SQLITE_VFS };
-	int64_t t[NPHASE];
-	const char *only;
+	double v[2][NPHASE][32], med[2][NPHASE], ratio[32], m;
+	int64_t t[2][NPHASE];
 	struct stat st;
 
 	if (stat(w.dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		printf("SQLiteWorkload: skipped, no directory %s\n", w.dir);
 		return;
 	}
-	printf("(%s, journal_mode=%s, synchronous=%s, SQLite %s; per run: %d rows inserted in "
-	       "transactions of %d, %d point selects, %d range scans of %d keys, %d updates in "
-	       "transactions of %d; %d runs per VFS, alternating, after one untimed run of each)\n",
+	if (only && *only) {
+		workload_only(&w, only, reps);
+		return;
+	}
+	printf("(%s, journal_mode=%s, synchronous=%s, SQLite %s; per run and VFS: %d rows "
+	       "inserted in transactions of %d, %d point selects, %d range scans of %d keys, "
+	       "%d updates in transactions of %d; %d runs after an untimed one, each phase "
+	       "through both VFSes back to back, the first alternating)\n",
 	       w.dir, w.journal, w.sync, sqlite3_libversion(), w.rows, w.per_txn, w.selects,
 	       w.scans, w.scan_len, w.updates, w.per_utxn, reps);
 	fflush(stdout);
-	only = getenv("RCTX_BENCH_SQLITE_ONLY");
-	if (only && *only) {
-		/* for a profiler: runs of one VFS only, no comparison */
-		int k = strcmp(only, "unix") != 0;
-
-		for (int r = 0; r < reps; r++)
-			workload_run(&w, vfs[k], t, &ans[k]);
-		printf("(%d runs through the %s VFS only: no figures)\n", reps, k ? "ringctx" : "unix");
-		return;
-	}
-	for (int k = 0; k < 2; k++)
-		workload_run(&w, vfs[k], t, &ans[k]);
+	workload_run(&w, 0, t);
 	for (int r = 0; r < reps; r++) {
-		for (int i = 0; i < 2; i++) {
-			int k = (r + i) % 2; /* unix first in even runs */
-			struct answers a;
-
-			workload_run(&w, vfs[k], t, &a);
-			if (memcmp(&a, &ans[0], sizeof a)) {
-				fprintf(stderr, "bench_sqlite: the %s VFS read other answers\n",
-					k ? "ringctx" : "unix");
-				exit(1);
-			}
+		workload_run(&w, r, t);
+		for (int k = 0; k < 2; k++)
 			for (int p = 0; p < NPHASE; p++)
-				v[k][p][r] = (double)t[p];
-		}
+				v[k][p][r] = (double)t[k][p];
+		ratio[r] = (double)t[1][PH_TOTAL] / (double)t[0][PH_TOTAL];
 	}
 	printf("%-24s %14s %14s %8s\n", "phase", "unix VFS", "ringctx VFS", "ratio");
 	for (int p = 0; p < NPHASE; p++) {
@@ -267,6 +318,9 @@ static void workload(void)
 		       bench_fmt_ns(med[1][p], b, sizeof b), med[1][p] / med[0][p]);
 		bench_row("sqlite", name, "ns", med[1][p], "unix VFS", med[0][p], NAN, NAN, NAN, NAN);
 	}
+	m = bench_median(ratio, reps); /* sorts ratio */
+	printf("(total ringctx / unix per run: median %.3fx, from %.3fx to %.3fx)\n", m, ratio[0],
+	       ratio[reps - 1]);
 	fflush(stdout);
 }
 
