@@ -254,7 +254,8 @@ static int send_held(struct rs_file *f, rctx_t *ctx)
 
 	if (rctx_err(ctx))
 		return rctx_err(ctx);
-	o = ring ? calloc((size_t)f->nheld, sizeof(*o)) : NULL;
+	/* one write (a journal's, merged): a blocking call waits for less */
+	o = ring && f->nheld > 1 ? calloc((size_t)f->nheld, sizeof(*o)) : NULL;
 	if (!o) {
 		for (int i = 0; i < f->nheld; i++) {
 			err = write_all(ctx, f->fd->fd, f->held[i].buf, f->held[i].len,
