@@ -496,6 +496,8 @@ struct peer {
 	char query[160], healthy[96], meanwhile[96];
 	/* what was seen (ns since "go", or since the release of the disk) */
 	int held;			/* reads the disk held when the exit was asked */
+	int held_after;			/* and once the process had exited, or was
+					   given up for the while the disk hangs */
 	int64_t exit_ns;		/* exit seen after "exit", -1: not within the bound */
 	int64_t kill_ns;		/* exit seen after SIGKILL, -1: not, or not sent */
 	char dstate[160];		/* its threads in D state, when it did not exit */
@@ -707,7 +709,7 @@ static void peer_run(struct episode *ep, struct peer *p)
 
 	p->query_us = p->healthy_us = p->meanwhile_us = -1;
 	p->exit_ns = p->kill_ns = p->after_query_ns = p->after_exit_ns = -1;
-	p->held = -1;
+	p->held = p->held_after = -1;
 	if (p->why[0] || !peer_start(p))
 		return;
 	if (!peer_read(p, bench_now() + 20 * SEC, never, &ready)) {
@@ -737,6 +739,7 @@ static void peer_run(struct episode *ep, struct peer *p)
 		if (p->kill_ns < 0)
 			d_threads(p->pid, p->dstate, sizeof p->dstate);
 	}
+	p->held_after = stuckfs_held(&ep->fs);
 	if (!release_disk(&ep->fs))
 		fprintf(stderr, "bench_sqlite: the disk still holds requests\n");
 	p->released = bench_now();
@@ -832,9 +835,9 @@ static void peer_cells(const struct episode *ep, const struct peer *p, char *q, 
 	if (p->meanwhile_us >= 0)
 		snprintf(mean, sizeof mean, "%s at %s", p->meanwhile,
 			 fmt_ms(p->meanwhile_us * 1000, b, sizeof b));
-	snprintf(det, dlen, "query: %s%s; another thread during the hang: %s; reads held by the "
-		 "disk at the exit: %d%s%s",
-		 p->query_us >= 0 ? p->query : "no answer", after, mean, p->held,
+	snprintf(det, dlen, "query: %s%s; another thread during the hang: %s; reads the disk "
+		 "held: %d when the exit was asked, %d after it%s%s",
+		 p->query_us >= 0 ? p->query : "no answer", after, mean, p->held, p->held_after,
 		 p->dstate[0] ? "; threads when it did not exit: " : "", p->dstate);
 }
 
