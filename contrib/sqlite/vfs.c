@@ -181,7 +181,7 @@ static int sync_dir(struct rs_file *f)
 		if (m)
 			m->dirfd = fd;
 	}
-	ret = rctx_fsync(ctx, fd, 0);
+	ret = rctx_fsync(ctx, fd, IORING_FSYNC_DATASYNC);
 	if (!m)
 		close(fd);
 	return ret < 0 && rctx_err(ctx) ? ret : 0;
@@ -190,7 +190,6 @@ static int sync_dir(struct rs_file *f)
 static int rs_sync(sqlite3_file *file, int flags)
 {
 	struct rs_file *f = (struct rs_file *)file;
-	unsigned how = (flags & SQLITE_SYNC_DATAONLY) ? IORING_FSYNC_DATASYNC : 0;
 	int ret;
 
 	if (!f->fd)
@@ -198,7 +197,10 @@ static int rs_sync(sqlite3_file *file, int flags)
 	ret = rctx__sqlite_flush_group(f);
 	if (ret != SQLITE_OK)
 		return ret;
-	ret = rctx_fsync(rctx__sqlite_file_ctx(f), f->fd->fd, how);
+	/* fdatasync whatever the flags, as the unix VFS does on Linux
+	 * (os_unix.c, full_fsync()): the inode's timestamps are not SQLite's
+	 * concern, and its size is synced with the data */
+	ret = rctx_fsync(rctx__sqlite_file_ctx(f), f->fd->fd, IORING_FSYNC_DATASYNC);
 	if (ret < 0)
 		return fail(ret, SQLITE_IOERR_FSYNC);
 	if (f->dirsync) {
