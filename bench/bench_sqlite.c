@@ -852,7 +852,10 @@ static void episode_table(const struct episode *ep, struct peer *peers, int n, F
 		"process exits while the disk hangs");
 	for (int i = 0; i < n; i++) {
 		peer_cells(ep, &peers[i], q, t, x, sizeof q, det, sizeof det);
-		fprintf(f, "%-16s %-22s %-24s %s\n", peers[i].name, q, t, x);
+		if (peers[i].why[0])
+			fprintf(f, "%-16s %s\n", peers[i].name, q);
+		else
+			fprintf(f, "%-16s %-22s %-24s %s\n", peers[i].name, q, t, x);
 	}
 	for (int i = 0; i < n; i++) {
 		peer_cells(ep, &peers[i], q, t, x, sizeof q, det, sizeof det);
