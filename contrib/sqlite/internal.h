@@ -116,7 +116,7 @@ int rctx__sqlite_fail(int err, int rc);
  * WAL (f->main). may_hold: would this write of f be held back? hold:
  * hold it (the group's writes of another file are sent first). flush: send
  * f's held writes; flush_group: those of f's group. They return SQLITE_OK or
- * the writes' error (SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_NOMEM), and
+ * the writes' error (SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_IOERR_NOMEM), and
  * hold nothing of f afterwards either way. free_held: at close.
  */
 bool rctx__sqlite_may_hold(struct rs_file *f, const void *buf, int amt, int64_t off);

@@ -285,7 +285,9 @@ static int rs_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void vol
 {
 	int rc = FLUSH_GROUP(file);
 
-	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, pp);
+	if (rc != SQLITE_OK)
+		return rc;
+	return REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, pp);
 }
 
 static int rs_shm_lock(sqlite3_file *file, int off, int n, int flags)
