@@ -2,15 +2,15 @@
 /*
  * Writes held back and sent together (struct rs_held in internal.h).
  *
- * Every write through the library is a request that the runtime thread
- * hands to the kernel, so that the caller can give it up at its deadline: a
- * round trip through two other threads (measured here: 11-74 us per
- * write, against 1-2 us for pwrite(2); bench/README.md, "SQLite"). SQLite writes a rollback journal record as
- * three writes (page number, page, checksum) and a commit's pages one by
- * one; so the VFS holds writes back and sends them together, as
- * abandonable requests (rctx_async_write) on a ring of the thread's own,
- * contiguous ones merged, all in flight at once, under the context of the
- * file.
+ * Every write through the library is a request that the runtime thread hands
+ * to the kernel, so that the caller can give it up at its deadline: a round
+ * trip through two other threads (measured here: 11-74 us per write, against
+ * 1-2 us for pwrite(2); bench/README.md, "SQLite"). SQLite writes a rollback
+ * journal record as three writes (page number, page, checksum) and a
+ * commit's pages one by one; so the VFS holds writes back and sends them
+ * together, as abandonable requests (rctx_async_write) on a ring of the
+ * thread's own, contiguous ones merged, all in flight at once, under the
+ * context of the file.
  *
  * The order that SQLite depends on is kept: a group (a database, its journal
  * and its WAL: one pager) holds the writes of at most one file at a time,
