@@ -69,8 +69,9 @@ endif
 LIB_SRCS := $(wildcard lib/*.c)
 TEST_SRCS := $(filter-out tests/test_fault.c,$(wildcard tests/test_*.c))
 TOOL_SRCS := $(wildcard tools/*.c)
-BENCH_SRCS := $(wildcard bench/bench_*.c)
-# docs/examples/sqlite_*.c need SQLite: the SQLite part below builds them.
+# bench_sqlite and docs/examples/sqlite_*.c need SQLite: the SQLite part
+# below builds them.
+BENCH_SRCS := $(filter-out bench/bench_sqlite.c,$(wildcard bench/bench_*.c))
 EXAMPLE_SRCS := $(filter-out docs/examples/sqlite_%.c,$(wildcard docs/examples/*.c))
 # Tests that exercise threads run again under ThreadSanitizer: each says so
 # with a line of its own, /* tsan: yes */, after its Description comment.
@@ -467,11 +468,13 @@ clean:
 #   build/{plain,asan}/examples/sqlite_*    docs/examples/sqlite_*.c, run by
 #                                           check-examples (and exec'd by the tests)
 DEPS_CHECK += libsqlite3-dev sqlite3
-DEPS_BENCH += libsqlite3-dev sqlite3
+# the stuck-disk episode's peers: Python's sqlite3 module, Go's database/sql
+# with mattn/go-sqlite3 (cgo, against the same libsqlite3)
+DEPS_BENCH += libsqlite3-dev sqlite3 python3 golang-github-mattn-go-sqlite3-dev
 DEPS_DEMO  += libsqlite3-dev sqlite3
 HAVE_SQLITE := $(shell pkg-config --exists sqlite3 2>/dev/null && echo 1)
 SQLITE_DIR  := $(BUILD)/sqlite
-RS_SRCS     := contrib/sqlite/fd.c contrib/sqlite/vfs.c contrib/sqlite/bind.c
+RS_SRCS     := contrib/sqlite/fd.c contrib/sqlite/vfs.c contrib/sqlite/bind.c contrib/sqlite/defer.c
 RS_TESTS    := $(basename $(notdir $(wildcard tests/sqlite/test_*.c)))
 RS_HDRS     := contrib/sqlite/*.h include/ringctx_sqlite.h include/ringctx.h
 .PHONY: sqlite check-sqlite check-sqlite-plain check-sqlite-asan check-sqlite-valgrind \
@@ -541,6 +544,15 @@ $(RS_EXT): $(patsubst contrib/sqlite/%.c,$(SQLITE_DIR)/ext/%.o,$(RS_SRCS) contri
 		$(filter %.o,$^) $(LIBS)
 
 sqlite: $(RS_BINS)
+
+# The SQLite rows of make bench (bench/bench_sqlite.c): the VFS against the
+# unix VFS, and the stuck-disk episode (which mounts support/stuckfs.h).
+$(BUILD)/bench_sqlite: bench/bench_sqlite.c bench/*.h support/*.h $(RS_LIB) $(STATIC) $(plain_SUPPORT) \
+		| need-build
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Ibench -Isupport $(SQLITE_CFLAGS) -o $@ $< $(RS_LIB) \
+		$(plain_SUPPORT) $(STATIC) $(SQLITE_LIBS) $(FUSE_LIBS) $(LIBS) -lm
+bench-build: $(BUILD)/bench_sqlite
 
 check-sqlite-plain: $(addprefix $(BUILD)/plain/sqlite/,$(RS_TESTS))
 	$(Q)$(RUN_TEST) sqlite-plain $^

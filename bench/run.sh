@@ -139,13 +139,51 @@ for bin in "$BUILD"/bench_*; do
 	[ -x "$bin" ] || continue
 	case ${bin##*/} in
 	bench_context | bench_nop | bench_cancel | bench_latency | bench_memory | bench_e2e | bench_scale | \
-	bench_isolation) continue ;;
+	bench_isolation | bench_sqlite) continue ;;
 	esac
 	part_begin
 	RCTX_BENCH_CSV="$CSV" run_limited "$bin" >"$OUT/${bin##*/}.txt" 2>&1 || status=1
 	cat "$OUT/${bin##*/}.txt"
 	part_end "${bin##*/}"
 done
+
+# ---- SQLite: the ringctx VFS vs the unix VFS, and a stuck disk side by side ----
+# bench_sqlite (built when SQLite is there) runs the workload on the local
+# disk of the build, then the stuck-disk episode with its peers: Python's
+# sqlite3 module (bench/sqlite/episode.py) and Go's database/sql with
+# mattn/go-sqlite3 (bench/go/sqlite, built here: cgo, offline, against
+# Debian's /usr/share/gocode). A missing peer is "n/a" with the reason.
+SQTABLE=$OUT/sqlite-episode.txt
+: >"$SQTABLE"
+part_begin
+if [ -x "$BUILD/bench_sqlite" ]; then
+	sq_go= sq_go_why=
+	if ! command -v go >/dev/null 2>&1; then
+		sq_go_why="go not installed (apt-get install golang-go)"
+	elif [ ! -d /usr/share/gocode/src/github.com/mattn/go-sqlite3 ]; then
+		sq_go_why="mattn/go-sqlite3 not installed (apt-get install golang-github-mattn-go-sqlite3-dev)"
+	elif (cd "$TOP/bench/go/sqlite" && GOCACHE="$OUT/gocache" GOPATH="$OUT/gopath" \
+		GOMODCACHE="$OUT/gopath/pkg/mod" GOPROXY=off GOFLAGS=-mod=mod CGO_ENABLED=1 \
+		go build -o "$OUT/go-sqlite" .) >"$OUT/go-sqlite-build.txt" 2>&1; then
+		sq_go=$OUT/go-sqlite
+	else
+		sq_go_why="go build of bench/go/sqlite failed (see $OUT/go-sqlite-build.txt)"
+	fi
+	{ RCTX_BENCH_CSV="$CSV" RCTX_BENCH_SQLITE_DIR="$OUT" RCTX_BENCH_SQLITE_TABLE="$SQTABLE" \
+		RCTX_BENCH_SQLITE_PY="$TOP/bench/sqlite/episode.py" RCTX_BENCH_SQLITE_GO="$sq_go" \
+		RCTX_BENCH_SQLITE_GO_WHY="$sq_go_why" run_limited "$BUILD/bench_sqlite" 2>&1
+	  echo $? >"$OUT/.rc"; } | tee "$OUT/bench_sqlite.txt"
+	rc=$(cat "$OUT/.rc")
+	if [ $rc -ne 0 ]; then
+		[ $rc -eq 124 ] && echo "run.sh: bench_sqlite stopped after $LIMIT s" >&2
+		echo "run.sh: bench_sqlite failed (exit $rc)" >&2
+		status=1
+	fi
+else
+	echo "== bench_sqlite: not built (SQLite: apt-get install libsqlite3-dev)"
+fi
+part_end "bench_sqlite"
+sqlite_wall=$(awk '$1 == "bench_sqlite" { print $2 }' "$PARTS")
 
 # ---- the service: ringctx-objd vs nginx vs Go net/http (bench/objd/run.sh) ----
 # Prints its own table and targets (BUILD/bench/objd.txt, objd.tsv).
@@ -226,7 +264,9 @@ NR == 1 { next }
 TCSV=$OUT/targets.tsv
 elapsed=$(( $(date +%s) - start ))
 if [ "$MODE" = quick ]; then wall_limit=60; else wall_limit=240; fi
-awk -F, -v tcsv="$TCSV" -v wall="$elapsed" -v wall_limit="$wall_limit" '
+if [ "$MODE" = quick ]; then sqlite_limit=20; else sqlite_limit=60; fi
+awk -F, -v tcsv="$TCSV" -v wall="$elapsed" -v wall_limit="$wall_limit" \
+	-v sqlite_wall="$sqlite_wall" -v sqlite_limit="$sqlite_limit" '
 NR == 1 { next }
 { val[$2] = $6; rat[$2] = $7; ref[$2] = $5; refname[$2] = $4 }
 function out(desc, ok, shown, v, lim) {
@@ -257,6 +297,15 @@ function throughput(desc, bench, lim,    v) {
 	v = 1 / rat[bench]
 	out(desc, v >= lim, sprintf("%.3fx %s (limit >= %.2fx)", v, refname[bench], lim), v, lim)
 }
+# a deadline kept: the time of ringctx minus the reference (its budget), in ns,
+# within [0, lim]; a negative time: it did not return at all
+function within(desc, bench, lim,    v, r) {
+	if (!(bench in val) || val[bench] == "") { nodata(desc); return }
+	v = val[bench] + 0; r = ref[bench] + 0
+	if (v < 0) { out(desc, 0, sprintf("did not return (budget %.0f ms)", r / 1e6), v, lim); return }
+	out(desc, v >= r && v - r <= lim, sprintf("%.1f ms after its %.0f ms budget (limit %.0f ms)",
+	    (v - r) / 1e6, r / 1e6, lim / 1e6), (v - r) / 1e6, lim / 1e6)
+}
 END {
 	printf "" >tcsv
 	ratio("cancel 1,000 blocked readers, per-core rings <= 0.5x Go", "BlockedReaders/N=1000/per-core", 0.5)
@@ -271,6 +320,12 @@ END {
 	ratio("healthy read p99, stuck episode on <= 1.5x off (async)", "HealthyRead/async/p99", 1.5)
 	ratio("healthy read p99, stuck episode on <= 1.5x off (blocking)", "HealthyRead/blocking/p99", 1.5)
 	throughput("cached 4k randread QD32, ctx per read >= 0.9x fio IOPS", "RandRead4k/QD32/cancel-ctx", 0.9)
+	ratio("SQLite workload, ringctx VFS total <= 1.10x unix VFS", "SQLiteWorkload/total", 1.10)
+	within("stuck SELECT, ringctx VFS returns <= 50 ms after its budget", "StuckQuery/ringctx", 50e6)
+	if (sqlite_wall != "")
+		out(sprintf("SQLite part wall time <= %d s (%s mode)", sqlite_limit, sqlite_limit == 20 ? "quick" : "full"),
+		    sqlite_wall <= sqlite_limit + 0, sprintf("%.1f s, %.3fx of the limit", sqlite_wall, sqlite_wall / sqlite_limit),
+		    sqlite_wall / sqlite_limit, 1)
 	out(sprintf("bench wall time <= %d s (%s mode)", wall_limit, wall_limit == 60 ? "quick" : "full"), wall <= wall_limit + 0, sprintf("%d s, %.3fx of the limit", wall, wall / wall_limit), wall / wall_limit, 1)
 	printf "targets: %d PASS, %d MISS, %d NODATA\n", pass, miss, nodata_n
 }' "$RESULTS" >"$TARGETS"
@@ -285,6 +340,7 @@ awk '{ t = $NF; $NF = ""; printf "  %-24s %6.1f\n", $0, t }' "$PARTS"
 echo
 echo "Targets (ratio = ringctx / reference of this run):"
 cat "$TARGETS"
+[ -s "$SQTABLE" ] && { echo; cat "$SQTABLE"; }
 [ -s "$OUT/objd.txt" ] && cat "$OUT/objd.txt"
 
 # ---- docs/bench/results.md -----------------------------------------------------
@@ -324,6 +380,7 @@ cat "$TARGETS"
 		title["e2e"] = "End-to-end: cancel N blocked socket readers (bench/bench_e2e.c vs bench/go/e2e)"
 		title["scale"] = "Scale: 1M contexts, 100,000 reads in flight, 400,000 deadlines (bench/bench_scale.c)"
 		title["isolation"] = "Isolation: healthy-device reads during a stuck episode, cached random reads vs fio (bench/bench_isolation.c)"
+		title["sqlite"] = "SQLite: the ringctx VFS vs the unix VFS, one workload, and the stuck query against its budget (bench/bench_sqlite.c)"
 	}
 	NR == 1 { next }
 	{
@@ -335,6 +392,14 @@ cat "$TARGETS"
 		}
 		printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $4, fmt($5, $3), fmt($6, $3), ($7 == "" ? "-" : sprintf("%.3fx", $7)), num($8, "%.0f"), num($9, "%.1f"), num($10, "%.0f"), num($11, "%.2f")
 	}' "$RESULTS"
+	if [ -s "$SQTABLE" ]; then
+		echo
+		echo "## SQLite: a stuck disk side by side, ringctx VFS, Python sqlite3, Go database/sql (bench/bench_sqlite.c)"
+		echo
+		echo '```'
+		cat "$SQTABLE"
+		echo '```'
+	fi
 	if [ -s "$OUT/objd.txt" ]; then
 		echo
 		echo "## Service: ringctx-objd vs nginx vs Go net/http (bench/objd/run.sh)"

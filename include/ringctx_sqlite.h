@@ -5,14 +5,16 @@
  * A VFS (named RCTX_SQLITE_VFS, "ringctx") that wraps SQLite's default unix
  * VFS: every read, write, sync and truncate of a database, its rollback
  * journal and its WAL goes through ringctx's blocking calls (rctx_read,
- * rctx_write, rctx_fsync, rctx_ftruncate) under the context bound to the
- * connection, so a deadline, a cancel or a hang-up ends the statement at
- * that moment whatever the disk does (docs/stuck-io.md: the kernel's late
- * completion is the library's, never the caller's). Locking, shared memory
- * (the WAL index), file names, deletion and everything else that is not
- * data I/O are the unix VFS's own. Memory-mapped I/O is off (a page fault
- * on a hung disk cannot be cancelled): PRAGMA mmap_size has no effect.
- * Temporary files (temp databases, statement journals) are the unix VFS's.
+ * rctx_write, rctx_fsync, rctx_ftruncate) or its abandonable requests
+ * (rctx_async_write: writes held back and sent together, docs/sqlite.md)
+ * under the context bound to the connection, so a deadline, a cancel or a
+ * hang-up ends the statement at that moment whatever the disk does
+ * (docs/stuck-io.md: the kernel's late completion is the library's, never
+ * the caller's). Locking, shared memory (the WAL index), file names,
+ * deletion and everything else that is not data I/O are the unix VFS's own.
+ * Memory-mapped I/O is off (a page fault on a hung disk cannot be
+ * cancelled): PRAGMA mmap_size has no effect. Temporary files (temp
+ * databases, statement journals) are the unix VFS's.
  *
  * When the bound context ends, blocked I/O returns at once with an
  * SQLITE_IOERR_* code and sqlite3_interrupt() stops the CPU-bound work of
@@ -52,16 +54,18 @@ int rctx_sqlite_register(int make_default);
 /*
  * Run the statements that db starts from now on under ctx: every read,
  * write, sync and truncate of its databases' files (main, attached, their
- * journals and WAL) is an rctx blocking call under ctx, and when ctx ends
- * the running statement is interrupted (sqlite3_interrupt(db), from the
- * library's runtime thread). NULL binds rctx_background(): no deadline, no
- * cancel. Call it between statements, from the thread that uses db (the
- * statements of a transaction may run under different contexts; a
- * statement that is running keeps the context it started under only until
- * its next I/O, so do not rebind mid-statement). The connection takes a
+ * journals and WAL) is an rctx blocking call or abandonable request under
+ * ctx, and when ctx ends the running statement is interrupted
+ * (sqlite3_interrupt(db), from the library's runtime thread). NULL binds
+ * rctx_background(): no deadline, no cancel. Call it between statements,
+ * from the thread that uses db (the statements of a transaction may run
+ * under different contexts; a statement that is running keeps the context it
+ * started under only until its next I/O, so do not rebind mid-statement;
+ * writes that the VFS held back go out under the context bound when they are
+ * sent, at the latest at the transaction's commit). The connection takes a
  * reference to ctx and drops it at the next bind or when db closes; the
- * caller keeps its own. A database attached later runs under the
- * background context until the next rctx_sqlite_bind().
+ * caller keeps its own. A database attached later runs under the background
+ * context until the next rctx_sqlite_bind().
  * Returns SQLITE_OK; SQLITE_MISUSE if db is NULL or its main database is
  * not open through RCTX_SQLITE_VFS; SQLITE_NOMEM.
  */

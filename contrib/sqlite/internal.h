@@ -41,6 +41,7 @@ struct rs_fd {
 	int spare[RS_FD_SPARES];	/* other descriptors of the file, kept */
 	int nspare;
 	bool writable;
+	bool no_nowait;		/* its file system refuses RWF_NOWAIT reads */
 	int refs;
 	struct rs_fd *next;
 };
@@ -77,6 +78,13 @@ void rctx__sqlite_binding_unref(struct rs_binding *b);
 /* The owning file closes: no more interrupts of its connection. */
 void rctx__sqlite_binding_close(struct rs_binding *b);
 
+/* A write held back (defer.c): len bytes of buf (cap allocated) at off. */
+struct rs_held {
+	int64_t off;
+	size_t len, cap;
+	char *buf;
+};
+
 /* A file of the VFS; the unix VFS's own file follows it (real). */
 struct rs_file {
 	sqlite3_file base;
@@ -89,6 +97,14 @@ struct rs_file {
 	bool owns_bind;			/* bind was made for this file's connection */
 	bool dirsync;			/* a new journal/WAL: sync its directory once */
 	struct rs_file *next;		/* in the registry of open databases */
+	struct rs_held *held;		/* writes held back, in order (defer.c) */
+	int nheld, capheld;
+	size_t held_bytes;
+	struct rs_file *holder;		/* main database: the file of its group
+					   (itself, its journal) holding writes */
+	int nwal;			/* main database: its WAL files open */
+	int dirfd;			/* main database: its directory, once a
+					   journal or WAL synced it, or -1 */
 };
 
 /*
@@ -98,6 +114,24 @@ struct rs_file {
  */
 rctx_t *rctx__sqlite_file_ctx(struct rs_file *f);
 extern _Thread_local rctx_t *rctx__sqlite_opening;
+
+/* Record err (negative errno) for sqlite3_system_errno(); returns rc. */
+int rctx__sqlite_fail(int err, int rc);
+
+/*
+ * Writes held back (defer.c). A group is a database and its journal and
+ * WAL (f->main). may_hold: would this write of f be held back? hold:
+ * hold it (the group's writes of another file are sent first). flush: send
+ * f's held writes; flush_group: those of f's group. They return SQLITE_OK or
+ * the writes' error (SQLITE_IOERR_WRITE, SQLITE_FULL, SQLITE_IOERR_NOMEM), and
+ * hold nothing of f afterwards either way. free_held: at close.
+ */
+bool rctx__sqlite_may_hold(struct rs_file *f, const void *buf, int amt, int64_t off);
+int rctx__sqlite_hold(struct rs_file *f, const void *buf, int amt, int64_t off);
+int rctx__sqlite_flush(struct rs_file *f);
+int rctx__sqlite_flush_group(struct rs_file *f);
+void rctx__sqlite_drop_held(struct rs_file *f);
+void rctx__sqlite_free_held(struct rs_file *f);
 
 /* The ringctx-VFS file of database zDb ("main"...) of db, or NULL. */
 struct rs_file *rctx__sqlite_db_file(sqlite3 *db, const char *zDb);

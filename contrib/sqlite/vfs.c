@@ -5,7 +5,9 @@
  * file. Data I/O (xRead, xWrite, xSync, xTruncate) of databases, rollback
  * journals and WAL files runs as ringctx blocking calls on the process's
  * own descriptor of the file (fd.c) under the connection's context
- * (bind.c); everything else is the unix VFS's. io_methods version 2: no
+ * (bind.c), writes mostly held back and sent together as abandonable
+ * requests (defer.c), so every method that depends on them sends them
+ * first; everything else is the unix VFS's. io_methods version 2: no
  * xFetch, so SQLite never maps the database (a page fault on a hung disk
  * cannot be cancelled); xShm* (the WAL index) pass through.
  *
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -45,26 +48,58 @@ rctx_t *rctx__sqlite_file_ctx(struct rs_file *f)
 /* The errno of this thread's last failed method, for sqlite3_system_errno(). */
 static _Thread_local int last_errno;
 
-/* Record err (negative) for sqlite3_system_errno() and return rc. */
-static int fail(int err, int rc)
+int rctx__sqlite_fail(int err, int rc)
 {
 	last_errno = -err;
 	return rc;
 }
 
+#define fail rctx__sqlite_fail
+
 /* ---- data I/O -------------------------------------------------------------- */
+
+/*
+ * A read that the page cache answers at once: the file is the VFS's own
+ * descriptor of a regular file, opened without O_DIRECT, so this is
+ * rctx_read()'s first attempt without its two probes of the descriptor
+ * (statx, fcntl), which the VFS paid on every read. -EAGAIN: it would block
+ * (a page-cache miss), or its file system cannot tell (FUSE, tmpfs: then
+ * not tried again on that file); rctx_read() then takes it.
+ */
+static ssize_t read_cached(struct rs_fd *fd, void *buf, size_t len, int64_t off)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	ssize_t n;
+
+	if (fd->no_nowait)
+		return -EAGAIN;
+	n = preadv2(fd->fd, &iov, 1, off, RWF_NOWAIT);
+	if (n >= 0)
+		return n;
+	if (errno == EOPNOTSUPP)
+		fd->no_nowait = true;
+	return errno == EOPNOTSUPP || errno == EAGAIN ? -EAGAIN : -errno;
+}
 
 static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 {
 	struct rs_file *f = (struct rs_file *)file;
 	rctx_t *ctx;
-	int done = 0;
+	int done = 0, rc;
 
 	if (!f->fd)
 		return f->real->pMethods->xRead(f->real, buf, amt, off);
+	rc = rctx__sqlite_flush(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	ctx = rctx__sqlite_file_ctx(f);
+	if (rctx_err(ctx))
+		return fail(rctx_err(ctx), SQLITE_IOERR_READ);
 	while (done < amt) {
-		ssize_t n = rctx_read(ctx, f->fd->fd, (char *)buf + done, amt - done, off + done);
+		ssize_t n = read_cached(f->fd, (char *)buf + done, amt - done, off + done);
+
+		if (n == -EAGAIN)
+			n = rctx_read(ctx, f->fd->fd, (char *)buf + done, amt - done, off + done);
 
 		if (n < 0)
 			return fail((int)n, SQLITE_IOERR_READ);
@@ -83,10 +118,15 @@ static int rs_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 {
 	struct rs_file *f = (struct rs_file *)file;
 	rctx_t *ctx;
-	int done = 0;
+	int done = 0, rc;
 
 	if (!f->fd)
 		return f->real->pMethods->xWrite(f->real, buf, amt, off);
+	if (rctx__sqlite_may_hold(f, buf, amt, off))
+		return rctx__sqlite_hold(f, buf, amt, off);
+	rc = rctx__sqlite_flush_group(f);
+	if (rc != SQLITE_OK)
+		return rc;
 	ctx = rctx__sqlite_file_ctx(f);
 	while (done < amt) {
 		ssize_t n = rctx_write(ctx, f->fd->fd, (const char *)buf + done, amt - done,
@@ -108,42 +148,61 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 
 	if (!f->fd)
 		return f->real->pMethods->xTruncate(f->real, size);
+	ret = rctx__sqlite_flush_group(f);
+	if (ret != SQLITE_OK)
+		return ret;
 	ret = rctx_ftruncate(rctx__sqlite_file_ctx(f), f->fd->fd, size);
 	if (ret == -EOPNOTSUPP)	/* a kernel before 6.9 */
 		return f->real->pMethods->xTruncate(f->real, size);
 	return ret < 0 ? fail(ret, SQLITE_IOERR_TRUNCATE) : SQLITE_OK;
 }
 
-/* Sync the directory of a new journal or WAL once, as the unix VFS does. */
+/*
+ * Sync the directory of a new journal or WAL once, as the unix VFS does.
+ * The directory's descriptor is opened once and kept by the database's file
+ * (a DELETE-mode journal is new in every transaction).
+ */
 static int sync_dir(struct rs_file *f)
 {
 	rctx_t *ctx = rctx__sqlite_file_ctx(f);
+	struct rs_file *m = f->main;
 	const char *slash = strrchr(f->name, '/');
 	char dir[4096];
 	int fd, ret;
 
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - f->name) + (slash == f->name),
-			 f->name);
-	fd = rctx_openat(ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-	if (fd < 0)
-		return rctx_err(ctx) ? fd : 0;	/* as the unix VFS: not fatal */
-	ret = rctx_fsync(ctx, fd, 0);
-	close(fd);
+	fd = m ? m->dirfd : -1;
+	if (fd < 0) {
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else
+			snprintf(dir, sizeof(dir), "%.*s",
+				 (int)(slash - f->name) + (slash == f->name), f->name);
+		fd = rctx_openat(ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		if (fd < 0)
+			return rctx_err(ctx) ? fd : 0;	/* as the unix VFS: not fatal */
+		if (m)
+			m->dirfd = fd;
+	}
+	ret = rctx_fsync(ctx, fd, IORING_FSYNC_DATASYNC);
+	if (!m)
+		close(fd);
 	return ret < 0 && rctx_err(ctx) ? ret : 0;
 }
 
 static int rs_sync(sqlite3_file *file, int flags)
 {
 	struct rs_file *f = (struct rs_file *)file;
-	unsigned how = (flags & SQLITE_SYNC_DATAONLY) ? IORING_FSYNC_DATASYNC : 0;
 	int ret;
 
 	if (!f->fd)
 		return f->real->pMethods->xSync(f->real, flags);
-	ret = rctx_fsync(rctx__sqlite_file_ctx(f), f->fd->fd, how);
+	ret = rctx__sqlite_flush_group(f);
+	if (ret != SQLITE_OK)
+		return ret;
+	/* fdatasync whatever the flags, as the unix VFS does on Linux
+	 * (os_unix.c, full_fsync()): the inode's timestamps are not SQLite's
+	 * concern, and its size is synced with the data */
+	ret = rctx_fsync(rctx__sqlite_file_ctx(f), f->fd->fd, IORING_FSYNC_DATASYNC);
 	if (ret < 0)
 		return fail(ret, SQLITE_IOERR_FSYNC);
 	if (f->dirsync) {
@@ -159,19 +218,32 @@ static int rs_sync(sqlite3_file *file, int flags)
 
 #define REAL(file) (((struct rs_file *)(file))->real)
 
+/*
+ * The held writes of the file (of its group) go out first: the size counts
+ * them; a lock or unlock changes who may read the files (defer.c).
+ */
+#define FLUSH(file) rctx__sqlite_flush((struct rs_file *)(file))
+#define FLUSH_GROUP(file) rctx__sqlite_flush_group((struct rs_file *)(file))
+
 static int rs_file_size(sqlite3_file *file, sqlite3_int64 *size)
 {
-	return REAL(file)->pMethods->xFileSize(REAL(file), size);
+	int rc = FLUSH(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xFileSize(REAL(file), size);
 }
 
 static int rs_lock(sqlite3_file *file, int lock)
 {
-	return REAL(file)->pMethods->xLock(REAL(file), lock);
+	int rc = FLUSH_GROUP(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xLock(REAL(file), lock);
 }
 
 static int rs_unlock(sqlite3_file *file, int lock)
 {
-	return REAL(file)->pMethods->xUnlock(REAL(file), lock);
+	int rc = FLUSH_GROUP(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xUnlock(REAL(file), lock);
 }
 
 static int rs_check_reserved(sqlite3_file *file, int *out)
@@ -188,6 +260,14 @@ static int rs_file_control(sqlite3_file *file, int op, void *arg)
 		*(char **)arg = sqlite3_mprintf("%s", RCTX_SQLITE_VFS);
 		return SQLITE_OK;
 	}
+	/* Where SQLite would sync (or does not, synchronous=OFF): the commit
+	 * depends on what was written before. */
+	if (op == SQLITE_FCNTL_SYNC || op == SQLITE_FCNTL_SYNC_OMITTED) {
+		int rc = FLUSH_GROUP(file);
+
+		if (rc != SQLITE_OK)
+			return rc;
+	}
 	return REAL(file)->pMethods->xFileControl(REAL(file), op, arg);
 }
 
@@ -201,14 +281,22 @@ static int rs_device_chars(sqlite3_file *file)
 	return REAL(file)->pMethods->xDeviceCharacteristics(REAL(file));
 }
 
+/* Nothing is held back while a WAL is open; a database's writes from
+ * before go out when it starts using its WAL index. */
 static int rs_shm_map(sqlite3_file *file, int pg, int pgsz, int extend, void volatile **pp)
 {
+	int rc = FLUSH_GROUP(file);
+
+	if (rc != SQLITE_OK)
+		return rc;
 	return REAL(file)->pMethods->xShmMap(REAL(file), pg, pgsz, extend, pp);
 }
 
 static int rs_shm_lock(sqlite3_file *file, int off, int n, int flags)
 {
-	return REAL(file)->pMethods->xShmLock(REAL(file), off, n, flags);
+	int rc = FLUSH_GROUP(file);
+
+	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xShmLock(REAL(file), off, n, flags);
 }
 
 static void rs_shm_barrier(sqlite3_file *file)
@@ -259,10 +347,20 @@ static struct rs_file *registry_find(const char *name)
 static int rs_close(sqlite3_file *file)
 {
 	struct rs_file *f = (struct rs_file *)file;
-	int rc = f->real->pMethods->xClose(f->real);
+	int rc = f->fd ? rctx__sqlite_flush_group(f) : SQLITE_OK;
+	int rc2;
 
+	rctx__sqlite_free_held(f);
+	rc2 = f->real->pMethods->xClose(f->real);
+	if (rc == SQLITE_OK)
+		rc = rc2;
 	if (f->type == SQLITE_OPEN_MAIN_DB)
 		registry_del(f);
+	else if (f->type == SQLITE_OPEN_WAL && f->main)
+		f->main->nwal--;
+	if (f->dirfd >= 0)
+		close(f->dirfd);
+	f->dirfd = -1;
 	if (f->bind) {
 		if (f->owns_bind)
 			rctx__sqlite_binding_close(f->bind);
@@ -294,6 +392,7 @@ static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 
 	(void)vfs;
 	memset(f, 0, sizeof(*f));
+	f->dirfd = -1;
 	f->real = (sqlite3_file *)(f + 1);
 	rc = orig_vfs->xOpen(orig_vfs, name, f->real, flags, out_flags);
 	if (rc != SQLITE_OK) {
@@ -318,6 +417,8 @@ static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 		registry_add(f);
 	else if (f->type == SQLITE_OPEN_MAIN_JOURNAL || f->type == SQLITE_OPEN_WAL)
 		f->main = registry_find(name);
+	if (f->type == SQLITE_OPEN_WAL && f->main)
+		f->main->nwal++;	/* its writes from now on: checkpoints, not held */
 	file->pMethods = &rs_io;
 	return SQLITE_OK;
 }
