@@ -38,8 +38,8 @@
  *   Rings and requests       rctx_ring_create, _destroy, rctx_submit, rctx_ring_run...
  *   Groups                   rctx_group_new, _ctx, _go, _try_go, _wait, _submit, _free
  *   Blocking calls           rctx_read, _write, _fsync, _openat, _recv, _send...
- *   Abandonable requests     rctx_async_read, _write, _fsync, _openat2, _statx...,
- *                            rctx_device_limit
+ *   Abandonable requests     rctx_async_read, _write, _fsync, _splice, _openat2,
+ *                            _statx..., rctx_device_limit
  *   Propagation              rctx_grpc_timeout_*, rctx_trace_*, rctx_with_trace
  *   Observability            rctx_info, rctx_dump
  *   Runtime                  rctx_runtime_stats, rctx_runtime_ring_stats
@@ -910,6 +910,28 @@ int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd, const char
 /* unlinkat(2) (path copied). */
 int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
 			int flags, rctx_async_cb_t cb, void *arg);
+/*
+ * Read up to len bytes of the file fd at off (>= 0) into a pipe without
+ * copying them (splice(2)): the pipe takes the page cache's pages
+ * themselves, and a splice(2) of the pipe into a socket sends them as they
+ * are. The kernel runs every splice in its workers, so this request always
+ * goes through the file's lane (no attempt on ring without blocking).
+ * pipefd: the pipe's read and write ends, both lent to the library from
+ * the call until the callback; the caller must not read, write or close
+ * the pipe meanwhile (while a splice waits for the disk the kernel holds
+ * the pipe's lock: anything else that touches the pipe would wait with it,
+ * in uninterruptible sleep). The callback gives the pipe back, except with
+ * RCTX_ASYNC_ABANDONED: then the library keeps it and closes both ends
+ * once the kernel has let go, and the caller forgets both numbers. flags:
+ * 0, or SPLICE_F_NONBLOCK (-EAGAIN rather than waiting for room in a full
+ * pipe). res: the bytes added to the pipe (fewer when it has less room),
+ * 0 at the end of the file. Thread-safety: the common rules above. Returns
+ * 0 (the callback then runs exactly once), or the common errors above,
+ * -EINVAL also for a NULL pipefd, another flag, or pipefd not the two ends
+ * of one pipe (the pipe is then the caller's still).
+ */
+int rctx_async_splice(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t off, const int pipefd[2],
+		      size_t len, unsigned flags, rctx_async_cb_t cb, void *arg);
 
 #define RCTX_DEVICE_LIMIT_DEFAULT 8
 #define RCTX_DEVICE_LIMIT_MAX 256

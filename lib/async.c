@@ -391,3 +391,56 @@ RCTX_API int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, cons
 	io_uring_prep_unlinkat(&k->sqe, dirfd, p, flags);
 	return async_start(k, dirfd, p);
 }
+
+/* ---- splice: a file into a pipe, through the file's lane ----------------- */
+
+/* Is fd one end of the pipe whose other end has the inode ino (0: any)? */
+static int pipe_end(int fd, ino_t *ino)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (!S_ISFIFO(st.st_mode) || (*ino && st.st_ino != *ino))
+		return -EINVAL;
+	*ino = st.st_ino;
+	return 0;
+}
+
+/*
+ * The kernel runs every splice in io-wq (SPLICE_F_NONBLOCK does not keep a
+ * page-cache miss from waiting for the disk), so a splice always takes its
+ * lane. While it waits for the disk it holds the pipe's lock, so the pipe
+ * is lent to the library until the callback: an abandoned request keeps it,
+ * and it is closed (rctx__kept_put) once the kernel has let go.
+ */
+RCTX_API int rctx_async_splice(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t off,
+			       const int pipefd[2], size_t len, unsigned flags,
+			       rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	ino_t ino = 0;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (!pipefd || pipefd[0] == pipefd[1] || len > INT_MAX || off < 0 ||
+	    (flags & ~(unsigned)SPLICE_F_NONBLOCK))
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	ret = pipe_end(pipefd[0], &ino);
+	if (!ret)
+		ret = pipe_end(pipefd[1], &ino);
+	if (ret)
+		return ret;
+	k = async_new(ring, ctx, 0, cb, arg);
+	if (!k)
+		return -ENOMEM;
+	k->pipefd[0] = pipefd[0];
+	k->pipefd[1] = pipefd[1];
+	k->lent_pipe = true;
+	io_uring_prep_splice(&k->sqe, fd, off, pipefd[1], -1, (unsigned)len, flags);
+	return async_start(k, fd, NULL);
+}

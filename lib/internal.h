@@ -495,6 +495,8 @@ struct rctx_kept {
 	bool in_lane;              /* it took a place in its lane */
 	_Atomic bool lane_wait;    /* counted as waiting in its lane's FIFO */
 	uint8_t data;              /* what an async callback's data is */
+	bool lent_pipe;            /* a splice's: closed if it is abandoned */
+	int pipefd[2];
 	uint64_t dev, ino;         /* the file's (a path's: its directory's) */
 	void *buf;                 /* owned bounce buffer, path copy, statx */
 	/* Optional: no caller waits; called with res set on the runtime
