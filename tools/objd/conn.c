@@ -792,6 +792,7 @@ void conn_start(struct worker *w, int fd, bool loopback)
 	c->refs = 1;		/* the list's */
 	c->loopback = loopback;
 	c->file_fd = c->dir_fd = c->tmp_fd = -1;
+	c->pipe.fd[0] = c->pipe.fd[1] = -1;
 	c->in_cap = 32768 + OBJD_CHUNK;
 	c->in = malloc(c->in_cap);
 	/* The client's hang-up ends the connection's context: every request

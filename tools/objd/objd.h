@@ -27,6 +27,9 @@
 #define OBJD_CHUNK (64 * 1024)	/* file reads and writes */
 #define OBJD_HEAD_BODY (16 * 1024)	/* a first read up to this size is sent
 					   with the response head */
+#define OBJD_SPLICE_MIN (64 * 1024)	/* a larger body goes through a pipe */
+#define OBJD_PIPE_SIZE (1024 * 1024)	/* asked for each pipe */
+#define OBJD_PIPE_POOL 64		/* pipes kept per worker */
 
 struct objd_opts {
 	char addr[64];
@@ -57,6 +60,12 @@ struct objd_stats {
 };
 
 struct worker;
+
+/* A pipe of the pool (pipe.c): read and write ends, capacity in bytes. */
+struct objd_pipe {
+	int fd[2];
+	unsigned cap;
+};
 
 /* An open file of the cache (cache.c). */
 struct fentry {
@@ -108,6 +117,8 @@ struct worker {
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 	struct fcache fc;
+	struct objd_pipe pipes[OBJD_PIPE_POOL];	/* empty ones, for reuse */
+	unsigned npipes;
 };
 
 struct conn;
@@ -136,6 +147,9 @@ struct conn {
 	bool fopens;		/* ... an open: a result >= 0 is an fd */
 	char *sbuf;		/* a chunk read and being sent, or being
 				   written (OBJD_CHUNK bytes) */
+	struct objd_pipe pipe;	/* a large body's: fd[0] -1 when none */
+	size_t pipe_len;	/* bytes in it, not yet sent */
+	bool pipe_lent;		/* to the library, for a splice in flight */
 	size_t sb_len, sb_sent;	/* GET: read, sent */
 	size_t wlen, wdone;	/* PUT: to write, written */
 
@@ -218,6 +232,12 @@ struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
 void cache_put(struct worker *w, struct fentry *e);
 void cache_drop(struct worker *w, struct fentry *e);
+
+/* pipe.c */
+int pipe_take(struct conn *c);
+void pipe_give(struct conn *c, bool reuse);
+void pipe_returned(struct conn *c, unsigned flags);
+void pipes_destroy(struct worker *w);
 
 /* stats.c */
 void stats_serve(struct conn *c);

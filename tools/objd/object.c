@@ -19,6 +19,8 @@
  * limit (--max-body, 413) and the same atomicity.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -188,16 +190,23 @@ static void get_first_sent(struct conn *c)
 	get_next(c);
 }
 
-static void get_read(struct conn *c, int res, void *data)
+/* A read or splice of the body ended with res <= 0: an error response
+ * while the head is not out, else the connection closes. */
+static void get_failed(struct conn *c, int res)
 {
-	if (res <= 0 && !c->head_sent) {
+	if (!c->head_sent) {
 		fail(c, res == 0 ? 500 : status_of_errno(c, res));
 		return;
 	}
+	conn_abort(c, res == 0 ? "file-shrank" :
+		   ctx_expired(c->req_ctx) ? "deadline-mid-body" :
+		   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
+}
+
+static void get_read(struct conn *c, int res, void *data)
+{
 	if (res <= 0) {
-		conn_abort(c, res == 0 ? "file-shrank" :
-			   ctx_expired(c->req_ctx) ? "deadline-mid-body" :
-			   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
+		get_failed(c, res);
 		return;
 	}
 	if (!c->head_sent && res <= OBJD_HEAD_BODY) {
@@ -216,10 +225,87 @@ static void get_read(struct conn *c, int res, void *data)
 		get_head(c, sb_send);
 }
 
-/* Read the next chunk; the head goes out with the first one, so that a
- * disk that never answers still gets a clean 504. */
+/* ---- a large body: file -> pipe (the library) -> socket (here) ------------ */
+
+static void pipe_send(struct conn *c);
+
+static void pipe_polled(void *arg, int res, uint32_t flags)
+{
+	struct conn *c = arg;
+
+	(void)flags;
+	if (c->state == C_DEAD)
+		goto out;
+	if (res < 0)
+		conn_abort(c, send_failure(c));
+	else
+		pipe_send(c);
+out:
+	conn_put(c);
+}
+
+/*
+ * Send what the pipe holds: splice(2) of the pipe into the (non-blocking)
+ * socket on this thread, which never touches the disk (the pipe holds
+ * pages already read); when the socket is full, wait for it under the
+ * response context. Then the next part of the body.
+ */
+static void pipe_send(struct conn *c)
+{
+	while (c->pipe_len) {
+		bool more = c->off + c->pipe_len <= c->last;
+		ssize_t n = splice(c->pipe.fd[0], NULL, c->fd, NULL, c->pipe_len,
+				   SPLICE_F_NONBLOCK | (more ? SPLICE_F_MORE : 0));
+
+		if (n <= 0 && (n == 0 || errno != EAGAIN)) {
+			conn_abort(c, send_failure(c));
+			return;
+		}
+		if (n < 0) {
+			struct io_uring_sqe sqe = { 0 };
+
+			io_uring_prep_poll_add(&sqe, c->fd, POLLOUT);
+			if (conn_submit(c, c->resp_ctx, &sqe, pipe_polled, c))
+				conn_abort(c, "submit");
+			return;
+		}
+		c->pipe_len -= n;
+		c->off += n;
+		c->bytes_out += n;
+		atomic_fetch_add(&c->w->s->st.bytes_out, n);
+	}
+	get_next(c);
+}
+
+/* A splice's callback: the pipe's fate first (file_cb may end the
+ * connection), then the next step as for every file request. */
+static void splice_cb(void *arg, int res, void *data, unsigned flags)
+{
+	pipe_returned(arg, flags);
+	file_cb(arg, res, data, flags);
+}
+
+/* The pipe holds res bytes of the body (the head goes out first). */
+static void get_spliced(struct conn *c, int res, void *data)
+{
+	(void)data;
+	if (res <= 0) {
+		get_failed(c, res);
+		return;
+	}
+	c->pipe_len = res;
+	if (c->head_sent)
+		pipe_send(c);
+	else
+		get_head(c, pipe_send);
+}
+
+/* Read (or splice into the pipe) the next part of the body; the head goes
+ * out with the first one, so that a disk that never answers still gets a
+ * clean 504. */
 static void get_next(struct conn *c)
 {
+	file_step step = get_read;
 	uint64_t n;
 	int err;
 
@@ -228,13 +314,22 @@ static void get_next(struct conn *c)
 		return;
 	}
 	n = c->last - c->off + 1;
-	if (n > OBJD_CHUNK)
-		n = OBJD_CHUNK;
-	err = sbuf_get(c);
-	if (!err)
-		err = rctx_async_read(ring_of(c), c->req_ctx, c->file_fd, n, (int64_t)c->off,
-				      file_cb, c);
-	if (file_started(c, err, get_read, false)) {
+	if (c->pipe.fd[0] >= 0) {
+		if (n > c->pipe.cap)
+			n = c->pipe.cap;
+		step = get_spliced;
+		err = rctx_async_splice(ring_of(c), c->req_ctx, c->file_fd, (int64_t)c->off,
+					c->pipe.fd, n, 0, splice_cb, c);
+		c->pipe_lent = !err;
+	} else {
+		if (n > OBJD_CHUNK)
+			n = OBJD_CHUNK;
+		err = sbuf_get(c);
+		if (!err)
+			err = rctx_async_read(ring_of(c), c->req_ctx, c->file_fd, n,
+					      (int64_t)c->off, file_cb, c);
+	}
+	if (file_started(c, err, step, false)) {
 		if (c->head_sent)
 			conn_abort(c, "submit");
 		else
@@ -282,10 +377,13 @@ static void get_sized(struct conn *c)
 			 (unsigned long long)last, (unsigned long long)c->size);
 	}
 	c->get_status = r ? 206 : 200;
-	if (c->req.method == HTTP_HEAD || c->size == 0)
+	if (c->req.method == HTTP_HEAD || c->size == 0) {
 		get_head(c, conn_finish);
-	else
-		get_next(c);
+		return;
+	}
+	if (c->last - c->off + 1 > OBJD_SPLICE_MIN)
+		pipe_take(c);	/* else (no pipe) it is read and sent */
+	get_next(c);
 }
 
 /*
@@ -713,6 +811,7 @@ void object_release(struct conn *c, bool failed)
 		c->fe = NULL;
 		c->file_fd = -1;
 	}
+	pipe_give(c, !failed);
 	close_async(c->w, c->file_fd);
 	close_async(c->w, c->tmp_fd);
 	if (failed && c->tmpname[0] && c->dir_fd >= 0)
