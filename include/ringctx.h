@@ -841,11 +841,14 @@ rctx_ring_t *rctx_thread_ring(void);
 /* device are in the kernel at once, the rest wait in the library (ending  */
 /* at once with their context), so a hung device holds at most that many   */
 /* kernel workers and never delays another device's requests. A read is    */
-/* first tried on ring itself without blocking (RWF_NOWAIT): a page-cache   */
-/* hit completes inline with no thread hop; only a miss, or a file system  */
-/* that cannot read without blocking (FUSE), takes its lane. (A read of a   */
-/* file opened with O_DIRECT should not use rctx_async_read: its direct I/O */
-/* would be issued from ring's thread, and a hung device holds it.)        */
+/* first tried at once on ring's thread without blocking (preadv2 with     */
+/* RWF_NOWAIT): a page-cache hit is read there and then, with no thread hop */
+/* and no round trip through the kernel's ring, and its callback runs in   */
+/* the same rctx_ring_run() when the call was made from a callback; only a */
+/* miss, or a file system that cannot read without blocking (FUSE), takes  */
+/* its lane. (A read of a file opened with O_DIRECT should not use         */
+/* rctx_async_read: its direct I/O would be issued from ring's thread, and  */
+/* a hung device holds it.)                                                 */
 /*                                                                          */
 /* Abandoned writes: the kernel may still carry out a write or truncate     */
 /* after its caller was answered. Until every abandoned write and truncate */

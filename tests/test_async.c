@@ -2,7 +2,8 @@
 /*
  * Description: abandonable file requests for callback code (rctx_async_*)
  * and the per-device isolation. Every call works on a healthy file; a read
- * of a page-cache hit completes on the caller's ring without blocking; a
+ * of a page-cache hit completes on the caller's thread without blocking,
+ * and one made from a callback is answered in the same rctx_ring_run(); a
  * read held by a hung file system (support/stuckfs.c) is answered at its
  * context's end with the context's error, its memory stays the library's,
  * and the late completion is counted in the ring's, the runtime's and the
@@ -188,6 +189,50 @@ Test(async, page_cache_hit_reads_on_the_callers_ring)
 	cr_assert_eq(rt_stats().kept_submitted, kept, "no hop to the runtime thread");
 	close(fd);
 	rctx_ring_destroy(ring);
+}
+
+struct chained {
+	rctx_ring_t *ring;
+	int fd;
+	int nop_calls;
+	struct arec a;
+};
+
+/* A completion's callback that reads. */
+static void read_from_cb(void *arg, int res, uint32_t flags)
+{
+	struct chained *ch = arg;
+
+	(void)res; (void)flags;
+	ch->nop_calls++;
+	cr_assert_eq(rctx_async_read(ch->ring, rctx_background(), ch->fd, 6, 0, arec_cb, &ch->a),
+		     0);
+	cr_assert_eq(ch->a.calls, 0, "never called inside the call");
+}
+
+/* A page-cache hit read from a callback is answered in the same run: a
+ * request served from memory needs no second trip through the ring. */
+Test(async, page_cache_hit_read_from_a_callback_ends_in_the_same_run)
+{
+	char path[] = "/tmp/rctx-async-XXXXXX";
+	struct chained ch = { .ring = new_ring(), .fd = mkstemp(path) };
+	struct io_uring_sqe sqe = { 0 };
+	int64_t limit = rctx_now() + MS(WAIT_MS);
+
+	cr_assert_geq(ch.fd, 0);
+	unlink(path);
+	cr_assert_eq(pwrite(ch.fd, "cached", 6, 0), 6);
+	io_uring_prep_nop(&sqe);
+	cr_assert_eq(rctx_submit(ch.ring, rctx_background(), &sqe, read_from_cb, &ch), 0);
+	while (!ch.nop_calls && rctx_now() < limit)
+		rctx_ring_run(ch.ring, rctx_now() + MS(100));
+	cr_assert_eq(ch.nop_calls, 1);
+	cr_assert_eq(ch.a.calls, 1, "the read's callback ran in the run that started it");
+	cr_assert_eq(ch.a.res, 6);
+	cr_assert_eq(memcmp(ch.a.data, "cached", 6), 0);
+	cr_assert_eq(rctx_ring_pending(ch.ring), 0);
+	close(ch.fd);
+	rctx_ring_destroy(ch.ring);
 }
 
 Test(async, invalid_arguments_and_done_context)
