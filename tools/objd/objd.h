@@ -75,6 +75,7 @@ struct fentry {
 	int64_t expires;
 	int refs;			/* the table's + the requests' */
 	bool linked;			/* in the table */
+	bool refreshing;		/* a new open of its key is in flight */
 	int fd;
 	uint64_t size;
 	int64_t mtime;
@@ -232,6 +233,7 @@ struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
 void cache_put(struct worker *w, struct fentry *e);
 void cache_drop(struct worker *w, struct fentry *e);
+bool cache_refresh_due(struct worker *w, struct fentry *e);
 
 /* pipe.c */
 int pipe_take(struct conn *c);

@@ -422,10 +422,81 @@ static void get_opened(struct conn *c, int res, void *data)
 	get_sized(c);
 }
 
+/* ---- opening a cached key again, ahead of its TTL --------------------------- */
+
+struct refresh {
+	struct worker *w;
+	struct fentry *e;	/* a reference: the entry it replaces */
+	rctx_t *ctx;		/* the open's: --cache-ttl at most */
+	uint64_t gen;
+	int64_t t0;
+};
+
+/* The new open of e's key ended: its entry replaces e (unless the key
+ * changed since the open started: cache_add checks the generation). */
+static void refresh_opened(void *arg, int res, void *data, unsigned flags)
+{
+	struct refresh *rf = arg;
+	struct worker *w = rf->w;
+	struct fentry *e = rf->e, *n = NULL;
+	char etag[HTTP_ETAG_MAX];
+	struct statx stx;
+
+	(void)data; (void)flags;
+	e->refreshing = false;
+	if (res >= 0 && !statx(res, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_OBJD, &stx) &&
+	    S_ISREG(stx.stx_mode)) {
+		http_etag(etag, (int64_t)stx.stx_mtime.tv_sec * 1000000000 + stx.stx_mtime.tv_nsec,
+			  stx.stx_size);
+		n = cache_add(w, e->key, e->hash, rf->gen, rf->t0, res, stx.stx_size, etag,
+			      stx.stx_mtime.tv_sec);
+	}
+	if (n)
+		cache_put(w, n);	/* the table keeps it */
+	else if (res >= 0)
+		close_async(w, res);
+	cache_put(w, e);
+	rctx_release(rf->ctx);
+	free(rf);
+}
+
+/*
+ * Open e's key again (as a GET that misses would: not following symbolic
+ * links, under the generation read first), not for any request: under a
+ * context of its own that ends after --cache-ttl, so that a disk that does
+ * not answer holds it no longer (the library abandons it then).
+ */
+static void refresh_start(struct worker *w, struct fentry *e)
+{
+	struct open_how how = {
+		.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_OBJD | RESOLVE_NO_SYMLINKS,
+	};
+	struct refresh *rf = calloc(1, sizeof(*rf));
+
+	if (rf)
+		rf->ctx = rctx_with_timeout(w->s->ctx, w->s->o.cache_ttl_ns);
+	if (!rf || !rf->ctx)
+		goto out_fail;
+	rf->w = w;
+	rf->e = e;
+	rf->gen = cache_gen(e->hash);
+	rf->t0 = rctx_now();
+	e->refs++;
+	if (!rctx_async_openat2(w->ring, rf->ctx, w->s->root_fd, e->key, &how, refresh_opened, rf))
+		return;
+	e->refs--;
+out_fail:
+	e->refreshing = false;
+	if (rf)
+		rctx_release(rf->ctx);
+	free(rf);
+}
+
 /*
  * A cached key: its fd, size and validators, no file request before the
- * read (and none at all when the page cache has the bytes). Else open it,
- * after reading the generation its entry will carry.
+ * read (and none at all when the page cache has the bytes); late in its
+ * TTL, the key is opened again meanwhile. Else open it, after reading the
+ * generation its entry will carry.
  */
 void object_get(struct conn *c)
 {
@@ -433,6 +504,8 @@ void object_get(struct conn *c)
 
 	c->khash = cache_hash(c->key);
 	e = cache_get(c->w, c->key, c->khash);
+	if (e && cache_refresh_due(c->w, e))
+		refresh_start(c->w, e);
 	if (e) {
 		c->fe = e;
 		c->file_fd = e->fd;
