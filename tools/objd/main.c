@@ -251,15 +251,17 @@ static void *worker_main(void *arg)
 	w->accepting = true;
 	arm_accept(w);
 	while (w->accepting || w->nconns) {
-		int r = rctx_ring_run(w->ring, RCTX_FOREVER);
+		int r = rctx_ring_run(w->ring, idle_next(w));
 
 		if (r < 0 && r != -EINTR && r != -ETIME) {
 			fprintf(stderr, "ringctx-objd: rctx_ring_run: %s\n", strerror(-r));
 			break;
 		}
+		idle_expire(w, false);
 	}
 	cache_destroy(w);	/* its fds: no request uses them now */
 	pipes_destroy(w);
+	idle_destroy(w);
 	atomic_store_explicit(&w->served, true, memory_order_release);
 	/* Closes and clean-ups still in flight; a request that a stuck disk
 	 * holds is left to the kernel (the ring is not destroyed then). */
@@ -297,7 +299,7 @@ static int setup_workers(struct server *s)
 		err = rctx_ring_create(&w->ring, 1024);
 		if (err)
 			return err;
-		if (cache_init(w, s->o.cache_cap))
+		if (cache_init(w, s->o.cache_cap) || idle_init(w))
 			return -ENOMEM;
 	}
 	s->o.port = port;

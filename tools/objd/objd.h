@@ -30,6 +30,12 @@
 #define OBJD_SPLICE_MIN (64 * 1024)	/* a larger body goes through a pipe */
 #define OBJD_PIPE_SIZE (1024 * 1024)	/* asked for each pipe */
 #define OBJD_PIPE_POOL 64		/* pipes kept per worker */
+#define OBJD_IN_CAP (32768 + OBJD_CHUNK)	/* a connection's input buffer */
+#define OBJD_POOL 32			/* requests, input buffers kept per worker */
+#define OBJD_IBUFS 1024			/* provided receive buffers per worker */
+#define OBJD_IBUF_SIZE 256		/* ... each (a head's first bytes) */
+#define OBJD_IDLE_SLICES 16		/* idle contexts per --header-timeout */
+#define OBJD_IDLE_MAX (2 * OBJD_IDLE_SLICES)	/* alive at once, at most */
 
 struct objd_opts {
 	char addr[64];
@@ -103,6 +109,7 @@ struct server {
 };
 
 struct conn;
+struct request;
 
 struct worker {
 	struct server *s;
@@ -120,6 +127,18 @@ struct worker {
 	struct fcache fc;
 	struct objd_pipe pipes[OBJD_PIPE_POOL];	/* empty ones, for reuse */
 	unsigned npipes;
+	/* idle.c: the idle contexts (a FIFO of slices), the provided receive
+	 * buffers, the pools. */
+	struct idle_slice {
+		rctx_t *ctx;
+		int64_t expires;
+	} slices[OBJD_IDLE_MAX];
+	unsigned slice0, nslices;
+	struct io_uring_buf_ring *ibr;
+	char *ibufs;
+	struct request *free_reqs;
+	unsigned nfree_reqs, nfree_ins;
+	char *free_ins[OBJD_POOL];
 };
 
 struct conn;
@@ -136,14 +155,15 @@ typedef void (*file_step)(struct conn *c, int res, void *data);
 
 enum conn_state { C_WAIT, C_BUSY, C_DEAD };
 
-struct conn {
-	struct worker *w;
-	struct conn *prev, *next;
-	int fd;
-	int refs;
-	enum conn_state state;
-	bool loopback;
-	rctx_t *ctx, *hdr_ctx, *req_ctx, *resp_ctx;
+/*
+ * A request being read or served (conn.c): taken from its worker's pool
+ * when the first bytes of its head arrive, given back when its response is
+ * out (or with its connection, after an abort: callbacks of its requests
+ * may still run). An idle keep-alive connection holds none.
+ */
+struct request {
+	struct request *next_free;	/* in the worker's pool */
+	rctx_t *req_ctx, *resp_ctx;
 	file_step fnext;	/* the file request in flight: its next step */
 	bool fopens;		/* ... an open: a result >= 0 is an fd */
 	char *sbuf;		/* a chunk read and being sent, or being
@@ -154,15 +174,12 @@ struct conn {
 	size_t sb_len, sb_sent;	/* GET: read, sent */
 	size_t wlen, wdone;	/* PUT: to write, written */
 
-	char *in;
-	size_t in_len, in_cap;
-
-	/* The request. Its head is moved out of `in` (req's slices with it):
-	 * `in` then holds only the body and the pipelined requests after. */
+	/* Its head, moved out of the connection's `in` (req's slices with
+	 * it): `in` then holds only the body and the pipelined requests. */
 	struct http_req req;
 	char *head;
-	size_t head_cap;
-	char key[OBJD_KEY_MAX];
+	size_t head_len, head_cap;
+	char *key;		/* in head's buffer, after the head */
 	const char *dir, *base;
 	char method[16], path[256], trace[80];	/* trace: X-Trace-ID */
 	struct rctx_trace tp;	/* the request's trace (traceparent) */
@@ -193,6 +210,26 @@ struct conn {
 	char *out;
 	size_t out_len, out_off, out_cap;
 	void (*on_sent)(struct conn *c);
+};
+
+/*
+ * A connection: all an idle keep-alive one holds. Its input buffer only
+ * while it has bytes to keep (a head in pieces, a body, pipelined
+ * requests); its request only while one is read or served.
+ */
+struct conn {
+	struct worker *w;
+	struct conn *prev, *next;
+	int fd;
+	int refs;
+	enum conn_state state;
+	bool loopback;
+	bool hdr_shared;	/* hdr_ctx is the worker's idle context */
+	rctx_t *ctx, *hdr_ctx;
+	int64_t hdr_expires;	/* the head's deadline */
+	char *in;
+	size_t in_len, in_cap;
+	struct request *r;
 };
 
 /* conn.c */
@@ -234,6 +271,21 @@ struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t
 void cache_put(struct worker *w, struct fentry *e);
 void cache_drop(struct worker *w, struct fentry *e);
 bool cache_refresh_due(struct worker *w, struct fentry *e);
+
+/* idle.c */
+int idle_init(struct worker *w);
+void idle_destroy(struct worker *w);
+rctx_t *idle_ctx(struct worker *w, int64_t *expires);
+int64_t idle_next(struct worker *w);
+void idle_expire(struct worker *w, bool all);
+bool head_expired(const struct conn *c);
+bool ibuf_recv(struct worker *w, struct io_uring_sqe *sqe, int fd);
+const char *ibuf_at(struct worker *w, unsigned bid);
+void ibuf_done(struct worker *w, unsigned bid);
+struct request *req_take(struct worker *w);
+void req_give(struct worker *w, struct request *r);
+char *in_take(struct worker *w);
+void in_give(struct worker *w, char *in);
 
 /* pipe.c */
 int pipe_take(struct conn *c);

@@ -34,14 +34,14 @@ int pipe_take(struct conn *c)
 	int fds[2], cap;
 
 	if (w->npipes) {
-		c->pipe = w->pipes[--w->npipes];
+		c->r->pipe = w->pipes[--w->npipes];
 		return 0;
 	}
 	if (pipe2(fds, O_CLOEXEC | O_NONBLOCK))
 		return -errno;
 	fcntl(fds[1], F_SETPIPE_SZ, OBJD_PIPE_SIZE);	/* else its default */
 	cap = fcntl(fds[1], F_GETPIPE_SZ);
-	c->pipe = (struct objd_pipe){ .fd = { fds[0], fds[1] }, .cap = cap > 0 ? cap : 4096 };
+	c->r->pipe = (struct objd_pipe){ .fd = { fds[0], fds[1] }, .cap = cap > 0 ? cap : 4096 };
 	return 0;
 }
 
@@ -51,14 +51,14 @@ void pipe_give(struct conn *c, bool reuse)
 {
 	struct worker *w = c->w;
 
-	if (c->pipe.fd[0] < 0 || c->pipe_lent)
+	if (c->r->pipe.fd[0] < 0 || c->r->pipe_lent)
 		return;
-	if (reuse && c->pipe_len == 0 && w->npipes < OBJD_PIPE_POOL)
-		w->pipes[w->npipes++] = c->pipe;
+	if (reuse && c->r->pipe_len == 0 && w->npipes < OBJD_PIPE_POOL)
+		w->pipes[w->npipes++] = c->r->pipe;
 	else
-		pipe_close(&c->pipe);
-	c->pipe.fd[0] = c->pipe.fd[1] = -1;
-	c->pipe_len = 0;
+		pipe_close(&c->r->pipe);
+	c->r->pipe.fd[0] = c->r->pipe.fd[1] = -1;
+	c->r->pipe_len = 0;
 }
 
 /* The splice's outcome (its callback's flags): the pipe is ours again,
@@ -66,10 +66,10 @@ void pipe_give(struct conn *c, bool reuse)
  * connection ended meanwhile. */
 void pipe_returned(struct conn *c, unsigned flags)
 {
-	c->pipe_lent = false;
+	c->r->pipe_lent = false;
 	if (flags & RCTX_ASYNC_ABANDONED) {
-		c->pipe.fd[0] = c->pipe.fd[1] = -1;
-		c->pipe_len = 0;
+		c->r->pipe.fd[0] = c->r->pipe.fd[1] = -1;
+		c->r->pipe_len = 0;
 	} else if (c->state == C_DEAD) {
 		pipe_give(c, false);
 	}
