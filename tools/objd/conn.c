@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -220,6 +221,46 @@ void conn_abort(struct conn *c, const char *why)
 
 /* ---- sending ------------------------------------------------------------ */
 
+/* Pipelined responses sent at once on this thread nest their calls: beyond
+ * this depth the ring sends them. */
+#define SEND_NOW_DEPTH 4
+
+static void account_sent(struct conn *c, size_t n)
+{
+	c->r->out_off += n;
+	c->r->bytes_out += n;
+	atomic_fetch_add(&c->w->s->st.bytes_out, n);
+}
+
+/* The response is out: its next step (nested calls counted). */
+static void all_sent(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	w->send_depth++;
+	c->r->on_sent(c);	/* may end c's request, or c */
+	w->send_depth--;
+}
+
+/*
+ * Send what the socket takes now, on this thread (it is non-blocking): a
+ * response usually goes out whole here, with no request for the ring and
+ * no wait for a completion. Returns the bytes sent; 0 when the socket is
+ * full or failed, or when the ring must send (the response context is
+ * done, or pipelined responses nest too deep): the ring's send then waits,
+ * or fails, under the response context.
+ */
+static size_t send_now(struct conn *c, struct iovec *iov, int n)
+{
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
+	ssize_t r;
+
+	if (c->w->send_depth >= SEND_NOW_DEPTH || rctx_err(c->r->resp_ctx))
+		return 0;
+	r = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return r > 0 ? (size_t)r : 0;
+}
+
 static void send_cb(void *arg, int res, uint32_t flags)
 {
 	struct conn *c = arg;
@@ -231,13 +272,11 @@ static void send_cb(void *arg, int res, uint32_t flags)
 		conn_abort(c, send_failure(c));
 		goto out;
 	}
-	c->r->out_off += res;
-	c->r->bytes_out += res;
-	atomic_fetch_add(&c->w->s->st.bytes_out, res);
+	account_sent(c, res);
 	if (c->r->out_off < c->r->out_len)
 		conn_send_out(c);
 	else
-		c->r->on_sent(c);
+		all_sent(c);
 out:
 	conn_put(c);
 }
@@ -250,8 +289,8 @@ const char *send_failure(struct conn *c)
 	return rctx_err(c->ctx) ? cancel_why(c) : "client-gone";
 }
 
-/* Send out[out_off..out_len) under the response context. */
-void conn_send_out(struct conn *c)
+/* The ring sends out[out_off..out_len) under the response context. */
+static void ring_send(struct conn *c)
 {
 	struct io_uring_sqe sqe = { 0 };
 
@@ -259,6 +298,22 @@ void conn_send_out(struct conn *c)
 			   MSG_NOSIGNAL);
 	if (conn_submit(c, c->r->resp_ctx, &sqe, send_cb, c))
 		conn_abort(c, "submit");
+}
+
+/* Send out[out_off..out_len): what the socket takes now, the rest by the
+ * ring. */
+void conn_send_out(struct conn *c)
+{
+	struct request *r = c->r;
+	struct iovec iov = { r->out + r->out_off, r->out_len - r->out_off };
+	size_t n = send_now(c, &iov, 1);
+
+	if (n)
+		account_sent(c, n);
+	if (r->out_off == r->out_len)
+		all_sent(c);
+	else
+		ring_send(c);
 }
 
 static const char *reason(int status)
@@ -341,7 +396,7 @@ static const char *connection_header(struct conn *c)
 void conn_respond(struct conn *c, int status, const char *extra, const char *body,
 		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *))
 {
-	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace) + body_len;
+	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace) + body_len, sent;
 	char tp[RCTX_TRACEPARENT_LEN + 1];
 	int n;
 
@@ -363,15 +418,26 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		n += snprintf(c->r->out + n, cap - n, "Content-Length: %llu\r\n",
 			      (unsigned long long)content_length);
 	n += snprintf(c->r->out + n, cap - n, "\r\n");
-	if (body && c->r->req.method != HTTP_HEAD) {
-		memcpy(c->r->out + n, body, body_len);
-		n += body_len;
-	}
-	c->r->out_len = n;
 	c->r->out_off = 0;
 	c->r->head_sent = status != 100;
 	c->r->on_sent = on_sent;
-	conn_send_out(c);
+	if (!body || c->r->req.method == HTTP_HEAD) {
+		c->r->out_len = n;
+		conn_send_out(c);
+		return;
+	}
+	/* Head and body straight from where they are; what the socket does
+	 * not take now is copied (body may be the caller's only until we
+	 * return) and left to the ring. */
+	sent = send_now(c, (struct iovec[]){ { c->r->out, n }, { (void *)body, body_len } }, 2);
+	memcpy(c->r->out + n, body, body_len);
+	c->r->out_len = n + body_len;
+	if (sent)
+		account_sent(c, sent);
+	if (c->r->out_off == c->r->out_len)
+		all_sent(c);
+	else
+		ring_send(c);
 }
 
 /* An error response with a one-line body. */

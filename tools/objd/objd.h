@@ -119,6 +119,7 @@ struct worker {
 	bool accepting;
 	struct conn *conns;	/* doubly linked */
 	unsigned nconns;
+	unsigned send_depth;	/* responses sent at once, nested (conn.c) */
 	unsigned long seq;	/* temporary names */
 	pthread_t th;
 	atomic_bool served;	/* its connections all ended and logged */
