@@ -257,7 +257,7 @@ static size_t send_now(struct conn *c, struct iovec *iov, int n)
 
 	if (c->w->send_depth >= SEND_NOW_DEPTH || rctx_err(c->r->resp_ctx))
 		return 0;
-	r = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+	r = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL | (c->r->more ? MSG_MORE : 0));
 	return r > 0 ? (size_t)r : 0;
 }
 
@@ -295,7 +295,7 @@ static void ring_send(struct conn *c)
 	struct io_uring_sqe sqe = { 0 };
 
 	io_uring_prep_send(&sqe, c->fd, c->r->out + c->r->out_off, c->r->out_len - c->r->out_off,
-			   MSG_NOSIGNAL);
+			   MSG_NOSIGNAL | (c->r->more ? MSG_MORE : 0));
 	if (conn_submit(c, c->r->resp_ctx, &sqe, send_cb, c))
 		conn_abort(c, "submit");
 }

@@ -187,6 +187,7 @@ struct request {
 	bool slot;		/* holds one of --max-inflight */
 	int64_t t0;
 	bool keep_alive, head_sent;
+	bool more;		/* the bytes being sent have more after them */
 	int status;
 	const char *why;
 	uint64_t bytes_out, body_left, off, last, size;

@@ -177,10 +177,17 @@ out:
 	conn_put(c);
 }
 
+/* The head of a GET; on_sent sends the body (from the chunk buffer or
+ * the pipe), unless it ends the request: the head then waits for the
+ * body's first bytes to leave with them (MSG_MORE), not in a segment of
+ * its own. */
 static void get_head(struct conn *c, void (*on_sent)(struct conn *))
 {
+	c->r->more = on_sent != conn_finish;
 	conn_respond(c, c->r->get_status, c->r->get_hdrs, NULL, 0,
 		     c->r->size ? c->r->last - c->r->off + 1 : 0, on_sent);
+	if (c->r)
+		c->r->more = false;
 }
 
 /* The head and the first bytes went out in one send: the rest. */
