@@ -674,6 +674,26 @@ static void put_chunked(struct conn *c)
 		fail(c, 400);	/* cannot be: a line fits (HTTP_CHUNK_LINE_MAX) */
 }
 
+/*
+ * Take at once what the socket already holds (it is non-blocking), up to
+ * a chunk of the body in the buffer: a write then carries as much as
+ * arrived, not only what came with the head (an idle connection receives
+ * a head's first bytes into a small buffer).
+ */
+static void body_now(struct conn *c)
+{
+	size_t want = c->r->body_left < OBJD_CHUNK ? c->r->body_left : OBJD_CHUNK;
+	ssize_t n;
+
+	if (c->in_len >= want || c->in_len >= c->in_cap)
+		return;
+	n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	if (n > 0) {
+		c->in_len += n;
+		atomic_fetch_add(&c->w->s->st.bytes_in, n);
+	}
+}
+
 /* Write what the buffer holds of the body, or receive more of it. */
 static void put_body(struct conn *c)
 {
@@ -683,6 +703,7 @@ static void put_body(struct conn *c)
 		submit_fsync(c, c->r->tmp_fd, put_synced);
 		return;
 	}
+	body_now(c);
 	if (c->r->req.chunked) {
 		put_chunked(c);
 		return;
