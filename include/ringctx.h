@@ -30,7 +30,7 @@
  *   Derived contexts         rctx_with_cancel, _deadline(_cause), _timeout(_cause),
  *                            _value, _values, rctx_without_cancel
  *   Merge                    rctx_with_any
- *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup
+ *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup(_lazy)
  *   Ending contexts          rctx_cancel(_cause), rctx_release, rctx_ref, rctx_unref
  *   Queries                  rctx_err, _cause, _deadline, _value, _done_fd, _wait,
  *                            _format, _remaining
@@ -322,6 +322,22 @@ rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
  * errno EBADF if sockfd is negative or not open.
  */
 rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
+
+/*
+ * As rctx_with_hangup(), but its kernel watch is made only when a request
+ * under it may wait for a file: a blocking file call (rctx_read,
+ * rctx_write, rctx_fsync, rctx_openat...) or an rctx_async_* request that
+ * takes its lane (a read served from the page cache does not). From then
+ * on it is armed until it ends; a hang-up that came before ends it at once
+ * then. Until then it holds no kernel request and no memory but its own,
+ * and a hang-up does not end it: whatever receives from the socket sees
+ * the end of the stream, and a send to a peer that closed fails. For a
+ * server with many idle connections, whose hang-up matters when one of its
+ * requests waits for a disk. sockfd must stay open while the context
+ * lives. Ownership, thread-safety, NULL returns and errno as
+ * rctx_with_hangup().
+ */
+rctx_t *rctx_with_hangup_lazy(rctx_t *parent, int sockfd);
 
 
 /* ------------------------------------------------------------------------ */

@@ -126,6 +126,7 @@ static int async_keep(struct rctx_kept *k)
 	}
 	k->ctx = rctx__ref(ctx);
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
+	rctx__watch_arm(ctx); /* it may wait for the disk now */
 	ret = rctx__rt_keep(k);
 	if (ret == 0)
 		return 0;

@@ -541,6 +541,11 @@ bool rctx__keeper_queued(void);
 void rctx__keeper_ring_ready(struct rctx_ring *ring);
 bool rctx__keeper_shutdown(int64_t deadline);
 
+/* ---- fd watches (lib/watch.c) --------------------------------------------- */
+/* A request under ctx may wait for a file: arm the lazy hang-up watches
+ * among its ancestors (rctx_with_hangup_lazy). Any thread. */
+void rctx__watch_arm(rctx_t *ctx);
+
 /* ---- lanes: per-device bulkheads (lib/lane.c), runtime thread only ------- */
 /* The io_uring whose io-wq the lanes size, and how to free a request that
  * was given up while it waited. */
