@@ -8,9 +8,9 @@
 #   wrk -t2 -c$CONNS -d${DUR}s --latency
 # For each server: its resident memory (VmRSS, summed over nginx's master
 # and workers) idle before the run and at the run's peak, sampled every
-# 200 ms; (peak - idle) / connections open at that peak = bytes per
-# connection; the connections open (ESTABLISHED on the server's port);
-# 2xx responses per second and p99 from wrk. ROUNDS rounds, servers in turn in each; the table
+# 200 ms; (peak - idle) / CONNS = bytes per connection; the most
+# connections seen open at once (ESTABLISHED on the server's port: CONNS
+# when wrk opened them all); 2xx responses per second and p99 from wrk. ROUNDS rounds, servers in turn in each; the table
 # shows medians and the ratios of the medians to nginx.
 #
 # Usage: bench/objd/conns.sh [BUILD_DIR]     (from anywhere)
@@ -115,7 +115,7 @@ stop() {
 
 # one SERVER ROUND: prints "rps p99_ms idle_kib peak_kib conns"
 one() {
-	local s=$1 f=$RAW/wrk-$1-$2.txt idle peak=0 at=0 n wp r c
+	local s=$1 f=$RAW/wrk-$1-$2.txt idle peak=0 at=0 n wp r
 	start "$s" || { say "$s did not start (see $RAW/$s.log)"; stop; return 1; }
 	sleep 0.5
 	idle=$(rss "$SPID")
@@ -125,10 +125,9 @@ one() {
 	PIDS="$PIDS $wp"
 	while kill -0 "$wp" 2>/dev/null; do
 		r=$(rss "$SPID")
-		if [ "$r" -gt "$peak" ]; then
-			peak=$r
-			at=$(established "$PORT")
-		fi
+		[ "$r" -gt "$peak" ] && peak=$r
+		n=$(established "$PORT")
+		[ "$n" -gt "$at" ] && at=$n
 		sleep 0.2
 	done
 	wait "$wp"
@@ -164,11 +163,11 @@ function median(a, n,   i, j, t) {
 }
 { s = $1; n[s]++; k = n[s]
   rps[s, k] = $2; p99[s, k] = $3; idle[s, k] = $4; peak[s, k] = $5; at[s, k] = $6
-  per[s, k] = ($6 > 0) ? ($5 - $4) * 1024 / $6 : 0
+  per[s, k] = ($5 - $4) * 1024 / conns
   if (!(s in seen)) { seen[s] = 1; order[++ns] = s } }
 END {
 	printf "%-14s %10s %10s %12s %10s %10s %10s %8s\n", "server", "idle KiB", "peak KiB", "B/conn", "conns", "req/s", "p99 ms", "B/conn"
-	printf "%-14s %10s %10s %12s %10s %10s %10s %8s\n", "", "", "", "", "at peak", "", "", "/nginx"
+	printf "%-14s %10s %10s %12s %10s %10s %10s %8s\n", "", "", "", "", "(most)", "", "", "/nginx"
 	for (i = 1; i <= ns; i++) {
 		s = order[i]
 		for (k = 1; k <= n[s]; k++) { a1[k] = idle[s, k]; a2[k] = peak[s, k]; a3[k] = per[s, k]; a4[k] = at[s, k]; a5[k] = rps[s, k]; a6[k] = p99[s, k] }
