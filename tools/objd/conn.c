@@ -250,12 +250,14 @@ static void all_sent(struct conn *c)
  * done, or pipelined responses nest too deep): the ring's send then waits,
  * or fails, under the response context.
  */
+static bool resp_done(struct conn *c);
+
 static size_t send_now(struct conn *c, struct iovec *iov, int n)
 {
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
 	ssize_t r;
 
-	if (c->w->send_depth >= SEND_NOW_DEPTH || rctx_err(c->r->resp_ctx))
+	if (c->w->send_depth >= SEND_NOW_DEPTH || resp_done(c))
 		return 0;
 	r = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL | (c->r->more ? MSG_MORE : 0));
 	return r > 0 ? (size_t)r : 0;
@@ -296,7 +298,7 @@ static void ring_send(struct conn *c)
 
 	io_uring_prep_send(&sqe, c->fd, c->r->out + c->r->out_off, c->r->out_len - c->r->out_off,
 			   MSG_NOSIGNAL | (c->r->more ? MSG_MORE : 0));
-	if (conn_submit(c, c->r->resp_ctx, &sqe, send_cb, c))
+	if (conn_submit(c, conn_resp_ctx(c), &sqe, send_cb, c))
 		conn_abort(c, "submit");
 }
 
@@ -363,16 +365,40 @@ static bool out_reserve(struct conn *c, size_t n)
 	return true;
 }
 
-/* The response context: a child of the request's while that lives, else a
- * short one under the connection (a 408 or 504 must still go out). Always
- * our own, so that rctx_release() of it never cancels the request. */
+/*
+ * The response context: a child of the request's while that lives when
+ * the response starts, else a short one under the connection (a 408 or
+ * 504 must still go out). Always our own, so that rctx_release() of it
+ * never cancels the request. Chosen when the response starts, made when
+ * the ring first sends for it: a response the socket takes at once needs
+ * none.
+ */
 static void pick_resp_ctx(struct conn *c)
 {
 	rctx_release(c->r->resp_ctx);
-	if (c->r->req_ctx && !rctx_err(c->r->req_ctx))
-		c->r->resp_ctx = rctx_with_cancel(c->r->req_ctx);
-	else
-		c->r->resp_ctx = rctx_with_timeout(c->ctx, 10LL * 1000000000);
+	c->r->resp_ctx = NULL;
+	c->r->resp_of_req = c->r->req_ctx && !rctx_err(c->r->req_ctx);
+}
+
+/* The response's context, made now if need be (NULL: out of memory). */
+rctx_t *conn_resp_ctx(struct conn *c)
+{
+	struct request *r = c->r;
+
+	if (!r->resp_ctx)
+		r->resp_ctx = r->resp_of_req ? rctx_with_cancel(r->req_ctx) :
+			      rctx_with_timeout(c->ctx, 10LL * 1000000000);
+	return r->resp_ctx;
+}
+
+/* Has the response's context ended (made or not)? */
+static bool resp_done(struct conn *c)
+{
+	struct request *r = c->r;
+
+	if (r->resp_ctx)
+		return rctx_err(r->resp_ctx) != 0;
+	return rctx_err(r->resp_of_req ? r->req_ctx : c->ctx) != 0;
 }
 
 /*
@@ -403,10 +429,11 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 	if (atomic_load(&c->w->s->draining))
 		c->r->keep_alive = false;
 	c->r->status = status;
-	if (!out_reserve(c, cap) || !(pick_resp_ctx(c), c->r->resp_ctx)) {
+	if (!out_reserve(c, cap)) {
 		conn_abort(c, "out-of-memory");
 		return;
 	}
+	pick_resp_ctx(c);
 	n = snprintf(c->r->out, cap, "HTTP/1.1 %d %s\r\nServer: ringctx-objd\r\n%s%s%s",
 		     status, reason(status), connection_header(c),
 		     extra ? extra : "", c->r->trace[0] ? "X-Trace-ID: " : "");

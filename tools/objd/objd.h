@@ -31,8 +31,8 @@
 #define OBJD_PIPE_SIZE (1024 * 1024)	/* asked for each pipe */
 #define OBJD_PIPE_POOL 64		/* pipes kept per worker */
 #define OBJD_IN_CAP (32768 + OBJD_CHUNK)	/* a connection's input buffer */
-#define OBJD_POOL 32			/* requests, input buffers kept per worker */
-#define OBJD_IBUFS 1024			/* provided receive buffers per worker */
+#define OBJD_POOL 16			/* requests, input buffers kept per worker */
+#define OBJD_IBUFS 512			/* provided receive buffers per worker */
 #define OBJD_IBUF_SIZE 256		/* ... each (a head's first bytes) */
 #define OBJD_IDLE_SLICES 16		/* idle contexts per --header-timeout */
 #define OBJD_IDLE_MAX (2 * OBJD_IDLE_SLICES)	/* alive at once, at most */
@@ -188,6 +188,7 @@ struct request {
 	int64_t t0;
 	bool keep_alive, head_sent;
 	bool more;		/* the bytes being sent have more after them */
+	bool resp_of_req;	/* its response's context is a child of req_ctx */
 	int status;
 	const char *why;
 	uint64_t bytes_out, body_left, off, last, size;
@@ -222,16 +223,16 @@ struct request {
 struct conn {
 	struct worker *w;
 	struct conn *prev, *next;
-	int fd;
-	int refs;
-	enum conn_state state;
-	bool loopback;
-	bool hdr_shared;	/* hdr_ctx is the worker's idle context */
 	rctx_t *ctx, *hdr_ctx;
 	int64_t hdr_expires;	/* the head's deadline */
-	char *in;
-	size_t in_len, in_cap;
+	char *in;		/* OBJD_IN_CAP bytes, or NULL */
 	struct request *r;
+	int fd;
+	int refs;
+	uint32_t in_len, in_cap;
+	uint8_t state;		/* enum conn_state */
+	bool loopback;
+	bool hdr_shared;	/* hdr_ctx is the worker's idle context */
 };
 
 /* conn.c */
@@ -244,6 +245,7 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *));
 void conn_error(struct conn *c, int status);
 void conn_send_out(struct conn *c);
+rctx_t *conn_resp_ctx(struct conn *c);
 void conn_finish(struct conn *c);
 void conn_abort(struct conn *c, const char *why);
 void file_cb(void *arg, int res, void *data, unsigned flags);

@@ -149,7 +149,7 @@ static void sb_send(struct conn *c)
 
 	io_uring_prep_send(&sqe, c->fd, c->r->sbuf + c->r->sb_sent, c->r->sb_len - c->r->sb_sent,
 			   MSG_NOSIGNAL);
-	if (conn_submit(c, c->r->resp_ctx, &sqe, sb_sent, c))
+	if (conn_submit(c, conn_resp_ctx(c), &sqe, sb_sent, c))
 		conn_abort(c, "submit");
 }
 
@@ -276,7 +276,7 @@ static void pipe_send(struct conn *c)
 			struct io_uring_sqe sqe = { 0 };
 
 			io_uring_prep_poll_add(&sqe, c->fd, POLLOUT);
-			if (conn_submit(c, c->r->resp_ctx, &sqe, pipe_polled, c))
+			if (conn_submit(c, conn_resp_ctx(c), &sqe, pipe_polled, c))
 				conn_abort(c, "submit");
 			return;
 		}
