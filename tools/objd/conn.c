@@ -1050,9 +1050,12 @@ void conn_start(struct worker *w, int fd, bool loopback)
 	c->fd = fd;
 	c->refs = 1;		/* the list's */
 	c->loopback = loopback;
-	/* The client's hang-up ends the connection's context: every request
-	 * of it in the kernel is cancelled at once (cause -ECONNRESET). */
-	c->ctx = rctx_with_hangup(s->ctx, fd);
+	/* The client's hang-up ends the connection's context while one of
+	 * its requests waits for the disk: every request of it in the kernel
+	 * is cancelled at once (cause -ECONNRESET). The watch is made by the
+	 * first such request (an idle connection holds none); the rest of
+	 * the time a receive sees the end of the stream, a send fails. */
+	c->ctx = rctx_with_hangup_lazy(s->ctx, fd);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
