@@ -457,14 +457,15 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 	 * not take now is copied (body may be the caller's only until we
 	 * return) and left to the ring. */
 	sent = send_now(c, (struct iovec[]){ { c->r->out, n }, { (void *)body, body_len } }, 2);
-	memcpy(c->r->out + n, body, body_len);
 	c->r->out_len = n + body_len;
 	if (sent)
 		account_sent(c, sent);
-	if (c->r->out_off == c->r->out_len)
+	if (c->r->out_off == c->r->out_len) {
 		all_sent(c);
-	else
-		ring_send(c);
+		return;
+	}
+	memcpy(c->r->out + n, body, body_len);
+	ring_send(c);
 }
 
 /* An error response with a one-line body. */
