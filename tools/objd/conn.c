@@ -19,6 +19,7 @@
 
 static void next_request(struct conn *c);
 static void linger(struct conn *c);
+static void request_begin(struct conn *c);
 static bool in_get(struct conn *c);
 
 void conn_get(struct conn *c)
@@ -224,6 +225,9 @@ void conn_abort(struct conn *c, const char *why)
 /* Pipelined responses sent at once on this thread nest their calls: beyond
  * this depth the ring sends them. */
 #define SEND_NOW_DEPTH 4
+/* Requests in progress on a worker from which its responses are sent at
+ * once rather than by the ring (see send_now()). */
+#define SEND_NOW_BUSY 64
 
 static void account_sent(struct conn *c, size_t n)
 {
@@ -243,12 +247,19 @@ static void all_sent(struct conn *c)
 }
 
 /*
- * Send what the socket takes now, on this thread (it is non-blocking): a
- * response usually goes out whole here, with no request for the ring and
- * no wait for a completion. Returns the bytes sent; 0 when the socket is
- * full or failed, or when the ring must send (the response context is
- * done, or pipelined responses nest too deep): the ring's send then waits,
- * or fails, under the response context.
+ * Under load, send what the socket takes now, on this thread (it is
+ * non-blocking): a response usually goes out whole here, with no request
+ * for the ring and no wait for a completion, so its request ends and gives
+ * its memory back at once. With SEND_NOW_BUSY requests or more in
+ * progress on the worker only: below, the ring's sends, batched in one
+ * io_uring_enter, cost less (measured at 64 connections, GET 4 KiB: 13.0
+ * us of server CPU per request against 15.6 with every send at once;
+ * at 10,000 connections, sent at once, about 30 requests are in progress
+ * instead of thousands, and the RSS 7 MB instead of 59). Returns the bytes
+ * sent; 0 when the socket is full or failed, or when the ring must send
+ * (not busy, the response context is done, or pipelined responses nest
+ * too deep): the ring's send then waits, or fails, under the response
+ * context.
  */
 static bool resp_done(struct conn *c);
 
@@ -257,7 +268,7 @@ static size_t send_now(struct conn *c, struct iovec *iov, int n)
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n };
 	ssize_t r;
 
-	if (c->w->send_depth >= SEND_NOW_DEPTH || resp_done(c))
+	if (c->w->active < SEND_NOW_BUSY || c->w->send_depth >= SEND_NOW_DEPTH || resp_done(c))
 		return 0;
 	r = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL | (c->r->more ? MSG_MORE : 0));
 	return r > 0 ? (size_t)r : 0;
@@ -529,6 +540,13 @@ static void linger(struct conn *c)
 		conn_abort(c, NULL);
 }
 
+/* A request starts (its head is in, or an error answers it): counted. */
+static void request_begin(struct conn *c)
+{
+	atomic_fetch_add(&c->w->s->st.in_flight, 1);
+	c->w->active++;
+}
+
 /* The request ends (answered or not): log it, give back its counts. */
 void request_end(struct conn *c)
 {
@@ -536,6 +554,7 @@ void request_end(struct conn *c)
 
 	log_request(c);
 	atomic_fetch_sub(&s->st.in_flight, 1);
+	c->w->active--;
 	if (c->r->slot)
 		atomic_fetch_sub(&s->st.objects, 1);
 	c->r->slot = false;
@@ -622,7 +641,7 @@ static void head_got(struct conn *c, int res)
 		/* A head that trickles in: 408, then close. */
 		hdr_ctx_end(c);
 		c->r->t0 = rctx_now();
-		atomic_fetch_add(&c->w->s->st.in_flight, 1);
+		request_begin(c);
 		snprintf(c->r->method, sizeof(c->r->method), "-");
 		c->state = C_BUSY;
 		conn_error(c, 408);
@@ -987,7 +1006,7 @@ static void parse_head(struct conn *c)
 	c->state = C_BUSY;
 	c->r->t0 = rctx_now();
 	c->r->head_sent = false;
-	atomic_fetch_add(&s->st.in_flight, 1);
+	request_begin(c);
 	atomic_fetch_add(&s->st.requests, 1);
 	if (res <= 0) {
 		snprintf(c->r->method, sizeof(c->r->method), "-");
@@ -1073,7 +1092,7 @@ void conn_start(struct worker *w, int fd, bool loopback)
 		}
 		c->state = C_BUSY;
 		c->r->t0 = rctx_now();
-		atomic_fetch_add(&s->st.in_flight, 1);
+		request_begin(c);
 		snprintf(c->r->method, sizeof(c->r->method), "-");
 		c->r->why = "max-conns";
 		conn_error(c, 503);

@@ -120,6 +120,7 @@ struct worker {
 	struct conn *conns;	/* doubly linked */
 	unsigned nconns;
 	unsigned send_depth;	/* responses sent at once, nested (conn.c) */
+	unsigned active;	/* its requests in progress (conn.c) */
 	unsigned long seq;	/* temporary names */
 	pthread_t th;
 	atomic_bool served;	/* its connections all ended and logged */
