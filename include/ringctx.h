@@ -30,7 +30,7 @@
  *   Derived contexts         rctx_with_cancel, _deadline(_cause), _timeout(_cause),
  *                            _value, _values, rctx_without_cancel
  *   Merge                    rctx_with_any
- *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup
+ *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup(_lazy)
  *   Ending contexts          rctx_cancel(_cause), rctx_release, rctx_ref, rctx_unref
  *   Queries                  rctx_err, _cause, _deadline, _value, _done_fd, _wait,
  *                            _format, _remaining
@@ -38,8 +38,8 @@
  *   Rings and requests       rctx_ring_create, _destroy, rctx_submit, rctx_ring_run...
  *   Groups                   rctx_group_new, _ctx, _go, _try_go, _wait, _submit, _free
  *   Blocking calls           rctx_read, _write, _fsync, _openat, _recv, _send...
- *   Abandonable requests     rctx_async_read, _write, _fsync, _openat2, _statx...,
- *                            rctx_device_limit
+ *   Abandonable requests     rctx_async_read, _write, _fsync, _splice, _openat2,
+ *                            _statx..., rctx_device_limit
  *   Propagation              rctx_grpc_timeout_*, rctx_trace_*, rctx_with_trace
  *   Observability            rctx_info, rctx_dump
  *   Runtime                  rctx_runtime_stats, rctx_runtime_ring_stats
@@ -322,6 +322,22 @@ rctx_t *rctx_with_fd(rctx_t *parent, int fd, unsigned poll_events, int cause);
  * errno EBADF if sockfd is negative or not open.
  */
 rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
+
+/*
+ * As rctx_with_hangup(), but its kernel watch is made only when a request
+ * under it may wait for a file: a blocking file call (rctx_read,
+ * rctx_write, rctx_fsync, rctx_openat...) or an rctx_async_* request that
+ * takes its lane (a read served from the page cache does not). From then
+ * on it is armed until it ends; a hang-up that came before ends it at once
+ * then. Until then it holds no kernel request and no memory but its own,
+ * and a hang-up does not end it: whatever receives from the socket sees
+ * the end of the stream, and a send to a peer that closed fails. For a
+ * server with many idle connections, whose hang-up matters when one of its
+ * requests waits for a disk. sockfd must stay open while the context
+ * lives. Ownership, thread-safety, NULL returns and errno as
+ * rctx_with_hangup().
+ */
+rctx_t *rctx_with_hangup_lazy(rctx_t *parent, int sockfd);
 
 
 /* ------------------------------------------------------------------------ */
@@ -841,11 +857,14 @@ rctx_ring_t *rctx_thread_ring(void);
 /* device are in the kernel at once, the rest wait in the library (ending  */
 /* at once with their context), so a hung device holds at most that many   */
 /* kernel workers and never delays another device's requests. A read is    */
-/* first tried on ring itself without blocking (RWF_NOWAIT): a page-cache   */
-/* hit completes inline with no thread hop; only a miss, or a file system  */
-/* that cannot read without blocking (FUSE), takes its lane. (A read of a   */
-/* file opened with O_DIRECT should not use rctx_async_read: its direct I/O */
-/* would be issued from ring's thread, and a hung device holds it.)        */
+/* first tried at once on ring's thread without blocking (preadv2 with     */
+/* RWF_NOWAIT): a page-cache hit is read there and then, with no thread hop */
+/* and no round trip through the kernel's ring, and its callback runs in   */
+/* the same rctx_ring_run() when the call was made from a callback; only a */
+/* miss, or a file system that cannot read without blocking (FUSE), takes  */
+/* its lane. (A read of a file opened with O_DIRECT should not use         */
+/* rctx_async_read: its direct I/O would be issued from ring's thread, and  */
+/* a hung device holds it.)                                                 */
 /*                                                                          */
 /* Abandoned writes: the kernel may still carry out a write or truncate     */
 /* after its caller was answered. Until every abandoned write and truncate */
@@ -910,6 +929,28 @@ int rctx_async_renameat(rctx_ring_t *ring, rctx_t *ctx, int olddirfd, const char
 /* unlinkat(2) (path copied). */
 int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, const char *path,
 			int flags, rctx_async_cb_t cb, void *arg);
+/*
+ * Read up to len bytes of the file fd at off (>= 0) into a pipe without
+ * copying them (splice(2)): the pipe takes the page cache's pages
+ * themselves, and a splice(2) of the pipe into a socket sends them as they
+ * are. The kernel runs every splice in its workers, so this request always
+ * goes through the file's lane (no attempt on ring without blocking).
+ * pipefd: the pipe's read and write ends, both lent to the library from
+ * the call until the callback; the caller must not read, write or close
+ * the pipe meanwhile (while a splice waits for the disk the kernel holds
+ * the pipe's lock: anything else that touches the pipe would wait with it,
+ * in uninterruptible sleep). The callback gives the pipe back, except with
+ * RCTX_ASYNC_ABANDONED: then the library keeps it and closes both ends
+ * once the kernel has let go, and the caller forgets both numbers. flags:
+ * 0, or SPLICE_F_NONBLOCK (-EAGAIN rather than waiting for room in a full
+ * pipe). res: the bytes added to the pipe (fewer when it has less room),
+ * 0 at the end of the file. Thread-safety: the common rules above. Returns
+ * 0 (the callback then runs exactly once), or the common errors above,
+ * -EINVAL also for a NULL pipefd, another flag, or pipefd not the two ends
+ * of one pipe (the pipe is then the caller's still).
+ */
+int rctx_async_splice(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t off, const int pipefd[2],
+		      size_t len, unsigned flags, rctx_async_cb_t cb, void *arg);
 
 #define RCTX_DEVICE_LIMIT_DEFAULT 8
 #define RCTX_DEVICE_LIMIT_MAX 256

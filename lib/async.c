@@ -13,16 +13,20 @@
  *  - its context's end: an after-func gives the request up (abandoned if
  *    the kernel holds it, dropped if it still waited in its lane);
  *  - the ring's teardown (rctx__ring_cancel_all()), which gives it up too.
- * A read first goes to the kernel from the owner ring itself with
- * RWF_NOWAIT: a page-cache hit completes there and then, with no thread
- * hop and nothing the kernel could hold; only -EAGAIN (a miss, or a file
- * system that cannot read without blocking) sends it to its lane.
+ * A read is first tried at once on the owner's thread with preadv2() and
+ * RWF_NOWAIT: a page-cache hit is read there and then (its callback posted
+ * to the owner ring, delivered in the same rctx_ring_run() when the call
+ * comes from a callback), with no thread hop, no round trip through the
+ * kernel's ring and nothing the kernel could hold; only -EAGAIN or
+ * -EOPNOTSUPP (a miss, or a file system that cannot read without
+ * blocking) sends it to its lane.
  *
  * References of a request: the owner's (dropped after the callback), the
  * keeper's (dropped when the kernel lets go, or when it is dropped from its
  * lane), the after-func's.
  */
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -122,6 +126,7 @@ static int async_keep(struct rctx_kept *k)
 	}
 	k->ctx = rctx__ref(ctx);
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
+	rctx__watch_arm(ctx); /* it may wait for the disk now */
 	ret = rctx__rt_keep(k);
 	if (ret == 0)
 		return 0;
@@ -149,7 +154,7 @@ static int async_valid(struct rctx_ring *ring, rctx_t *ctx, rctx_async_cb_t cb)
 	return 0;
 }
 
-/* ---- reads: RWF_NOWAIT on the owner ring first ---------------------------- */
+/* ---- reads: RWF_NOWAIT on the caller's thread first ------------------------ */
 
 /* The read would block: to its lane. 0, or the error for the callback. */
 static int read_slow(struct rctx_kept *k)
@@ -163,27 +168,37 @@ static int read_slow(struct rctx_kept *k)
 	return async_keep(k);
 }
 
-/* The RWF_NOWAIT attempt ended, on the owner thread. */
-static void read_nowait_cb(void *arg, int res, uint32_t flags)
+/* A done context's read, short-circuited by the ring: its error. */
+static void read_done_ctx_cb(void *arg, int res, uint32_t flags)
 {
 	struct rctx_kept *k = arg;
 
 	(void)flags;
-	if (res == -EAGAIN || res == -EOPNOTSUPP) {
-		res = rctx_err(k->uctx);
-		if (!res) {
-			res = read_slow(k);
-			if (!res)
-				return; /* the lane's outcome will be posted */
-		}
-	} else {
-		rctx__kept_count_nowait();
-		res = rctx__map_result(k->uctx, res);
-		if (res > 0)
-			kernel_wrote(k->buf, (size_t)res);
-	}
-	k->acb(k->aarg, res, res >= 0 ? k->buf : NULL, 0);
+	k->acb(k->aarg, res, NULL, 0);
 	async_free(k);
+}
+
+/*
+ * Read what the page cache holds, at once on the caller's thread:
+ * preadv2() with RWF_NOWAIT never waits for the disk. The outcome is
+ * posted to the owner ring, whose rctx_ring_run() delivers it in the same
+ * run when the call comes from one of its callbacks: a request served from
+ * the page cache needs no round trip through the kernel's ring. false: it
+ * would block (a miss, or a file system that cannot say, FUSE).
+ */
+static bool read_now(struct rctx_kept *k, int fd, size_t len, int64_t off)
+{
+	ssize_t n = preadv2(fd, &(struct iovec){ k->buf, len }, 1, off, RWF_NOWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))
+		return false;
+	if (n >= 0)
+		rctx__kept_count_nowait();
+	k->res = n < 0 ? -errno : (int)n;
+	atomic_store_explicit(&k->state, KEPT_DONE, memory_order_release);
+	rctx__ring_hold(k->owner, &k->post);
+	rctx__ring_post(k->owner, &k->post);
+	return true;
 }
 
 RCTX_API int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len,
@@ -204,8 +219,14 @@ RCTX_API int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len,
 		return -ENOMEM;
 	k->data = DATA_BUF;
 	io_uring_prep_read(&k->sqe, fd, k->buf, (unsigned)len, (uint64_t)off);
-	k->sqe.rw_flags = RWF_NOWAIT;
-	ret = rctx_submit(ring, ctx, &k->sqe, read_nowait_cb, k);
+	if (rctx_err(ctx)) {
+		/* No I/O: the ring answers with the context's error. */
+		ret = rctx_submit(ring, ctx, &k->sqe, read_done_ctx_cb, k);
+	} else if (read_now(k, fd, len, off)) {
+		return 0;
+	} else {
+		ret = read_slow(k);
+	}
 	if (ret < 0)
 		async_free(k);
 	return ret;
@@ -390,4 +411,57 @@ RCTX_API int rctx_async_unlinkat(rctx_ring_t *ring, rctx_t *ctx, int dirfd, cons
 		return -ENOMEM;
 	io_uring_prep_unlinkat(&k->sqe, dirfd, p, flags);
 	return async_start(k, dirfd, p);
+}
+
+/* ---- splice: a file into a pipe, through the file's lane ----------------- */
+
+/* Is fd one end of the pipe whose other end has the inode ino (0: any)? */
+static int pipe_end(int fd, ino_t *ino)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (!S_ISFIFO(st.st_mode) || (*ino && st.st_ino != *ino))
+		return -EINVAL;
+	*ino = st.st_ino;
+	return 0;
+}
+
+/*
+ * The kernel runs every splice in io-wq (SPLICE_F_NONBLOCK does not keep a
+ * page-cache miss from waiting for the disk), so a splice always takes its
+ * lane. While it waits for the disk it holds the pipe's lock, so the pipe
+ * is lent to the library until the callback: an abandoned request keeps it,
+ * and it is closed (rctx__kept_put) once the kernel has let go.
+ */
+RCTX_API int rctx_async_splice(rctx_ring_t *ring, rctx_t *ctx, int fd, int64_t off,
+			       const int pipefd[2], size_t len, unsigned flags,
+			       rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	ino_t ino = 0;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (!pipefd || pipefd[0] == pipefd[1] || len > INT_MAX || off < 0 ||
+	    (flags & ~(unsigned)SPLICE_F_NONBLOCK))
+		return -EINVAL;
+	if (fd < 0)
+		return -EBADF;
+	ret = pipe_end(pipefd[0], &ino);
+	if (!ret)
+		ret = pipe_end(pipefd[1], &ino);
+	if (ret)
+		return ret;
+	k = async_new(ring, ctx, 0, cb, arg);
+	if (!k)
+		return -ENOMEM;
+	k->pipefd[0] = pipefd[0];
+	k->pipefd[1] = pipefd[1];
+	k->lent_pipe = true;
+	io_uring_prep_splice(&k->sqe, fd, off, pipefd[1], -1, (unsigned)len, flags);
+	return async_start(k, fd, NULL);
 }

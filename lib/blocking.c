@@ -174,6 +174,7 @@ static int run_kept(rctx_t *ctx, struct rctx_kept *k, void *out)
 	}
 	k->ctx = rctx__ref(ctx);
 	atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed); /* the keeper's */
+	rctx__watch_arm(ctx); /* it may wait for the disk now */
 	ret = rctx__rt_keep(k);
 	if (ret < 0) {
 		rctx__unref(k->ctx);

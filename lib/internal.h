@@ -495,6 +495,8 @@ struct rctx_kept {
 	bool in_lane;              /* it took a place in its lane */
 	_Atomic bool lane_wait;    /* counted as waiting in its lane's FIFO */
 	uint8_t data;              /* what an async callback's data is */
+	bool lent_pipe;            /* a splice's: closed if it is abandoned */
+	int pipefd[2];
 	uint64_t dev, ino;         /* the file's (a path's: its directory's) */
 	void *buf;                 /* owned bounce buffer, path copy, statx */
 	/* Optional: no caller waits; called with res set on the runtime
@@ -538,6 +540,11 @@ void rctx__keeper_turn(void);
 bool rctx__keeper_queued(void);
 void rctx__keeper_ring_ready(struct rctx_ring *ring);
 bool rctx__keeper_shutdown(int64_t deadline);
+
+/* ---- fd watches (lib/watch.c) --------------------------------------------- */
+/* A request under ctx may wait for a file: arm the lazy hang-up watches
+ * among its ancestors (rctx_with_hangup_lazy). Any thread. */
+void rctx__watch_arm(rctx_t *ctx);
 
 /* ---- lanes: per-device bulkheads (lib/lane.c), runtime thread only ------- */
 /* The io_uring whose io-wq the lanes size, and how to free a request that

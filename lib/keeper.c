@@ -199,6 +199,13 @@ void rctx__kept_put(struct rctx_kept *k)
 		rctx__unref(k->uctx);
 	if (k->ab)
 		rctx__ab_stats_put(k->ab);
+	if (k->lent_pipe && atomic_load_explicit(&k->state, memory_order_acquire) ==
+			    KEPT_ABANDONED) {
+		/* The caller gave it up with the request: the kernel is done
+		 * with it now, so nothing holds its lock. */
+		close(k->pipefd[0]);
+		close(k->pipefd[1]);
+	}
 	free(k->buf);
 	free(k);
 }

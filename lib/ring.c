@@ -1069,6 +1069,8 @@ static void finish_batch(struct rctx_ring *ring, struct reap_batch *b)
  * does io_uring_peek_batch_cqe() look for an overflow to flush. Returns
  * the callbacks run.
  */
+static int run_posted(struct rctx_ring *ring);
+
 static int reap(struct rctx_ring *ring)
 {
 	struct io_uring_cq *cq = &ring->ring.cq;
@@ -1102,6 +1104,11 @@ static int reap(struct rctx_ring *ring)
 		settle_batch(&b);
 		finish_batch(ring, &b);
 		total += (int)b.n;
+		/* What the batch's callbacks posted (a read they made from the
+		 * page cache) runs now, before the next batch: a request that
+		 * needs nothing more from the kernel ends here, and so holds
+		 * its memory only as long as it works. */
+		total += run_posted(ring);
 	}
 	return total;
 }

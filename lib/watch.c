@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fd contexts: done when the kernel reports an event on a file descriptor
- * (rctx_with_fd(), rctx_with_hangup()).
+ * (rctx_with_fd(), rctx_with_hangup(), and rctx_with_hangup_lazy(), whose
+ * poll is made only when a request under it may wait for a file).
  *
  * The context is an extended context. Its one IORING_OP_POLL_ADD is a kept
  * request (lib/keeper.c) that the runtime thread submits on the keeper ring
@@ -21,11 +22,22 @@
 struct fd_watch {
 	struct rctx_ext x;
 	int cause;          /* of an event */
+	/* A lazy watch (rctx_with_hangup_lazy): what to poll, and whether its
+	 * poll was handed to the keeper. */
+	int fd;
+	unsigned events;
+	_Atomic bool armed;
 };
 
 static const struct rctx_ext_ops fd_watch_ops = {
 	.name = "WithFd",
 	.end_unowned = true, /* its poll keeps it alive: no trap in rctx_unref */
+};
+
+/* The same, armed by the first request under it that may wait for a file. */
+static const struct rctx_ext_ops fd_watch_lazy_ops = {
+	.name = "WithHangupLazy",
+	.end_unowned = true,
 };
 
 /*
@@ -100,4 +112,49 @@ RCTX_API rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd)
 {
 	return rctx_with_fd(parent, sockfd, POLLRDHUP | POLLHUP | POLLERR,
 			    -ECONNRESET);
+}
+
+/* ---- lazy hang-up watches ------------------------------------------------ */
+
+RCTX_API rctx_t *rctx_with_hangup_lazy(rctx_t *parent, int sockfd)
+{
+	ERRNO_GUARD;
+	struct fd_watch *w;
+	struct rctx_ext *x;
+
+	if (!ctx_valid(parent))
+		return ERRNO_FAIL(EINVAL);
+	if (sockfd < 0 || fcntl(sockfd, F_GETFD) < 0)
+		return ERRNO_FAIL(EBADF); /* not open */
+	x = rctx__ext_new(parent, sizeof(struct fd_watch), &fd_watch_lazy_ops,
+			  rctx__deadline_of(parent));
+	if (!x)
+		return ERRNO_FAIL(ENOMEM);
+	w = container_of(x, struct fd_watch, x);
+	w->fd = sockfd;
+	w->events = POLLRDHUP | POLLHUP | POLLERR;
+	w->cause = -ECONNRESET;
+	atomic_init(&w->armed, false);
+	return &x->cc.c.hdr;
+}
+
+/*
+ * A request under ctx may now wait for a file (it goes to a lane, or a
+ * blocking call waits for it): arm the lazy watches among ctx's ancestors
+ * that are not armed yet, once each. A hang-up that came before is seen
+ * at once (the poll is level-triggered). Any thread.
+ */
+void rctx__watch_arm(rctx_t *ctx)
+{
+	for (rctx_t *c = ctx; c; c = c->parent) {
+		struct fd_watch *w;
+
+		if (c->kind != RCTX_EXT || ((struct rctx_ext *)c)->ops != &fd_watch_lazy_ops)
+			continue;
+		w = container_of((struct rctx_ext *)c, struct fd_watch, x);
+		if (atomic_exchange_explicit(&w->armed, true, memory_order_acq_rel) || rctx_err(c))
+			continue;
+		if (watch_submit(w, w->fd, w->events, w->cause) < 0)
+			atomic_store_explicit(&w->armed, false, memory_order_release);
+	}
 }

@@ -2,7 +2,8 @@
 /*
  * Description: abandonable file requests for callback code (rctx_async_*)
  * and the per-device isolation. Every call works on a healthy file; a read
- * of a page-cache hit completes on the caller's ring without blocking; a
+ * of a page-cache hit completes on the caller's thread without blocking,
+ * and one made from a callback is answered in the same rctx_ring_run(); a
  * read held by a hung file system (support/stuckfs.c) is answered at its
  * context's end with the context's error, its memory stays the library's,
  * and the late completion is counted in the ring's, the runtime's and the
@@ -12,10 +13,14 @@
  * while the stuck ones are still held (an ordering, not a duration); a
  * request waiting in the stuck lane ends at once when its context is
  * cancelled from another thread; rctx_ring_destroy() gives outstanding
- * requests up; a thread whose requests are stuck exits at once.
+ * requests up; a thread whose requests are stuck exits at once. A splice
+ * moves a file's bytes into a pipe, always through the lane; a stuck one is
+ * abandoned at its context's end, and the library keeps its pipe and
+ * closes it once the kernel lets go.
  * Skips with the reason when FUSE cannot be mounted here.
  */
 /* tsan: yes */
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,6 +191,50 @@ Test(async, page_cache_hit_reads_on_the_callers_ring)
 	rctx_ring_destroy(ring);
 }
 
+struct chained {
+	rctx_ring_t *ring;
+	int fd;
+	int nop_calls;
+	struct arec a;
+};
+
+/* A completion's callback that reads. */
+static void read_from_cb(void *arg, int res, uint32_t flags)
+{
+	struct chained *ch = arg;
+
+	(void)res; (void)flags;
+	ch->nop_calls++;
+	cr_assert_eq(rctx_async_read(ch->ring, rctx_background(), ch->fd, 6, 0, arec_cb, &ch->a),
+		     0);
+	cr_assert_eq(ch->a.calls, 0, "never called inside the call");
+}
+
+/* A page-cache hit read from a callback is answered in the same run: a
+ * request served from memory needs no second trip through the ring. */
+Test(async, page_cache_hit_read_from_a_callback_ends_in_the_same_run)
+{
+	char path[] = "/tmp/rctx-async-XXXXXX";
+	struct chained ch = { .ring = new_ring(), .fd = mkstemp(path) };
+	struct io_uring_sqe sqe = { 0 };
+	int64_t limit = rctx_now() + MS(WAIT_MS);
+
+	cr_assert_geq(ch.fd, 0);
+	unlink(path);
+	cr_assert_eq(pwrite(ch.fd, "cached", 6, 0), 6);
+	io_uring_prep_nop(&sqe);
+	cr_assert_eq(rctx_submit(ch.ring, rctx_background(), &sqe, read_from_cb, &ch), 0);
+	while (!ch.nop_calls && rctx_now() < limit)
+		rctx_ring_run(ch.ring, rctx_now() + MS(100));
+	cr_assert_eq(ch.nop_calls, 1);
+	cr_assert_eq(ch.a.calls, 1, "the read's callback ran in the run that started it");
+	cr_assert_eq(ch.a.res, 6);
+	cr_assert_eq(memcmp(ch.a.data, "cached", 6), 0);
+	cr_assert_eq(rctx_ring_pending(ch.ring), 0);
+	close(ch.fd);
+	rctx_ring_destroy(ch.ring);
+}
+
 Test(async, invalid_arguments_and_done_context)
 {
 	rctx_ring_t *ring = new_ring();
@@ -229,6 +278,99 @@ Test(async, invalid_arguments_and_done_context)
 	cr_assert_eq(a.res, -ECANCELED);
 	cr_assert_eq(lseek(fd, 0, SEEK_END), 0, "no I/O under a done context");
 	rctx_release(done);
+	close(fd);
+	rctx_ring_destroy(ring);
+}
+
+/* A pipe (both ends non-blocking). */
+static void new_pipe(int p[2])
+{
+	cr_assert_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+}
+
+Test(async, splice_moves_file_bytes_into_a_pipe)
+{
+	rctx_ring_t *ring = new_ring();
+	char path[] = "/tmp/rctx-async-XXXXXX", back[16] = { 0 }, full[4096];
+	int fd = mkstemp(path), p[2];
+	struct arec a = { 0 };
+	uint64_t kept, nowait;
+	int want = 0;
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(pwrite(fd, "0123456789", 10, 0), 10); /* in the page cache */
+	new_pipe(p);
+	kept = rt_stats().kept_submitted;
+	nowait = rt_stats().nowait_reads;
+	cr_assert_eq(rctx_async_splice(ring, rctx_background(), fd, 3, p, 6, 0, arec_cb, &a), 0);
+	next(ring, &a, &want);
+	cr_assert_eq(a.res, 6);
+	cr_assert_not(a.had_data, "the bytes are in the pipe, not handed over");
+	cr_assert_eq(a.flags, 0);
+	cr_assert_eq(read(p[0], back, sizeof(back)), 6, "the pipe is the caller's again");
+	cr_assert_str_eq(back, "345678");
+	cr_assert_eq(rt_stats().kept_submitted, kept + 1, "a splice always takes its lane");
+	cr_assert_eq(rt_stats().nowait_reads, nowait);
+	/* At the end of the file: 0, and the pipe still empty. */
+	cr_assert_eq(rctx_async_splice(ring, rctx_background(), fd, 10, p, 6, 0, arec_cb, &a), 0);
+	next(ring, &a, &want);
+	cr_assert_eq(a.res, 0);
+	cr_assert_eq(read(p[0], back, sizeof(back)), -1);
+	cr_assert_eq(errno, EAGAIN);
+	/* No room in the pipe: SPLICE_F_NONBLOCK says so. */
+	cr_assert_eq(fcntl(p[1], F_SETPIPE_SZ, 4096), 4096);
+	cr_assert_eq(write(p[1], memset(full, 'x', sizeof(full)), sizeof(full)), 4096);
+	cr_assert_eq(rctx_async_splice(ring, rctx_background(), fd, 0, p, 6, SPLICE_F_NONBLOCK,
+				       arec_cb, &a), 0);
+	next(ring, &a, &want);
+	cr_assert_eq(a.res, -EAGAIN);
+	cr_assert_eq(rctx_ring_pending(ring), 0);
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+	rctx_ring_destroy(ring);
+}
+
+Test(async, splice_invalid_arguments)
+{
+	rctx_ring_t *ring = new_ring();
+	char path[] = "/tmp/rctx-async-XXXXXX";
+	int fd = mkstemp(path), p[2], q[2], notpipe[2];
+	struct arec a = { 0 };
+	rctx_t *bg = rctx_background();
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	new_pipe(p);
+	new_pipe(q);
+	notpipe[0] = p[0];
+	notpipe[1] = fd;
+	cr_assert_eq(rctx_async_splice(NULL, bg, fd, 0, p, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_splice(ring, NULL, fd, 0, p, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, p, 1, 0, NULL, &a), -EINVAL);
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, NULL, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, -1, p, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, p, (size_t)INT_MAX + 1, 0, arec_cb, &a),
+		     -EINVAL);
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, p, 1, SPLICE_F_MOVE, arec_cb, &a),
+		     -EINVAL, "only SPLICE_F_NONBLOCK");
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, notpipe, 1, 0, arec_cb, &a), -EINVAL,
+		     "not a pipe");
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, (int[]){ p[0], q[1] }, 1, 0, arec_cb, &a),
+		     -EINVAL, "the ends of two pipes");
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, (int[]){ p[1], p[1] }, 1, 0, arec_cb, &a),
+		     -EINVAL, "one end twice");
+	cr_assert_eq(rctx_async_splice(ring, bg, -1, 0, p, 1, 0, arec_cb, &a), -EBADF);
+	cr_assert_eq(rctx_async_splice(ring, bg, fd, 0, (int[]){ p[0], 12345 }, 1, 0, arec_cb, &a),
+		     -EBADF);
+	cr_assert_eq(rctx_ring_pending(ring), 0, "a failed call never calls back");
+	cr_assert_eq(a.calls, 0);
+	cr_assert_eq(fcntl(p[0], F_GETFD), FD_CLOEXEC, "a failed call leaves the pipe alone");
+	close(p[0]);
+	close(p[1]);
+	close(q[0]);
+	close(q[1]);
 	close(fd);
 	rctx_ring_destroy(ring);
 }
@@ -308,6 +450,52 @@ Test(async, stuck_read_answered_at_deadline_and_counted_late)
 	cr_assert_eq(rctx_info(ctx, &info), 0);
 	cr_assert_eq(info.late, 1);
 	cr_assert_eq(a.calls, 1, "the late completion never reached the caller");
+	rctx_release(ctx);
+	close(fd);
+	rctx_ring_destroy(ring);
+	stuckfs_stop(&fs);
+}
+
+/*
+ * A splice from a stuck file into a pipe: answered at its context's end
+ * while the kernel holds it (and the pipe's lock, which a close of the pipe
+ * would wait for). The library keeps the pipe and closes both ends once the
+ * kernel lets go; a pipe the caller makes meanwhile is never touched.
+ */
+Test(async, stuck_splice_abandoned_keeps_its_pipe_until_the_kernel_lets_go)
+{
+	rctx_ring_t *ring;
+	struct arec a = { 0 };
+	int fd, p[2], q[2], fds0;
+	char back[8];
+	rctx_t *ctx;
+
+	mount_or_skip();
+	ring = new_ring();
+	fd = open(fs.stuck_path, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	fds0 = th_fd_count();
+	new_pipe(p);
+	ctx = rctx_with_cancel(rctx_background());
+	cr_assert_eq(rctx_async_splice(ring, ctx, fd, 0, p, 16, 0, arec_cb, &a), 0);
+	cr_assert(wait_reads_seen(ring, 1), "the splice reached the file system");
+	rctx_cancel(ctx);
+	cr_assert_eq(run_until(ring, &a.calls, 1, WAIT_MS), 1);
+	cr_assert_eq(a.res, -ECANCELED);
+	cr_assert_eq(a.flags, RCTX_ASYNC_ABANDONED, "the kernel held it");
+	cr_assert_eq(ring_stats(ring).abandoned_held, 1);
+	cr_assert_eq(fcntl(p[0], F_GETFD), FD_CLOEXEC, "the library's now, still open");
+	new_pipe(q);
+	release_all();
+	cr_assert_eq(ring_stats(ring).abandoned_late, 1);
+	cr_assert(WAIT_UNTIL(fcntl(p[1], F_GETFD) < 0, WAIT_MS), "closed once the kernel let go");
+	cr_assert_eq(fcntl(p[0], F_GETFD), -1);
+	cr_assert_eq(read(q[0], back, sizeof(back)), -1, "nothing reached the other pipe");
+	cr_assert_eq(errno, EAGAIN);
+	close(q[0]);
+	close(q[1]);
+	cr_assert_eq(th_fd_count(), fds0);
+	cr_assert_eq(a.calls, 1);
 	rctx_release(ctx);
 	close(fd);
 	rctx_ring_destroy(ring);

@@ -6,7 +6,10 @@
  * arrives; a POLLIN watch on a pipe ends with its own cause when data is
  * written; invalid arguments give NULL; a parent cancelled first aborts the
  * poll (the keeper ring counts it) and so does a release before any event;
- * a parent done at creation gives a done context and no poll.
+ * a parent done at creation gives a done context and no poll. A lazy
+ * hang-up context (rctx_with_hangup_lazy) makes its poll only when a
+ * request under it may wait for a file, and then ends on a hang-up that
+ * came before.
  *
  * Ordering, not timing: a watch counts as armed once the keeper counted its
  * poll submitted and a later turn of the runtime thread began (the turn that
@@ -25,6 +28,7 @@
 
 #include "ringctx.h"
 #include "helpers.h"
+#include "ring_util.h"
 
 TestSuite(watch, .timeout = 120);
 
@@ -175,6 +179,92 @@ Test(watch, pollin_on_pipe)
 	rctx_release(w);
 	close(p[0]);
 	close(p[1]);
+}
+
+struct acall {
+	int calls, res;
+};
+
+static void acall_cb(void *arg, int res, void *data, unsigned flags)
+{
+	struct acall *a = arg;
+
+	(void)data; (void)flags;
+	a->res = res;
+	a->calls++;
+}
+
+/*
+ * A lazy hang-up context makes no poll until a request under it may wait
+ * for a file: a peer's hang-up (which an eager watch on the same socket
+ * reports) leaves it alive, and so does a read served from the page cache
+ * under it; an fsync under it (which always takes its lane) arms it, and
+ * the hang-up that came before then ends it.
+ */
+Test(watch, lazy_hangup_armed_by_a_request_that_may_wait_for_a_file)
+{
+	char path[] = "/tmp/rctx-watch-XXXXXX";
+	int sv[2], fd = mkstemp(path);
+	rctx_t *lazy, *child, *eager;
+	struct acall a = { 0 };
+	uint64_t before;
+	rctx_ring_t *ring;
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	cr_assert_eq(pwrite(fd, "cached", 6, 0), 6);
+	cr_assert_eq(rctx_ring_create(&ring, 16), 0);
+	before = warm_up();
+	unix_pair(sv);
+	lazy = rctx_with_hangup_lazy(rctx_background(), sv[0]);
+	cr_assert_not_null(lazy);
+	child = rctx_with_cancel(lazy);
+	cr_assert_not_null(child);
+	cr_assert(th_runtime_settle());
+	cr_assert_eq(rt_stats().kept_submitted, before, "no poll made for it");
+	/* The peer shuts down; an eager watch of the same socket sees it. */
+	cr_assert_eq(shutdown(sv[1], SHUT_WR), 0);
+	eager = rctx_with_hangup(rctx_background(), sv[0]);
+	cr_assert_not_null(eager);
+	assert_ends(eager, -ECONNRESET);
+	cr_assert_eq(rctx_err(lazy), 0, "not watched yet");
+	/* A read from the page cache under it: still not watched. */
+	cr_assert_eq(rctx_async_read(ring, child, fd, 6, 0, acall_cb, &a), 0);
+	cr_assert_eq(run_until(ring, &a.calls, 1, TH_PATIENCE_MS), 1);
+	cr_assert_eq(a.res, 6);
+	cr_assert(th_runtime_settle());
+	cr_assert_eq(rctx_err(lazy), 0, "a page-cache read does not arm it");
+	/* An fsync (its lane) under its child arms it: the hang-up ends it. */
+	cr_assert_eq(rctx_async_fsync(ring, child, fd, 0, acall_cb, &a), 0);
+	assert_ends(lazy, -ECONNRESET);
+	cr_assert_eq(rctx_err(child), -ECANCELED);
+	cr_assert_eq(run_until(ring, &a.calls, 2, TH_PATIENCE_MS), 2);
+	rctx_release(child);
+	rctx_release(lazy);
+	rctx_release(eager);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+	close(fd);
+}
+
+/* Released before any request armed it: it just ends, no poll made. */
+Test(watch, lazy_hangup_released_unarmed)
+{
+	uint64_t before = warm_up();
+	int sv[2];
+	rctx_t *lazy;
+
+	unix_pair(sv);
+	lazy = rctx_with_hangup_lazy(rctx_background(), sv[0]);
+	cr_assert_not_null(lazy);
+	cr_assert_null(rctx_with_hangup_lazy(rctx_background(), -1));
+	cr_assert_null(rctx_with_hangup_lazy(NULL, sv[0]));
+	rctx_release(lazy);
+	cr_assert(th_runtime_settle());
+	cr_assert_eq(rt_stats().kept_submitted, before);
+	close(sv[0]);
+	close(sv[1]);
 }
 
 Test(watch, invalid_arguments_give_null)

@@ -606,7 +606,7 @@ stuck_plain() {
 		# The stuck request is in the kernel (its req line), or waits
 		# for its device's lane (the lane's bound is held by earlier
 		# stuck requests: the runtime's lane_waiting).
-		grep -q '^  WithFd .*$' "$T/contexts" && grep -Eq '^    WithDeadline .*left=' "$T/contexts" &&
+		grep -Eq '^  With(Fd|HangupLazy) .*$' "$T/contexts" && grep -Eq '^    WithDeadline .*left=' "$T/contexts" &&
 			{ grep -Eq '^      req ring=0x[0-9a-f]+ op=(READ|OPENAT2) ' "$T/contexts" ||
 			  { curl -sS --max-time 30 "$(U debug/stats)" | grep -Eq '"lane_waiting":[1-9]'; }; } &&
 			grep -q '^WithCancel ctx=' "$T/contexts" &&

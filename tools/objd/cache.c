@@ -27,7 +27,11 @@
  *
  * Changes made outside the server (another process writing the root) are
  * seen within the TTL (--cache-ttl, 1 s): an entry is used only until TTL
- * after its open was started, then the key is opened again.
+ * after its open was started, then the key is opened again. A key in use
+ * is opened again ahead of that: a GET that finds its entry in the last
+ * quarter of its TTL starts one new open of the key (object.c), whose
+ * entry replaces it; so a hot key does not fall out of the cache every TTL,
+ * which would send every GET of it, all at once, to open it.
  *
  * Bounded: at most --open-cache entries per worker, least recently used
  * evicted first. An entry is reference-counted (the cache's own reference
@@ -178,6 +182,16 @@ struct fentry *cache_get(struct worker *w, const char *key, uint64_t h)
 	return e;
 }
 
+/* Should the key of e, just found fresh, be opened again ahead of its
+ * TTL? true once per entry (it is then marked refreshing). */
+bool cache_refresh_due(struct worker *w, struct fentry *e)
+{
+	if (e->refreshing || rctx_now() < e->expires - w->s->o.cache_ttl_ns / 4)
+		return false;
+	e->refreshing = true;
+	return true;
+}
+
 /*
  * A new entry for key (hash h): fd (the cache owns it from now on, the
  * caller holds one reference), opened under generation gen from time t0 on.
@@ -205,6 +219,7 @@ struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t
 	snprintf(e->etag, sizeof(e->etag), "%s", etag);
 	e->refs = 2;		/* the table's and the caller's */
 	e->linked = true;
+	e->refreshing = false;
 	for (old = fc->table[h & (fc->nbuckets - 1)]; old; old = old->hnext)
 		if (old->hash == h && !strcmp(old->key, key))
 			break;

@@ -40,8 +40,8 @@ static void escape(const char *in, char *out, size_t cap)
  * cause (info: rctx_info() of the request context). */
 static const char *cause_of(struct conn *c, const struct rctx_info *info)
 {
-	if (c->why)
-		return c->why;
+	if (c->r->why)
+		return c->r->why;
 	if (!info->err)
 		return "-";
 	if (info->cause == -ETIMEDOUT)
@@ -62,24 +62,24 @@ static void trace_hex(const struct rctx_trace *t, char out[33])
 
 void log_request(struct conn *c)
 {
-	char path[3 * sizeof(c->path)], tid[33] = "-", xid[3 * sizeof(c->trace)];
+	char path[3 * sizeof(c->r->path)], tid[33] = "-", xid[3 * sizeof(c->r->trace)];
 	struct rctx_info info = { 0 };
 	FILE *f = c->w->s->log;
 	int64_t ns;
 
 	if (!f)
 		return;
-	escape(c->path[0] ? c->path : "-", path, sizeof(path));
-	escape(c->trace[0] ? c->trace : "-", xid, sizeof(xid));
-	if (c->req_ctx && !rctx_info(c->req_ctx, &info)) {
+	escape(c->r->path[0] ? c->r->path : "-", path, sizeof(path));
+	escape(c->r->trace[0] ? c->r->trace : "-", xid, sizeof(xid));
+	if (c->r->req_ctx && !rctx_info(c->r->req_ctx, &info)) {
 		ns = (info.done_ns ? info.done_ns : rctx_now()) - info.created_ns;
-		trace_hex(&c->tp, tid);
+		trace_hex(&c->r->tp, tid);
 	} else {
-		ns = rctx_now() - c->t0;
+		ns = rctx_now() - c->r->t0;
 	}
 	fprintf(f, "%s %s %d %llu %.3f trace=%s xid=%s io=%llu/%llu/%llu cause=%s\n",
-		c->method[0] ? c->method : "-", path, c->status,
-		(unsigned long long)c->bytes_out, ns / 1e6, tid, xid,
+		c->r->method[0] ? c->r->method : "-", path, c->r->status,
+		(unsigned long long)c->r->bytes_out, ns / 1e6, tid, xid,
 		(unsigned long long)info.submitted, (unsigned long long)info.completed,
 		(unsigned long long)info.aborted, cause_of(c, &info));
 }

@@ -214,8 +214,11 @@ static void arm_accept(struct worker *w)
 	struct io_uring_sqe sqe = { 0 };
 
 	w->peerlen = sizeof(w->peer);
+	/* Non-blocking: a body spliced from a pipe (splice(2) on this
+	 * thread) must never wait for the client; io_uring's recv and send
+	 * still wait for readiness as usual. */
 	io_uring_prep_accept(&sqe, w->lfd, (struct sockaddr *)&w->peer, &w->peerlen,
-			     SOCK_CLOEXEC);
+			     SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (rctx_submit(w->ring, w->s->accepting, &sqe, accept_cb, w)) {
 		fprintf(stderr, "ringctx-objd: worker %d cannot accept\n", w->idx);
 		w->accepting = false;
@@ -248,14 +251,17 @@ static void *worker_main(void *arg)
 	w->accepting = true;
 	arm_accept(w);
 	while (w->accepting || w->nconns) {
-		int r = rctx_ring_run(w->ring, RCTX_FOREVER);
+		int r = rctx_ring_run(w->ring, idle_next(w));
 
 		if (r < 0 && r != -EINTR && r != -ETIME) {
 			fprintf(stderr, "ringctx-objd: rctx_ring_run: %s\n", strerror(-r));
 			break;
 		}
+		idle_expire(w, false);
 	}
 	cache_destroy(w);	/* its fds: no request uses them now */
+	pipes_destroy(w);
+	idle_destroy(w);
 	atomic_store_explicit(&w->served, true, memory_order_release);
 	/* Closes and clean-ups still in flight; a request that a stuck disk
 	 * holds is left to the kernel (the ring is not destroyed then). */
@@ -293,7 +299,7 @@ static int setup_workers(struct server *s)
 		err = rctx_ring_create(&w->ring, 1024);
 		if (err)
 			return err;
-		if (cache_init(w, s->o.cache_cap))
+		if (cache_init(w, s->o.cache_cap) || idle_init(w))
 			return -ENOMEM;
 	}
 	s->o.port = port;

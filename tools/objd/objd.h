@@ -27,6 +27,15 @@
 #define OBJD_CHUNK (64 * 1024)	/* file reads and writes */
 #define OBJD_HEAD_BODY (16 * 1024)	/* a first read up to this size is sent
 					   with the response head */
+#define OBJD_SPLICE_MIN (64 * 1024)	/* a larger body goes through a pipe */
+#define OBJD_PIPE_SIZE (1024 * 1024)	/* asked for each pipe */
+#define OBJD_PIPE_POOL 64		/* pipes kept per worker */
+#define OBJD_IN_CAP (32768 + OBJD_CHUNK)	/* a connection's input buffer */
+#define OBJD_POOL 16			/* requests, input buffers kept per worker */
+#define OBJD_IBUFS 512			/* provided receive buffers per worker */
+#define OBJD_IBUF_SIZE 256		/* ... each (a head's first bytes) */
+#define OBJD_IDLE_SLICES 16		/* idle contexts per --header-timeout */
+#define OBJD_IDLE_MAX (2 * OBJD_IDLE_SLICES)	/* alive at once, at most */
 
 struct objd_opts {
 	char addr[64];
@@ -58,6 +67,12 @@ struct objd_stats {
 
 struct worker;
 
+/* A pipe of the pool (pipe.c): read and write ends, capacity in bytes. */
+struct objd_pipe {
+	int fd[2];
+	unsigned cap;
+};
+
 /* An open file of the cache (cache.c). */
 struct fentry {
 	struct fentry *hnext;		/* hash chain */
@@ -66,6 +81,7 @@ struct fentry {
 	int64_t expires;
 	int refs;			/* the table's + the requests' */
 	bool linked;			/* in the table */
+	bool refreshing;		/* a new open of its key is in flight */
 	int fd;
 	uint64_t size;
 	int64_t mtime;
@@ -93,6 +109,7 @@ struct server {
 };
 
 struct conn;
+struct request;
 
 struct worker {
 	struct server *s;
@@ -102,12 +119,28 @@ struct worker {
 	bool accepting;
 	struct conn *conns;	/* doubly linked */
 	unsigned nconns;
+	unsigned send_depth;	/* responses sent at once, nested (conn.c) */
+	unsigned active;	/* its requests in progress (conn.c) */
 	unsigned long seq;	/* temporary names */
 	pthread_t th;
 	atomic_bool served;	/* its connections all ended and logged */
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 	struct fcache fc;
+	struct objd_pipe pipes[OBJD_PIPE_POOL];	/* empty ones, for reuse */
+	unsigned npipes;
+	/* idle.c: the idle contexts (a FIFO of slices), the provided receive
+	 * buffers, the pools. */
+	struct idle_slice {
+		rctx_t *ctx;
+		int64_t expires;
+	} slices[OBJD_IDLE_MAX];
+	unsigned slice0, nslices;
+	struct io_uring_buf_ring *ibr;
+	char *ibufs;
+	struct request *free_reqs;
+	unsigned nfree_reqs, nfree_ins;
+	char *free_ins[OBJD_POOL];
 };
 
 struct conn;
@@ -124,36 +157,39 @@ typedef void (*file_step)(struct conn *c, int res, void *data);
 
 enum conn_state { C_WAIT, C_BUSY, C_DEAD };
 
-struct conn {
-	struct worker *w;
-	struct conn *prev, *next;
-	int fd;
-	int refs;
-	enum conn_state state;
-	bool loopback;
-	rctx_t *ctx, *hdr_ctx, *req_ctx, *resp_ctx;
+/*
+ * A request being read or served (conn.c): taken from its worker's pool
+ * when the first bytes of its head arrive, given back when its response is
+ * out (or with its connection, after an abort: callbacks of its requests
+ * may still run). An idle keep-alive connection holds none.
+ */
+struct request {
+	struct request *next_free;	/* in the worker's pool */
+	rctx_t *req_ctx, *resp_ctx;
 	file_step fnext;	/* the file request in flight: its next step */
 	bool fopens;		/* ... an open: a result >= 0 is an fd */
 	char *sbuf;		/* a chunk read and being sent, or being
 				   written (OBJD_CHUNK bytes) */
+	struct objd_pipe pipe;	/* a large body's: fd[0] -1 when none */
+	size_t pipe_len;	/* bytes in it, not yet sent */
+	bool pipe_lent;		/* to the library, for a splice in flight */
 	size_t sb_len, sb_sent;	/* GET: read, sent */
 	size_t wlen, wdone;	/* PUT: to write, written */
 
-	char *in;
-	size_t in_len, in_cap;
-
-	/* The request. Its head is moved out of `in` (req's slices with it):
-	 * `in` then holds only the body and the pipelined requests after. */
+	/* Its head, moved out of the connection's `in` (req's slices with
+	 * it): `in` then holds only the body and the pipelined requests. */
 	struct http_req req;
 	char *head;
-	size_t head_cap;
-	char key[OBJD_KEY_MAX];
+	size_t head_len, head_cap;
+	char *key;		/* in head's buffer, after the head */
 	const char *dir, *base;
 	char method[16], path[256], trace[80];	/* trace: X-Trace-ID */
 	struct rctx_trace tp;	/* the request's trace (traceparent) */
 	bool slot;		/* holds one of --max-inflight */
 	int64_t t0;
 	bool keep_alive, head_sent;
+	bool more;		/* the bytes being sent have more after them */
+	bool resp_of_req;	/* its response's context is a child of req_ctx */
 	int status;
 	const char *why;
 	uint64_t bytes_out, body_left, off, last, size;
@@ -180,6 +216,26 @@ struct conn {
 	void (*on_sent)(struct conn *c);
 };
 
+/*
+ * A connection: all an idle keep-alive one holds. Its input buffer only
+ * while it has bytes to keep (a head in pieces, a body, pipelined
+ * requests); its request only while one is read or served.
+ */
+struct conn {
+	struct worker *w;
+	struct conn *prev, *next;
+	rctx_t *ctx, *hdr_ctx;
+	int64_t hdr_expires;	/* the head's deadline */
+	char *in;		/* OBJD_IN_CAP bytes, or NULL */
+	struct request *r;
+	int fd;
+	int refs;
+	uint32_t in_len, in_cap;
+	uint8_t state;		/* enum conn_state */
+	bool loopback;
+	bool hdr_shared;	/* hdr_ctx is the worker's idle context */
+};
+
 /* conn.c */
 void conn_start(struct worker *w, int fd, bool loopback);
 void conn_drain(struct worker *w);
@@ -190,6 +246,7 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *));
 void conn_error(struct conn *c, int status);
 void conn_send_out(struct conn *c);
+rctx_t *conn_resp_ctx(struct conn *c);
 void conn_finish(struct conn *c);
 void conn_abort(struct conn *c, const char *why);
 void file_cb(void *arg, int res, void *data, unsigned flags);
@@ -218,6 +275,28 @@ struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
 void cache_put(struct worker *w, struct fentry *e);
 void cache_drop(struct worker *w, struct fentry *e);
+bool cache_refresh_due(struct worker *w, struct fentry *e);
+
+/* idle.c */
+int idle_init(struct worker *w);
+void idle_destroy(struct worker *w);
+rctx_t *idle_ctx(struct worker *w, int64_t *expires);
+int64_t idle_next(struct worker *w);
+void idle_expire(struct worker *w, bool all);
+bool head_expired(const struct conn *c);
+bool ibuf_recv(struct worker *w, struct io_uring_sqe *sqe, int fd);
+const char *ibuf_at(struct worker *w, unsigned bid);
+void ibuf_done(struct worker *w, unsigned bid);
+struct request *req_take(struct worker *w);
+void req_give(struct worker *w, struct request *r);
+char *in_take(struct worker *w);
+void in_give(struct worker *w, char *in);
+
+/* pipe.c */
+int pipe_take(struct conn *c);
+void pipe_give(struct conn *c, bool reuse);
+void pipe_returned(struct conn *c, unsigned flags);
+void pipes_destroy(struct worker *w);
 
 /* stats.c */
 void stats_serve(struct conn *c);

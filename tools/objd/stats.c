@@ -135,14 +135,14 @@ void stats_serve(struct conn *c)
 	char buf[4096];
 	size_t n;
 
-	if (!strcmp(c->path, "/debug/stats")) {
+	if (!strcmp(c->r->path, "/debug/stats")) {
 		n = stats_json(c->w->s, buf, sizeof(buf));
 		if (n >= sizeof(buf)) {
 			conn_error(c, 500);
 			return;
 		}
 		conn_respond(c, 200, "Content-Type: application/json\r\n", buf, n, n, conn_finish);
-	} else if (!strcmp(c->path, "/debug/contexts")) {
+	} else if (!strcmp(c->r->path, "/debug/contexts")) {
 		contexts_serve(c);
 	} else {
 		conn_error(c, 404);
