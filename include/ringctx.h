@@ -76,7 +76,7 @@ extern "C" {
 /* The library's version: the only place it is written (the Makefile and
  * ringctx.pc read it from here). */
 #define RINGCTX_VERSION_MAJOR 1
-#define RINGCTX_VERSION_MINOR 0
+#define RINGCTX_VERSION_MINOR 1
 #define RINGCTX_VERSION_PATCH 0
 
 /* "No deadline": the largest representable instant. */

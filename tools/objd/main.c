@@ -43,7 +43,7 @@ static void usage(FILE *f)
 		"                         with Retry-After (4096)\n"
 		"  --access-log FILE      access log (stderr); \"-\" for none\n"
 		"  --device-limit N       file requests per device in the kernel at once\n"
-		"                         (64): the most a stuck disk can hold, each\n"
+		"                         (8): the most a stuck disk can hold, each\n"
 		"                         stuck request keeping one\n"
 		"  --open-cache N         open files cached per worker thread (1024;\n"
 		"                         0: none)\n"
