@@ -565,9 +565,12 @@ void request_end(struct conn *c)
 void conn_finish(struct conn *c)
 {
 	struct server *s = c->w->s;
-
 	bool again;
 
+	/* The whole response is out: a hang-up seen since (the client
+	 * closing once it had it all) is not why the request ended. */
+	if (!c->r->why && rctx_cause(c->ctx) == -ECONNRESET)
+		c->r->why = "-";
 	stats_status(s, c->r->status);
 	request_end(c);
 	object_release(c, false);
