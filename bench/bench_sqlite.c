@@ -155,6 +155,18 @@ static void wdb_open(const struct workload *w, struct wdb *d, const char *vfs, i
 	sq_exec(d->db, "CREATE TABLE t(k INTEGER PRIMARY KEY, a INTEGER NOT NULL, b TEXT NOT NULL)");
 }
 
+/* Remove a database and what a journal mode may leave beside it. */
+static void remove_db(const char *path)
+{
+	static const char *const ext[] = { "", "-journal", "-wal", "-shm" };
+	char p[300];
+
+	for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+		snprintf(p, sizeof p, "%s%s", path, ext[i]);
+		unlink(p);
+	}
+}
+
 /* What the updates left, read back; close and remove the database. */
 static void wdb_close(struct wdb *d)
 {
@@ -166,7 +178,7 @@ static void wdb_close(struct wdb *d)
 	rc = sqlite3_close(d->db);
 	if (rc != SQLITE_OK)
 		sq_die(NULL, "sqlite3_close", rc);
-	unlink(d->path);
+	remove_db(d->path);
 }
 
 static void ph_insert(const struct workload *w, struct wdb *d)
