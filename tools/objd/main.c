@@ -173,11 +173,13 @@ static int listen_on(const struct objd_opts *o, int port)
 	if (fd < 0)
 		return -errno;
 	/* Accepted sockets inherit TCP_NODELAY: a response's head and body
-	 * go out at once, not after the client's delayed ACK. */
+	 * go out at once, not after the client's delayed ACK. The backlog is
+	 * the system's (net.core.somaxconn), as Go's: thousands of clients
+	 * connecting at once wait there, not in SYN retries. */
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 512)) {
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, SOMAXCONN)) {
 		int err = -errno;
 
 		close(fd);
