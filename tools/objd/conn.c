@@ -655,6 +655,18 @@ static void head_got(struct conn *c, int res)
 
 static void poll_head(struct conn *c);
 
+/* Read what the socket holds now, with no buffer of the worker's; if it
+ * holds nothing yet, wait for it with a poll. */
+static void head_now(struct conn *c)
+{
+	int res = recv_now(c);
+
+	if (res == -EAGAIN)
+		poll_head(c);
+	else
+		head_got(c, res);
+}
+
 static void recv_head_cb(void *arg, int res, uint32_t flags)
 {
 	struct conn *c = arg;
@@ -663,16 +675,12 @@ static void recv_head_cb(void *arg, int res, uint32_t flags)
 		res = ibuf_copy(c, res, flags);
 	if (c->state == C_DEAD)
 		goto out;
-	if (res == -ENOBUFS && !c->in_len) {
-		/* The worker's buffers were all taken: what came is read
-		 * here at once, else waited for with no buffer held. */
-		res = recv_now(c);
-		if (res == -EAGAIN) {
-			poll_head(c);
-			goto out;
-		}
-	}
-	head_got(c, res);
+	/* The worker's buffers were all taken: what came is read here at
+	 * once, else waited for with no buffer held. */
+	if (res == -ENOBUFS && !c->in_len)
+		head_now(c);
+	else
+		head_got(c, res);
 out:
 	conn_put(c);
 }
@@ -684,14 +692,10 @@ static void poll_head_cb(void *arg, int res, uint32_t flags)
 	(void)flags;
 	if (c->state == C_DEAD)
 		goto out;
-	if (res > 0) {		/* readable, or the client is gone */
-		res = recv_now(c);
-		if (res == -EAGAIN) {
-			poll_head(c);
-			goto out;
-		}
-	}
-	head_got(c, res);
+	if (res > 0)		/* readable, or the client is gone */
+		head_now(c);
+	else
+		head_got(c, res);
 out:
 	conn_put(c);
 }
