@@ -55,6 +55,17 @@ static inline int64_t bench_now(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* A xorshift64 step: a cheap, reproducible sequence (offsets, data). */
+static inline uint64_t bench_xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Allocation counting                                                      */
 /* ------------------------------------------------------------------------ */

@@ -49,15 +49,6 @@
 
 static char workdir[128];
 
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 /* A file of size bytes of pseudo-random data, on disk (fdatasync'd, so
  * that POSIX_FADV_DONTNEED can drop its clean pages). */
 static void make_file(const char *path, long size)
@@ -68,7 +59,7 @@ static void make_file(const char *path, long size)
 	uint64_t *buf = malloc(MIB), s = 0x9e3779b97f4a7c15ULL;
 	for (long off = 0; off < size; off += MIB) {
 		for (size_t i = 0; i < MIB / sizeof *buf; i++)
-			buf[i] = xorshift(&s);
+			buf[i] = bench_xorshift(&s);
 		if (pwrite(fd, buf, MIB, off) != MIB)
 			bench_die("pwrite", errno);
 	}
@@ -200,7 +191,7 @@ static void *cold_blocking_main(void *arg)
 	struct blk *b = arg;
 	char *buf = malloc(PAGE);
 	for (int i = 0; i < b->n; i++) {
-		int64_t off = (int64_t)(xorshift(&b->rng) % b->pages) * PAGE;
+		int64_t off = (int64_t)(bench_xorshift(&b->rng) % b->pages) * PAGE;
 		drop_page(b->fd, off);
 		int64_t t0 = rctx_now();
 		rctx_t *ctx = rctx_with_timeout(rctx_background(), SEC);
@@ -225,10 +216,10 @@ static void measure_cold(struct lat *l, rctx_ring_t *ring, int fd, long pages, u
 			 int n)
 {
 	for (int i = 0; i < n; i++) {
-		int64_t off = (int64_t)(xorshift(rng) % pages) * PAGE;
+		int64_t off = (int64_t)(bench_xorshift(rng) % pages) * PAGE;
 		l->v[0][l->n[0]++] = cold_async(ring, fd, off);
 	}
-	struct blk b = { 0, fd, n, xorshift(rng) | 1, pages, l->v[1] + l->n[1] };
+	struct blk b = { 0, fd, n, bench_xorshift(rng) | 1, pages, l->v[1] + l->n[1] };
 	pthread_t th;
 	int e = pthread_create(&th, NULL, cold_blocking_main, &b);
 	if (e)
@@ -406,7 +397,7 @@ static void healthy_latency(void)
 	/* warm-up: the runtime thread, the lanes, io-wq workers */
 	uint64_t hits0 = rt().nowait_reads;
 	for (int i = 0; i < 20; i++)
-		cold_async(ring, fd, (int64_t)(xorshift(&rng) % pages) * PAGE);
+		cold_async(ring, fd, (int64_t)(bench_xorshift(&rng) % pages) * PAGE);
 	int early = 0;
 	for (int b = 0; b < blocks; b++) {
 		measure_cold(&ref, ring, fd, pages, &rng, per);
@@ -476,7 +467,7 @@ static void rd_issue(struct slot *sl)
 			      : rctx_with_cancel(rctx_background());
 	if (!sl->ctx)
 		bench_die("context", ENOMEM);
-	int64_t off = (int64_t)(xorshift(&s->rng) % s->pages) * PAGE;
+	int64_t off = (int64_t)(bench_xorshift(&s->rng) % s->pages) * PAGE;
 	int ret = rctx_async_read(s->ring, sl->ctx, s->fd, PAGE, off, rd_cb, sl);
 	if (ret < 0)
 		bench_die("rctx_async_read", ret);
@@ -517,7 +508,7 @@ static double iops_raw(int fd, long pages, int64_t dur)
 	for (int i = 0; i < QD; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 		io_uring_prep_read(sqe, fd, bufs + (size_t)i * PAGE, PAGE,
-				   (xorshift(&rng) % pages) * PAGE);
+				   (bench_xorshift(&rng) % pages) * PAGE);
 		io_uring_sqe_set_data64(sqe, i);
 		inflight++;
 	}
@@ -541,7 +532,7 @@ static double iops_raw(int fd, long pages, int64_t dur)
 				uint64_t i = cqe->user_data;
 				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 				io_uring_prep_read(sqe, fd, bufs + i * PAGE, PAGE,
-						   (xorshift(&rng) % pages) * PAGE);
+						   (bench_xorshift(&rng) % pages) * PAGE);
 				io_uring_sqe_set_data64(sqe, i);
 			} else {
 				inflight--;

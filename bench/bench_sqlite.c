@@ -94,16 +94,6 @@ static int64_t sq_run(sqlite3 *db, sqlite3_stmt *st)
 	return sum;
 }
 
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 /* ---- the fixed workload ---------------------------------------------------- */
 
 enum { PH_INSERT, PH_SELECT, PH_SCAN, PH_UPDATE, PH_TOTAL, NPHASE };
@@ -189,9 +179,9 @@ static void ph_insert(const struct workload *w, struct wdb *d)
 	for (int i = 0; i < w->rows; i += w->per_txn) {
 		sq_exec(d->db, "BEGIN");
 		for (int j = i; j < i + w->per_txn && j < w->rows; j++) {
-			fill_text(text, xorshift(&d->rng));
+			fill_text(text, bench_xorshift(&d->rng));
 			sqlite3_bind_int64(st, 1, j + 1);
-			sqlite3_bind_int64(st, 2, (int64_t)(xorshift(&d->rng) % 1000000));
+			sqlite3_bind_int64(st, 2, (int64_t)(bench_xorshift(&d->rng) % 1000000));
 			sqlite3_bind_text(st, 3, text, 100, SQLITE_STATIC);
 			sq_run(d->db, st);
 		}
@@ -205,7 +195,7 @@ static void ph_select(const struct workload *w, struct wdb *d)
 	sqlite3_stmt *st = sq_prepare(d->db, "SELECT a FROM t WHERE k = ?1");
 
 	for (int i = 0; i < w->selects; i++) {
-		sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&d->rng) % w->rows) + 1);
+		sqlite3_bind_int64(st, 1, (int64_t)(bench_xorshift(&d->rng) % w->rows) + 1);
 		d->ans[PH_SELECT] += sq_run(d->db, st);
 	}
 	sqlite3_finalize(st);
@@ -217,7 +207,7 @@ static void ph_scan(const struct workload *w, struct wdb *d)
 					     "WHERE k BETWEEN ?1 AND ?1 + ?2 - 1");
 
 	for (int i = 0; i < w->scans; i++) {
-		sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&d->rng) % (w->rows - w->scan_len)) + 1);
+		sqlite3_bind_int64(st, 1, (int64_t)(bench_xorshift(&d->rng) % (w->rows - w->scan_len)) + 1);
 		sqlite3_bind_int64(st, 2, w->scan_len);
 		d->ans[PH_SCAN] += sq_run(d->db, st);
 	}
@@ -232,8 +222,8 @@ static void ph_update(const struct workload *w, struct wdb *d)
 	for (int i = 0; i < w->updates; i += w->per_utxn) {
 		sq_exec(d->db, "BEGIN");
 		for (int j = i; j < i + w->per_utxn && j < w->updates; j++) {
-			fill_text(text, xorshift(&d->rng));
-			sqlite3_bind_int64(st, 1, (int64_t)(xorshift(&d->rng) % w->rows) + 1);
+			fill_text(text, bench_xorshift(&d->rng));
+			sqlite3_bind_int64(st, 1, (int64_t)(bench_xorshift(&d->rng) % w->rows) + 1);
 			sqlite3_bind_text(st, 2, text, 100, SQLITE_STATIC);
 			sq_run(d->db, st);
 		}
