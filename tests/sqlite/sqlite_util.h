@@ -147,4 +147,23 @@ static inline void su_register(void)
 	cr_assert_eq(rctx_sqlite_register(0), SQLITE_OK);
 }
 
+/* A test's own temporary directory (dir: len bytes, from a template ending
+ * in XXXXXX), and the ringctx VFS registered. */
+static inline void su_setup_dir(char *dir, size_t len, const char *template)
+{
+	cr_assert_lt(strlen(template), len);
+	snprintf(dir, len, "%s", template);
+	cr_assert_not_null(mkdtemp(dir));
+	su_register();
+}
+
+/* Remove that directory and everything in it. */
+static inline void su_remove_dir(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)!system(cmd);
+}
+
 #endif

@@ -30,17 +30,12 @@ static char dir[64];
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/rctx-sqlite-defer-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	su_register();
+	su_setup_dir(dir, sizeof(dir), "/tmp/rctx-sqlite-defer-XXXXXX");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	(void)!system(cmd);
+	su_remove_dir(dir);
 }
 
 /* Journal mode, synchronous level and locking mode of a connection. */

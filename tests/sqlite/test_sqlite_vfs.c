@@ -32,17 +32,12 @@ static char dir[64];
 
 static void setup(void)
 {
-	strcpy(dir, "/tmp/rctx-sqlite-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	su_register();
+	su_setup_dir(dir, sizeof(dir), "/tmp/rctx-sqlite-XXXXXX");
 }
 
 static void teardown(void)
 {
-	char cmd[128];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	(void)!system(cmd);
+	su_remove_dir(dir);
 }
 
 static void path_of(char *buf, size_t len, const char *name)
