@@ -869,10 +869,10 @@ rctx_ring_t *rctx_thread_ring(void);
 /* Abandoned writes: the kernel may still carry out a write or truncate     */
 /* after its caller was answered. Until every abandoned write and truncate */
 /* of a file has ended in the kernel, the library's later rctx_write(),     */
-/* rctx_ftruncate(), rctx_fsync() and rctx_async_write/ftruncate/fsync() of */
-/* that file (same st_dev and st_ino) fail at once with -EBUSY (the fence;  */
-/* counted in `fenced`), then work again; so a retry can never be          */
-/* overtaken by the write it replaces.                                      */
+/* rctx_ftruncate(), rctx_fsync() and rctx_async_write/write_segs/          */
+/* ftruncate/fsync() of that file (same st_dev and st_ino) fail at once     */
+/* with -EBUSY (the fence; counted in `fenced`), then work again; so a      */
+/* retry can never be overtaken by the write it replaces.                   */
 /*                                                                          */
 /* Common rules: call from ring's owner thread (as rctx_submit); the        */
 /* callback is never called when the call fails; a done ctx makes the      */
@@ -907,6 +907,33 @@ int rctx_async_read(rctx_ring_t *ring, rctx_t *ctx, int fd, size_t len, int64_t 
  * (>= 0). res: bytes written. Fenced: -EBUSY. */
 int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void *buf, size_t len,
 		     int64_t off, rctx_async_cb_t cb, void *arg);
+#define RCTX_SEGS_MAX 128
+#define RCTX_SEGS_SYNC 0x1u       /* fsync(2) the file after the segments */
+#define RCTX_SEGS_DATASYNC 0x2u   /* fdatasync(2) it after them */
+/*
+ * Write n segments to the file fd as one request: segment i is iov[i]
+ * (copied before the call returns) at offset off[i] (>= 0), written after
+ * the segments before it; then, with flags RCTX_SEGS_SYNC or
+ * RCTX_SEGS_DATASYNC, sync the file once every segment is written whole.
+ * One kernel worker does it all, one step after the other, where as many
+ * rctx_async_write() and rctx_async_fsync() calls would each make their
+ * own round trip through the runtime thread: the request takes one place in
+ * fd's lane and its callback runs once. flags: 0, or one of the two. res:
+ * the bytes written in all, when every segment was written whole (and the
+ * sync, if asked, succeeded); otherwise, as pwritev(2), the bytes written
+ * before the first segment that was not, and the ones of that segment (the
+ * segments after it are not written, the sync does not run), or its error
+ * when nothing was written before it; or the sync's error. With
+ * RCTX_ASYNC_ABANDONED, any of the segments may still land: the request
+ * fences fd's file as one write. Thread-safety: the common rules above.
+ * Returns 0 (the callback then runs exactly once), or the common errors
+ * above (-EBUSY: fenced), -EINVAL also for n = 0 or n > RCTX_SEGS_MAX
+ * (128), a NULL iov or off, a negative offset, a NULL segment with a
+ * length, a total over INT_MAX bytes, another flag or both.
+ */
+int rctx_async_write_segs(rctx_ring_t *ring, rctx_t *ctx, int fd, const struct iovec *iov,
+			  const int64_t *off, unsigned n, unsigned flags,
+			  rctx_async_cb_t cb, void *arg);
 /* fsync (flags 0) or fdatasync (IORING_FSYNC_DATASYNC) fd. Fenced: -EBUSY. */
 int rctx_async_fsync(rctx_ring_t *ring, rctx_t *ctx, int fd, unsigned flags,
 		     rctx_async_cb_t cb, void *arg);

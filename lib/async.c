@@ -271,6 +271,64 @@ RCTX_API int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void
 	return async_start(k, fd, NULL);
 }
 
+#define SEGS_FLAGS (RCTX_SEGS_SYNC | RCTX_SEGS_DATASYNC)
+
+/* The segments' total length, or -EINVAL for a bad segment or total. */
+static int64_t segs_total(const struct iovec *iov, const int64_t *off, unsigned n)
+{
+	int64_t total = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if ((!iov[i].iov_base && iov[i].iov_len) || off[i] < 0 ||
+		    iov[i].iov_len > INT_MAX - (uint64_t)total)
+			return -EINVAL;
+		total += (int64_t)iov[i].iov_len;
+	}
+	return total;
+}
+
+RCTX_API int rctx_async_write_segs(rctx_ring_t *ring, rctx_t *ctx, int fd,
+				   const struct iovec *iov, const int64_t *off, unsigned n,
+				   unsigned flags, rctx_async_cb_t cb, void *arg)
+{
+	ERRNO_GUARD;
+	struct rctx_kept *k;
+	int64_t total;
+	char *p;
+	int ret = async_valid(ring, ctx, cb);
+
+	if (ret)
+		return ret;
+	if (!iov || !off || !n || n > RCTX_SEGS_MAX || (flags & ~SEGS_FLAGS) ||
+	    (flags & SEGS_FLAGS) == SEGS_FLAGS)
+		return -EINVAL;
+	total = segs_total(iov, off, n);
+	if (total < 0)
+		return (int)total;
+	k = async_new(ring, ctx, total ? (size_t)total : 1, cb, arg);
+	if (!k)
+		return -ENOMEM;
+	k->chain = rctx__chain_new(n + (flags ? 1 : 0));
+	if (!k->chain) {
+		async_free(k);
+		return -ENOMEM;
+	}
+	p = k->buf;
+	for (unsigned i = 0; i < n; i++) {
+		if (iov[i].iov_len)
+			memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		io_uring_prep_write(&k->chain->sqes[i], fd, p, (unsigned)iov[i].iov_len,
+				    (uint64_t)off[i]);
+		p += iov[i].iov_len;
+	}
+	if (flags)
+		io_uring_prep_fsync(&k->chain->sqes[n], fd,
+				    flags & RCTX_SEGS_DATASYNC ? IORING_FSYNC_DATASYNC : 0);
+	k->writes = true;
+	k->sqe = k->chain->sqes[0]; /* what the checks of a write look at */
+	return async_start(k, fd, NULL);
+}
+
 RCTX_API int rctx_async_fsync(rctx_ring_t *ring, rctx_t *ctx, int fd, unsigned flags,
 			      rctx_async_cb_t cb, void *arg)
 {

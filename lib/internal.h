@@ -418,6 +418,16 @@ struct rctx_req *rctx__ring_park(struct rctx_ring *ring, rctx_t *ctx, rctx_cb_t 
 bool rctx__ring_unpark(struct rctx_ring *ring, struct rctx_req *r,
 		       const struct io_uring_sqe *sqe);
 
+/*
+ * Owner: submit n (1..RCTX__CHAIN_MAX) SQEs as one chain (IOSQE_IO_LINK),
+ * each a request as from rctx_submit() whose callback is cb with args[i]:
+ * the kernel runs them in order and ends the rest with -ECANCELED once one
+ * fails or comes up short. All or none: 0, or -errno with none sent.
+ */
+#define RCTX__CHAIN_MAX (RCTX_SEGS_MAX + 1)	/* the segments and a sync */
+int rctx__submit_chain(struct rctx_ring *ring, rctx_t *ctx, const struct io_uring_sqe *sqes,
+		       unsigned n, rctx_cb_t cb, void *const *args);
+
 /* ---- the request limiter of a group (lib/limiter.c) --------------------- */
 struct limiter_req;
 struct rctx_limiter {
@@ -511,8 +521,31 @@ struct rctx_kept {
 	rctx_after_t *after;
 	struct rctx_ab_stats *ab;
 	struct rctx_post post;
+	struct rctx_chain *chain;  /* several writes as one chain, or NULL */
 };
 struct rctx_kept *rctx__kept_new(size_t buflen);
+
+/*
+ * Several writes of a kept request run as one kernel chain (lib/chain.c):
+ * sqes[] prepared by the caller (their data in the request's buffer), el[]
+ * their completions. The keeper submits it on its ring under k->ctx
+ * (chain_submit: rctx__submit_chain()'s result); when the last completion
+ * has come, done(k, res, 0) runs with the outcome of pwritev(2), or the
+ * error of a sync that ends the chain.
+ */
+struct rctx_chain_el {
+	struct rctx_kept *k;
+	int res;
+};
+struct rctx_chain {
+	unsigned n, left;
+	struct io_uring_sqe *sqes;
+	rctx_cb_t done;
+	struct rctx_chain_el el[];
+};
+struct rctx_chain *rctx__chain_new(unsigned n);
+void rctx__chain_free(struct rctx_chain *c);
+int rctx__chain_submit(struct rctx_ring *ring, struct rctx_kept *k, rctx_cb_t done);
 /* Identify the file of fd (path NULL) or the directory a path request
  * resolves from (dev, ino) for its lane and fence, without a round trip to
  * its file system. -errno (-EBADF). */

@@ -206,6 +206,7 @@ void rctx__kept_put(struct rctx_kept *k)
 		close(k->pipefd[0]);
 		close(k->pipefd[1]);
 	}
+	rctx__chain_free(k->chain);
 	free(k->buf);
 	free(k);
 }
@@ -333,7 +334,8 @@ static void to_kernel(struct rctx_kept *k)
 		k->gov = rctx_governor(k->ctx);
 		if (atomic_compare_exchange_strong_explicit(&k->state, &queued, KEPT_WAITING,
 				memory_order_acq_rel, memory_order_acquire)) {
-			ret = rctx_submit(kp.ring, k->ctx, &k->sqe, kept_cb, k);
+			ret = k->chain ? rctx__chain_submit(kp.ring, k, kept_cb) :
+					 rctx_submit(kp.ring, k->ctx, &k->sqe, kept_cb, k);
 			rctx__unref(k->ctx); /* the request holds its governor now */
 			k->ctx = NULL;
 			if (ret < 0)

@@ -666,6 +666,61 @@ static __attribute__((noinline)) int submit_slow(struct rctx_ring *ring, rctx_t 
 }
 
 /*
+ * Submit n SQEs as one chain (IOSQE_IO_LINK): the kernel runs them one after
+ * the other, and fails the rest with -ECANCELED once one fails or comes up
+ * short. Each is a request of its own, as from rctx_submit() (tracked, so
+ * that ctx's cancel reaches whichever of them the kernel runs), whose
+ * callback is cb with args[i]; but none has a link timeout (one would split
+ * the chain's completions in two): ctx's deadline ends them through its
+ * cancel. Their SQEs are taken at once, so that no flush splits the chain;
+ * all or none are submitted: 0, or -errno with nothing sent.
+ */
+int rctx__submit_chain(struct rctx_ring *ring, rctx_t *ctx, const struct io_uring_sqe *sqes,
+		       unsigned n, rctx_cb_t cb, void *const *args)
+{
+	struct rctx_cancel *g = rctx_governor(ctx);
+	struct rctx_req *r[RCTX__CHAIN_MAX];
+	struct io_uring_sqe *s = NULL;
+	int err = g ? cancel_err(g) : 0;
+	unsigned i;
+
+	if (!n || n > RCTX__CHAIN_MAX)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		r[i] = slot_start(ring, cb, args[i]);
+		if (!r[i]) {
+			err = -ENOMEM;
+			goto fail;
+		}
+		r[i]->opcode = sqes[i].opcode;
+	}
+	if (err) { /* g is done: none of them reaches the kernel */
+		for (i = 0; i < n; i++)
+			short_circuit(ring, r[i], err);
+		return 0;
+	}
+	s = ring_sqe_get(ring, n, &err);
+	if (!s)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if (i)
+			s = sq_next(ring);
+		prep_sqes(ring, r[i], s, &sqes[i], RCTX_FOREVER);
+		if (i + 1 < n)
+			s->flags |= IOSQE_IO_LINK;
+		if (g)
+			defer_track(ring, r[i], g);
+	}
+	ring->pending += n;
+	ring->unsent += n;
+	return 0;
+fail:
+	while (i--)
+		slot_free(ring, r[i]);
+	return err;
+}
+
+/*
  * The request is linked to its governor (and so becomes visible to
  * cancels) only when its SQE is about to reach the kernel: track_pending().
  * A governor already done here short-circuits it. System calls (and so

@@ -846,3 +846,216 @@ Test(async, a_burst_of_posted_callbacks_never_loses_a_wake_up)
 	rctx_ring_destroy(ring);
 	stuckfs_stop(&fs);
 }
+
+/* ---- rctx_async_write_segs -------------------------------------------------- */
+
+/* Write segs under ctx as one request (flags: its sync); its callback's
+ * outcome in a. */
+static void write_segs_sync(rctx_ring_t *ring, rctx_t *ctx, int fd, const struct iovec *iov,
+			    const int64_t *off, unsigned n, unsigned flags, struct arec *a)
+{
+	int want = a->calls;
+
+	cr_assert_eq(rctx_async_write_segs(ring, ctx, fd, iov, off, n, flags, arec_cb, a), 0);
+	next(ring, a, &want);
+}
+
+static void write_segs(rctx_ring_t *ring, rctx_t *ctx, int fd, const struct iovec *iov,
+		       const int64_t *off, unsigned n, struct arec *a)
+{
+	write_segs_sync(ring, ctx, fd, iov, off, n, 0, a);
+}
+
+Test(async, write_segs_writes_every_segment_in_order_as_one_request)
+{
+	rctx_ring_t *ring = new_ring();
+	struct iovec iov[] = { { "AAAA", 4 }, { "BB", 2 }, { "", 0 }, { "CCCC", 4 } };
+	int64_t off[] = { 0, 1, 3, 8 };
+	char path[] = "/tmp/rctx-async-XXXXXX", back[16] = { 0 };
+	uint64_t sent;
+	struct arec a = { 0 };
+	rctx_t *dl = rctx_with_timeout(rctx_background(), MS(60000));
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	/* Later segments are written after earlier ones: "BB" lands on "AAAA". */
+	sent = rt_stats().kept_submitted;
+	write_segs(ring, rctx_background(), fd, iov, off, 4, &a);
+	cr_assert_eq(a.res, 10);
+	cr_assert_eq(a.flags, 0);
+	cr_assert_eq(rt_stats().kept_submitted, sent + 1, "one request to the kernel's worker");
+	cr_assert_eq(pread(fd, back, sizeof(back), 0), 12);
+	cr_assert_eq(memcmp(back, "ABBA\0\0\0\0CCCC", 12), 0);
+	/* With a sync after them, under a deadline. */
+	iov[0] = (struct iovec){ "DDDD", 4 };
+	iov[1] = (struct iovec){ "EE", 2 };
+	write_segs_sync(ring, dl, fd, iov, off, 2, RCTX_SEGS_DATASYNC, &a);
+	cr_assert_eq(a.res, 6);
+	cr_assert_eq(pread(fd, back, 4, 0), 4);
+	cr_assert_eq(memcmp(back, "DEED", 4), 0);
+	write_segs_sync(ring, dl, fd, iov, off, 1, RCTX_SEGS_SYNC, &a);
+	cr_assert_eq(a.res, 4);
+	cr_assert_eq(rctx_ring_pending(ring), 0);
+	rctx_release(dl);
+	close(fd);
+	rctx_ring_destroy(ring);
+}
+
+Test(async, write_segs_stops_at_the_first_segment_not_written_whole)
+{
+	rctx_ring_t *ring = new_ring();
+	/* A segment whose end is past the largest offset fails (-EINVAL or
+	 * -EFBIG): the ones before it stay written, the ones after it are not. */
+	struct iovec iov[] = { { "abcd", 4 }, { "bad!", 4 }, { "zzzz", 4 } };
+	int64_t off[] = { 0, INT64_MAX - 1, 8 };
+	char path[] = "/tmp/rctx-async-XXXXXX";
+	struct arec a = { 0 };
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	write_segs(ring, rctx_background(), fd, iov, off, 3, &a);
+	cr_assert_eq(a.res, 4, "the bytes before the failed segment: %d", a.res);
+	cr_assert_eq(lseek(fd, 0, SEEK_END), 4, "nothing after it was written");
+	/* Nothing before it: its error. */
+	write_segs(ring, rctx_background(), fd, &iov[1], &off[1], 2, &a);
+	cr_assert(a.res == -EINVAL || a.res == -EFBIG, "res %d", a.res);
+	cr_assert_eq(lseek(fd, 0, SEEK_END), 4);
+	close(fd);
+	rctx_ring_destroy(ring);
+}
+
+Test(async, write_segs_invalid_arguments_and_done_context)
+{
+	rctx_ring_t *ring = new_ring();
+	struct iovec iov[RCTX_SEGS_MAX + 1];
+	int64_t off[RCTX_SEGS_MAX + 1] = { 0 };
+	char path[] = "/tmp/rctx-async-XXXXXX";
+	rctx_t *done = rctx_with_cancel(rctx_background());
+	rctx_t *bg = rctx_background();
+	struct arec a = { 0 };
+	int fd = mkstemp(path);
+
+	cr_assert_geq(fd, 0);
+	unlink(path);
+	for (int i = 0; i <= RCTX_SEGS_MAX; i++)
+		iov[i] = (struct iovec){ "x", 1 };
+	cr_assert_eq(rctx_async_write_segs(NULL, bg, fd, iov, off, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, NULL, fd, iov, off, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, 1, 0, NULL, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, NULL, off, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, NULL, 1, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, 0, 0, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, RCTX_SEGS_MAX + 1, 0,
+					   arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, 1, 4, arec_cb, &a), -EINVAL);
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, 1,
+					   RCTX_SEGS_SYNC | RCTX_SEGS_DATASYNC, arec_cb, &a),
+		     -EINVAL, "one sync or the other");
+	off[1] = -1;
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, 2, 0, arec_cb, &a), -EINVAL);
+	off[1] = 0;
+	iov[1] = (struct iovec){ NULL, 1 };
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, 2, 0, arec_cb, &a), -EINVAL);
+	iov[0] = iov[1] = (struct iovec){ "x", INT_MAX / 2 + 1 };
+	cr_assert_eq(rctx_async_write_segs(ring, bg, fd, iov, off, 2, 0, arec_cb, &a), -EINVAL,
+		     "a total over INT_MAX");
+	iov[0] = iov[1] = (struct iovec){ "x", 1 };
+	cr_assert_eq(rctx_async_write_segs(ring, bg, -1, iov, off, 2, 0, arec_cb, &a), -EBADF);
+	cr_assert_eq(rctx_ring_pending(ring), 0, "a failed call never calls back");
+	cr_assert_eq(a.calls, 0);
+	rctx_cancel(done);
+	write_segs(ring, done, fd, iov, off, 2, &a);
+	cr_assert_eq(a.res, -ECANCELED);
+	cr_assert_eq(lseek(fd, 0, SEEK_END), 0, "no I/O under a done context");
+	rctx_release(done);
+	close(fd);
+	rctx_ring_destroy(ring);
+}
+
+Test(async, write_segs_abandoned_fences_its_file_as_one_write)
+{
+	struct iovec iov[] = { { "BBBB", 4 }, { "CCCC", 4 } };
+	int64_t off[] = { 0, 8 };
+	rctx_ring_t *ring;
+	struct arec a = { 0 };
+	char path[160], back[8] = { 0 };
+	rctx_t *ctx;
+	int fd;
+
+	mount_or_skip();
+	ring = new_ring();
+	snprintf(path, sizeof(path), "%s/f", fs.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
+	ctx = rctx_with_cancel(rctx_background());
+	cr_assert_eq(rctx_async_write_segs(ring, ctx, fd, iov, off, 2, 0, arec_cb, &a), 0);
+	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
+		rctx_ring_run(ring, rctx_now() + MS(5));
+	cr_assert_eq(stuckfs_held(&fs), 1, "the first write reached the file system");
+	rctx_cancel(ctx);
+	cr_assert_eq(run_until(ring, &a.calls, 1, WAIT_MS), 1);
+	cr_assert_eq(a.res, -ECANCELED);
+	cr_assert_eq(a.flags, RCTX_ASYNC_ABANDONED);
+	cr_assert_eq(rt_stats().fenced_files, 1);
+	cr_assert_eq(rctx_async_write_segs(ring, rctx_background(), fd, iov, off, 2, 0, arec_cb,
+					   &a), -EBUSY);
+	cr_assert_eq(rctx_write(rctx_background(), fd, "DDDD", 4, 0), -EBUSY);
+	cr_assert_eq(stuckfs_hang(&fs, 0), 0);
+	/* The kernel lets go of the whole chain; then writes work again, and
+	 * the newer data is what stays. */
+	wait_unfenced();
+	cr_assert_eq(kept_in_flight(), 0);
+	iov[0] = (struct iovec){ "DDDD", 4 };
+	write_segs(ring, rctx_background(), fd, iov, off, 1, &a);
+	cr_assert_eq(a.res, 4);
+	cr_assert_eq(pread(fd, back, 4, 0), 4);
+	cr_assert_eq(memcmp(back, "DDDD", 4), 0);
+	rctx_release(ctx);
+	close(fd);
+	rctx_ring_destroy(ring);
+	stuckfs_stop(&fs);
+}
+
+Test(async, write_segs_syncs_only_after_whole_writes)
+{
+	struct iovec iov[] = { { "abcd", 4 }, { "bad!", 4 } };
+	int64_t off[] = { 0, INT64_MAX - 1 };
+	rctx_ring_t *ring;
+	struct arec a = { 0 };
+	char path[160];
+	rctx_t *ctx;
+	int fd;
+
+	mount_or_skip();
+	ring = new_ring();
+	snprintf(path, sizeof(path), "%s/f", fs.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_FSYNC), 0);
+	/* A segment fails: the request ends without its sync (which would
+	 * hang). */
+	write_segs_sync(ring, rctx_background(), fd, iov, off, 2, RCTX_SEGS_DATASYNC, &a);
+	cr_assert_eq(a.res, 4);
+	cr_assert_eq(stuckfs_held(&fs), 0, "no sync reached the file system");
+	/* Whole writes: the sync runs after them, and is held. */
+	ctx = rctx_with_cancel(rctx_background());
+	cr_assert_eq(rctx_async_write_segs(ring, ctx, fd, iov, off, 1, RCTX_SEGS_DATASYNC,
+					   arec_cb, &a), 0);
+	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
+		rctx_ring_run(ring, rctx_now() + MS(5));
+	cr_assert_eq(stuckfs_held(&fs), 1, "the sync reached the file system");
+	cr_assert_eq(a.calls, 1, "the request waits for its sync");
+	rctx_cancel(ctx);
+	cr_assert_eq(run_until(ring, &a.calls, 2, WAIT_MS), 2);
+	cr_assert_eq(a.res, -ECANCELED);
+	cr_assert_eq(stuckfs_hang(&fs, 0), 0);
+	wait_unfenced();
+	cr_assert_eq(kept_in_flight(), 0);
+	rctx_release(ctx);
+	close(fd);
+	rctx_ring_destroy(ring);
+	stuckfs_stop(&fs);
+}
