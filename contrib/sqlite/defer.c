@@ -8,20 +8,23 @@
  * 1-2 us for pwrite(2); bench/README.md, "SQLite"). SQLite writes a rollback
  * journal record as three writes (page number, page, checksum) and a
  * commit's pages one by one; so the VFS holds writes back and sends them
- * together, as abandonable requests (rctx_async_write) on a ring of the
- * thread's own, contiguous ones merged, all in flight at once, under the
- * context of the file.
+ * together, contiguous ones merged, under the context of the file: up to
+ * RCTX_SEGS_MAX of them as one abandonable request (rctx_async_write_segs,
+ * which one kernel worker writes one after the other), the requests all in
+ * flight at once on a ring of the thread's own.
  *
  * The order that SQLite depends on is kept: a group (a database, its journal
  * and its WAL: one pager) holds the writes of at most one file at a time,
  * and they are sent before anything else changes that group's files or their
- * visibility (a write to another of its files, a truncate, a sync, a lock or
- * unlock, SQLITE_FCNTL_SYNC, a close); a read or the size of a file sends
- * that file's own held writes first. A crash (of the process) loses at most
- * writes that nothing after them depended on, which is the state of a crash
- * just before they were made. Held back are only the writes of a rollback
- * journal, but for the zeroed header that ends a transaction in PERSIST mode
- * (written at once), and those of a database that has no WAL open; a WAL's
+ * visibility (a write to another of its files, a truncate, a sync, which
+ * takes them along as one request, an unlock, the SQLITE_FCNTL_SYNC of a
+ * transaction of several databases, a close); a read or the size of a file
+ * sends that file's own held writes first, but for a read past all of them.
+ * A crash (of the process) loses at most writes that nothing after them
+ * depended on, which is the state of a crash just before they were made.
+ * Held back are only the writes of a rollback journal, but for the zeroed
+ * header that ends a transaction in PERSIST mode (written at once), and
+ * those of a database that has no WAL open; a WAL's
  * frames become visible through shared memory (the WAL index), which the VFS
  * does not see written, so WAL writes, and a database's writes in WAL mode
  * (checkpoints), go out one by one as before.
@@ -85,14 +88,34 @@ static struct rs_file *group_of(struct rs_file *f)
 /* The first 8 bytes of a rollback journal's header (SQLite's file format). */
 static const unsigned char journal_magic[8] = { 0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7 };
 
+/* All amt bytes of buf are zero. */
+static bool all_zero(const unsigned char *buf, int amt)
+{
+	for (int i = 0; i < amt; i++)
+		if (buf[i])
+			return false;
+	return true;
+}
+
 bool rctx__sqlite_may_hold(struct rs_file *f, const void *buf, int amt, int64_t off)
 {
-	/* A header without its magic (zeroed) ends a transaction in PERSIST
-	 * mode or under locking_mode=EXCLUSIVE, and with synchronous=OFF
-	 * nothing follows it: it goes out at once. */
+	/* A zeroed header ends a transaction in PERSIST mode or under
+	 * locking_mode=EXCLUSIVE, and with synchronous=OFF nothing follows
+	 * it: it goes out at once. The header that starts a journal is held
+	 * (with its magic, or zeroed but for its nonce and sizes until the
+	 * records are synced: never all zero). */
 	if (f->type == SQLITE_OPEN_MAIN_JOURNAL)
-		return off != 0 || (amt >= 8 && !memcmp(buf, journal_magic, 8));
+		return off != 0 || (amt >= 8 && !memcmp(buf, journal_magic, 8)) ||
+		       !all_zero(buf, amt);
 	return f->type == SQLITE_OPEN_MAIN_DB && f->nwal == 0;
+}
+
+bool rctx__sqlite_held_below(const struct rs_file *f, int64_t off)
+{
+	for (int i = 0; i < f->nheld; i++)
+		if (f->held[i].off + (int64_t)f->held[i].len > off)
+			return false;
+	return true;
 }
 
 /* Does [off, off + len) overlap a write f holds? */
@@ -204,22 +227,26 @@ void rctx__sqlite_free_held(struct rs_file *f)
 
 struct sent {
 	int left;	/* callbacks still to come */
-	int err;	/* the first error (negative errno), 0 */
 };
 
-struct one {
+/* A request of up to RCTX_SEGS_MAX held writes, written one after the other
+ * by one kernel worker (rctx_async_write_segs). */
+struct batch {
 	struct sent *s;
-	ssize_t res;
+	int first, n;	/* f->held[first .. first + n) */
+	unsigned flags;	/* RCTX_SEGS_DATASYNC: the file's sync after them */
+	int res;	/* as pwritev(2), or the sync's error */
+	size_t len;	/* the writes' bytes */
 };
 
 static void sent_cb(void *arg, int res, void *data, unsigned flags)
 {
-	struct one *o = arg;
+	struct batch *b = arg;
 
 	(void)data;
 	(void)flags;
-	o->res = res;
-	o->s->left--;
+	b->res = res;
+	b->s->left--;
 }
 
 /* The rest of a short write, or every write when there is no ring. */
@@ -239,56 +266,114 @@ static int write_all(rctx_t *ctx, int fd, const char *buf, size_t len, int64_t o
 	return 0;
 }
 
-/*
- * Send f's held writes, all in flight at once, under ctx on this thread's
- * ring; wait for every one of them (each ends by ctx's end at the latest).
- * Returns 0 or the first error (negative errno).
- */
-static int send_held(struct rs_file *f, rctx_t *ctx)
+/* Write held writes [first, end) of f from byte skip of the first on. */
+static int write_rest(struct rs_file *f, rctx_t *ctx, int first, int end, size_t skip)
 {
-	rctx_ring_t *ring = thread_ring();
-	struct sent s = { 0, 0 };
-	struct one *o;
-	int n = 0, err;
+	for (int i = first; i < end; i++, skip = 0) {
+		struct rs_held *h = &f->held[i];
+		int err = write_all(ctx, f->fd->fd, h->buf + skip, h->len - skip,
+				    h->off + (int64_t)skip);
 
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* b came up short (res bytes, as pwritev(2)): write what it did not. */
+static int finish_batch(struct rs_file *f, rctx_t *ctx, const struct batch *b)
+{
+	size_t done = (size_t)b->res;
+	int i = b->first;
+
+	if (b->res < 0)
+		return b->res;
+	while (i < b->first + b->n && done >= f->held[i].len)
+		done -= f->held[i++].len;
+	if (i == b->first + b->n)
+		return 0;
+	if (b->res == 0)
+		return -ENOSPC;
+	return write_rest(f, ctx, i, b->first + b->n, done);
+}
+
+static int send_batch(rctx_ring_t *ring, rctx_t *ctx, struct rs_file *f, struct batch *b)
+{
+	struct iovec iov[RCTX_SEGS_MAX];
+	int64_t off[RCTX_SEGS_MAX];
+
+	for (int i = 0; i < b->n; i++) {
+		const struct rs_held *h = &f->held[b->first + i];
+
+		iov[i] = (struct iovec){ h->buf, h->len };
+		off[i] = h->off;
+		b->len += h->len;
+	}
+	return rctx_async_write_segs(ring, ctx, f->fd->fd, iov, off, (unsigned)b->n, b->flags,
+				     sent_cb, b);
+}
+
+/*
+ * Send f's held writes under ctx on this thread's ring, RCTX_SEGS_MAX to a
+ * request, the requests all in flight at once (the writes of one flush
+ * never overlap: hold() sends first); wait for every one of them (each ends
+ * by ctx's end at the latest). *sync (if sync is not NULL): the file's
+ * fdatasync goes with them when they make one request; then *sync says
+ * whether it ran (or may have: its error may be the one returned).
+ * Returns 0 or the first error (-errno).
+ */
+static int send_held(struct rs_file *f, rctx_t *ctx, bool *sync)
+{
+	int nb = (f->nheld + RCTX_SEGS_MAX - 1) / RCTX_SEGS_MAX;
+	rctx_ring_t *ring = thread_ring();
+	bool with_sync = sync && nb == 1;
+	struct sent s = { 0 };
+	struct batch *b;
+	int sent = 0, err = 0;
+
+	if (sync)
+		*sync = false;
 	if (rctx_err(ctx))
 		return rctx_err(ctx);
-	/* one write (a journal's, merged): a blocking call waits for less */
-	o = ring && f->nheld > 1 ? calloc((size_t)f->nheld, sizeof(*o)) : NULL;
-	if (!o) {
-		for (int i = 0; i < f->nheld; i++) {
-			err = write_all(ctx, f->fd->fd, f->held[i].buf, f->held[i].len,
-					f->held[i].off);
-			if (err)
-				return err;
-		}
-		return 0;
-	}
-	for (; n < f->nheld; n++) {
-		struct rs_held *h = &f->held[n];
-
-		o[n] = (struct one){ &s, 0 };
-		err = rctx_async_write(ring, ctx, f->fd->fd, h->buf, h->len, h->off, sent_cb, &o[n]);
-		if (err) {
-			s.err = err;
-			break;
-		}
-		s.left++;
+	/* one write (a journal's, merged) and no sync: a blocking call waits
+	 * for less */
+	b = ring && (f->nheld > 1 || with_sync) ? calloc((size_t)nb, sizeof(*b)) : NULL;
+	if (!b)
+		return write_rest(f, ctx, 0, f->nheld, 0);
+	for (; sent < nb && !err; sent++) {
+		b[sent] = (struct batch){ .s = &s, .first = sent * RCTX_SEGS_MAX,
+					  .flags = with_sync ? RCTX_SEGS_DATASYNC : 0 };
+		b[sent].n = f->nheld - b[sent].first < RCTX_SEGS_MAX ?
+			    f->nheld - b[sent].first : RCTX_SEGS_MAX;
+		err = send_batch(ring, ctx, f, &b[sent]);
+		if (!err)
+			s.left++;
 	}
 	while (s.left)
 		rctx_ring_run(ring, RCTX_FOREVER);
-	for (int i = 0; i < n && !s.err; i++) {
-		struct rs_held *h = &f->held[i];
+	if (with_sync && !err)
+		*sync = b[0].res < 0 || (size_t)b[0].res == b[0].len;
+	for (int i = 0; i < sent && !err; i++)
+		err = finish_batch(f, ctx, &b[i]);
+	free(b);
+	return err;
+}
 
-		if (o[i].res < 0)
-			s.err = (int)o[i].res;
-		else if ((size_t)o[i].res < h->len)
-			s.err = o[i].res == 0 ? -ENOSPC :
-				write_all(ctx, f->fd->fd, h->buf + o[i].res, h->len - (size_t)o[i].res,
-					  h->off + o[i].res);
-	}
-	free(o);
-	return s.err;
+/*
+ * Held writes of f failed to go out (some may have, or may still land).
+ * SQLite wrote them as far as it knows: a journal that lost its records
+ * would be played back as if it had none, and the pages changed in
+ * SQLite's cache would stay as if committed. So the journal's reads and
+ * its size fail from now on, which sends the pager to its error state (its
+ * cache dropped, the journal looked at afresh), until a new journal starts
+ * (a truncate, a header at offset 0, a close). A database's lost writes are
+ * undone by its journal, which SQLite plays back then.
+ */
+static int lose(struct rs_file *f, int err, int rc)
+{
+	if (f->type == SQLITE_OPEN_MAIN_JOURNAL)
+		f->lost = true;
+	return rctx__sqlite_fail(err, err == -ENOSPC ? SQLITE_FULL : rc);
 }
 
 int rctx__sqlite_flush(struct rs_file *f)
@@ -297,11 +382,9 @@ int rctx__sqlite_flush(struct rs_file *f)
 
 	if (!f->nheld)
 		return SQLITE_OK;
-	err = send_held(f, rctx__sqlite_file_ctx(f));
+	err = send_held(f, rctx__sqlite_file_ctx(f), NULL);
 	rctx__sqlite_drop_held(f);
-	if (!err)
-		return SQLITE_OK;
-	return rctx__sqlite_fail(err, err == -ENOSPC ? SQLITE_FULL : SQLITE_IOERR_WRITE);
+	return err ? lose(f, err, SQLITE_IOERR_WRITE) : SQLITE_OK;
 }
 
 int rctx__sqlite_flush_group(struct rs_file *f)
@@ -309,4 +392,28 @@ int rctx__sqlite_flush_group(struct rs_file *f)
 	struct rs_file *g = group_of(f);
 
 	return g->holder ? rctx__sqlite_flush(g->holder) : SQLITE_OK;
+}
+
+int rctx__sqlite_flush_sync(struct rs_file *f)
+{
+	struct rs_file *g = group_of(f);
+	rctx_t *ctx = rctx__sqlite_file_ctx(f);
+	bool synced = false;
+	int err, rc;
+
+	if (g->holder && g->holder != f) {
+		rc = rctx__sqlite_flush(g->holder);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	if (f->nheld) {
+		err = send_held(f, ctx, &synced);
+		rctx__sqlite_drop_held(f);
+		if (err)
+			return lose(f, err, synced ? SQLITE_IOERR_FSYNC : SQLITE_IOERR_WRITE);
+		if (synced)
+			return SQLITE_OK;
+	}
+	err = rctx_fsync(ctx, f->fd->fd, IORING_FSYNC_DATASYNC);
+	return err < 0 ? rctx__sqlite_fail(err, SQLITE_IOERR_FSYNC) : SQLITE_OK;
 }

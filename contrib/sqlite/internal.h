@@ -96,6 +96,9 @@ struct rs_file {
 	struct rs_binding *bind;	/* main database: the connection's, or NULL */
 	bool owns_bind;			/* bind was made for this file's connection */
 	bool dirsync;			/* a new journal/WAL: sync its directory once */
+	bool lost;			/* journal: writes it held failed to go out
+					   (defer.c): its reads and size fail until
+					   it is truncated or written at offset 0 */
 	struct rs_file *next;		/* in the registry of open databases */
 	struct rs_held *held;		/* writes held back, in order (defer.c) */
 	int nheld, capheld;
@@ -128,8 +131,16 @@ int rctx__sqlite_fail(int err, int rc);
  */
 bool rctx__sqlite_may_hold(struct rs_file *f, const void *buf, int amt, int64_t off);
 int rctx__sqlite_hold(struct rs_file *f, const void *buf, int amt, int64_t off);
+/* Does every write f holds end at or before off? (A read from off on
+ * then reads what it would after they are sent.) */
+bool rctx__sqlite_held_below(const struct rs_file *f, int64_t off);
 int rctx__sqlite_flush(struct rs_file *f);
 int rctx__sqlite_flush_group(struct rs_file *f);
+/* Send what f's group holds and fdatasync f: f's held writes and the sync
+ * as one request when they fit in one. SQLITE_OK, or the error of a write
+ * (SQLITE_IOERR_WRITE), of the sync or of both together
+ * (SQLITE_IOERR_FSYNC), SQLITE_FULL (ENOSPC). */
+int rctx__sqlite_flush_sync(struct rs_file *f);
 void rctx__sqlite_drop_held(struct rs_file *f);
 void rctx__sqlite_free_held(struct rs_file *f);
 

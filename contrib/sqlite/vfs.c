@@ -89,7 +89,11 @@ static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 
 	if (!f->fd)
 		return f->real->pMethods->xRead(f->real, buf, amt, off);
-	rc = rctx__sqlite_flush(f);
+	if (f->lost)
+		return fail(-EIO, SQLITE_IOERR_READ);
+	/* What f holds goes out first, unless the read starts past all of it
+	 * (the journal's read of its next header, before its sync) */
+	rc = rctx__sqlite_held_below(f, off) ? SQLITE_OK : rctx__sqlite_flush(f);
 	if (rc != SQLITE_OK)
 		return rc;
 	ctx = rctx__sqlite_file_ctx(f);
@@ -122,6 +126,8 @@ static int rs_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 
 	if (!f->fd)
 		return f->real->pMethods->xWrite(f->real, buf, amt, off);
+	if (off == 0)
+		f->lost = false;	/* a new journal's header */
 	if (rctx__sqlite_may_hold(f, buf, amt, off))
 		return rctx__sqlite_hold(f, buf, amt, off);
 	rc = rctx__sqlite_flush_group(f);
@@ -153,8 +159,11 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 		return ret;
 	ret = rctx_ftruncate(rctx__sqlite_file_ctx(f), f->fd->fd, size);
 	if (ret == -EOPNOTSUPP)	/* a kernel before 6.9 */
-		return f->real->pMethods->xTruncate(f->real, size);
-	return ret < 0 ? fail(ret, SQLITE_IOERR_TRUNCATE) : SQLITE_OK;
+		ret = f->real->pMethods->xTruncate(f->real, size) == SQLITE_OK ? 0 : -EIO;
+	if (ret < 0)
+		return fail(ret, SQLITE_IOERR_TRUNCATE);
+	f->lost = false;
+	return SQLITE_OK;
 }
 
 /*
@@ -196,15 +205,12 @@ static int rs_sync(sqlite3_file *file, int flags)
 
 	if (!f->fd)
 		return f->real->pMethods->xSync(f->real, flags);
-	ret = rctx__sqlite_flush_group(f);
-	if (ret != SQLITE_OK)
-		return ret;
 	/* fdatasync whatever the flags, as the unix VFS does on Linux
 	 * (os_unix.c, full_fsync()): the inode's timestamps are not SQLite's
 	 * concern, and its size is synced with the data */
-	ret = rctx_fsync(rctx__sqlite_file_ctx(f), f->fd->fd, IORING_FSYNC_DATASYNC);
-	if (ret < 0)
-		return fail(ret, SQLITE_IOERR_FSYNC);
+	ret = rctx__sqlite_flush_sync(f);
+	if (ret != SQLITE_OK)
+		return ret;
 	if (f->dirsync) {
 		ret = sync_dir(f);
 		if (ret < 0)
@@ -220,23 +226,23 @@ static int rs_sync(sqlite3_file *file, int flags)
 
 /*
  * The held writes of the file (of its group) go out first: the size counts
- * them; a lock or unlock changes who may read the files (defer.c).
+ * them; an unlock lets others read the files (defer.c).
  */
 #define FLUSH(file) rctx__sqlite_flush((struct rs_file *)(file))
 #define FLUSH_GROUP(file) rctx__sqlite_flush_group((struct rs_file *)(file))
 
 static int rs_file_size(sqlite3_file *file, sqlite3_int64 *size)
 {
-	int rc = FLUSH(file);
+	int rc = ((struct rs_file *)file)->lost ? fail(-EIO, SQLITE_IOERR_FSTAT) : FLUSH(file);
 
 	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xFileSize(REAL(file), size);
 }
 
+/* A stronger lock keeps others from the files still more: nothing held
+ * needs to go out for it. */
 static int rs_lock(sqlite3_file *file, int lock)
 {
-	int rc = FLUSH_GROUP(file);
-
-	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xLock(REAL(file), lock);
+	return REAL(file)->pMethods->xLock(REAL(file), lock);
 }
 
 static int rs_unlock(sqlite3_file *file, int lock)
@@ -261,8 +267,12 @@ static int rs_file_control(sqlite3_file *file, int op, void *arg)
 		return SQLITE_OK;
 	}
 	/* Where SQLite would sync (or does not, synchronous=OFF): the commit
-	 * depends on what was written before. */
-	if (op == SQLITE_FCNTL_SYNC || op == SQLITE_FCNTL_SYNC_OMITTED) {
+	 * depends on what was written before. What follows in one database's
+	 * transaction sends it anyway (the sync itself, which takes it along;
+	 * or the journal's close, truncate or zeroed header); but the
+	 * transaction of several databases deletes its super-journal next,
+	 * which no method of these files sees. */
+	if ((op == SQLITE_FCNTL_SYNC && arg) || op == SQLITE_FCNTL_SYNC_OMITTED) {
 		int rc = FLUSH_GROUP(file);
 
 		if (rc != SQLITE_OK)

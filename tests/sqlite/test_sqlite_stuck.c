@@ -375,6 +375,14 @@ Test(sqlite_stuck, commit_with_hung_fsync_rollback_journal)
 	commit_hangs("truncate", STUCKFS_HANG_FSYNC);
 }
 
+/* The journal's records and header are held until its sync, and that is
+ * where the write hangs: SQLite's rollback must not take the journal it
+ * never wrote for an empty one (and keep its changed pages). */
+Test(sqlite_stuck, commit_with_hung_write_delete_journal)
+{
+	commit_hangs("delete", STUCKFS_HANG_WRITE);
+}
+
 Test(sqlite_stuck, commit_with_hung_write_wal)
 {
 	commit_hangs("wal", STUCKFS_HANG_WRITE);
