@@ -61,8 +61,7 @@ static void make_key(void)
 	pthread_key_create(&ring_key, ring_exit);
 }
 
-/* This thread's ring for the VFS's requests, or NULL (out of memory). */
-static rctx_ring_t *thread_ring(void)
+rctx_ring_t *rctx__sqlite_ring(void)
 {
 	rctx_ring_t *ring;
 
@@ -325,7 +324,7 @@ static int send_batch(rctx_ring_t *ring, rctx_t *ctx, struct rs_file *f, struct 
 static int send_held(struct rs_file *f, rctx_t *ctx, bool *sync)
 {
 	int nb = (f->nheld + RCTX_SEGS_MAX - 1) / RCTX_SEGS_MAX;
-	rctx_ring_t *ring = thread_ring();
+	rctx_ring_t *ring = rctx__sqlite_ring();
 	bool with_sync = sync && nb == 1;
 	struct sent s = { 0 };
 	struct batch *b;

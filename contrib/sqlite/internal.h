@@ -118,6 +118,10 @@ struct rs_file {
 rctx_t *rctx__sqlite_file_ctx(struct rs_file *f);
 extern _Thread_local rctx_t *rctx__sqlite_opening;
 
+/* This thread's ring for the VFS's requests, or NULL (out of memory):
+ * destroyed when the thread exits (defer.c). */
+rctx_ring_t *rctx__sqlite_ring(void);
+
 /* Record err (negative errno) for sqlite3_system_errno(); returns rc. */
 int rctx__sqlite_fail(int err, int rc);
 

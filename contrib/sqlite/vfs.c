@@ -167,56 +167,104 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 }
 
 /*
- * Sync the directory of a new journal or WAL once, as the unix VFS does.
- * The directory's descriptor is opened once and kept by the database's file
- * (a DELETE-mode journal is new in every transaction).
+ * The directory of a new journal or WAL is synced once, as the unix VFS
+ * does, while the file's own sync is in flight (both end before the sync
+ * returns, as one after the other would). The directory's descriptor is
+ * opened once and kept by the database's file (a DELETE-mode journal is new
+ * in every transaction).
  */
-static int sync_dir(struct rs_file *f)
+struct dir_sync {
+	int fd;		/* the directory's, or -1 */
+	bool own;	/* fd is closed after the sync (no database file keeps it) */
+	bool sent;	/* an rctx_async_fsync on the thread's ring */
+	bool done;
+	int res;
+};
+
+static void dir_synced(void *arg, int res, void *data, unsigned flags)
 {
-	rctx_t *ctx = rctx__sqlite_file_ctx(f);
+	struct dir_sync *d = arg;
+
+	(void)data;
+	(void)flags;
+	d->res = res;
+	d->done = true;
+}
+
+/* Open (or take the kept) directory of f, and send its sync. A directory
+ * that cannot be opened is skipped, as by the unix VFS, unless ctx ended. */
+static int dir_sync_start(struct rs_file *f, rctx_t *ctx, struct dir_sync *d)
+{
 	struct rs_file *m = f->main;
 	const char *slash = strrchr(f->name, '/');
+	rctx_ring_t *ring = rctx__sqlite_ring();
 	char dir[4096];
-	int fd, ret;
 
-	fd = m ? m->dirfd : -1;
-	if (fd < 0) {
+	*d = (struct dir_sync){ .fd = m ? m->dirfd : -1 };
+	if (d->fd < 0) {
 		if (!slash)
 			snprintf(dir, sizeof(dir), ".");
 		else
 			snprintf(dir, sizeof(dir), "%.*s",
 				 (int)(slash - f->name) + (slash == f->name), f->name);
-		fd = rctx_openat(ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-		if (fd < 0)
-			return rctx_err(ctx) ? fd : 0;	/* as the unix VFS: not fatal */
+		d->fd = rctx_openat(ctx, AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+		if (d->fd < 0)
+			return rctx_err(ctx) ? d->fd : 0;
 		if (m)
-			m->dirfd = fd;
+			m->dirfd = d->fd;
+		else
+			d->own = true;
 	}
-	ret = rctx_fsync(ctx, fd, IORING_FSYNC_DATASYNC);
-	if (!m)
-		close(fd);
+	d->sent = ring && !rctx_async_fsync(ring, ctx, d->fd, IORING_FSYNC_DATASYNC,
+					    dir_synced, d);
+	return 0;
+}
+
+/* Wait for the directory's sync (or make it, if it could not be sent).
+ * Its failure counts only if ctx ended, as the unix VFS ignores it. */
+static int dir_sync_end(rctx_t *ctx, struct dir_sync *d)
+{
+	int ret = 0;
+
+	if (d->fd < 0)
+		return 0;
+	if (d->sent) {
+		while (!d->done)
+			rctx_ring_run(rctx__sqlite_ring(), RCTX_FOREVER);
+		ret = d->res;
+	} else {
+		ret = rctx_fsync(ctx, d->fd, IORING_FSYNC_DATASYNC);
+	}
+	if (d->own)
+		close(d->fd);
 	return ret < 0 && rctx_err(ctx) ? ret : 0;
 }
 
 static int rs_sync(sqlite3_file *file, int flags)
 {
 	struct rs_file *f = (struct rs_file *)file;
-	int ret;
+	rctx_t *ctx;
+	struct dir_sync d = { .fd = -1 };
+	int ret, rc;
 
 	if (!f->fd)
 		return f->real->pMethods->xSync(f->real, flags);
+	ctx = rctx__sqlite_file_ctx(f);
+	if (f->dirsync) {
+		ret = dir_sync_start(f, ctx, &d);
+		if (ret < 0)
+			return fail(ret, SQLITE_IOERR_DIR_FSYNC);
+	}
 	/* fdatasync whatever the flags, as the unix VFS does on Linux
 	 * (os_unix.c, full_fsync()): the inode's timestamps are not SQLite's
 	 * concern, and its size is synced with the data */
-	ret = rctx__sqlite_flush_sync(f);
-	if (ret != SQLITE_OK)
-		return ret;
-	if (f->dirsync) {
-		ret = sync_dir(f);
-		if (ret < 0)
-			return fail(ret, SQLITE_IOERR_DIR_FSYNC);
-		f->dirsync = false;
-	}
+	rc = rctx__sqlite_flush_sync(f);
+	ret = dir_sync_end(ctx, &d);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (ret < 0)
+		return fail(ret, SQLITE_IOERR_DIR_FSYNC);
+	f->dirsync = false;
 	return SQLITE_OK;
 }
 
