@@ -874,6 +874,11 @@ rctx_ring_t *rctx_thread_ring(void);
 /* with -EBUSY (the fence; counted in `fenced`), then work again; so a      */
 /* retry can never be overtaken by the write it replaces.                   */
 /*                                                                          */
+/* The caller may close a request's fd once its callback has run, even    */
+/* while the kernel still holds it: a file request reaches its file through */
+/* a reference of the library's own (kept_pinned in rctx_runtime_stats()),  */
+/* so a number given to another file meanwhile never receives its I/O.      */
+/*                                                                          */
 /* Common rules: call from ring's owner thread (as rctx_submit); the        */
 /* callback is never called when the call fails; a done ctx makes the      */
 /* callback run at the next rctx_ring_run() with its error, and no I/O.     */
@@ -1236,6 +1241,12 @@ struct rctx_runtime_stats {
 	uint64_t fenced_files;    /* gauge: files with abandoned writes held */
 	uint64_t nowait_reads;    /* file reads completed without blocking,
 				     on the caller's thread */
+	/* A file request reaches its file through a reference of the
+	 * library's own (a registered file), not through the caller's fd,
+	 * which the caller may close, and reuse, once it gave the request up
+	 * while the kernel had yet to start it: */
+	uint64_t kept_pinned;     /* file requests sent so */
+	uint64_t kept_unpinned;   /* sent with the caller's fd: no free slot */
 };
 
 /* Snapshot of the runtime counters; size as for rctx_ring_stats() (the

@@ -522,6 +522,8 @@ struct rctx_kept {
 	struct rctx_ab_stats *ab;
 	struct rctx_post post;
 	struct rctx_chain *chain;  /* several writes as one chain, or NULL */
+	int user_fd;               /* the caller's file (lib/pin.c), or -1 */
+	int slot;                  /* its registered slot while sent, or -1 */
 };
 struct rctx_kept *rctx__kept_new(size_t buflen);
 
@@ -543,6 +545,16 @@ struct rctx_chain {
 	rctx_cb_t done;
 	struct rctx_chain_el el[];
 };
+/*
+ * The runtime thread's registered files (lib/pin.c): pin names k's file
+ * (k->user_fd) by a slot of ring's table, for as long as the kernel holds
+ * k (unpin), so that the caller's fd may be closed and reused meanwhile.
+ */
+void rctx__pin_init(struct io_uring *ring);
+void rctx__pin(struct rctx_kept *k);
+void rctx__unpin(struct rctx_kept *k);
+void rctx__pin_stats(struct rctx_runtime_stats *st);
+
 struct rctx_chain *rctx__chain_new(unsigned n);
 void rctx__chain_free(struct rctx_chain *c);
 int rctx__chain_submit(struct rctx_ring *ring, struct rctx_kept *k, rctx_cb_t done);

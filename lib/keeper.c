@@ -81,8 +81,11 @@ struct rctx_kept *rctx__kept_new(size_t buflen)
 			return NULL;
 		}
 	}
-	if (k)
+	if (k) {
 		atomic_init(&k->refs, 1);
+		k->user_fd = -1;
+		k->slot = -1;
+	}
 	return k;
 }
 
@@ -143,6 +146,8 @@ int rctx__kept_locate(struct rctx_kept *k, int fd, const char *path)
 	k->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 	k->ino = stx.stx_ino;
 	k->has_dev = true;
+	if (!path)
+		k->user_fd = fd;
 	return 0;
 }
 
@@ -249,6 +254,7 @@ static void kept_cb(void *arg, int res, uint32_t flags)
 
 	if (flags & IORING_CQE_F_MORE)
 		return;
+	rctx__unpin(k); /* the kernel let go of it */
 	k->res = res;
 	if (k->complete) {
 		k->complete(k); /* a watch of the library's own: no caller */
@@ -332,6 +338,9 @@ static void to_kernel(struct rctx_kept *k)
 		/* gov first: an abandon that sees KEPT_WAITING counts on it
 		 * (its caller's reference to the context keeps it alive). */
 		k->gov = rctx_governor(k->ctx);
+		/* Before the CAS: until then the caller has not given k up,
+		 * so its fd is still the file it named (lib/pin.c). */
+		rctx__pin(k);
 		if (atomic_compare_exchange_strong_explicit(&k->state, &queued, KEPT_WAITING,
 				memory_order_acq_rel, memory_order_acquire)) {
 			ret = k->chain ? rctx__chain_submit(kp.ring, k, kept_cb) :
@@ -344,6 +353,7 @@ static void to_kernel(struct rctx_kept *k)
 				stat_add(&kp.st.submitted, 1);
 			return;
 		}
+		rctx__unpin(k);
 		next = k->has_dev ? rctx__lane_leave(k) : NULL;
 		kept_drop(k);
 		k = next;
@@ -441,6 +451,7 @@ int rctx__keeper_init(struct io_uring *rt_ring)
 		return ret;
 	kp.rt_ring = rt_ring;
 	rctx__lane_init(rctx_ring_uring(kp.ring), kept_drop);
+	rctx__pin_init(rctx_ring_uring(kp.ring));
 	watch_ring(kp.ring);
 	atomic_store_explicit(&kp.stats_ring, kp.ring, memory_order_release);
 	return 0;
@@ -534,4 +545,5 @@ void rctx__keeper_stats(struct rctx_runtime_stats *st)
 	st->nowait_reads = stat_get(&kp.st.nowait);
 	rctx__lane_stats(st);
 	rctx__fence_stats(st);
+	rctx__pin_stats(st);
 }

@@ -1059,3 +1059,58 @@ Test(async, write_segs_syncs_only_after_whole_writes)
 	rctx_ring_destroy(ring);
 	stuckfs_stop(&fs);
 }
+
+/* A request the kernel has yet to start when its caller closes the fd and
+ * opens another file under the same number: it still writes the file it
+ * named (the library's own reference to it), never the new one. The
+ * second write of a chain starts only once the first, held by the stuck
+ * file system, ends. */
+Test(async, a_request_started_late_writes_the_file_it_named)
+{
+	struct iovec iov[] = { { "AAAA", 4 }, { "BBBB", 4 } };
+	int64_t off[] = { 0, 4 };
+	uint64_t pinned;
+	rctx_ring_t *ring;
+	struct arec a = { 0 };
+	char path[160], back[8];
+	struct stat st;
+	int fd, other;
+
+	mount_or_skip();
+	ring = new_ring();
+	snprintf(path, sizeof(path), "%s/f", fs.dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
+	pinned = rt_stats().kept_pinned;
+	cr_assert_eq(rctx_async_write_segs(ring, rctx_background(), fd, iov, off, 2, 0, arec_cb,
+					   &a), 0);
+	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
+		rctx_ring_run(ring, rctx_now() + MS(5));
+	cr_assert_eq(stuckfs_held(&fs), 1, "the first write reached the file system");
+	cr_assert_eq(rt_stats().kept_pinned, pinned + 1);
+	/* Given up (the ring's teardown: the kernel request goes on), its fd
+	 * closed and its number given to another file. */
+	rctx_ring_destroy(ring);
+	cr_assert_eq(a.calls, 1);
+	cr_assert_eq(a.flags, RCTX_ASYNC_ABANDONED);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/g", fs.dir);
+	other = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(other, 0);
+	cr_assert_eq(dup2(other, fd), fd, "the number is reused");
+	close(other);
+	other = fd;
+	cr_assert_eq(stuckfs_hang(&fs, 0), 0);
+	wait_unfenced();
+	cr_assert_eq(kept_in_flight(), 0);
+	cr_assert_eq(fstat(other, &st), 0);
+	cr_assert_eq(st.st_size, 0, "the late write went to the new file");
+	snprintf(path, sizeof(path), "%s/f", fs.dir);
+	fd = open(path, O_RDONLY);
+	cr_assert_eq(pread(fd, back, 8, 0), 8, "both writes landed in the file they named");
+	cr_assert_eq(memcmp(back, "AAAABBBB", 8), 0);
+	close(fd);
+	close(other);
+	stuckfs_stop(&fs);
+}
