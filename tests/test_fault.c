@@ -871,6 +871,55 @@ static int op_blocking(void)
 	return in_thread(blocking_body);
 }
 
+static int segs_res;
+static bool segs_called;
+
+static void segs_cb(void *arg, int res, void *data, unsigned flags)
+{
+	(void)arg;
+	(void)data;
+	(void)flags;
+	cr_assert(!segs_called, "a callback ran twice");
+	segs_called = true;
+	segs_res = res;
+}
+
+/* Two writes and a sync as one request (a chain on the keeper's ring). */
+static int segs_body(void)
+{
+	struct iovec iov[] = { { "fault", 5 }, { "chain", 5 } };
+	int64_t off[] = { 0, 16 };
+	rctx_ring_t *ring;
+	int fd, ret;
+
+	ret = rctx_ring_create(&ring, 8);
+	if (ret < 0)
+		return ret;
+	fd = open(file_path, O_RDWR | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	segs_called = false;
+	ret = rctx_async_write_segs(ring, rctx_background(), fd, iov, off, 2, RCTX_SEGS_DATASYNC,
+				    segs_cb, NULL);
+	while (!ret && !segs_called) {
+		ret = rctx_ring_run(ring, RCTX_FOREVER);
+		ret = ret < 0 ? ret : 0;
+	}
+	if (!ret && segs_called) {
+		ret = segs_res < 0 ? segs_res : 0;
+		if (segs_res >= 0)
+			cr_assert_eq(segs_res, 10);
+	}
+	close(fd);
+	rctx_ring_destroy(ring);
+	cr_assert(segs_called || ret, "an accepted request's callback never ran");
+	return ret;
+}
+
+static int op_segs(void)
+{
+	return in_thread(segs_body);
+}
+
 static void make_file(void)
 {
 	int fd;
@@ -894,6 +943,8 @@ static const int sig_errs[] = { -ENOMEM, -EMFILE, 0 };
  * the error of a failed io_uring_submit (the injected -EAGAIN). */
 static const int submit_errs[] = { -ENOMEM, -EAGAIN, 0 };
 static const int blocking_errs[] = { -ENOMEM, -EAGAIN, 0 };
+/* rctx_async_write_segs: those, and its ring's creation (-EMFILE). */
+static const int segs_errs[] = { -ENOMEM, -EAGAIN, -EMFILE, 0 };
 /* rctx_ring_create: io_uring_queue_init's -ENOMEM, eventfd's -EMFILE. */
 static const int create_errs[] = { -ENOMEM, -EMFILE, 0 };
 /* rctx_done_fd: eventfd's -EMFILE (its context's creation: -ENOMEM). */
@@ -927,6 +978,7 @@ static const struct driver drivers[] = {
 	{ "ring_flush", op_ring_flush, submit_errs },
 	{ "thread_ring", op_thread_ring, create_errs },
 	{ "blocking", op_blocking, blocking_errs },
+	{ "async_write_segs", op_segs, segs_errs },
 	{ "with_trace", op_with_trace, enomem },
 	{ "group_go", op_group_go, group_errs },
 	{ "group_submit", op_group_submit, group_submit_errs },
@@ -941,10 +993,12 @@ static unsigned long drive_named(const char *name)
 		if (!strcmp(drivers[i].name, name)) {
 			unsigned long n;
 
-			if (drivers[i].op == op_blocking)
+			bool file = drivers[i].op == op_blocking || drivers[i].op == op_segs;
+
+			if (file)
 				make_file();
 			n = drive(name, drivers[i].op, drivers[i].allowed);
-			if (drivers[i].op == op_blocking)
+			if (file)
 				unlink(file_path);
 			return n;
 		}
@@ -975,6 +1029,7 @@ DRIVER_TEST(ring_destroy, 1)
 DRIVER_TEST(ring_flush, 1)
 DRIVER_TEST(thread_ring, 4)
 DRIVER_TEST(blocking, 5)
+DRIVER_TEST(async_write_segs, 4)
 DRIVER_TEST(with_trace, 1)
 DRIVER_TEST(group_go, 4)
 DRIVER_TEST(group_submit, 4)
