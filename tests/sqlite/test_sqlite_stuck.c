@@ -10,7 +10,9 @@
  * the deadline (exit status 2) and is reaped while the disk still holds the
  * read; the same when the read that hangs is its open's (a cold cache:
  * SQLite reads the header at open, under the deadline of
- * rctx_sqlite_open). A COMMIT
+ * rctx_sqlite_open). When what hangs is its commit's write, it reports the
+ * deadline while the disk holds the write, and ends once the disk answers
+ * (the kernel keeps a process whose io-wq worker waits in FUSE). A COMMIT
  * whose write or fsync hangs fails at its deadline, in rollback-journal and
  * WAL modes; a second transaction tried while the abandoned I/O is still
  * held fails too (after an abandoned write: at once, the library's fence
@@ -250,6 +252,62 @@ Test(sqlite_stuck, process_exits_while_disk_holds_its_read)
 Test(sqlite_stuck, process_exits_while_disk_holds_its_open_read)
 {
 	process_exits_on_hung_reads(false);
+}
+
+/* The text the example printed so far, in out (fd). */
+static const char *example_said(int fd, char *text, size_t len)
+{
+	ssize_t n = pread(fd, text, len - 1, 0);
+
+	text[n > 0 ? n : 0] = '\0';
+	return text;
+}
+
+/*
+ * A commit whose write hangs: the example reports the deadline and ends
+ * its work while the disk holds the write. Its process ends only once the
+ * disk answers: the thread that submitted the write (the library's
+ * runtime thread) cannot finish exiting while its io-wq worker waits in
+ * FUSE's request_wait_answer, which no signal interrupts once the request
+ * is sent (docs/stuck-io.md). Then the transaction is wholly absent.
+ */
+Test(sqlite_stuck, commit_write_held_at_exit_reports_the_deadline)
+{
+	char out[] = "/tmp/rctx-sqlite-out-XXXXXX", text[512] = "";
+	int status = 0, fd;
+	sqlite3 *db;
+	bool said;
+	pid_t pid;
+
+	mount_or_skip(true);	/* this process does not use ringctx */
+	make_db("delete", NULL);
+	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
+	fd = mkstemp(out);
+	cr_assert_geq(fd, 0);
+	pid = spawn_example("BEGIN; UPDATE t SET v = v + 1; COMMIT", out);
+	said = WAIT_UNTIL(strstr(example_said(fd, text, sizeof(text)), "deadline exceeded"),
+			  TH_PATIENCE_MS);
+	/* Only a release answers a held write: held now means held when the
+	 * example reported. */
+	cr_assert_geq(stuckfs_held(&fs), 1, "the write did not reach the disk, or was answered");
+	recover_disk();
+	if (!WAIT_UNTIL(waitpid(pid, &status, WNOHANG) == pid, TH_PATIENCE_MS)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		cr_assert_fail("the example did not end once the disk answered: %s", text);
+	}
+	example_said(fd, text, sizeof(text));
+	close(fd);
+	unlink(out);
+	cr_assert(said, "no deadline reported while the disk held the write: %s", text);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "status %#x: %s", status, text);
+
+	db = su_open(db_path, NULL);
+	cr_assert(su_intact(db));
+	cr_assert_eq(su_int(db, "SELECT count(*) FROM t WHERE v != 0"), 0,
+		     "a transaction that failed is there");
+	sqlite3_close(db);
+	stuckfs_stop(&fs);
 }
 
 /* ---- commits ------------------------------------------------------------------ */
