@@ -877,7 +877,10 @@ rctx_ring_t *rctx_thread_ring(void);
 /* The caller may close a request's fd once its callback has run, even    */
 /* while the kernel still holds it: a file request reaches its file through */
 /* a reference of the library's own (kept_pinned in rctx_runtime_stats()),  */
-/* so a number given to another file meanwhile never receives its I/O.      */
+/* so a number given to another file meanwhile never receives its I/O;      */
+/* unless no slot of the library's table (1,024) was free when it was sent  */
+/* (kept_unpinned counts those): keep such an fd open until the kernel      */
+/* lets go (kept_held) to be sure.                                          */
 /*                                                                          */
 /* Common rules: call from ring's owner thread (as rctx_submit); the        */
 /* callback is never called when the call fails; a done ctx makes the      */
@@ -923,7 +926,10 @@ int rctx_async_write(rctx_ring_t *ring, rctx_t *ctx, int fd, const void *buf, si
  * One kernel worker does it all, one step after the other, where as many
  * rctx_async_write() and rctx_async_fsync() calls would each make their
  * own round trip through the runtime thread: the request takes one place in
- * fd's lane and its callback runs once. flags: 0, or one of the two. res:
+ * fd's lane and its callback runs once. A cancel reaches the step the
+ * kernel runs; if that one ends whole all the same, the steps after it
+ * run too (the request stays in fd's lane until they end). flags: 0, or
+ * one of the two. res:
  * the bytes written in all, when every segment was written whole (and the
  * sync, if asked, succeeded); otherwise, as pwritev(2), the bytes written
  * before the first segment that was not, and the ones of that segment (the

@@ -8,9 +8,15 @@
  *
  * The chain is one kept request to the keeper (lane, fence, abandon,
  * late): its SQEs are requests of their own on the keeper ring (each
- * tracked, so that a cancel reaches whichever of them the kernel runs),
- * and the kept request completes when the last of their completions has
- * come. The kernel ends the rest of a chain with -ECANCELED once one
+ * tracked, so that a cancel reaches the one the kernel runs), and the kept
+ * request completes when the last of their completions has come. A cancel
+ * does not reach the SQEs not started yet (the kernel finds them nowhere):
+ * if the one running ends whole all the same, the rest run, and the
+ * request holds its place in the lane, and its file's fence, until they
+ * end. The kernel could also split a chain: a request it fails to allocate
+ * in the middle of a submission ends the chain there, and the rest go as
+ * another chain at the next submission (memory pressure in the kernel);
+ * nothing here sees that. The kernel ends the rest of a chain with -ECANCELED once one
  * write fails or comes up short; the outcome is then that of pwritev(2):
  * the bytes written before the first write that was not whole, or its
  * error if there are none; the sync runs only after whole writes.

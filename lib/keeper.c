@@ -52,6 +52,9 @@ static struct keeper {
 	struct rctx_ring *adopted;               /* runtime thread only */
 	struct {
 		_Atomic uint64_t submitted, abandoned, late, adopted, reclaimed, nowait;
+		/* SQEs of abandoned requests not ended yet (a chain has
+		 * several), for the drain at exit: internal */
+		_Atomic int64_t held_sqes;
 	} st;
 } kp;
 
@@ -233,9 +236,16 @@ static void kept_settled(struct rctx_kept *k)
 
 static void to_kernel(struct rctx_kept *k);
 
+/* The SQEs of k on the keeper ring (a chain has several). */
+static int64_t kept_sqes(const struct rctx_kept *k)
+{
+	return k->chain ? (int64_t)k->chain->n : 1;
+}
+
 /* The kernel let go of a request its caller had given up. */
 static void kept_late(struct rctx_kept *k, int res)
 {
+	atomic_fetch_sub_explicit(&kp.st.held_sqes, kept_sqes(k), memory_order_relaxed);
 	if (k->close_late && res >= 0)
 		close(res);
 	if (k->writes)
@@ -290,6 +300,7 @@ void rctx__keeper_push(struct rctx_kept *k)
 
 static void count_abandoned(struct rctx_kept *k)
 {
+	atomic_fetch_add_explicit(&kp.st.held_sqes, kept_sqes(k), memory_order_relaxed);
 	rctx__info_count(k->gov, 1, 0);
 	stat_add(&kp.st.abandoned, 1);
 	if (k->ab)
@@ -347,6 +358,8 @@ static void to_kernel(struct rctx_kept *k)
 					 rctx_submit(kp.ring, k->ctx, &k->sqe, kept_cb, k);
 			rctx__unref(k->ctx); /* the request holds its governor now */
 			k->ctx = NULL;
+			if (ret == -EBUSY)
+				ret = -EAGAIN; /* the SQ stayed full; -EBUSY means fenced */
 			if (ret < 0)
 				kept_cb(k, ret, 0);
 			else
@@ -498,7 +511,8 @@ static bool drain_ring(struct rctx_ring *ring, unsigned abandoned, int64_t deadl
  */
 bool rctx__keeper_shutdown(int64_t deadline)
 {
-	unsigned held = (unsigned)kept_held();
+	int64_t sqes = atomic_load_explicit(&kp.st.held_sqes, memory_order_relaxed);
+	unsigned held = sqes > 0 ? (unsigned)sqes : 0; /* clamped: see kept_held() */
 	struct rctx_ring *r;
 	bool empty;
 
