@@ -18,7 +18,8 @@
  * and they are sent before anything else changes that group's files or their
  * visibility (a write to another of its files, a truncate, a sync, which
  * takes them along as one request, an unlock, the SQLITE_FCNTL_SYNC of a
- * transaction of several databases, a close); a read or the size of a file
+ * database with no journal file open or of a transaction of several
+ * databases, a close); a read or the size of a file
  * sends that file's own held writes first, but for a read past all of them.
  * A crash (of the process) loses at most writes that nothing after them
  * depended on, which is the state of a crash just before they were made.
@@ -361,12 +362,13 @@ static int send_held(struct rs_file *f, rctx_t *ctx, bool *sync)
 /*
  * Held writes of f failed to go out (some may have, or may still land).
  * SQLite wrote them as far as it knows: a journal that lost its records
- * would be played back as if it had none, and the pages changed in
- * SQLite's cache would stay as if committed. So the journal's reads and
- * its size fail from now on, which sends the pager to its error state (its
- * cache dropped, the journal looked at afresh), until a new journal starts
- * (a truncate, a header at offset 0, a close). A database's lost writes are
- * undone by its journal, which SQLite plays back then.
+ * would be played back, in the rollback that follows, as if it had none,
+ * and the pages changed in SQLite's cache would stay as if committed. So
+ * the journal's next read or size fails (vfs.c), which fails that rollback
+ * and sends the pager to its error state: its cache is dropped, and the
+ * journal is then read as the disk has it (the fence keeps later writes
+ * behind the lost ones). A database's lost writes are undone by its
+ * journal, which SQLite plays back then.
  */
 static int lose(struct rs_file *f, int err, int rc)
 {
@@ -408,8 +410,8 @@ int rctx__sqlite_flush_sync(struct rs_file *f)
 	if (f->nheld) {
 		err = send_held(f, ctx, &synced);
 		rctx__sqlite_drop_held(f);
-		if (err)
-			return lose(f, err, synced ? SQLITE_IOERR_FSYNC : SQLITE_IOERR_WRITE);
+		if (err)	/* a write's or the sync's: SQLite fails the commit either way */
+			return lose(f, err, SQLITE_IOERR_WRITE);
 		if (synced)
 			return SQLITE_OK;
 	}

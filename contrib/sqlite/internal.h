@@ -97,8 +97,7 @@ struct rs_file {
 	bool owns_bind;			/* bind was made for this file's connection */
 	bool dirsync;			/* a new journal/WAL: sync its directory once */
 	bool lost;			/* journal: writes it held failed to go out
-					   (defer.c): its reads and size fail until
-					   it is truncated or written at offset 0 */
+					   (defer.c): its next read or size fails */
 	struct rs_file *next;		/* in the registry of open databases */
 	struct rs_held *held;		/* writes held back, in order (defer.c) */
 	int nheld, capheld;
@@ -106,6 +105,7 @@ struct rs_file {
 	struct rs_file *holder;		/* main database: the file of its group
 					   (itself, its journal) holding writes */
 	int nwal;			/* main database: its WAL files open */
+	int njournal;			/* main database: its journal files open */
 	int dirfd;			/* main database: its directory, once a
 					   journal or WAL synced it, or -1 */
 };
@@ -141,9 +141,10 @@ bool rctx__sqlite_held_below(const struct rs_file *f, int64_t off);
 int rctx__sqlite_flush(struct rs_file *f);
 int rctx__sqlite_flush_group(struct rs_file *f);
 /* Send what f's group holds and fdatasync f: f's held writes and the sync
- * as one request when they fit in one. SQLITE_OK, or the error of a write
- * (SQLITE_IOERR_WRITE), of the sync or of both together
- * (SQLITE_IOERR_FSYNC), SQLITE_FULL (ENOSPC). */
+ * as one request when they fit in one. SQLITE_OK, or the error of the
+ * writes (SQLITE_IOERR_WRITE; also when the sync went with them, whose
+ * error cannot be told from theirs), of a sync alone (SQLITE_IOERR_FSYNC),
+ * SQLITE_FULL (ENOSPC). */
 int rctx__sqlite_flush_sync(struct rs_file *f);
 void rctx__sqlite_drop_held(struct rs_file *f);
 void rctx__sqlite_free_held(struct rs_file *f);

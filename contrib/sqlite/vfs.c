@@ -81,6 +81,18 @@ static ssize_t read_cached(struct rs_fd *fd, void *buf, size_t len, int64_t off)
 	return errno == EOPNOTSUPP || errno == EAGAIN ? -EAGAIN : -errno;
 }
 
+/* Fail the first read or size of a journal after it lost held writes
+ * (defer.c): its rollback then fails, and sends the pager to its error
+ * state, which drops its cache; from then on the journal is read as the
+ * disk has it. */
+static bool lost(struct rs_file *f)
+{
+	bool was = f->lost;
+
+	f->lost = false;
+	return was;
+}
+
 static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 {
 	struct rs_file *f = (struct rs_file *)file;
@@ -89,7 +101,7 @@ static int rs_read(sqlite3_file *file, void *buf, int amt, sqlite3_int64 off)
 
 	if (!f->fd)
 		return f->real->pMethods->xRead(f->real, buf, amt, off);
-	if (f->lost)
+	if (lost(f))
 		return fail(-EIO, SQLITE_IOERR_READ);
 	/* What f holds goes out first, unless the read starts past all of it
 	 * (the journal's read of its next header, before its sync) */
@@ -126,8 +138,6 @@ static int rs_write(sqlite3_file *file, const void *buf, int amt, sqlite3_int64 
 
 	if (!f->fd)
 		return f->real->pMethods->xWrite(f->real, buf, amt, off);
-	if (off == 0)
-		f->lost = false;	/* a new journal's header */
 	if (rctx__sqlite_may_hold(f, buf, amt, off))
 		return rctx__sqlite_hold(f, buf, amt, off);
 	rc = rctx__sqlite_flush_group(f);
@@ -160,10 +170,7 @@ static int rs_truncate(sqlite3_file *file, sqlite3_int64 size)
 	ret = rctx_ftruncate(rctx__sqlite_file_ctx(f), f->fd->fd, size);
 	if (ret == -EOPNOTSUPP)	/* a kernel before 6.9 */
 		ret = f->real->pMethods->xTruncate(f->real, size) == SQLITE_OK ? 0 : -EIO;
-	if (ret < 0)
-		return fail(ret, SQLITE_IOERR_TRUNCATE);
-	f->lost = false;
-	return SQLITE_OK;
+	return ret < 0 ? fail(ret, SQLITE_IOERR_TRUNCATE) : SQLITE_OK;
 }
 
 /*
@@ -281,7 +288,7 @@ static int rs_sync(sqlite3_file *file, int flags)
 
 static int rs_file_size(sqlite3_file *file, sqlite3_int64 *size)
 {
-	int rc = ((struct rs_file *)file)->lost ? fail(-EIO, SQLITE_IOERR_FSTAT) : FLUSH(file);
+	int rc = lost((struct rs_file *)file) ? fail(-EIO, SQLITE_IOERR_FSTAT) : FLUSH(file);
 
 	return rc != SQLITE_OK ? rc : REAL(file)->pMethods->xFileSize(REAL(file), size);
 }
@@ -315,12 +322,15 @@ static int rs_file_control(sqlite3_file *file, int op, void *arg)
 		return SQLITE_OK;
 	}
 	/* Where SQLite would sync (or does not, synchronous=OFF): the commit
-	 * depends on what was written before. What follows in one database's
-	 * transaction sends it anyway (the sync itself, which takes it along;
-	 * or the journal's close, truncate or zeroed header); but the
-	 * transaction of several databases deletes its super-journal next,
-	 * which no method of these files sees. */
-	if ((op == SQLITE_FCNTL_SYNC && arg) || op == SQLITE_FCNTL_SYNC_OMITTED) {
+	 * depends on what was written before. With a journal file open, what
+	 * follows sends it anyway (the sync itself, which takes it along; or,
+	 * with synchronous=OFF, the journal's close, truncate or zeroed
+	 * header); but not without one (journal_mode=MEMORY or OFF, where
+	 * under locking_mode=EXCLUSIVE nothing may follow at all), nor in the
+	 * transaction of several databases, which deletes its super-journal
+	 * next (no method of these files sees it). */
+	if ((op == SQLITE_FCNTL_SYNC && (arg || !((struct rs_file *)file)->njournal)) ||
+	    op == SQLITE_FCNTL_SYNC_OMITTED) {
 		int rc = FLUSH_GROUP(file);
 
 		if (rc != SQLITE_OK)
@@ -416,6 +426,8 @@ static int rs_close(sqlite3_file *file)
 		registry_del(f);
 	else if (f->type == SQLITE_OPEN_WAL && f->main)
 		f->main->nwal--;
+	else if (f->type == SQLITE_OPEN_MAIN_JOURNAL && f->main)
+		f->main->njournal--;
 	if (f->dirfd >= 0)
 		close(f->dirfd);
 	f->dirfd = -1;
@@ -477,6 +489,8 @@ static int rs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int f
 		f->main = registry_find(name);
 	if (f->type == SQLITE_OPEN_WAL && f->main)
 		f->main->nwal++;	/* its writes from now on: checkpoints, not held */
+	if (f->type == SQLITE_OPEN_MAIN_JOURNAL && f->main)
+		f->main->njournal++;
 	file->pMethods = &rs_io;
 	return SQLITE_OK;
 }

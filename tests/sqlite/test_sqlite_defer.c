@@ -20,6 +20,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "sqlite_util.h"
 
@@ -243,6 +245,117 @@ Test(sqlite_defer, killed_writer_loses_no_commit_persist, .init = setup, .fini =
 Test(sqlite_defer, killed_writer_loses_no_commit_exclusive, .init = setup, .fini = teardown)
 {
 	killed_writer("persist", true, 40);
+}
+
+/* The child: 5 transactions, then exit at once (no close) after the last
+ * COMMIT returned. Exits 2 if anything fails. */
+static void exiting_writer(const char *path, const char *mode, bool exclusive)
+{
+	char sql[512];
+	sqlite3 *db;
+
+	if (rctx_sqlite_register(0) != SQLITE_OK ||
+	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, RCTX_SQLITE_VFS) != SQLITE_OK)
+		_exit(2);
+	snprintf(sql, sizeof(sql), "PRAGMA journal_mode=%s; PRAGMA synchronous=OFF%s", mode,
+		 exclusive ? "; PRAGMA locking_mode=EXCLUSIVE" : "");
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		_exit(2);
+	for (int i = 1; i <= 5; i++)
+		if (sqlite3_exec(db, txn_sql(i, sql, sizeof(sql)), NULL, NULL, NULL) != SQLITE_OK)
+			_exit(2);
+	_exit(0);
+}
+
+/*
+ * A process that exits right after its COMMIT returned keeps that commit,
+ * also where nothing follows the commit in the VFS: no journal file
+ * (journal_mode=MEMORY or OFF), no sync (synchronous=OFF), no unlock
+ * (locking_mode=EXCLUSIVE).
+ */
+static void exited_writer(const char *mode, bool exclusive)
+{
+	char path[128];
+	int status;
+	sqlite3 *db;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/e-%s%s.db", dir, mode, exclusive ? "-x" : "");
+	db = su_open(path, NULL);
+	create(db);
+	sqlite3_close(db);
+	fflush(NULL);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		exiting_writer(path, mode, exclusive);
+	cr_assert(WAIT_UNTIL(waitpid(pid, &status, WNOHANG) == pid, TH_PATIENCE_MS));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: status %d", mode, status);
+	db = su_open(path, NULL);
+	cr_assert(su_intact(db), "%s: integrity_check failed", mode);
+	cr_assert_eq(su_int(db, "SELECT count(*) FROM t"), 5 * ROWS_PER_TXN,
+		     "%s%s: a commit that returned is lost", mode, exclusive ? " exclusive" : "");
+	sqlite3_close(db);
+}
+
+Test(sqlite_defer, a_process_exiting_after_commit_keeps_it, .init = setup, .fini = teardown)
+{
+	exited_writer("memory", true);
+	exited_writer("off", true);
+	exited_writer("memory", false);
+	exited_writer("persist", true);
+}
+
+/* ---- a journal whose held writes failed -------------------------------------- */
+
+static void file_size_limit(rlim_t n)
+{
+	struct rlimit r = { n, RLIM_INFINITY };
+
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &r), 0);
+}
+
+/*
+ * The journal's held writes fail (the file size limit: EFBIG); SQLite's
+ * rollback must not take the journal for an empty one (and keep the changed
+ * pages), and the connection goes on once writes work again, also under
+ * locking_mode=EXCLUSIVE, where the journal stays open.
+ */
+static void lost_journal(const char *mode, bool exclusive)
+{
+	char path[128], sql[160];
+	sqlite3 *db;
+	int failed = 0;
+
+	snprintf(path, sizeof(path), "%s/l-%s%s.db", dir, mode, exclusive ? "-x" : "");
+	db = su_open(path, RCTX_SQLITE_VFS);
+	snprintf(sql, sizeof(sql), "PRAGMA page_size=1024; PRAGMA journal_mode=%s%s", mode,
+		 exclusive ? "; PRAGMA locking_mode=EXCLUSIVE" : "");
+	su_ok(db, sql);
+	su_ok(db, "CREATE TABLE c(x INT); INSERT INTO c VALUES (1)");
+	file_size_limit(1024);	/* a journal's header and one record: more */
+	cr_assert_neq(su_exec(db, "UPDATE c SET x = x + 1"), SQLITE_OK,
+		      "%s: the update succeeded past the file size limit", mode);
+	file_size_limit(RLIM_INFINITY);
+	for (int i = 0; i < 5; i++)
+		failed += su_exec(db, "UPDATE c SET x = x + 1") != SQLITE_OK;
+	cr_assert_eq(failed, 0, "%s%s: %d of 5 updates failed once writes worked again", mode,
+		     exclusive ? " exclusive" : "", failed);
+	cr_assert_eq(su_int(db, "SELECT x FROM c"), 6, "%s: the failed update is there", mode);
+	cr_assert(su_intact(db));
+	cr_assert_eq(sqlite3_close(db), SQLITE_OK);
+}
+
+Test(sqlite_defer, a_lost_journal_write_leaves_the_connection_usable, .init = setup,
+     .fini = teardown)
+{
+	static const char *const modes[] = { "delete", "truncate", "persist" };
+
+	signal(SIGXFSZ, SIG_IGN);
+	for (size_t m = 0; m < 3; m++) {
+		lost_journal(modes[m], false);
+		lost_journal(modes[m], true);
+	}
 }
 
 /* ---- fewer requests than writes ------------------------------------------------ */
