@@ -261,6 +261,7 @@ static void *worker_main(void *arg)
 		}
 		idle_expire(w, false);
 	}
+	flights_cancel(w);	/* their callbacks run below */
 	cache_destroy(w);	/* its fds: no request uses them now */
 	pipes_destroy(w);
 	idle_destroy(w);

@@ -36,6 +36,7 @@
 #define OBJD_IBUF_SIZE 256		/* ... each (a head's first bytes) */
 #define OBJD_IDLE_SLICES 16		/* idle contexts per --header-timeout */
 #define OBJD_IDLE_MAX (2 * OBJD_IDLE_SLICES)	/* alive at once, at most */
+#define OBJD_FLIGHT_BUCKETS 64		/* opens in flight, by key (flight.c) */
 
 struct objd_opts {
 	char addr[64];
@@ -63,6 +64,8 @@ struct objd_stats {
 	atomic_llong objects;		/* object requests holding a slot */
 	atomic_llong conns;
 	atomic_ullong abandoned;	/* file requests left to a stuck kernel */
+	atomic_llong opens_in_flight;	/* keys whose open a GET may join */
+	atomic_ullong opens_joined;	/* GETs that waited for such an open */
 };
 
 struct worker;
@@ -86,6 +89,21 @@ struct fentry {
 	uint64_t size;
 	int64_t mtime;
 	char etag[HTTP_ETAG_MAX];
+	char key[];
+};
+
+/* An open of a key in flight, that GETs of the key join (flight.c). */
+struct flight {
+	struct flight *hnext;		/* in its worker's table */
+	struct worker *w;
+	rctx_t *ctx;			/* the open's: a child of the server's */
+	struct fwait *waiters;
+	uint64_t hash, gen;
+	int64_t t0;
+	int efd;			/* eventfd: written once answered */
+	int refs;			/* the open's + one per waiter */
+	bool linked;			/* in the table: may be joined */
+	bool via_symlink;		/* opened following links: not cached */
 	char key[];
 };
 
@@ -127,6 +145,7 @@ struct worker {
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 	struct fcache fc;
+	struct flight *flights[OBJD_FLIGHT_BUCKETS];	/* flight.c */
 	struct objd_pipe pipes[OBJD_PIPE_POOL];	/* empty ones, for reuse */
 	unsigned npipes;
 	/* idle.c: the idle contexts (a FIFO of slices), the provided receive
@@ -201,13 +220,12 @@ struct request {
 	char get_hdrs[256];
 	char etag[HTTP_ETAG_MAX];	/* the object's validators */
 	int64_t mtime;
-	/* The open-file cache: the entry whose fd (file_fd) the GET reads; a
-	 * fill's key hash, generation and start; an open that followed a
-	 * symbolic link (not cached; a PUT or DELETE through one invalidates
-	 * every entry). */
+	/* The open-file cache: the entry whose fd (file_fd) the GET reads
+	 * (cached, or its open's alone); the key's hash; a PUT's or DELETE's
+	 * open that followed a symbolic link (which then invalidates every
+	 * entry). */
 	struct fentry *fe;
-	uint64_t khash, fill_gen;
-	int64_t fill_t0;
+	uint64_t khash;
 	bool via_symlink;
 
 	/* The response head (or a small body) being sent. */
@@ -263,6 +281,11 @@ void object_get(struct conn *c);
 void object_put(struct conn *c);
 void object_delete(struct conn *c);
 void object_release(struct conn *c, bool failed);
+void get_flown(struct conn *c, int res, struct fentry *e);
+
+/* flight.c */
+int flight_join(struct conn *c);
+void flights_cancel(struct worker *w);
 
 /* cache.c */
 uint64_t cache_hash(const char *key);
@@ -273,6 +296,8 @@ void cache_destroy(struct worker *w);
 struct fentry *cache_get(struct worker *w, const char *key, uint64_t h);
 struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t gen,
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
+struct fentry *fentry_new(const char *key, uint64_t h, int fd, uint64_t size,
+			  const char *etag, int64_t mtime);
 void cache_put(struct worker *w, struct fentry *e);
 void cache_drop(struct worker *w, struct fentry *e);
 bool cache_refresh_due(struct worker *w, struct fentry *e);

@@ -396,38 +396,29 @@ static void get_sized(struct conn *c)
 }
 
 /*
- * The object is open: its size and validators. The kernel's cached
- * attributes (AT_STATX_DONT_SYNC) never wait for a file system, and an open
- * has just brought them up to date (NFS: close-to-open), so no file request
- * is needed.
+ * The open of the GET's key ended (its own, or the one in flight it joined:
+ * flight.c): e, a reference to the open file's entry (fd, size,
+ * validators), or res < 0 (the open failed; -EISDIR: not a regular file;
+ * or the request's context ended first).
  */
-static void get_opened(struct conn *c, int res, void *data)
+void get_flown(struct conn *c, int res, struct fentry *e)
 {
-	struct statx stx;
-
-	(void)data;
-	if (retry_with_links(c, res, c->w->s->root_fd, c->r->key, O_RDONLY, get_opened))
+	if (c->state == C_DEAD || rctx_err(c->ctx)) {
+		/* The client hung up (or the server is gone). */
+		if (e)
+			cache_put(c->w, e);
+		conn_abort(c, cancel_why(c));
 		return;
+	}
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
 	}
-	c->r->file_fd = res;
-	if (statx(res, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_OBJD, &stx) < 0) {
-		fail(c, 500);
-		return;
-	}
-	if (!S_ISREG(stx.stx_mode)) {
-		fail(c, 404);
-		return;
-	}
-	c->r->size = stx.stx_size;
-	validators(c, &stx);
-	/* Known by this one name: the cache takes the fd (kept open for the
-	 * next GETs of the key, closed when evicted and no longer used). */
-	if (!c->r->via_symlink)
-		c->r->fe = cache_add(c->w, c->r->key, c->r->khash, c->r->fill_gen, c->r->fill_t0, res, c->r->size,
-				  c->r->etag, c->r->mtime);
+	c->r->fe = e;
+	c->r->file_fd = e->fd;
+	c->r->size = e->size;
+	c->r->mtime = e->mtime;
+	memcpy(c->r->etag, e->etag, sizeof(c->r->etag));
 	get_sized(c);
 }
 
@@ -504,8 +495,8 @@ out_fail:
 /*
  * A cached key: its fd, size and validators, no file request before the
  * read (and none at all when the page cache has the bytes); late in its
- * TTL, the key is opened again meanwhile. Else open it, after reading the
- * generation its entry will carry.
+ * TTL, the key is opened again meanwhile. Else open it, or wait for its
+ * open already in flight (flight.c).
  */
 void object_get(struct conn *c)
 {
@@ -516,17 +507,11 @@ void object_get(struct conn *c)
 	if (e && cache_refresh_due(c->w, e))
 		refresh_start(c->w, e);
 	if (e) {
-		c->r->fe = e;
-		c->r->file_fd = e->fd;
-		c->r->size = e->size;
-		c->r->mtime = e->mtime;
-		memcpy(c->r->etag, e->etag, sizeof(c->r->etag));
-		get_sized(c);
+		get_flown(c, 0, e);
 		return;
 	}
-	c->r->fill_gen = cache_gen(c->r->khash);
-	c->r->fill_t0 = rctx_now();
-	submit_open_nolink(c, c->w->s->root_fd, c->r->key, O_RDONLY, get_opened);
+	if (flight_join(c))
+		fail(c, 503);
 }
 
 /* ---- PUT ---------------------------------------------------------------- */
