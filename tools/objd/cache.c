@@ -192,6 +192,23 @@ bool cache_refresh_due(struct worker *w, struct fentry *e)
 	return true;
 }
 
+/* e's validator headers (its ETag and mtime set), made once for its GETs. */
+static void vhdrs_make(struct fentry *e)
+{
+	char lm[HTTP_DATE_LEN + 1], *p = e->vhdrs;
+
+	http_date(lm, e->mtime);
+	p = put_str(p, "ETag: ");
+	p = put_str(p, e->etag);
+	p = put_str(p, "\r\nLast-Modified: ");
+	p = put_str(p, lm);
+	p = put_str(p, "\r\n");
+	e->vlen = p - e->vhdrs;
+	p = put_str(p, "Accept-Ranges: bytes\r\n");
+	e->vhlen = p - e->vhdrs;
+	*p = '\0';
+}
+
 /*
  * An entry for key (hash h) outside the table: fd (the entry owns it from
  * now on), size, validators; one reference for the caller. NULL (fd not
@@ -213,6 +230,7 @@ struct fentry *fentry_new(const char *key, uint64_t h, int fd, uint64_t size,
 	e->size = size;
 	e->mtime = mtime;
 	snprintf(e->etag, sizeof(e->etag), "%s", etag);
+	vhdrs_make(e);
 	e->refs = 1;
 	e->linked = false;
 	e->refreshing = false;

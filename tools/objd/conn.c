@@ -433,9 +433,8 @@ static const char *connection_header(struct conn *c)
 void conn_respond(struct conn *c, int status, const char *extra, const char *body,
 		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *))
 {
-	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace) + body_len, sent;
-	char tp[RCTX_TRACEPARENT_LEN + 1];
-	int n;
+	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace) + body_len, sent, n;
+	char tp[RCTX_TRACEPARENT_LEN + 1], *p;
 
 	if (atomic_load(&c->w->s->draining))
 		c->r->keep_alive = false;
@@ -445,17 +444,31 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		return;
 	}
 	pick_resp_ctx(c);
-	n = snprintf(c->r->out, cap, "HTTP/1.1 %d %s\r\nServer: ringctx-objd\r\n%s%s%s",
-		     status, reason(status), connection_header(c),
-		     extra ? extra : "", c->r->trace[0] ? "X-Trace-ID: " : "");
-	if (c->r->trace[0])
-		n += snprintf(c->r->out + n, cap - n, "%s\r\n", c->r->trace);
-	if (rctx_trace_format(&c->r->tp, tp, sizeof(tp)) > 0)
-		n += snprintf(c->r->out + n, cap - n, "traceparent: %s\r\n", tp);
-	if (status != 204 && status != 100 && status != 304)	/* no body */
-		n += snprintf(c->r->out + n, cap - n, "Content-Length: %llu\r\n",
-			      (unsigned long long)content_length);
-	n += snprintf(c->r->out + n, cap - n, "\r\n");
+	p = put_str(c->r->out, "HTTP/1.1 ");
+	p = put_u64(p, (unsigned)status);
+	*p++ = ' ';
+	p = put_str(p, reason(status));
+	p = put_str(p, "\r\nServer: ringctx-objd\r\n");
+	p = put_str(p, connection_header(c));
+	if (extra)
+		p = put_str(p, extra);
+	if (c->r->trace[0]) {
+		p = put_str(p, "X-Trace-ID: ");
+		p = put_str(p, c->r->trace);
+		p = put_str(p, "\r\n");
+	}
+	if (rctx_trace_format(&c->r->tp, tp, sizeof(tp)) > 0) {
+		p = put_str(p, "traceparent: ");
+		p = put_str(p, tp);
+		p = put_str(p, "\r\n");
+	}
+	if (status != 204 && status != 100 && status != 304) {	/* no body */
+		p = put_str(p, "Content-Length: ");
+		p = put_u64(p, content_length);
+		p = put_str(p, "\r\n");
+	}
+	p = put_str(p, "\r\n");
+	n = p - c->r->out;
 	c->r->out_off = 0;
 	c->r->head_sent = status != 100;
 	c->r->on_sent = on_sent;

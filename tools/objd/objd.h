@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include <ringctx.h>
@@ -89,6 +90,10 @@ struct fentry {
 	uint64_t size;
 	int64_t mtime;
 	char etag[HTTP_ETAG_MAX];
+	/* A GET's validator headers, made once: "ETag: ...\r\nLast-Modified:
+	 * ...\r\n" (vlen bytes; a 304's) then "Accept-Ranges: bytes\r\n". */
+	char vhdrs[128];
+	uint8_t vlen, vhlen;
 	char key[];
 };
 
@@ -128,6 +133,28 @@ struct server {
 
 struct conn;
 struct request;
+
+/* Response heads are made with these rather than printf (per request). */
+static inline char *put_str(char *p, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static inline char *put_u64(char *p, uint64_t v)
+{
+	char d[20];
+	int n = 0;
+
+	do
+		d[n++] = '0' + v % 10;
+	while ((v /= 10));
+	while (n)
+		*p++ = d[--n];
+	return p;
+}
 
 struct worker {
 	struct server *s;

@@ -346,18 +346,19 @@ static void get_next(struct conn *c)
 	}
 }
 
-/* The object is open (c->r->file_fd) and c->r->size known: answer. */
+/* The object is open (c->r->file_fd, its entry c->r->fe) and c->r->size
+ * known: answer. */
 static void get_sized(struct conn *c)
 {
 	struct http_validators v = { true, c->r->etag, c->r->mtime };
-	char lm[HTTP_DATE_LEN + 1], extra[160];
+	const struct fentry *e = c->r->fe;
+	char extra[160];
 	uint64_t first = 0, last = 0;
-	size_t n;
 	int r;
 
-	http_date(lm, c->r->mtime);
-	n = snprintf(c->r->get_hdrs, sizeof(c->r->get_hdrs), "ETag: %s\r\nLast-Modified: %s\r\n",
-		     c->r->etag, lm);
+	/* The validators (ETag, Last-Modified) as the entry made them. */
+	memcpy(c->r->get_hdrs, e->vhdrs, e->vlen);
+	c->r->get_hdrs[e->vlen] = '\0';
 	r = preconditions(c, true);
 	if (r == 304) {
 		conn_respond(c, 304, c->r->get_hdrs, NULL, 0, 0, conn_finish);
@@ -374,14 +375,14 @@ static void get_sized(struct conn *c)
 		conn_respond(c, 416, extra, "416 Range Not Satisfiable\n", 26, 26, conn_finish);
 		return;
 	}
-	n += snprintf(c->r->get_hdrs + n, sizeof(c->r->get_hdrs) - n, "Accept-Ranges: bytes\r\n");
+	memcpy(c->r->get_hdrs, e->vhdrs, e->vhlen + 1);	/* + Accept-Ranges */
 	if (r == 0) {
 		c->r->off = 0;
 		c->r->last = c->r->size ? c->r->size - 1 : 0;
 	} else {
 		c->r->off = first;
 		c->r->last = last;
-		snprintf(c->r->get_hdrs + n, sizeof(c->r->get_hdrs) - n,
+		snprintf(c->r->get_hdrs + e->vhlen, sizeof(c->r->get_hdrs) - e->vhlen,
 			 "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
 			 (unsigned long long)last, (unsigned long long)c->r->size);
 	}
