@@ -15,7 +15,8 @@
 #
 # Usage: bench/objd/conns.sh [BUILD_DIR]     (from anywhere)
 # Environment: CONNS (10000), DUR (5), ROUNDS (3), SERVERS ("objd nginx go";
-# nginxofc: nginx with open_file_cache, sendfile off, as in run.sh).
+# nginxofc: nginx with open_file_cache, sendfile off, as in run.sh; objdb:
+# the ringctx-objd binary OBJD_B, another version, for a same-run ratio).
 # Needs wrk, curl; BUILD/ringctx-objd; nginx and go for their columns.
 # Raises its open-file soft limit to the hard one (at least CONNS + 4096)
 # for wrk and the servers. Every
@@ -87,7 +88,10 @@ start() {
 	local log=$RAW/$1
 	PORT=$((20000 + RANDOM % 20000))
 	case $1 in
-	objd) "$OBJD" --listen 127.0.0.1:"$PORT" --threads 2 --max-conns $((CONNS + 1000)) \
+	objd | objdb)
+		local bin=$OBJD
+		[ "$1" = objdb ] && bin=$OBJD_B
+		"$bin" --listen 127.0.0.1:"$PORT" --threads 2 --max-conns $((CONNS + 1000)) \
 		--max-inflight $((CONNS + 1000)) --access-log - "$T/root" >"$log.out" 2>"$log.log" & ;;
 	go) GOMAXPROCS=2 "$GOBIN" -listen 127.0.0.1:"$PORT" "$T/root" >"$log.out" 2>"$log.log" & ;;
 	nginx | nginxofc)
@@ -149,6 +153,7 @@ one() {
 for s in $SERVERS; do
 	case $s in
 	nginx | nginxofc) [ -n "$NGINX" ] || { say "$s: nginx not installed"; SERVERS=${SERVERS/$s/}; } ;;
+	objdb) [ -x "${OBJD_B:-}" ] || { say "objdb: OBJD_B is not an executable"; SERVERS=${SERVERS/objdb/}; } ;;
 	go) [ -n "$GOBIN" ] || { say "go: not built (see $RAW/go-build.log)"; SERVERS=${SERVERS/go/}; } ;;
 	esac
 done

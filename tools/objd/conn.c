@@ -433,7 +433,7 @@ static const char *connection_header(struct conn *c)
 void conn_respond(struct conn *c, int status, const char *extra, const char *body,
 		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *))
 {
-	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace) + body_len, sent, n;
+	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace), sent, n;
 	char tp[RCTX_TRACEPARENT_LEN + 1], *p;
 
 	if (atomic_load(&c->w->s->draining))
@@ -479,13 +479,18 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 	}
 	/* Head and body straight from where they are; what the socket does
 	 * not take now is copied (body may be the caller's only until we
-	 * return) and left to the ring. */
+	 * return) and left to the ring: only then is room made for the body
+	 * (a request keeps its buffer while it is pooled). */
 	sent = send_now(c, (struct iovec[]){ { c->r->out, n }, { (void *)body, body_len } }, 2);
 	c->r->out_len = n + body_len;
 	if (sent)
 		account_sent(c, sent);
 	if (c->r->out_off == c->r->out_len) {
 		all_sent(c);
+		return;
+	}
+	if (!out_reserve(c, n + body_len)) {
+		conn_abort(c, "out-of-memory");
 		return;
 	}
 	memcpy(c->r->out + n, body, body_len);
@@ -994,11 +999,12 @@ static bool keep_head(struct conn *c, size_t n)
 	size_t need = n + 1 + (n < OBJD_KEY_MAX ? n : OBJD_KEY_MAX);	/* + the key */
 
 	if (need > c->r->head_cap) {
-		p = realloc(c->r->head, need < 1024 ? 1024 : need);
+		need = (need + 255) & ~(size_t)255;	/* a typical head: 256 */
+		p = realloc(c->r->head, need);
 		if (!p)
 			return false;
 		c->r->head = p;
-		c->r->head_cap = need < 1024 ? 1024 : need;
+		c->r->head_cap = need;
 	}
 	memcpy(c->r->head, c->in, n);
 	c->r->head_len = n;
