@@ -226,7 +226,7 @@ static void fwait_cb(void *arg, int res, uint32_t flags)
 			;
 		*pp = fw->next;
 		fw->done = true;
-		if (!c->r->why && c->state != C_DEAD && !rctx_err(c->ctx))
+		if (!c->r->why && c->state != C_DEAD && !rctx_err(conn_ctx(c)))
 			c->r->why = "open-in-flight";	/* its deadline */
 		get_flown(c, res < 0 ? res : -ECANCELED, NULL);
 	}

@@ -5,7 +5,8 @@
  *
  * Contexts: server (cancelled at the end of the drain) > accepting (a
  * signal context: SIGTERM/SIGINT end it and stop the accepts) ; server >
- * connection (a hang-up context: the client's hang-up ends it) > header
+ * connection (a hang-up context: the client's hang-up ends it; made for
+ * each request, so that an idle keep-alive connection holds none) > header
  * (--header-timeout) and trace (the request's traceparent) > request
  * (--timeout, shortened by grpc-timeout or X-Request-Timeout, at most
  * --max-timeout) > every recv, send and file request of that request.
@@ -264,12 +265,14 @@ struct request {
 /*
  * A connection: all an idle keep-alive one holds. Its input buffer only
  * while it has bytes to keep (a head in pieces, a body, pipelined
- * requests); its request only while one is read or served.
+ * requests); its request and its context only while one is read or served
+ * (the context, until it lingers or is freed).
  */
 struct conn {
 	struct worker *w;
 	struct conn *prev, *next;
-	rctx_t *ctx, *hdr_ctx;
+	rctx_t *ctx;		/* while it has a request (or lingers): NULL idle */
+	rctx_t *hdr_ctx;
 	int64_t hdr_expires;	/* the head's deadline */
 	char *in;		/* OBJD_IN_CAP bytes, or NULL */
 	struct request *r;
@@ -280,6 +283,13 @@ struct conn {
 	bool loopback;
 	bool hdr_shared;	/* hdr_ctx is the worker's idle context */
 };
+
+/* The connection's context: its own (a hang-up context) while it has a
+ * request, else the server's. */
+static inline rctx_t *conn_ctx(const struct conn *c)
+{
+	return c->ctx ? c->ctx : c->w->s->ctx;
+}
 
 /* conn.c */
 void conn_start(struct worker *w, int fd, bool loopback);

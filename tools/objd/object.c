@@ -207,7 +207,7 @@ static void get_failed(struct conn *c, int res)
 	}
 	conn_abort(c, res == 0 ? "file-shrank" :
 		   ctx_expired(c->r->req_ctx) ? "deadline-mid-body" :
-		   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
+		   rctx_err(conn_ctx(c)) ? cancel_why(c) : "read-failed");
 }
 
 static void get_read(struct conn *c, int res, void *data)
@@ -404,7 +404,7 @@ static void get_sized(struct conn *c)
  */
 void get_flown(struct conn *c, int res, struct fentry *e)
 {
-	if (c->state == C_DEAD || rctx_err(c->ctx)) {
+	if (c->state == C_DEAD || rctx_err(conn_ctx(c))) {
 		/* The client hung up (or the server is gone). */
 		if (e)
 			cache_put(c->w, e);
@@ -590,7 +590,7 @@ static void recv_body_cb(void *arg, int res, uint32_t flags)
 		goto out;
 	if (res == 0 || (res < 0 && res != -ETIMEDOUT && res != -ECANCELED)) {
 		conn_abort(c, "client-gone");
-	} else if (res < 0 && rctx_err(c->ctx)) {
+	} else if (res < 0 && rctx_err(conn_ctx(c))) {
 		conn_abort(c, cancel_why(c));	/* hang-up, shutdown */
 	} else if (res < 0) {
 		c->r->why = "deadline-body";
