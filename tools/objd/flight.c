@@ -10,8 +10,9 @@
  * worker that a SIGTERM cannot end; with one open per key, a key read by
  * many clients holds one, not one per GET.
  *
- * An open in flight (a flight) runs under a context of its own, a child of
- * the server's: no request's deadline or hang-up gives it up, so it stays
+ * An open in flight (a flight) runs under a context of its own, under the
+ * worker's flights context, a child of the server's: no request's deadline
+ * or hang-up gives it up, so it stays
  * known here until the kernel answers it (or the server ends), and every
  * GET of its key meanwhile joins it. Each GET waiting for it (its starter
  * included) waits under its own request context: a poll of the flight's
@@ -182,7 +183,7 @@ static struct flight *flight_start(struct worker *w, const char *key, uint64_t h
 	fl->gen = cache_gen(h);		/* before the open starts */
 	fl->t0 = rctx_now();
 	fl->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	fl->ctx = rctx_with_cancel(w->s->ctx);
+	fl->ctx = rctx_with_cancel(w->flights_ctx);
 	fl->refs = 1;			/* the open's */
 	/* Not following symbolic links first: only what the cache may take. */
 	fl->via_symlink = !w->s->o.cache_cap;
@@ -271,11 +272,18 @@ out_free:
 	return -ENOMEM;
 }
 
-/* At a worker's end: its flights are given up (their opens abandoned if
- * the kernel still holds them), so that its ring can end. */
+/* The worker's flights' parent context, a child of the server's. */
+int flights_init(struct worker *w)
+{
+	w->flights_ctx = rctx_with_cancel(w->s->ctx);
+	return w->flights_ctx ? 0 : -1;
+}
+
+/* At a worker's end: its flights, in the table or not, are given up
+ * (their opens abandoned if the kernel still holds them), so that its
+ * ring can end. */
 void flights_cancel(struct worker *w)
 {
-	for (unsigned i = 0; i < OBJD_FLIGHT_BUCKETS; i++)
-		for (struct flight *fl = w->flights[i]; fl; fl = fl->hnext)
-			rctx_cancel(fl->ctx);
+	rctx_release(w->flights_ctx);
+	w->flights_ctx = NULL;
 }

@@ -302,7 +302,7 @@ static int setup_workers(struct server *s)
 		err = rctx_ring_create(&w->ring, 1024);
 		if (err)
 			return err;
-		if (cache_init(w, s->o.cache_cap) || idle_init(w))
+		if (cache_init(w, s->o.cache_cap) || idle_init(w) || flights_init(w))
 			return -ENOMEM;
 	}
 	s->o.port = port;

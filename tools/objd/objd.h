@@ -102,7 +102,7 @@ struct fentry {
 struct flight {
 	struct flight *hnext;		/* in its worker's table */
 	struct worker *w;
-	rctx_t *ctx;			/* the open's: a child of the server's */
+	rctx_t *ctx;			/* the open's: under the worker's flights_ctx */
 	struct fwait *waiters;
 	uint64_t hash, gen;
 	int64_t t0;
@@ -174,6 +174,7 @@ struct worker {
 	socklen_t peerlen;
 	struct fcache fc;
 	struct flight *flights[OBJD_FLIGHT_BUCKETS];	/* flight.c */
+	rctx_t *flights_ctx;	/* the flights' parent, child of the server's */
 	struct objd_pipe pipes[OBJD_PIPE_POOL];	/* empty ones, for reuse */
 	unsigned npipes;
 	/* idle.c: the idle contexts (a FIFO of slices), the provided receive
@@ -321,6 +322,7 @@ void object_release(struct conn *c, bool failed);
 void get_flown(struct conn *c, int res, struct fentry *e);
 
 /* flight.c */
+int flights_init(struct worker *w);
 int flight_join(struct conn *c);
 void flights_cancel(struct worker *w);
 
