@@ -30,9 +30,16 @@ ROUNDS=${ROUNDS:-3}
 PIDS=""
 
 say() { echo "$*" >&2; }
+# cleanup: SIGTERM first (nginx's master then ends its workers; a SIGKILL
+# would leave them behind), SIGKILL what is still there after 10 s.
 cleanup() {
 	local p
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
+	for p in $PIDS; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
 	[ -n "${T:-}" ] && rm -rf "$T"
 }
 trap cleanup EXIT
