@@ -30,7 +30,8 @@
  *   Derived contexts         rctx_with_cancel, _deadline(_cause), _timeout(_cause),
  *                            _value, _values, rctx_without_cancel
  *   Merge                    rctx_with_any
- *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup(_lazy)
+ *   Signals, fds, hang-ups   rctx_with_signals, rctx_with_fd, rctx_with_hangup(_lazy),
+ *                            rctx_hangup_arm
  *   Ending contexts          rctx_cancel(_cause), rctx_release, rctx_ref, rctx_unref
  *   Queries                  rctx_err, _cause, _deadline, _value, _done_fd, _wait,
  *                            _format, _remaining
@@ -338,6 +339,19 @@ rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
  * rctx_with_hangup().
  */
 rctx_t *rctx_with_hangup_lazy(rctx_t *parent, int sockfd);
+
+/*
+ * Arm now the lazy hang-up watches (rctx_with_hangup_lazy) of ctx and its
+ * ancestors. As a request under ctx that takes a lane would: for a caller
+ * about to wait under ctx for something that is no request of the
+ * library's (the open of a file that another request started, say), whose
+ * peer's hang-up should end that wait. Each watch is made once, and a
+ * hang-up that came before ends its context at once; a watch that cannot
+ * be made ends its context as rctx_with_hangup_lazy() says. Contexts of
+ * other kinds are passed over. Returns 0, or -EINVAL if ctx is NULL. ctx
+ * stays the caller's. Thread-safe.
+ */
+int rctx_hangup_arm(rctx_t *ctx);
 
 
 /* ------------------------------------------------------------------------ */

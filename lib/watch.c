@@ -2,7 +2,8 @@
 /*
  * fd contexts: done when the kernel reports an event on a file descriptor
  * (rctx_with_fd(), rctx_with_hangup(), and rctx_with_hangup_lazy(), whose
- * poll is made only when a request under it may wait for a file).
+ * poll is made only when a request under it may wait for a file, or when
+ * rctx_hangup_arm() asks for it).
  *
  * The context is an extended context. Its one IORING_OP_POLL_ADD is a kept
  * request (lib/keeper.c) that the runtime thread submits on the keeper ring
@@ -157,4 +158,12 @@ void rctx__watch_arm(rctx_t *ctx)
 		if (watch_submit(w, w->fd, w->events, w->cause) < 0)
 			atomic_store_explicit(&w->armed, false, memory_order_release);
 	}
+}
+
+RCTX_API int rctx_hangup_arm(rctx_t *ctx)
+{
+	if (!ctx)
+		return -EINVAL;
+	rctx__watch_arm(ctx);
+	return 0;
 }

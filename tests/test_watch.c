@@ -8,8 +8,8 @@
  * poll (the keeper ring counts it) and so does a release before any event;
  * a parent done at creation gives a done context and no poll. A lazy
  * hang-up context (rctx_with_hangup_lazy) makes its poll only when a
- * request under it may wait for a file, and then ends on a hang-up that
- * came before.
+ * request under it may wait for a file, or rctx_hangup_arm() asks for
+ * it, and then ends on a hang-up that came before.
  *
  * Ordering, not timing: a watch counts as armed once the keeper counted its
  * poll submitted and a later turn of the runtime thread began (the turn that
@@ -246,6 +246,43 @@ Test(watch, lazy_hangup_armed_by_a_request_that_may_wait_for_a_file)
 	close(sv[0]);
 	close(sv[1]);
 	close(fd);
+}
+
+/*
+ * rctx_hangup_arm() on a context under a lazy hang-up context makes its
+ * poll, with no request: a hang-up that came before ends it (and the child)
+ * at once; a second call makes no second poll; other contexts are passed
+ * over; NULL is -EINVAL.
+ */
+Test(watch, lazy_hangup_armed_by_rctx_hangup_arm)
+{
+	uint64_t before = warm_up(), after;
+	rctx_t *lazy, *child;
+	int sv[2];
+
+	unix_pair(sv);
+	lazy = rctx_with_hangup_lazy(rctx_background(), sv[0]);
+	cr_assert_not_null(lazy);
+	child = rctx_with_cancel(lazy);
+	cr_assert_not_null(child);
+	cr_assert_eq(shutdown(sv[1], SHUT_WR), 0);
+	cr_assert(th_runtime_settle());
+	cr_assert_eq(rt_stats().kept_submitted, before, "no poll made for it");
+	cr_assert_eq(rctx_err(lazy), 0, "not watched yet");
+	cr_assert_eq(rctx_hangup_arm(child), 0);
+	assert_ends(lazy, -ECONNRESET);
+	cr_assert_eq(rctx_err(child), -ECANCELED);
+	after = rt_stats().kept_submitted;
+	cr_assert_eq(after, before + 1, "one poll");
+	cr_assert_eq(rctx_hangup_arm(child), 0);
+	cr_assert_eq(rctx_hangup_arm(rctx_background()), 0);
+	cr_assert(th_runtime_settle());
+	cr_assert_eq(rt_stats().kept_submitted, after, "made once");
+	cr_assert_eq(rctx_hangup_arm(NULL), -EINVAL);
+	rctx_release(child);
+	rctx_release(lazy);
+	close(sv[0]);
+	close(sv[1]);
 }
 
 /* Released before any request armed it: it just ends, no poll made. */

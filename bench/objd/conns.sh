@@ -14,7 +14,9 @@
 # shows medians and the ratios of the medians to nginx.
 #
 # Usage: bench/objd/conns.sh [BUILD_DIR]     (from anywhere)
-# Environment: CONNS (10000), DUR (5), ROUNDS (3), SERVERS ("objd nginx go").
+# Environment: CONNS (10000), DUR (5), ROUNDS (3), SERVERS ("objd nginx go";
+# nginxofc: nginx with open_file_cache, sendfile off, as in run.sh; objdb:
+# the ringctx-objd binary OBJD_B, another version, for a same-run ratio).
 # Needs wrk, curl; BUILD/ringctx-objd; nginx and go for their columns.
 # Raises its open-file soft limit to the hard one (at least CONNS + 4096)
 # for wrk and the servers. Every
@@ -36,6 +38,8 @@ NOFILE=$((CONNS + 4096))
 HARD=$(ulimit -Hn)
 if [ "$HARD" != unlimited ] && [ "$HARD" -ge "$NOFILE" ]; then NOFILE=$HARD; fi
 PIDS=""
+# nginxofc: nginx with open_file_cache, as the column of bench/objd/run.sh.
+NGINX_OFC="open_file_cache max=1000 inactive=20s; open_file_cache_valid 1s; open_file_cache_min_uses 1; open_file_cache_errors on;"
 
 say() { echo "$*" >&2; }
 cleanup() {
@@ -84,17 +88,22 @@ start() {
 	local log=$RAW/$1
 	PORT=$((20000 + RANDOM % 20000))
 	case $1 in
-	objd) "$OBJD" --listen 127.0.0.1:"$PORT" --threads 2 --max-conns $((CONNS + 1000)) \
+	objd | objdb)
+		local bin=$OBJD
+		[ "$1" = objdb ] && bin=$OBJD_B
+		"$bin" --listen 127.0.0.1:"$PORT" --threads 2 --max-conns $((CONNS + 1000)) \
 		--max-inflight $((CONNS + 1000)) --access-log - "$T/root" >"$log.out" 2>"$log.log" & ;;
 	go) GOMAXPROCS=2 "$GOBIN" -listen 127.0.0.1:"$PORT" "$T/root" >"$log.out" 2>"$log.log" & ;;
-	nginx)
-		mkdir -p "$T/nginx"
-		sed -e "s|@TMP@|$T/nginx|g" -e "s|@PORT@|$PORT|g" -e "s|@ROOT@|$T/root|g" \
-			-e "s|@BODYTMP@|$T/nginx|g" -e "s|@SENDFILE@|on|g" \
-			-e "s|worker_connections 1024;|worker_connections $((CONNS + 1000));|" \
-			-e "s|^worker_processes 2;|worker_processes 2;\nworker_rlimit_nofile $NOFILE;|" \
-			"$TOP/bench/objd/nginx.conf" >"$T/nginx/nginx.conf"
-		"$NGINX" -p "$T/nginx" -c "$T/nginx/nginx.conf" -g 'daemon off;' >"$log.out" 2>"$log.log" & ;;
+	nginx | nginxofc)
+		local sf=on ofc="# no open_file_cache"
+		[ "$1" = nginxofc ] && { sf=off; ofc=$NGINX_OFC; }
+		mkdir -p "$T/$1"
+		sed -e "s|@TMP@|$T/$1|g" -e "s|@PORT@|$PORT|g" -e "s|@ROOT@|$T/root|g" \
+			-e "s|@BODYTMP@|$T/$1|g" -e "s|@SENDFILE@|$sf|g" \
+			-e "s|@CONNS@|$((CONNS + 1000))|g" -e "s|@NOFILE@|$NOFILE|g" \
+			-e "s|@OPEN_FILE_CACHE@|$ofc|g" \
+			"$TOP/bench/objd/nginx.conf" >"$T/$1/nginx.conf"
+		"$NGINX" -p "$T/$1" -c "$T/$1/nginx.conf" -g 'daemon off;' >"$log.out" 2>"$log.log" & ;;
 	esac
 	SPID=$!
 	PIDS="$PIDS $SPID"
@@ -143,7 +152,8 @@ one() {
 
 for s in $SERVERS; do
 	case $s in
-	nginx) [ -n "$NGINX" ] || { say "nginx: not installed"; SERVERS=${SERVERS/nginx/}; } ;;
+	nginx | nginxofc) [ -n "$NGINX" ] || { say "$s: nginx not installed"; SERVERS=${SERVERS/$s/}; } ;;
+	objdb) [ -x "${OBJD_B:-}" ] || { say "objdb: OBJD_B is not an executable"; SERVERS=${SERVERS/objdb/}; } ;;
 	go) [ -n "$GOBIN" ] || { say "go: not built (see $RAW/go-build.log)"; SERVERS=${SERVERS/go/}; } ;;
 	esac
 done
@@ -182,5 +192,9 @@ END {
 	if ("nginx" in m5 && m5["nginx"] > 0)
 		for (i = 1; i <= ns; i++)
 			printf "  %s req/s / nginx: %.2fx\n", order[i], m5[order[i]] / m5["nginx"]
+	if ("nginxofc" in m5 && m5["nginxofc"] > 0 && m3["nginxofc"] > 0)
+		for (i = 1; i <= ns; i++)
+			printf "  %s / nginxofc: req/s %.3fx, B/conn %.3fx\n", order[i],
+				m5[order[i]] / m5["nginxofc"], m3[order[i]] / m3["nginxofc"]
 }' "$RAW/rounds.txt"
 exit 0

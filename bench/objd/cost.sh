@@ -93,24 +93,31 @@ printf '%-14s %8s syscalls/GET %8s io_uring requests/GET\n' ringctx-objd "$sys" 
 
 # ---- nginx -------------------------------------------------------------------
 NGINX=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
-if [ -n "$NGINX" ]; then
+# nginx as configured in nginx.conf (sendfile on), and nginxofc: with
+# open_file_cache (sendfile off), the column of bench/objd/run.sh.
+OFC="open_file_cache max=1000 inactive=20s; open_file_cache_valid 1s; open_file_cache_min_uses 1; open_file_cache_errors on;"
+for ng in nginx nginxofc; do
+	[ -n "$NGINX" ] || break
+	sf=on; ofc="# no open_file_cache"
+	[ "$ng" = nginxofc ] && { sf=off; ofc=$OFC; }
 	for _ in $(seq 50); do
 		NP=$((20000 + RANDOM % 20000))
 		ss -Hltn "sport = :$NP" 2>/dev/null | grep -q . || break
 	done
-	mkdir -p "$T/ngx"
-	sed -e "s|@TMP@|$T/ngx|g" -e "s|@PORT@|$NP|g" -e "s|@ROOT@|$T|g" \
-		-e "s|@BODYTMP@|$T/ngx|g" -e "s|@SENDFILE@|on|g" \
-		"$TOP/bench/objd/nginx.conf" >"$T/ngx/nginx.conf"
-	"$NGINX" -p "$T/ngx" -c "$T/ngx/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
+	mkdir -p "$T/$ng"
+	sed -e "s|@TMP@|$T/$ng|g" -e "s|@PORT@|$NP|g" -e "s|@ROOT@|$T|g" \
+		-e "s|@BODYTMP@|$T/$ng|g" -e "s|@SENDFILE@|$sf|g" -e "s|@CONNS@|1024|g" \
+		-e "s|@NOFILE@|$(ulimit -n)|g" -e "s|@OPEN_FILE_CACHE@|$ofc|g" \
+		"$TOP/bench/objd/nginx.conf" >"$T/$ng/nginx.conf"
+	"$NGINX" -p "$T/$ng" -c "$T/$ng/nginx.conf" -g 'daemon off;' >/dev/null 2>&1 &
 	NPID=$!; PIDS="$PIDS $NPID"
 	for _ in $(seq 50); do curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$NP/4k.bin" && break; sleep 0.1; done
-	kill -0 "$NPID" 2>/dev/null || { echo "nginx did not start:"; cat "$T/ngx/error.log"; exit 1; }
-	sys=$(traced nginx "$NP" $(cat /proc/"$NPID"/task/*/children))
+	kill -0 "$NPID" 2>/dev/null || { echo "$ng did not start:"; cat "$T/$ng/error.log"; exit 1; }
+	sys=$(traced "$ng" "$NP" $(cat /proc/"$NPID"/task/*/children))
 	kill -TERM "$NPID"; wait "$NPID" 2>/dev/null
-	printf '%-14s %8s syscalls/GET %8s io_uring requests/GET\n' nginx "$sys" 0
-fi
-for f in "$RAW"/cost-objd.txt "$RAW"/cost-nginx.txt; do
+	printf '%-14s %8s syscalls/GET %8s io_uring requests/GET\n' "$ng" "$sys" 0
+done
+for f in "$RAW"/cost-objd.txt "$RAW"/cost-nginx.txt "$RAW"/cost-nginxofc.txt; do
 	[ -f "$f" ] && { echo "== $f"; head -n 30 "$f"; }
 done
 exit 0

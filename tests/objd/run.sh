@@ -13,7 +13,8 @@
 # With a stuck disk (support/stuckfs, FUSE): 504 at the deadline while the
 # kernel still holds the read, other requests served meanwhile, threads bounded,
 # grpc-timeout shortening the deadline, /debug/contexts with a pending read,
-# a hang-up ending a stuck request, 503 beyond --max-inflight; and the same
+# a hang-up ending a stuck request, 503 beyond --max-inflight, GETs of one
+# key waiting for its one open in flight (and SIGTERM then); and the same
 # stuck-disk checks with the root on an overlay mount, on a bind mount, and
 # in a chroot in a private mount namespace whose mountinfo lists only its own
 # mounts (each skipped, with its reason, where it cannot be made).
@@ -898,6 +899,76 @@ if [ -n "$STUCKFS" ]; then
 	echo "  exit figures${EXIT_FIGURES#;}"
 else
 	skip=$((skip + 1)); echo "  SKIP: stuck exit: no stuckfs helper given"
+fi
+
+# ---- one open per key in flight ------------------------------------------
+# A FUSE open waits, uninterruptibly, for the lock of a page whose read the
+# disk holds (fuse_open -> invalidate_inode_pages2_range), and the process
+# cannot exit before it ends: GETs of such a key wait for its one open in
+# flight instead of issuing one each, so one thread of the server waits
+# there (the bound of the device would let 3 do), before and after SIGTERM.
+# in_fuse_open PID: how many threads of PID wait in fuse_open (empty when
+# their kernel stacks cannot be read).
+in_fuse_open() {
+	local t n=0
+	for t in /proc/$1/task/*; do
+		head -c 1 "$t/stack" >/dev/null 2>&1 || return 0
+		grep -q '^\[<[0-9a-f]*>\] fuse_open+' "$t/stack" 2>/dev/null && n=$((n + 1))
+	done
+	echo "$n"
+}
+stat_of() { curl -sS --max-time 30 "$(U debug/stats)" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
+stuck_flight() {
+	local i c all=yes cps="" j0 j1 inf nopen
+	fs_start flight || { layout_skip "one open per key" "$FSWHY"; return; }
+	start flight "$FSDIR" --timeout 60s --threads 1 --device-limit 4 --drain 2s
+	# Its read held by the disk (the page stays locked), its open done.
+	c=$(code -H 'X-Request-Timeout: 1000' "$(U stuck)")
+	j0=$(stat_of opens_joined)
+	for i in $(seq 10); do
+		rm -f "$T/flight$i.code"
+		code -H 'X-Request-Timeout: 1000' "$(U stuck)" >"$T/flight$i.code" &
+		cps="$cps $!"
+	done
+	wait $cps
+	for i in $(seq 10); do [ "$(cat "$T/flight$i.code")" = 504 ] || all=no; done
+	j1=$(stat_of opens_joined)
+	inf=$(stat_of opens_in_flight)
+	check "one open per key: the first GET 504 (its read held), then 10 at once 504 at their deadline" \
+		[ "$c" = 504 -a $all = yes ]
+	check "... the 10 waited for one open in flight (opens_in_flight $inf, opens_joined $j0 -> $j1)" \
+		[ "$inf" = 1 -a "$((j1 - j0))" = 9 ]
+	nopen=$(in_fuse_open "$SPID")
+	if [ -n "$nopen" ]; then
+		check "... one thread of the server waits in the kernel's fuse_open ($nopen)" [ "$nopen" = 1 ]
+	else
+		skip=$((skip + 1)); echo "  SKIP: one open per key: kernel stacks unreadable (/proc/PID/task/*/stack)"
+	fi
+	# Ten more wait for that open (60 s deadlines); SIGTERM: after the
+	# drain, what is left of the process while the disk holds the page is
+	# that one open; it exits once the disk answers.
+	cps=""
+	for i in $(seq 10); do
+		curl -sS -o /dev/null --max-time 90 -H 'X-Request-Timeout: 60000' "$(U stuck)" 2>/dev/null &
+		cps="$cps $!"
+	done
+	for _ in $(seq 100); do [ "$(stat_of opens_joined)" = $((j1 + 10)) ] && break; sleep 0.1; done
+	j0=$(stat_of opens_joined)
+	kill -TERM "$SPID"
+	for _ in $(seq 300); do [ "$(main_state "$SPID")" = Z ] && break; sleep 0.1; done
+	nopen=$(in_fuse_open "$SPID")
+	[ "${nopen:-1}" = 1 ] || held_stacks "$SPID"
+	check "one open per key: 10 GETs waiting ($((j0 - j1)) joined), SIGTERM: the main thread gone, ${nopen:-an unknown number of} thread(s) left in fuse_open" \
+		[ "$((j0 - j1))" = 10 -a "$(main_state "$SPID")" = Z -a "${nopen:-1}" = 1 ]
+	stop_released "$SPID"
+	check "... once the disk answers, exit status 0" [ "$RC" = 0 ]
+	kill $cps 2>/dev/null; wait $cps 2>/dev/null
+	fs_stop
+}
+if [ -n "$STUCKFS" ]; then
+	stuck_flight
+else
+	skip=$((skip + 1)); echo "  SKIP: one open per key: no stuckfs helper given"
 fi
 
 echo "objd: $pass passed, $fail failed, $skip skipped"

@@ -192,34 +192,73 @@ bool cache_refresh_due(struct worker *w, struct fentry *e)
 	return true;
 }
 
+/* e's validator headers (its ETag and mtime set), made once for its GETs. */
+static void vhdrs_make(struct fentry *e)
+{
+	char lm[HTTP_DATE_LEN + 1], *p = e->vhdrs;
+
+	http_date(lm, e->mtime);
+	p = put_str(p, "ETag: ");
+	p = put_str(p, e->etag);
+	p = put_str(p, "\r\nLast-Modified: ");
+	p = put_str(p, lm);
+	p = put_str(p, "\r\n");
+	e->vlen = p - e->vhdrs;
+	p = put_str(p, "Accept-Ranges: bytes\r\n");
+	e->vhlen = p - e->vhdrs;
+	*p = '\0';
+}
+
+/*
+ * An entry for key (hash h) outside the table: fd (the entry owns it from
+ * now on), size, validators; one reference for the caller. NULL (fd not
+ * taken) when out of memory.
+ */
+struct fentry *fentry_new(const char *key, uint64_t h, int fd, uint64_t size,
+			  const char *etag, int64_t mtime)
+{
+	size_t len = strlen(key);
+	struct fentry *e = malloc(sizeof(*e) + len + 1);
+
+	if (!e)
+		return NULL;
+	memcpy(e->key, key, len + 1);
+	e->hash = h;
+	e->gen = 0;
+	e->expires = 0;
+	e->fd = fd;
+	e->size = size;
+	e->mtime = mtime;
+	snprintf(e->etag, sizeof(e->etag), "%s", etag);
+	vhdrs_make(e);
+	e->refs = 1;
+	e->linked = false;
+	e->refreshing = false;
+	e->hnext = e->lprev = e->lnext = NULL;
+	return e;
+}
+
 /*
  * A new entry for key (hash h): fd (the cache owns it from now on, the
  * caller holds one reference), opened under generation gen from time t0 on.
- * NULL (fd not taken) when the cache is off or out of memory.
+ * NULL (fd not taken) when the cache is off (or gone: the worker ends), out
+ * of memory, or gen is stale.
  */
 struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t gen,
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime)
 {
 	struct fcache *fc = &w->fc;
-	size_t len = strlen(key);
 	struct fentry *e, *old;
 
-	if (!fc->cap || gen != cache_gen(h))	/* already stale */
+	if (!fc->table || gen != cache_gen(h))	/* already stale */
 		return NULL;
-	e = malloc(sizeof(*e) + len + 1);
+	e = fentry_new(key, h, fd, size, etag, mtime);
 	if (!e)
 		return NULL;
-	memcpy(e->key, key, len + 1);
-	e->hash = h;
 	e->gen = gen;
 	e->expires = t0 + w->s->o.cache_ttl_ns;
-	e->fd = fd;
-	e->size = size;
-	e->mtime = mtime;
-	snprintf(e->etag, sizeof(e->etag), "%s", etag);
 	e->refs = 2;		/* the table's and the caller's */
 	e->linked = true;
-	e->refreshing = false;
 	for (old = fc->table[h & (fc->nbuckets - 1)]; old; old = old->hnext)
 		if (old->hash == h && !strcmp(old->key, key))
 			break;

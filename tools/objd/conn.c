@@ -41,7 +41,7 @@ void conn_put(struct conn *c)
 		c->next->prev = c->prev;
 	w->nconns--;
 	atomic_fetch_sub(&w->s->st.conns, 1);
-	rctx_release(c->ctx);	/* its hang-up watch first, then the fd */
+	rctx_release(c->ctx);	/* its hang-up watch first (if any), then the fd */
 	close(c->fd);
 	in_give(w, c->in);
 	req_give(w, c->r);
@@ -93,7 +93,7 @@ void file_cb(void *arg, int res, void *data, unsigned flags)
 		if (!c->r->why)
 			c->r->why = "abandoned-io";
 	}
-	if (c->state == C_DEAD || rctx_err(c->ctx)) {
+	if (c->state == C_DEAD || rctx_err(conn_ctx(c))) {
 		/* The client hung up (or the server is gone): nobody to
 		 * answer; whatever else of the request runs is cancelled. */
 		if (c->r->fopens && res >= 0)
@@ -139,7 +139,7 @@ bool ctx_expired(rctx_t *ctx)
 const char *cancel_why(struct conn *c)
 {
 	static __thread char buf[32];
-	int cause = rctx_cause(c->ctx);
+	int cause = rctx_cause(conn_ctx(c));
 	const char *name;
 
 	if (c->r && (ctx_expired(c->r->req_ctx) || ctx_expired(c->r->resp_ctx)))
@@ -163,7 +163,7 @@ int status_of_errno(struct conn *c, int res)
 	case -ECANCELED:
 		if (ctx_expired(c->r->req_ctx))
 			return 504;
-		if (rctx_err(c->ctx))
+		if (rctx_err(conn_ctx(c)))
 			return 503;	/* server shutting down */
 		return 504;
 	case -ENOENT: case -ENOTDIR: case -EXDEV: case -ELOOP: case -EISDIR:
@@ -299,7 +299,7 @@ const char *send_failure(struct conn *c)
 {
 	if (c->r && (ctx_expired(c->r->req_ctx) || ctx_expired(c->r->resp_ctx)))
 		return "deadline-send";
-	return rctx_err(c->ctx) ? cancel_why(c) : "client-gone";
+	return rctx_err(conn_ctx(c)) ? cancel_why(c) : "client-gone";
 }
 
 /* The ring sends out[out_off..out_len) under the response context. */
@@ -398,7 +398,7 @@ rctx_t *conn_resp_ctx(struct conn *c)
 
 	if (!r->resp_ctx)
 		r->resp_ctx = r->resp_of_req ? rctx_with_cancel(r->req_ctx) :
-			      rctx_with_timeout(c->ctx, 10LL * 1000000000);
+			      rctx_with_timeout(conn_ctx(c), 10LL * 1000000000);
 	return r->resp_ctx;
 }
 
@@ -409,7 +409,7 @@ static bool resp_done(struct conn *c)
 
 	if (r->resp_ctx)
 		return rctx_err(r->resp_ctx) != 0;
-	return rctx_err(r->resp_of_req ? r->req_ctx : c->ctx) != 0;
+	return rctx_err(r->resp_of_req ? r->req_ctx : conn_ctx(c)) != 0;
 }
 
 /*
@@ -433,9 +433,8 @@ static const char *connection_header(struct conn *c)
 void conn_respond(struct conn *c, int status, const char *extra, const char *body,
 		  size_t body_len, uint64_t content_length, void (*on_sent)(struct conn *))
 {
-	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace) + body_len, sent;
-	char tp[RCTX_TRACEPARENT_LEN + 1];
-	int n;
+	size_t cap = 512 + (extra ? strlen(extra) : 0) + strlen(c->r->trace), sent, n;
+	char tp[RCTX_TRACEPARENT_LEN + 1], *p;
 
 	if (atomic_load(&c->w->s->draining))
 		c->r->keep_alive = false;
@@ -445,17 +444,31 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 		return;
 	}
 	pick_resp_ctx(c);
-	n = snprintf(c->r->out, cap, "HTTP/1.1 %d %s\r\nServer: ringctx-objd\r\n%s%s%s",
-		     status, reason(status), connection_header(c),
-		     extra ? extra : "", c->r->trace[0] ? "X-Trace-ID: " : "");
-	if (c->r->trace[0])
-		n += snprintf(c->r->out + n, cap - n, "%s\r\n", c->r->trace);
-	if (rctx_trace_format(&c->r->tp, tp, sizeof(tp)) > 0)
-		n += snprintf(c->r->out + n, cap - n, "traceparent: %s\r\n", tp);
-	if (status != 204 && status != 100 && status != 304)	/* no body */
-		n += snprintf(c->r->out + n, cap - n, "Content-Length: %llu\r\n",
-			      (unsigned long long)content_length);
-	n += snprintf(c->r->out + n, cap - n, "\r\n");
+	p = put_str(c->r->out, "HTTP/1.1 ");
+	p = put_u64(p, (unsigned)status);
+	*p++ = ' ';
+	p = put_str(p, reason(status));
+	p = put_str(p, "\r\nServer: ringctx-objd\r\n");
+	p = put_str(p, connection_header(c));
+	if (extra)
+		p = put_str(p, extra);
+	if (c->r->trace[0]) {
+		p = put_str(p, "X-Trace-ID: ");
+		p = put_str(p, c->r->trace);
+		p = put_str(p, "\r\n");
+	}
+	if (rctx_trace_format(&c->r->tp, tp, sizeof(tp)) > 0) {
+		p = put_str(p, "traceparent: ");
+		p = put_str(p, tp);
+		p = put_str(p, "\r\n");
+	}
+	if (status != 204 && status != 100 && status != 304) {	/* no body */
+		p = put_str(p, "Content-Length: ");
+		p = put_u64(p, content_length);
+		p = put_str(p, "\r\n");
+	}
+	p = put_str(p, "\r\n");
+	n = p - c->r->out;
 	c->r->out_off = 0;
 	c->r->head_sent = status != 100;
 	c->r->on_sent = on_sent;
@@ -466,13 +479,18 @@ void conn_respond(struct conn *c, int status, const char *extra, const char *bod
 	}
 	/* Head and body straight from where they are; what the socket does
 	 * not take now is copied (body may be the caller's only until we
-	 * return) and left to the ring. */
+	 * return) and left to the ring: only then is room made for the body
+	 * (a request keeps its buffer while it is pooled). */
 	sent = send_now(c, (struct iovec[]){ { c->r->out, n }, { (void *)body, body_len } }, 2);
 	c->r->out_len = n + body_len;
 	if (sent)
 		account_sent(c, sent);
 	if (c->r->out_off == c->r->out_len) {
 		all_sent(c);
+		return;
+	}
+	if (!out_reserve(c, n + body_len)) {
+		conn_abort(c, "out-of-memory");
 		return;
 	}
 	memcpy(c->r->out + n, body, body_len);
@@ -529,7 +547,7 @@ static void linger(struct conn *c)
 		c->state = C_WAIT;	/* no request: drain may close it */
 		c->in_len = 0;
 		shutdown(c->fd, SHUT_WR);
-		c->hdr_ctx = rctx_with_timeout(c->ctx, 2LL * 1000000000);
+		c->hdr_ctx = rctx_with_timeout(conn_ctx(c), 2LL * 1000000000);
 		if (!c->hdr_ctx || !in_get(c)) {
 			conn_abort(c, NULL);
 			return;
@@ -540,11 +558,21 @@ static void linger(struct conn *c)
 		conn_abort(c, NULL);
 }
 
-/* A request starts (its head is in, or an error answers it): counted. */
+/*
+ * A request starts (its head is in, or an error answers it): counted, and
+ * the connection's context made for it. The client's hang-up ends that
+ * context while the request waits for the disk: every request of it in the
+ * kernel is cancelled at once (cause -ECONNRESET). The watch is made by
+ * the first such request (rctx_with_hangup_lazy); the rest of the time a
+ * receive sees the end of the stream, a send fails. Without one (no
+ * memory) the request runs under the server's context, unwatched.
+ */
 static void request_begin(struct conn *c)
 {
 	atomic_fetch_add(&c->w->s->st.in_flight, 1);
 	c->w->active++;
+	if (!c->ctx)
+		c->ctx = rctx_with_hangup_lazy(c->w->s->ctx, c->fd);
 }
 
 /* The request ends (answered or not): log it, give back its counts. */
@@ -569,7 +597,7 @@ void conn_finish(struct conn *c)
 
 	/* The whole response is out: a hang-up seen since (the client
 	 * closing once it had it all) is not why the request ended. */
-	if (!c->r->why && rctx_cause(c->ctx) == -ECONNRESET)
+	if (!c->r->why && rctx_cause(conn_ctx(c)) == -ECONNRESET)
 		c->r->why = "-";
 	stats_status(s, c->r->status);
 	request_end(c);
@@ -579,10 +607,13 @@ void conn_finish(struct conn *c)
 	again = c->r->keep_alive && !atomic_load(&s->draining);
 	req_give(c->w, c->r);
 	c->r = NULL;
-	if (again)
+	if (again) {
+		rctx_release(c->ctx);	/* idle: the connection holds none */
+		c->ctx = NULL;
 		next_request(c);
-	else
+	} else {
 		linger(c);
+	}
 }
 
 /* ---- reading the head --------------------------------------------------- */
@@ -639,7 +670,7 @@ static void head_got(struct conn *c, int res)
 		c->in_len += res;
 		atomic_fetch_add(&c->w->s->st.bytes_in, res);
 		parse_head(c);
-	} else if (res < 0 && c->in_len > 0 && head_expired(c) && !rctx_err(c->ctx) &&
+	} else if (res < 0 && c->in_len > 0 && head_expired(c) && !rctx_err(conn_ctx(c)) &&
 		   (c->r || (c->r = req_take(c->w)))) {
 		/* A head that trickles in: 408, then close. */
 		hdr_ctx_end(c);
@@ -719,7 +750,7 @@ static void poll_head(struct conn *c)
  */
 static bool own_hdr_ctx(struct conn *c)
 {
-	rctx_t *own = rctx_with_deadline(c->ctx, c->hdr_expires);
+	rctx_t *own = rctx_with_deadline(conn_ctx(c), c->hdr_expires);
 
 	if (!own) {
 		conn_abort(c, "out-of-memory");
@@ -856,7 +887,7 @@ static rctx_t *trace_ctx(struct conn *c)
 	if (c->r->req.traceparent.n && c->r->req.traceparent.n < sizeof(buf)) {
 		copy_slice(buf, sizeof(buf), c->r->req.traceparent);
 		if (!rctx_trace_parse(buf, &in) && !rctx_trace_child(&in, &c->r->tp))
-			return rctx_with_trace(c->ctx, &c->r->tp);
+			return rctx_with_trace(conn_ctx(c), &c->r->tp);
 	}
 	if (!hex_id(c->r->req.trace_id, c->r->tp.trace_id))
 		id_random(c->r->tp.trace_id, sizeof(c->r->tp.trace_id));
@@ -864,7 +895,7 @@ static rctx_t *trace_ctx(struct conn *c)
 	do
 		id_random(c->r->tp.span_id, sizeof(c->r->tp.span_id));
 	while (!memcmp(c->r->tp.span_id, "\0\0\0\0\0\0\0\0", 8));
-	return rctx_with_trace(c->ctx, &c->r->tp);
+	return rctx_with_trace(conn_ctx(c), &c->r->tp);
 }
 
 /* One of --max-inflight for an object request; false: answer 503. */
@@ -981,11 +1012,12 @@ static bool keep_head(struct conn *c, size_t n)
 	size_t need = n + 1 + (n < OBJD_KEY_MAX ? n : OBJD_KEY_MAX);	/* + the key */
 
 	if (need > c->r->head_cap) {
-		p = realloc(c->r->head, need < 1024 ? 1024 : need);
+		need = (need + 255) & ~(size_t)255;	/* a typical head: 256 */
+		p = realloc(c->r->head, need);
 		if (!p)
 			return false;
 		c->r->head = p;
-		c->r->head_cap = need < 1024 ? 1024 : need;
+		c->r->head_cap = need;
 	}
 	memcpy(c->r->head, c->in, n);
 	c->r->head_len = n;
@@ -1077,21 +1109,11 @@ void conn_start(struct worker *w, int fd, bool loopback)
 	c->fd = fd;
 	c->refs = 1;		/* the list's */
 	c->loopback = loopback;
-	/* The client's hang-up ends the connection's context while one of
-	 * its requests waits for the disk: every request of it in the kernel
-	 * is cancelled at once (cause -ECONNRESET). The watch is made by the
-	 * first such request (an idle connection holds none); the rest of
-	 * the time a receive sees the end of the stream, a send fails. */
-	c->ctx = rctx_with_hangup_lazy(s->ctx, fd);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
 	w->nconns++;
-	if (!c->ctx) {
-		conn_abort(c, "out-of-memory");
-		return;
-	}
 	if (atomic_fetch_add(&s->st.conns, 1) >= s->o.max_conns) {
 		if (!(c->r = req_take(w))) {
 			conn_abort(c, "out-of-memory");

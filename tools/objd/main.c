@@ -261,6 +261,7 @@ static void *worker_main(void *arg)
 		}
 		idle_expire(w, false);
 	}
+	flights_cancel(w);	/* their callbacks run below */
 	cache_destroy(w);	/* its fds: no request uses them now */
 	pipes_destroy(w);
 	idle_destroy(w);
@@ -301,7 +302,7 @@ static int setup_workers(struct server *s)
 		err = rctx_ring_create(&w->ring, 1024);
 		if (err)
 			return err;
-		if (cache_init(w, s->o.cache_cap) || idle_init(w))
+		if (cache_init(w, s->o.cache_cap) || idle_init(w) || flights_init(w))
 			return -ENOMEM;
 	}
 	s->o.port = port;

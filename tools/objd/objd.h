@@ -5,7 +5,8 @@
  *
  * Contexts: server (cancelled at the end of the drain) > accepting (a
  * signal context: SIGTERM/SIGINT end it and stop the accepts) ; server >
- * connection (a hang-up context: the client's hang-up ends it) > header
+ * connection (a hang-up context: the client's hang-up ends it; made for
+ * each request, so that an idle keep-alive connection holds none) > header
  * (--header-timeout) and trace (the request's traceparent) > request
  * (--timeout, shortened by grpc-timeout or X-Request-Timeout, at most
  * --max-timeout) > every recv, send and file request of that request.
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include <ringctx.h>
@@ -36,6 +38,7 @@
 #define OBJD_IBUF_SIZE 256		/* ... each (a head's first bytes) */
 #define OBJD_IDLE_SLICES 16		/* idle contexts per --header-timeout */
 #define OBJD_IDLE_MAX (2 * OBJD_IDLE_SLICES)	/* alive at once, at most */
+#define OBJD_FLIGHT_BUCKETS 64		/* opens in flight, by key (flight.c) */
 
 struct objd_opts {
 	char addr[64];
@@ -63,6 +66,8 @@ struct objd_stats {
 	atomic_llong objects;		/* object requests holding a slot */
 	atomic_llong conns;
 	atomic_ullong abandoned;	/* file requests left to a stuck kernel */
+	atomic_llong opens_in_flight;	/* keys whose open a GET may join */
+	atomic_ullong opens_joined;	/* GETs that waited for such an open */
 };
 
 struct worker;
@@ -86,6 +91,25 @@ struct fentry {
 	uint64_t size;
 	int64_t mtime;
 	char etag[HTTP_ETAG_MAX];
+	/* A GET's validator headers, made once: "ETag: ...\r\nLast-Modified:
+	 * ...\r\n" (vlen bytes; a 304's) then "Accept-Ranges: bytes\r\n". */
+	char vhdrs[128];
+	uint8_t vlen, vhlen;
+	char key[];
+};
+
+/* An open of a key in flight, that GETs of the key join (flight.c). */
+struct flight {
+	struct flight *hnext;		/* in its worker's table */
+	struct worker *w;
+	rctx_t *ctx;			/* the open's: under the worker's flights_ctx */
+	struct fwait *waiters;
+	uint64_t hash, gen;
+	int64_t t0;
+	int efd;			/* eventfd: written once answered */
+	int refs;			/* the open's + one per waiter */
+	bool linked;			/* in the table: may be joined */
+	bool via_symlink;		/* opened following links: not cached */
 	char key[];
 };
 
@@ -111,6 +135,28 @@ struct server {
 struct conn;
 struct request;
 
+/* Response heads are made with these rather than printf (per request). */
+static inline char *put_str(char *p, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static inline char *put_u64(char *p, uint64_t v)
+{
+	char d[20];
+	int n = 0;
+
+	do
+		d[n++] = '0' + v % 10;
+	while ((v /= 10));
+	while (n)
+		*p++ = d[--n];
+	return p;
+}
+
 struct worker {
 	struct server *s;
 	int idx;
@@ -127,6 +173,8 @@ struct worker {
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 	struct fcache fc;
+	struct flight *flights[OBJD_FLIGHT_BUCKETS];	/* flight.c */
+	rctx_t *flights_ctx;	/* the flights' parent, child of the server's */
 	struct objd_pipe pipes[OBJD_PIPE_POOL];	/* empty ones, for reuse */
 	unsigned npipes;
 	/* idle.c: the idle contexts (a FIFO of slices), the provided receive
@@ -201,13 +249,12 @@ struct request {
 	char get_hdrs[256];
 	char etag[HTTP_ETAG_MAX];	/* the object's validators */
 	int64_t mtime;
-	/* The open-file cache: the entry whose fd (file_fd) the GET reads; a
-	 * fill's key hash, generation and start; an open that followed a
-	 * symbolic link (not cached; a PUT or DELETE through one invalidates
-	 * every entry). */
+	/* The open-file cache: the entry whose fd (file_fd) the GET reads
+	 * (cached, or its open's alone); the key's hash; a PUT's or DELETE's
+	 * open that followed a symbolic link (which then invalidates every
+	 * entry). */
 	struct fentry *fe;
-	uint64_t khash, fill_gen;
-	int64_t fill_t0;
+	uint64_t khash;
 	bool via_symlink;
 
 	/* The response head (or a small body) being sent. */
@@ -219,12 +266,14 @@ struct request {
 /*
  * A connection: all an idle keep-alive one holds. Its input buffer only
  * while it has bytes to keep (a head in pieces, a body, pipelined
- * requests); its request only while one is read or served.
+ * requests); its request and its context only while one is read or served
+ * (the context, until it lingers or is freed).
  */
 struct conn {
 	struct worker *w;
 	struct conn *prev, *next;
-	rctx_t *ctx, *hdr_ctx;
+	rctx_t *ctx;		/* while it has a request (or lingers): NULL idle */
+	rctx_t *hdr_ctx;
 	int64_t hdr_expires;	/* the head's deadline */
 	char *in;		/* OBJD_IN_CAP bytes, or NULL */
 	struct request *r;
@@ -235,6 +284,13 @@ struct conn {
 	bool loopback;
 	bool hdr_shared;	/* hdr_ctx is the worker's idle context */
 };
+
+/* The connection's context: its own (a hang-up context) while it has a
+ * request, else the server's. */
+static inline rctx_t *conn_ctx(const struct conn *c)
+{
+	return c->ctx ? c->ctx : c->w->s->ctx;
+}
 
 /* conn.c */
 void conn_start(struct worker *w, int fd, bool loopback);
@@ -263,6 +319,12 @@ void object_get(struct conn *c);
 void object_put(struct conn *c);
 void object_delete(struct conn *c);
 void object_release(struct conn *c, bool failed);
+void get_flown(struct conn *c, int res, struct fentry *e);
+
+/* flight.c */
+int flights_init(struct worker *w);
+int flight_join(struct conn *c);
+void flights_cancel(struct worker *w);
 
 /* cache.c */
 uint64_t cache_hash(const char *key);
@@ -273,6 +335,8 @@ void cache_destroy(struct worker *w);
 struct fentry *cache_get(struct worker *w, const char *key, uint64_t h);
 struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t gen,
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
+struct fentry *fentry_new(const char *key, uint64_t h, int fd, uint64_t size,
+			  const char *etag, int64_t mtime);
 void cache_put(struct worker *w, struct fentry *e);
 void cache_drop(struct worker *w, struct fentry *e);
 bool cache_refresh_due(struct worker *w, struct fentry *e);

@@ -207,7 +207,7 @@ static void get_failed(struct conn *c, int res)
 	}
 	conn_abort(c, res == 0 ? "file-shrank" :
 		   ctx_expired(c->r->req_ctx) ? "deadline-mid-body" :
-		   rctx_err(c->ctx) ? cancel_why(c) : "read-failed");
+		   rctx_err(conn_ctx(c)) ? cancel_why(c) : "read-failed");
 }
 
 static void get_read(struct conn *c, int res, void *data)
@@ -346,18 +346,19 @@ static void get_next(struct conn *c)
 	}
 }
 
-/* The object is open (c->r->file_fd) and c->r->size known: answer. */
+/* The object is open (c->r->file_fd, its entry c->r->fe) and c->r->size
+ * known: answer. */
 static void get_sized(struct conn *c)
 {
 	struct http_validators v = { true, c->r->etag, c->r->mtime };
-	char lm[HTTP_DATE_LEN + 1], extra[160];
+	const struct fentry *e = c->r->fe;
+	char extra[160];
 	uint64_t first = 0, last = 0;
-	size_t n;
 	int r;
 
-	http_date(lm, c->r->mtime);
-	n = snprintf(c->r->get_hdrs, sizeof(c->r->get_hdrs), "ETag: %s\r\nLast-Modified: %s\r\n",
-		     c->r->etag, lm);
+	/* The validators (ETag, Last-Modified) as the entry made them. */
+	memcpy(c->r->get_hdrs, e->vhdrs, e->vlen);
+	c->r->get_hdrs[e->vlen] = '\0';
 	r = preconditions(c, true);
 	if (r == 304) {
 		conn_respond(c, 304, c->r->get_hdrs, NULL, 0, 0, conn_finish);
@@ -374,14 +375,14 @@ static void get_sized(struct conn *c)
 		conn_respond(c, 416, extra, "416 Range Not Satisfiable\n", 26, 26, conn_finish);
 		return;
 	}
-	n += snprintf(c->r->get_hdrs + n, sizeof(c->r->get_hdrs) - n, "Accept-Ranges: bytes\r\n");
+	memcpy(c->r->get_hdrs, e->vhdrs, e->vhlen + 1);	/* + Accept-Ranges */
 	if (r == 0) {
 		c->r->off = 0;
 		c->r->last = c->r->size ? c->r->size - 1 : 0;
 	} else {
 		c->r->off = first;
 		c->r->last = last;
-		snprintf(c->r->get_hdrs + n, sizeof(c->r->get_hdrs) - n,
+		snprintf(c->r->get_hdrs + e->vhlen, sizeof(c->r->get_hdrs) - e->vhlen,
 			 "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)first,
 			 (unsigned long long)last, (unsigned long long)c->r->size);
 	}
@@ -396,38 +397,29 @@ static void get_sized(struct conn *c)
 }
 
 /*
- * The object is open: its size and validators. The kernel's cached
- * attributes (AT_STATX_DONT_SYNC) never wait for a file system, and an open
- * has just brought them up to date (NFS: close-to-open), so no file request
- * is needed.
+ * The open of the GET's key ended (its own, or the one in flight it joined:
+ * flight.c): e, a reference to the open file's entry (fd, size,
+ * validators), or res < 0 (the open failed; -EISDIR: not a regular file;
+ * or the request's context ended first).
  */
-static void get_opened(struct conn *c, int res, void *data)
+void get_flown(struct conn *c, int res, struct fentry *e)
 {
-	struct statx stx;
-
-	(void)data;
-	if (retry_with_links(c, res, c->w->s->root_fd, c->r->key, O_RDONLY, get_opened))
+	if (c->state == C_DEAD || rctx_err(conn_ctx(c))) {
+		/* The client hung up (or the server is gone). */
+		if (e)
+			cache_put(c->w, e);
+		conn_abort(c, cancel_why(c));
 		return;
+	}
 	if (res < 0) {
 		fail(c, status_of_errno(c, res));
 		return;
 	}
-	c->r->file_fd = res;
-	if (statx(res, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_OBJD, &stx) < 0) {
-		fail(c, 500);
-		return;
-	}
-	if (!S_ISREG(stx.stx_mode)) {
-		fail(c, 404);
-		return;
-	}
-	c->r->size = stx.stx_size;
-	validators(c, &stx);
-	/* Known by this one name: the cache takes the fd (kept open for the
-	 * next GETs of the key, closed when evicted and no longer used). */
-	if (!c->r->via_symlink)
-		c->r->fe = cache_add(c->w, c->r->key, c->r->khash, c->r->fill_gen, c->r->fill_t0, res, c->r->size,
-				  c->r->etag, c->r->mtime);
+	c->r->fe = e;
+	c->r->file_fd = e->fd;
+	c->r->size = e->size;
+	c->r->mtime = e->mtime;
+	memcpy(c->r->etag, e->etag, sizeof(c->r->etag));
 	get_sized(c);
 }
 
@@ -504,8 +496,8 @@ out_fail:
 /*
  * A cached key: its fd, size and validators, no file request before the
  * read (and none at all when the page cache has the bytes); late in its
- * TTL, the key is opened again meanwhile. Else open it, after reading the
- * generation its entry will carry.
+ * TTL, the key is opened again meanwhile. Else open it, or wait for its
+ * open already in flight (flight.c).
  */
 void object_get(struct conn *c)
 {
@@ -516,17 +508,11 @@ void object_get(struct conn *c)
 	if (e && cache_refresh_due(c->w, e))
 		refresh_start(c->w, e);
 	if (e) {
-		c->r->fe = e;
-		c->r->file_fd = e->fd;
-		c->r->size = e->size;
-		c->r->mtime = e->mtime;
-		memcpy(c->r->etag, e->etag, sizeof(c->r->etag));
-		get_sized(c);
+		get_flown(c, 0, e);
 		return;
 	}
-	c->r->fill_gen = cache_gen(c->r->khash);
-	c->r->fill_t0 = rctx_now();
-	submit_open_nolink(c, c->w->s->root_fd, c->r->key, O_RDONLY, get_opened);
+	if (flight_join(c))
+		fail(c, 503);
 }
 
 /* ---- PUT ---------------------------------------------------------------- */
@@ -604,7 +590,7 @@ static void recv_body_cb(void *arg, int res, uint32_t flags)
 		goto out;
 	if (res == 0 || (res < 0 && res != -ETIMEDOUT && res != -ECANCELED)) {
 		conn_abort(c, "client-gone");
-	} else if (res < 0 && rctx_err(c->ctx)) {
+	} else if (res < 0 && rctx_err(conn_ctx(c))) {
 		conn_abort(c, cancel_why(c));	/* hang-up, shutdown */
 	} else if (res < 0) {
 		c->r->why = "deadline-body";

@@ -62,10 +62,12 @@ static size_t stats_json(struct server *s, char *buf, size_t cap)
 		add_ring(&sum, &r);
 	rctx_runtime_stats(&rt);
 	P("{\"requests\":%llu,\"in_flight\":%lld,\"connections\":%lld,\"bytes_in\":%llu,"
-	  "\"bytes_out\":%llu,\"abandoned_io\":%llu,\"threads\":%d,\"status\":{",
+	  "\"bytes_out\":%llu,\"abandoned_io\":%llu,\"opens_in_flight\":%lld,"
+	  "\"opens_joined\":%llu,\"threads\":%d,\"status\":{",
 	  (unsigned long long)s->st.requests, (long long)s->st.in_flight,
 	  (long long)s->st.conns, (unsigned long long)s->st.bytes_in,
 	  (unsigned long long)s->st.bytes_out, (unsigned long long)s->st.abandoned,
+	  (long long)s->st.opens_in_flight, (unsigned long long)s->st.opens_joined,
 	  s->o.threads);
 	for (int i = 100; i < 600; i++) {
 		unsigned long long v = s->st.by_status[i];
