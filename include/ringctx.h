@@ -335,8 +335,11 @@ rctx_t *rctx_with_hangup(rctx_t *parent, int sockfd);
  * the end of the stream, and a send to a peer that closed fails. For a
  * server with many idle connections, whose hang-up matters when one of its
  * requests waits for a disk. sockfd must stay open while the context
- * lives. Ownership, thread-safety, NULL returns and errno as
- * rctx_with_hangup().
+ * lives; it is not looked at before its watch is made (no system call: a
+ * server makes one per request), when a descriptor that is not open ends
+ * the context with cause -EBADF. Ownership, thread-safety, NULL returns
+ * and errno as rctx_with_hangup(), but for EBADF: only for a negative
+ * sockfd.
  */
 rctx_t *rctx_with_hangup_lazy(rctx_t *parent, int sockfd);
 

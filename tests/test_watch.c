@@ -304,6 +304,25 @@ Test(watch, lazy_hangup_released_unarmed)
 	close(sv[1]);
 }
 
+/* A descriptor that is not open is seen when the watch is made: the
+ * context ends with cause -EBADF. */
+Test(watch, lazy_hangup_on_a_closed_fd_ends_with_ebadf_when_armed)
+{
+	int sv[2];
+	rctx_t *lazy;
+
+	warm_up();
+	unix_pair(sv);
+	close(sv[0]);
+	close(sv[1]);
+	lazy = rctx_with_hangup_lazy(rctx_background(), sv[0]);
+	cr_assert_not_null(lazy, "no system call at creation");
+	cr_assert_eq(rctx_err(lazy), 0);
+	cr_assert_eq(rctx_hangup_arm(lazy), 0);
+	assert_ends(lazy, -EBADF);
+	rctx_release(lazy);
+}
+
 Test(watch, invalid_arguments_give_null)
 {
 	int p[2];
