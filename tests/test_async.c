@@ -674,32 +674,46 @@ static void wait_unfenced(void)
 	cr_assert_eq(rt_stats().fenced_files, 0, "the fence lifted");
 }
 
+/* Create (empty) the file name of the stuck file system, read-write. */
+static int stuck_file(const char *name)
+{
+	char path[160];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", fs.dir, name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert_geq(fd, 0);
+	return fd;
+}
+
+/* Run ring until the stuck file system holds one request (what). */
+static void run_until_held(rctx_ring_t *ring, const char *what)
+{
+	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
+		rctx_ring_run(ring, rctx_now() + MS(5));
+	cr_assert_eq(stuckfs_held(&fs), 1, "%s reached the file system", what);
+}
+
 Test(async, abandoned_write_fences_its_file_until_the_kernel_lets_go)
 {
 	rctx_ring_t *ring;
 	struct arec a = { 0 };
-	char path[160], back[8] = { 0 };
+	char back[8] = { 0 };
 	uint64_t fenced0;
 	rctx_t *ctx;
 	int fd, other;
 
 	mount_or_skip();
 	ring = new_ring();
-	snprintf(path, sizeof(path), "%s/f", fs.dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
-	snprintf(path, sizeof(path), "%s/g", fs.dir);
-	other = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(other, 0);
+	fd = stuck_file("f");
+	other = stuck_file("g");
 	cr_assert_eq(rctx_write(rctx_background(), fd, "AAAA", 4, 0), 4);
 	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
 
 	/* An async write, abandoned when its context ends. */
 	ctx = rctx_with_cancel(rctx_background());
 	cr_assert_eq(rctx_async_write(ring, ctx, fd, "BBBB", 4, 0, arec_cb, &a), 0);
-	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
-		rctx_ring_run(ring, rctx_now() + MS(5));
-	cr_assert_eq(stuckfs_held(&fs), 1, "the write reached the file system");
+	run_until_held(ring, "the write");
 	rctx_cancel(ctx);
 	cr_assert_eq(run_until(ring, &a.calls, 1, WAIT_MS), 1);
 	cr_assert_eq(a.res, -ECANCELED);
@@ -980,21 +994,17 @@ Test(async, write_segs_abandoned_fences_its_file_as_one_write)
 	int64_t off[] = { 0, 8 };
 	rctx_ring_t *ring;
 	struct arec a = { 0 };
-	char path[160], back[8] = { 0 };
+	char back[8] = { 0 };
 	rctx_t *ctx;
 	int fd;
 
 	mount_or_skip();
 	ring = new_ring();
-	snprintf(path, sizeof(path), "%s/f", fs.dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
+	fd = stuck_file("f");
 	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
 	ctx = rctx_with_cancel(rctx_background());
 	cr_assert_eq(rctx_async_write_segs(ring, ctx, fd, iov, off, 2, 0, arec_cb, &a), 0);
-	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
-		rctx_ring_run(ring, rctx_now() + MS(5));
-	cr_assert_eq(stuckfs_held(&fs), 1, "the first write reached the file system");
+	run_until_held(ring, "the first write");
 	rctx_cancel(ctx);
 	cr_assert_eq(run_until(ring, &a.calls, 1, WAIT_MS), 1);
 	cr_assert_eq(a.res, -ECANCELED);
@@ -1025,15 +1035,12 @@ Test(async, write_segs_syncs_only_after_whole_writes)
 	int64_t off[] = { 0, INT64_MAX - 1 };
 	rctx_ring_t *ring;
 	struct arec a = { 0 };
-	char path[160];
 	rctx_t *ctx;
 	int fd;
 
 	mount_or_skip();
 	ring = new_ring();
-	snprintf(path, sizeof(path), "%s/f", fs.dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
+	fd = stuck_file("f");
 	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_FSYNC), 0);
 	/* A segment fails: the request ends without its sync (which would
 	 * hang). */
@@ -1044,9 +1051,7 @@ Test(async, write_segs_syncs_only_after_whole_writes)
 	ctx = rctx_with_cancel(rctx_background());
 	cr_assert_eq(rctx_async_write_segs(ring, ctx, fd, iov, off, 1, RCTX_SEGS_DATASYNC,
 					   arec_cb, &a), 0);
-	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
-		rctx_ring_run(ring, rctx_now() + MS(5));
-	cr_assert_eq(stuckfs_held(&fs), 1, "the sync reached the file system");
+	run_until_held(ring, "the sync");
 	cr_assert_eq(a.calls, 1, "the request waits for its sync");
 	rctx_cancel(ctx);
 	cr_assert_eq(run_until(ring, &a.calls, 2, WAIT_MS), 2);
@@ -1078,16 +1083,12 @@ Test(async, a_request_started_late_writes_the_file_it_named)
 
 	mount_or_skip();
 	ring = new_ring();
-	snprintf(path, sizeof(path), "%s/f", fs.dir);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(fd, 0);
+	fd = stuck_file("f");
 	cr_assert_eq(stuckfs_hang(&fs, STUCKFS_HANG_WRITE), 0);
 	pinned = rt_stats().kept_pinned;
 	cr_assert_eq(rctx_async_write_segs(ring, rctx_background(), fd, iov, off, 2, 0, arec_cb,
 					   &a), 0);
-	for (int64_t end = rctx_now() + MS(WAIT_MS); stuckfs_held(&fs) < 1 && rctx_now() < end;)
-		rctx_ring_run(ring, rctx_now() + MS(5));
-	cr_assert_eq(stuckfs_held(&fs), 1, "the first write reached the file system");
+	run_until_held(ring, "the first write");
 	cr_assert_eq(rt_stats().kept_pinned, pinned + 1);
 	/* Given up (the ring's teardown: the kernel request goes on), its fd
 	 * closed and its number given to another file. */
@@ -1095,9 +1096,7 @@ Test(async, a_request_started_late_writes_the_file_it_named)
 	cr_assert_eq(a.calls, 1);
 	cr_assert_eq(a.flags, RCTX_ASYNC_ABANDONED);
 	close(fd);
-	snprintf(path, sizeof(path), "%s/g", fs.dir);
-	other = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	cr_assert_geq(other, 0);
+	other = stuck_file("g");
 	cr_assert_eq(dup2(other, fd), fd, "the number is reused");
 	close(other);
 	other = fd;

@@ -158,9 +158,11 @@ Test(sqlite_defer, a_transaction_reads_back_what_it_spilled, .init = setup, .fin
 
 /* The child: transactions until killed; after each COMMIT returns, its
  * number on out. Exits 2 if anything fails. */
-static void writer(const char *path, const char *mode, bool exclusive, int out)
+/* A child's connection through the ringctx VFS, synchronous=OFF; exits 2
+ * if it cannot be made. */
+static sqlite3 *child_open(const char *path, const char *mode, bool exclusive)
 {
-	char sql[512];
+	char sql[160];
 	sqlite3 *db;
 
 	if (rctx_sqlite_register(0) != SQLITE_OK ||
@@ -170,6 +172,14 @@ static void writer(const char *path, const char *mode, bool exclusive, int out)
 		 exclusive ? "; PRAGMA locking_mode=EXCLUSIVE" : "");
 	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		_exit(2);
+	return db;
+}
+
+static void writer(const char *path, const char *mode, bool exclusive, int out)
+{
+	sqlite3 *db = child_open(path, mode, exclusive);
+	char sql[512];
+
 	for (int i = 1;; i++) {
 		if (sqlite3_exec(db, txn_sql(i, sql, sizeof(sql)), NULL, NULL, NULL) != SQLITE_OK)
 			_exit(2);
@@ -251,16 +261,9 @@ Test(sqlite_defer, killed_writer_loses_no_commit_exclusive, .init = setup, .fini
  * COMMIT returned. Exits 2 if anything fails. */
 static void exiting_writer(const char *path, const char *mode, bool exclusive)
 {
+	sqlite3 *db = child_open(path, mode, exclusive);
 	char sql[512];
-	sqlite3 *db;
 
-	if (rctx_sqlite_register(0) != SQLITE_OK ||
-	    sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, RCTX_SQLITE_VFS) != SQLITE_OK)
-		_exit(2);
-	snprintf(sql, sizeof(sql), "PRAGMA journal_mode=%s; PRAGMA synchronous=OFF%s", mode,
-		 exclusive ? "; PRAGMA locking_mode=EXCLUSIVE" : "");
-	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		_exit(2);
 	for (int i = 1; i <= 5; i++)
 		if (sqlite3_exec(db, txn_sql(i, sql, sizeof(sql)), NULL, NULL, NULL) != SQLITE_OK)
 			_exit(2);
