@@ -325,7 +325,6 @@ RCTX_API int rctx_async_write_segs(rctx_ring_t *ring, rctx_t *ctx, int fd,
 		io_uring_prep_fsync(&k->chain->sqes[n], fd,
 				    flags & RCTX_SEGS_DATASYNC ? IORING_FSYNC_DATASYNC : 0);
 	k->writes = true;
-	k->sqe = k->chain->sqes[0]; /* what the checks of a write look at */
 	return async_start(k, fd, NULL);
 }
 

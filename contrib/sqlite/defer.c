@@ -225,14 +225,10 @@ void rctx__sqlite_free_held(struct rs_file *f)
 
 /* ---- sending --------------------------------------------------------------- */
 
-struct sent {
-	int left;	/* callbacks still to come */
-};
-
 /* A request of up to RCTX_SEGS_MAX held writes, written one after the other
  * by one kernel worker (rctx_async_write_segs). */
 struct batch {
-	struct sent *s;
+	int *left;	/* the flush's callbacks still to come */
 	int first, n;	/* f->held[first .. first + n) */
 	unsigned flags;	/* RCTX_SEGS_DATASYNC: the file's sync after them */
 	int res;	/* as pwritev(2), or the sync's error */
@@ -246,7 +242,7 @@ static void sent_cb(void *arg, int res, void *data, unsigned flags)
 	(void)data;
 	(void)flags;
 	b->res = res;
-	b->s->left--;
+	(*b->left)--;
 }
 
 /* The rest of a short write, or every write when there is no ring. */
@@ -318,8 +314,8 @@ static int send_batch(rctx_ring_t *ring, rctx_t *ctx, struct rs_file *f, struct 
  * request, the requests all in flight at once (the writes of one flush
  * never overlap: hold() sends first); wait for every one of them (each ends
  * by ctx's end at the latest). *sync (if sync is not NULL): the file's
- * fdatasync goes with them when they make one request; then *sync says
- * whether it ran (or may have: its error may be the one returned).
+ * fdatasync goes with them when they make one request; *sync says whether
+ * it ran and succeeded.
  * Returns 0 or the first error (-errno).
  */
 static int send_held(struct rs_file *f, rctx_t *ctx, bool *sync)
@@ -327,7 +323,7 @@ static int send_held(struct rs_file *f, rctx_t *ctx, bool *sync)
 	int nb = (f->nheld + RCTX_SEGS_MAX - 1) / RCTX_SEGS_MAX;
 	rctx_ring_t *ring = rctx__sqlite_ring();
 	bool with_sync = sync && nb == 1;
-	struct sent s = { 0 };
+	int left = 0;
 	struct batch *b;
 	int sent = 0, err = 0;
 
@@ -341,18 +337,18 @@ static int send_held(struct rs_file *f, rctx_t *ctx, bool *sync)
 	if (!b)
 		return write_rest(f, ctx, 0, f->nheld, 0);
 	for (; sent < nb && !err; sent++) {
-		b[sent] = (struct batch){ .s = &s, .first = sent * RCTX_SEGS_MAX,
+		b[sent] = (struct batch){ .left = &left, .first = sent * RCTX_SEGS_MAX,
 					  .flags = with_sync ? RCTX_SEGS_DATASYNC : 0 };
 		b[sent].n = f->nheld - b[sent].first < RCTX_SEGS_MAX ?
 			    f->nheld - b[sent].first : RCTX_SEGS_MAX;
 		err = send_batch(ring, ctx, f, &b[sent]);
 		if (!err)
-			s.left++;
+			left++;
 	}
-	while (s.left)
+	while (left)
 		rctx_ring_run(ring, RCTX_FOREVER);
 	if (with_sync && !err)
-		*sync = b[0].res < 0 || (size_t)b[0].res == b[0].len;
+		*sync = b[0].res >= 0 && (size_t)b[0].res == b[0].len;
 	for (int i = 0; i < sent && !err; i++)
 		err = finish_batch(f, ctx, &b[i]);
 	free(b);
