@@ -547,7 +547,10 @@ typedef void (*rctx_cb_t)(void *arg, int res, uint32_t flags);
  * eventfd(2) (-EMFILE, -ENFILE), -ENOMEM, -EINVAL if ringp is NULL or
  * entries is 1; *ringp is untouched on failure. The creating thread becomes
  * its owner; ownership
- * passes to whichever single thread runs it next.
+ * passes to whichever single thread runs it next. Where the kernel has them
+ * (5.19), the io_uring is set up with IORING_SETUP_COOP_TASKRUN and
+ * IORING_SETUP_TASKRUN_FLAG: a completion does not interrupt the owner, its
+ * work waits for the owner's next system call or rctx_ring_run().
  */
 int rctx_ring_create(rctx_ring_t **ringp, unsigned entries);
 
@@ -566,7 +569,9 @@ struct io_uring *rctx_ring_uring(rctx_ring_t *ring);
 
 /* A file descriptor that polls readable when the ring has completions to run:
  * integrate the ring into another event loop, then call rctx_ring_run() with
- * deadline 0. -EINVAL for NULL. */
+ * deadline 0. -EINVAL for NULL. The owner's epoll_wait(2) may return EINTR
+ * when a completion's work waits for it (as with any io_uring): the work is
+ * done on that return, and the fd polls readable after it. */
 int rctx_ring_fd(rctx_ring_t *ring);
 
 /*

@@ -51,6 +51,13 @@
  */
 #define CANCEL_CHUNK 128
 #define DEFAULT_ENTRIES 256
+/*
+ * A completion does not interrupt the owner while it runs in user space:
+ * its task work waits for the owner's next system call (a submit, the
+ * sleep in ppoll, or a peek that sees IORING_SQ_TASKRUN). An interrupt per
+ * completion costs an event loop its batching.
+ */
+#define COOP_FLAGS (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 
 /* RS_DONE: its final CQE was reaped, its governor not yet settled (the end
  * of the reaped batch, settle_batch()). RS_PARKED: held back, no SQE yet. */
@@ -1363,9 +1370,14 @@ RCTX_API int rctx_ring_create(rctx_ring_t **ringp, unsigned entries)
 	memset(&p, 0, sizeof(p));
 	/* Room for a cancel CQE beside each target's (saturated: the kernel
 	 * clamps both sizes). */
-	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | COOP_FLAGS;
 	p.cq_entries = entries > UINT_MAX / 4 ? UINT_MAX : entries * 4;
-	ret = rctx__queue_init_params(entries, &ring->ring, &p);
+	for (;;) {
+		ret = rctx__queue_init_params(entries, &ring->ring, &p);
+		if (ret != -EINVAL || !(p.flags & COOP_FLAGS))
+			break;
+		p.flags &= ~COOP_FLAGS; /* a kernel before 5.19 */
+	}
 	if (ret < 0)
 		goto out_free;
 	/* RCTX_NO_CQE_SKIP set: cancels post every result, as on kernels

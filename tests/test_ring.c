@@ -7,6 +7,7 @@
  * reach the kernel as link timeouts; teardown and 10,000-request cancels.
  */
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -216,6 +217,70 @@ Test(ring, natural_completion_reaches_callback)
 	rctx_ring_destroy(ring);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+static void *write_hello(void *arg)
+{
+	return (void *)(intptr_t)write(*(int *)arg, "hello", 5);
+}
+
+/*
+ * A receive woken by its socket is finished in task work of the thread that
+ * submitted it, which does not interrupt the owner (the ring is set up with
+ * IORING_SETUP_COOP_TASKRUN). An owner that only polls (deadline 0) and
+ * makes no other system call still gets its callback: the poll enters the
+ * kernel when IORING_SQ_TASKRUN says that work is waiting.
+ */
+Test(ring, completion_reaches_an_owner_that_only_polls)
+{
+	rctx_ring_t *ring = new_ring(0);
+	rctx_t *ctx = rctx_with_cancel(rctx_background());
+	struct done_rec d = { 0 };
+	struct io_uring_sqe sqe;
+	int64_t limit;
+	pthread_t th;
+	void *wrote;
+	int sv[2];
+	char buf[8] = { 0 };
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	io_uring_prep_recv(&sqe, sv[0], buf, sizeof(buf), 0);
+	sub(ring, ctx, &sqe, &d);
+	rctx_ring_run(ring, 0); /* in the kernel, waiting for data */
+	cr_assert_eq(d.calls, 0);
+	cr_assert_eq(pthread_create(&th, NULL, write_hello, &sv[1]), 0);
+	limit = rctx_now() + (int64_t)TH_PATIENCE_MS * 1000000;
+	while (d.calls == 0 && rctx_now() < limit) /* rctx_now: no system call */
+		rctx_ring_run(ring, 0);
+	cr_assert_eq(pthread_join(th, &wrote), 0);
+	cr_assert_eq((intptr_t)wrote, 5);
+	cr_assert_eq(d.calls, 1, "the receive's completion never reached the polling owner");
+	cr_assert_eq(d.res, 5);
+	cr_assert_eq(memcmp(buf, "hello", 5), 0);
+	rctx_release(ctx);
+	rctx_ring_destroy(ring);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* Where the kernel has them (5.19), a ring's completions do not interrupt
+ * its owner, and a flag in the SQ ring says when their work is waiting. */
+Test(ring, completions_do_not_interrupt_the_owner)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_COOP_TASKRUN |
+					      IORING_SETUP_TASKRUN_FLAG };
+	struct io_uring probe;
+	rctx_ring_t *ring;
+	int ret = io_uring_queue_init_params(2, &probe, &p);
+
+	if (ret == -EINVAL)
+		cr_skip_test("the kernel has no IORING_SETUP_COOP_TASKRUN (before 5.19)");
+	cr_assert_eq(ret, 0, "io_uring_queue_init_params: %s", strerror(-ret));
+	io_uring_queue_exit(&probe);
+	ring = new_ring(0);
+	cr_assert(rctx_ring_uring(ring)->flags & IORING_SETUP_COOP_TASKRUN);
+	cr_assert(rctx_ring_uring(ring)->flags & IORING_SETUP_TASKRUN_FLAG);
+	rctx_ring_destroy(ring);
 }
 
 Test(ring, submit_under_done_context_never_reaches_kernel)
