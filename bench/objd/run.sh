@@ -43,8 +43,11 @@ QUICK=${RCTX_BENCH_QUICK:-0}
 if [ "$QUICK" != 0 ]; then
 	MODE=quick; DUR=1; ROUNDS=1; ROUND_DUR=1; K10_DUR=2; EP_DUR=1; DEADLINE=1; CLIENT_MAX=1.3; SHUT_MAX=1.2; BUDGET=40
 else
-	MODE=full; DUR=3; ROUNDS=3; ROUND_DUR=1; K10_DUR=4; EP_DUR=2; DEADLINE=2; CLIENT_MAX=4; SHUT_MAX=5; BUDGET=90
+	MODE=full; DUR=3; ROUNDS=3; ROUND_DUR=1; K10_DUR=4; EP_DUR=2; DEADLINE=2; CLIENT_MAX=4; SHUT_MAX=3; BUDGET=90
 fi
+# The episode's wrk run: 0.3 s, a window of EP_DUR s unstuck, 0.3 s, a
+# window of EP_DUR s stuck, and time to spare.
+EP_WRK=$((2 * EP_DUR + 1))
 DRAIN=1
 STUCK_CLIENTS=32
 # ringctx-objd's settings that the thread bound of the episode is computed
@@ -302,10 +305,16 @@ finish() {
 # responses per second, R[ROW/p99,...] in ms, R[ROW/err,...] = non-2xx +
 # socket errors.
 wrk_row() {
-	local row=$1 s=$2 url=$3 c=$4 d=$5 f rps="" p99="" err=0
+	local row=$1 s=$2 url=$3 c=$4 d=$5 f
 	shift 5
 	f=$RAW/wrk-$s-${row//[^a-zA-Z0-9]/_}.txt
 	timeout -k 2 $((d + 15)) wrk -t2 -c"$c" -d"${d}s" --latency "$@" "$url" >"$f" 2>&1
+	wrk_parse "$row" "$s" "$f"
+}
+# wrk_parse ROW SERVER FILE: wrk_row's figures from wrk's output in FILE;
+# also WRK_N, the requests wrk counted.
+wrk_parse() {
+	local row=$1 s=$2 f=$3 rps="" p99="" err=0 n=""
 	eval "$(awk '
 	/Requests\/sec:/ { rps = $2 }
 	/^ +99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u)
@@ -315,13 +324,33 @@ wrk_row() {
 	/Socket errors:/ { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
 	END {
 		good = (n > 0) ? rps * (n - bad) / n : 0
-		printf "rps=%s p99=%s err=%d\n", (rps == "" ? "" : sprintf("%.0f", good)), p99, bad + sock
+		printf "rps=%s p99=%s err=%d n=%s\n", (rps == "" ? "" : sprintf("%.0f", good)), p99, bad + sock, n
 	}' "$f")"
+	WRK_N=$n
 	RAWV[$row/rps,$s]=$rps; RAWV[$row/p99,$s]=$p99; RAWV[$row/err,$s]=$err
 	R[$row/rps,$s]=${rps:-fail}
 	[ "$err" -gt 0 ] 2>/dev/null && R[$row/rps,$s]="$rps ($err err)"
 	R[$row/p99,$s]=$( [ -n "$p99" ] && printf '%.2f ms' "$p99" || echo -)
 }
+
+# octets: OCT = the bytes IP has received so far in this network namespace
+# (IpExt InOctets of /proc/net/netstat: on loopback, every byte a client or
+# a server sends), OCT_T = when it was read. Shell builtins only, so the
+# stamp is taken within microseconds of the read.
+octets() {
+	local -a names vals
+	local i
+	OCT=""
+	while read -r -a names && read -r -a vals; do
+		[ "${names[0]}" = IpExt: ] || continue
+		for ((i = 1; i < ${#names[@]}; i++)); do
+			[ "${names[i]}" = InOctets ] && { OCT=${vals[i]}; OCT_T=$EPOCHREALTIME; return 0; }
+		done
+	done </proc/net/netstat
+	return 1
+}
+# octet_rate A AT B BT: bytes per second between two octets readings.
+octet_rate() { awk -v a="$1" -v at="$2" -v b="$3" -v bt="$4" 'BEGIN { if (a != "" && b != "" && bt > at) printf "%.0f", (b - a) / (bt - at) }'; }
 
 # sampler FILE PID: a sample every 100 ms into FILE (until killed).
 sampler() {
@@ -331,6 +360,22 @@ sampler() {
 max_of() { awk -v c="${2:-1}" '$c != "" && (m == "" || $c + 0 > m) { m = $c + 0 } END { print m }' "$1" 2>/dev/null; }
 
 U() { echo "http://127.0.0.1:$PORT/$1"; }
+
+# warm URL: GET URL over WARM_CONNS new connections, so that each of the
+# server's workers has most likely served it once (the kernel picks the
+# worker of a connection: 2 workers all get one but with odds of 2^-15):
+# what a worker keeps per file (ringctx-objd's open-file cache, nginx's
+# open_file_cache) is then warm for every connection of the row. Without
+# it, the 10,000 connections' first requests on a cold worker all wait for
+# its one open of the file, and that burst (not the connections) decided
+# ringctx-objd's memory peak (bench/README.md). Prints every status other
+# than 200.
+WARM_CONNS=16
+warm() {
+	local i args=()
+	for ((i = 0; i < WARM_CONNS; i++)); do args+=(-o /dev/null "$1"); done
+	curl -s -H 'Connection: close' --max-time 5 -w '%{http_code}\n' "${args[@]}" | grep -v '^200$'
+}
 
 # ---- the stuck-disk episode --------------------------------------------------
 # episode SERVER: with SPID/PORT up and R[get4k/...] measured.
@@ -360,19 +405,55 @@ episode() {
 		[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$(basename "$dir")/data")")" = 200 ] ||
 			say "objd bench: $s: the stuck file system's data file was not served"
 		# Threads just before (the idle kernel workers that earlier rows
-		# left are in it), then sampled from the clients' start to the
-		# end of the episode.
+		# left are in it), then sampled from wrk's start to the end of
+		# the episode.
 		RAWV[thr,$s]=$(sample "$SPID" | cut -d' ' -f1)
 		sampler "$RAW/threads-$s-stuck.txt" "$SPID" &
 		smp=$!; PIDS="$PIDS $smp"
+		# The server's own rate without and with the stuck disk, from one
+		# wrk run over the same 64 connections: a window of EP_DUR s
+		# before the stuck clients start and one of EP_DUR s from 0.3 s
+		# after (their requests are in the server by then), the sampler
+		# running in both. Each window's rate is the bytes loopback
+		# carried in it (octets) over the bytes per request of the whole
+		# run. Two wrk runs, or the GET 4 KiB rounds, would not do: here
+		# a 2 s rate moves by up to 25% from one wrk run to the next
+		# (how the connections fall on the server's threads), where the
+		# windows of one run stay within a few percent (bench/README.md).
+		f=$RAW/wrk-$s-ep.txt
+		octets; o0=$OCT; wt=$OCT_T
+		timeout -k 2 $((EP_WRK + 15)) wrk -t2 -c64 -d"${EP_WRK}s" --latency "$(U "$K/files/4k.bin")" >"$f" 2>&1 &
+		wpid=$!; PIDS="$PIDS $wpid"
+		read -r -t 0.3 -u 9 _
+		octets; ua=$OCT; uat=$OCT_T
+		read -r -t "$EP_DUR" -u 9 _
+		octets; ub=$OCT; ubt=$OCT_T
 		t0=$(now)
 		timeout -k 1 "$(awk -v m="$CLIENT_MAX" 'BEGIN { printf "%d", m + 5 }')" \
 			python3 "$TOP/bench/objd/stuck-clients.py" 127.0.0.1 "$PORT" "/$(basename "$dir")/stuck" \
 			"$STUCK_CLIENTS" "$CLIENT_MAX" >"$RAW/stuck-$s.txt" 2>"$RAW/stuck-$s.log" &
 		cpids=$!
 		PIDS="$PIDS $cpids"
-		sleep 0.3
-		wrk_row ep "$s" "$(U "$K/files/4k.bin")" 64 "$EP_DUR"
+		read -r -t 0.3 -u 9 _
+		octets; sa=$OCT; sat=$OCT_T
+		read -r -t "$EP_DUR" -u 9 _
+		octets; sb=$OCT; sbt=$OCT_T
+		wait "$wpid" 2>/dev/null; forget "$wpid"
+		octets; o1=$OCT
+		wrk_parse ep "$s" "$f"
+		# Both windows inside wrk's run, else no figure.
+		if [ -n "$WRK_N" ] && [ "$WRK_N" -gt 0 ] && [ -n "$o0" ] && [ -n "$o1" ] &&
+			awk -v a="$wt" -v b="$sbt" -v d="$EP_WRK" 'BEGIN { exit !(b - a < d) }'; then
+			RAWV[ep/base,$s]=$(awk -v r="$(octet_rate "$ua" "$uat" "$ub" "$ubt")" -v o="$((o1 - o0))" -v n="$WRK_N" \
+				'BEGIN { if (r != "" && o > 0) printf "%.0f", r / (o / n) }')
+			RAWV[ep/rps,$s]=$(awk -v r="$(octet_rate "$sa" "$sat" "$sb" "$sbt")" -v o="$((o1 - o0))" -v n="$WRK_N" \
+				'BEGIN { if (r != "" && o > 0) printf "%.0f", r / (o / n) }')
+		else
+			RAWV[ep/base,$s]=""; RAWV[ep/rps,$s]=""
+		fi
+		R[ep/base,$s]=${RAWV[ep/base,$s]:--}
+		R[ep/rps,$s]=${RAWV[ep/rps,$s]:-fail}
+		[ "${RAWV[ep/err,$s]:-0}" -gt 0 ] && R[ep/rps,$s]="${R[ep/rps,$s]} (wrk: ${RAWV[ep/err,$s]} err)"
 		for i in $cpids; do wait "$i" 2>/dev/null; forget "$i"; done
 		R[ep/clients_s,$s]=$(since "$t0")
 		kill "$smp" 2>/dev/null; wait "$smp" 2>/dev/null; forget "$smp"
@@ -471,8 +552,8 @@ get4k_rounds() {
 			continue
 		fi
 		gpid[$s]=$SPID; gport[$s]=$PORT; cols+=("$s")
-		c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$K/files/4k.bin")")
-		[ "$c" = 200 ] || say "objd bench: $s answered $c to GET 4 KiB"
+		c=$(warm "$(U "$K/files/4k.bin")")
+		[ -z "$c" ] || say "objd bench: $s answered $c to GET 4 KiB"
 		RAWV[rss_std,$s]=$(sample "$SPID" | cut -d' ' -f3)	# idle, usual set-up
 	done
 	# each round starts one column further on
@@ -505,7 +586,7 @@ estab() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
 # GETs the 4 KiB file; the server's RSS (sum of VmRSS over its processes)
 # is sampled every 100 ms during the run, the established connections are
 # counted (ss) at 50, 75 and 95 % of it. Memory per connection = (largest
-# RSS sample - RSS just before, after a warm-up GET) / most connections
+# RSS sample - RSS just before, after the warm-up GETs (warm)) / most connections
 # counted; and, for what a server sets aside at start for its connection
 # limit (nginx: worker_connections), the same from the idle RSS of its
 # usual set-up (GET 4 KiB rows) instead of the RSS just before.
@@ -516,8 +597,8 @@ k10() {
 		[ -n "${SPID:-}" ] && { disown "$SPID" 2>/dev/null; kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
 		return
 	fi
-	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$(U "$K/files/4k.bin")")
-	[ "$c" = 200 ] || say "objd bench: $s answered $c to GET 4 KiB (10k set-up)"
+	c=$(warm "$(U "$K/files/4k.bin")")
+	[ -z "$c" ] || say "objd bench: $s answered $c to GET 4 KiB (10k set-up)"
 	f=$RAW/k10-$s-samples.txt; est=$RAW/k10-$s-estab.txt
 	before=$(sample "$SPID" | cut -d' ' -f3)
 	sampler "$f" "$SPID" &
@@ -574,8 +655,8 @@ phase "table"
 # ---- the table ---------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print ""; else printf "%.3f", a / b }'; }
 for s in $SERVERS; do
-	if [ -n "${RAWV[ep/rps,$s]:-}" ] && [ -n "${RAWV[get4k/rps,$s]:-}" ]; then
-		RAWV[ep/ratio,$s]=$(ratio "${RAWV[ep/rps,$s]}" "${RAWV[get4k/rps,$s]}")
+	if [ -n "${RAWV[ep/rps,$s]:-}" ] && [ -n "${RAWV[ep/base,$s]:-}" ]; then
+		RAWV[ep/ratio,$s]=$(ratio "${RAWV[ep/rps,$s]}" "${RAWV[ep/base,$s]}")
 		R[ep/rps,$s]="${R[ep/rps,$s]} (${RAWV[ep/ratio,$s]}x)"
 	fi
 	[ -n "${RAWV[thr,$s]:-}" ] && R[thr,$s]="${RAWV[thr,$s]} -> ${RAWV[ep/thr,$s]:--}"
@@ -592,6 +673,7 @@ get1m/p99|GET 1 MiB, 16 conns, p99|ms
 get1m_nosf/rps|GET 1 MiB, 16 conns, sendfile off|req/s
 get1m_nosf/p99|GET 1 MiB, sendfile off, p99|ms
 put/rps|PUT 64 KiB, 16 conns (fsync: not nginx)|req/s
+ep/base|stuck disk: GET 4 KiB, just before|req/s
 ep/rps|stuck disk: GET 4 KiB (x own rate)|req/s
 thr|stuck disk: threads before -> during (max)|threads
 ep/blocked|stuck disk: threads blocked (D state), max|threads
@@ -655,7 +737,7 @@ wall=$(since "$T0")
 	at_least "10k conns: GET 4 KiB >= 1.0x nginx open_file_cache" "${RAWV[k10/rps,objd]:-}" "${RAWV[k10/rps,nginxofc]:-}" 1.0
 	at_most "10k conns: memory per connection <= nginx's" "${RAWV[k10/mem,objd]:-}" "${RAWV[k10/mem,nginx]:-}" 1.0
 	at_most "10k conns: memory per conn <= nginx open_file_cache's" "${RAWV[k10/mem,objd]:-}" "${RAWV[k10/mem,nginxofc]:-}" 1.0
-	at_least "stuck disk: GET 4 KiB >= 0.9x its own unstuck rate" "${RAWV[ep/rps,objd]:-}" "${RAWV[get4k/rps,objd]:-}" 0.9
+	at_least "stuck disk: GET 4 KiB >= 0.9x its own unstuck rate" "${RAWV[ep/rps,objd]:-}" "${RAWV[ep/base,objd]:-}" 0.9
 	n=${RAWV[ep/n504,objd]:-}; l=${RAWV[ep/late_max,objd]:-}
 	lo=${RAWV[ep/late_min,objd]:-}; lc=${RAWV[ep/late_clock,objd]:-}
 	if [ -z "$n" ]; then
@@ -711,7 +793,8 @@ wall=$(since "$T0")
 	echo " nginx open_file_cache: sendfile $NGINX_OFC_SENDFILE, $NGINX_OFC"
 	echo " PUT: ringctx-objd and Go write a temporary file, fsync it, rename it, fsync the directory; nginx (dav) does not fsync;"
 	echo " stuck disk: $STUCK_CLIENTS clients read a FUSE file that never answers, ringctx-objd --timeout ${DEADLINE}s --drain ${DRAIN}s"
-	echo " --device-limit $OBJD_DEVICE_LIMIT)"
+	echo " --device-limit $OBJD_DEVICE_LIMIT; its GET 4 KiB: one wrk run of $EP_WRK s, a window of $EP_DUR s before the clients and one"
+	echo " of $EP_DUR s while they wait, each counted in the bytes loopback carried)"
 	printf '%-46s' ""
 	for s in $SERVERS; do printf ' %-22s' "${NAME[$s]}"; done
 	printf '\n'
