@@ -534,8 +534,11 @@ void rctx_after_release(rctx_after_t *h);
  * only when the kernel is done with the request's memory. res is the kernel's
  * result (possibly a success that raced with a cancel: an accepted fd, bytes
  * read; it is never dropped), -ECANCELED if the request was aborted, or the
- * context's error if the context was already done at submission. The callback
- * may submit, cancel contexts and release them.
+ * context's error if the context was already done at submission. A request
+ * aborted by its context's deadline (its link timeout, in the kernel) finds
+ * the context done in its callback (rctx_err() -ETIMEDOUT), even if the
+ * deadline's timer has not run yet. The callback may submit, cancel contexts
+ * and release them.
  */
 typedef void (*rctx_cb_t)(void *arg, int res, uint32_t flags);
 

@@ -1100,6 +1100,19 @@ static void governor_put(struct rctx_cancel *g, uint32_t n)
 	rctx__obj_put(&g->c.hdr);
 }
 
+/*
+ * A request ended -ECANCELED (-EINTR) may have been cut off by its
+ * deadline's link timeout in the kernel before the runtime thread's timer
+ * ended the context: end it now, so that its callback finds the context
+ * done (rctx_err() -ETIMEDOUT), as a cancel's callback does. The governor
+ * is still referenced (its reference goes after the callbacks).
+ */
+static void expire_if_due(const struct reaped *e)
+{
+	if (unlikely(e->res == -ECANCELED || e->res == -EINTR) && e->r->ctx)
+		rctx__expire_due(&e->r->ctx->c.hdr);
+}
+
 /* Owner: the batch's callbacks in CQE order, each finished request's slot
  * freed (or left as a zombie) just before its callback, then the governor
  * references. */
@@ -1111,6 +1124,7 @@ static void finish_batch(struct rctx_ring *ring, struct reap_batch *b)
 		rctx_cb_t cb = r->cb;
 		void *arg = r->arg;
 
+		expire_if_due(e);
 		if (reaped_final(e))
 			slot_settled(ring, r);
 		cb(arg, e->res, e->flags);

@@ -475,6 +475,90 @@ Test(ring, deadline_reaches_kernel_as_link_timeout)
 	close(sv[1]);
 }
 
+/* Holds the runtime thread, which keeps the deadlines' timers, in an
+ * after-func until stall_release is set (bounded, so that a failing test
+ * still exits). */
+static atomic_int stall_started, stall_release;
+
+static void stall_fn(void *arg)
+{
+	int64_t end = th_now_ns() + MS(2 * TH_PATIENCE_MS);
+
+	(void)arg;
+	atomic_store(&stall_started, 1);
+	while (!atomic_load(&stall_release) && th_now_ns() < end)
+		th_sleep_ms(1);
+}
+
+/* A callback's result, and its context's error as the callback saw it. */
+struct err_rec {
+	rctx_t *ctx;
+	int calls, res, err;
+};
+
+static void err_cb(void *arg, int res, uint32_t flags)
+{
+	struct err_rec *r = arg;
+
+	(void)flags;
+	r->calls++;
+	r->res = res;
+	r->err = rctx_err(r->ctx);
+}
+
+/* One receive under a context with a timeout of rel, ended by its link
+ * timeout: its callback's record. False, proving nothing, if the deadline
+ * passed before the request got its link timeout (a run too slow for rel). */
+static bool cut_by_link_timeout(rctx_ring_t *ring, int fd, int64_t rel, struct err_rec *r)
+{
+	struct rctx_ring_stats before, after;
+	struct io_uring_sqe sqe;
+	char buf[8];
+
+	*r = (struct err_rec){ .ctx = rctx_with_timeout(rctx_background(), rel) };
+	cr_assert_not_null(r->ctx);
+	rctx_ring_stats(ring, &before);
+	io_uring_prep_recv(&sqe, fd, buf, sizeof(buf), 0);
+	cr_assert_eq(rctx_submit(ring, r->ctx, &sqe, err_cb, r), 0);
+	rctx_ring_flush(ring);
+	rctx_ring_stats(ring, &after);
+	run_until(ring, &r->calls, 1, TH_PATIENCE_MS);
+	cr_assert_eq(r->calls, 1, "the link timeout never ended the receive");
+	rctx_release(r->ctx);
+	return after.link_timeouts == before.link_timeouts + 1 &&
+	       after.cancels_issued == before.cancels_issued && r->res == -ECANCELED;
+}
+
+/*
+ * A request cut off by its context's deadline in the kernel (its link
+ * timeout) runs its callback with the context already done, -ETIMEDOUT,
+ * as a cancelled request's does: here the runtime thread, whose timer
+ * would end the context, is held elsewhere all along, so only the ring
+ * can have ended it.
+ */
+Test(ring, a_request_cut_by_its_deadline_finds_its_context_done)
+{
+	rctx_t *s = rctx_with_cancel(rctx_background());
+	rctx_after_t *h = rctx_after_func(s, stall_fn, NULL);
+	rctx_ring_t *ring = new_ring(0);
+	struct err_rec r;
+	int sv[2];
+
+	cr_assert_not_null(h);
+	cr_assert_eq(rctx_cancel(s), 1);
+	cr_assert(WAIT_UNTIL(atomic_load(&stall_started), TH_PATIENCE_MS), "the after-func never ran");
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	for (int64_t rel = MS(30); !cut_by_link_timeout(ring, sv[0], rel, &r); rel *= 10)
+		cr_assert_lt(rel, MS(TH_PATIENCE_MS), "each deadline passed during its submission");
+	cr_assert_eq(r.err, -ETIMEDOUT, "the callback saw its context's error %d", r.err);
+	atomic_store(&stall_release, 1);
+	close(sv[0]);
+	close(sv[1]);
+	rctx_ring_destroy(ring);
+	rctx_after_release(h);
+	rctx_release(s);
+}
+
 /* A success that raced with a cancel still reaches the callback. */
 Test(ring, result_after_cancel_is_delivered)
 {
