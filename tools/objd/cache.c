@@ -37,16 +37,34 @@
  * evicted first. An entry is reference-counted (the cache's own reference
  * while it is in the table, one per request using its fd): its fd is closed
  * when the last goes, never under a request still reading it.
+ *
+ * Shared between workers: every entry in a worker's table is also in a
+ * shared index (one mutex, taken on a miss and when an entry comes or
+ * goes, never on a hit). A worker that misses a key another worker has
+ * takes a duplicate of that worker's fd (cache_borrow: dup, no open) with
+ * its validators, generation and expiry. So a key is opened once per
+ * process, not once per worker; on a hung disk that matters, since an
+ * open of a FUSE file whose read hangs waits for that read's page lock
+ * uninterruptibly, and the process cannot exit while it does (flight.c).
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "objd.h"
 
 #define GEN_BUCKETS 4096	/* generation counters (power of two) */
+#define SHARE_BUCKETS 1024	/* the shared index (power of two) */
 
 static atomic_ullong gens[GEN_BUCKETS];
 static atomic_ullong epoch;	/* bumped: every entry is stale */
+
+/* Every worker's linked entries, by key hash; an entry's fd stays open
+ * while it is here (it leaves before its last reference can go). */
+static struct {
+	pthread_mutex_t lock;
+	struct fentry *bucket[SHARE_BUCKETS];
+} shared = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 uint64_t cache_hash(const char *key)
 {
@@ -106,6 +124,27 @@ void cache_put(struct worker *w, struct fentry *e)
 	free(e);
 }
 
+static void index_add(struct fentry *e)
+{
+	struct fentry **b = &shared.bucket[e->hash & (SHARE_BUCKETS - 1)];
+
+	pthread_mutex_lock(&shared.lock);
+	e->snext = *b;
+	*b = e;
+	pthread_mutex_unlock(&shared.lock);
+}
+
+static void index_del(struct fentry *e)
+{
+	struct fentry **pp = &shared.bucket[e->hash & (SHARE_BUCKETS - 1)];
+
+	pthread_mutex_lock(&shared.lock);
+	while (*pp != e)
+		pp = &(*pp)->snext;
+	*pp = e->snext;
+	pthread_mutex_unlock(&shared.lock);
+}
+
 /* Take e out of the table; its fd stays open while requests use it. */
 static void detach(struct worker *w, struct fentry *e)
 {
@@ -115,6 +154,7 @@ static void detach(struct worker *w, struct fentry *e)
 	while (*pp != e)
 		pp = &(*pp)->hnext;
 	*pp = e->hnext;
+	index_del(e);
 	lru_unlink(fc, e);
 	fc->n--;
 	e->linked = false;
@@ -272,5 +312,43 @@ struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t
 	fc->table[h & (fc->nbuckets - 1)] = e;
 	lru_front(fc, e);
 	fc->n++;
+	index_add(e);
+	return e;
+}
+
+/*
+ * key (hash h) as another worker has it, fresh: a new entry of w's cache
+ * with a duplicate of its fd and its validators, generation and expiry (a
+ * reference for the caller). NULL if no worker has it (or out of fds or
+ * memory): then the key must be opened.
+ */
+struct fentry *cache_borrow(struct worker *w, const char *key, uint64_t h)
+{
+	struct fentry *o, *e = NULL;
+	char etag[HTTP_ETAG_MAX];
+	uint64_t gen = cache_gen(h), size = 0;
+	int64_t t0 = 0, mtime = 0;
+	int fd = -1;
+
+	if (!w->fc.table)
+		return NULL;
+	pthread_mutex_lock(&shared.lock);
+	for (o = shared.bucket[h & (SHARE_BUCKETS - 1)]; o; o = o->snext)
+		if (o->hash == h && o->gen == gen && rctx_now() < o->expires && !strcmp(o->key, key))
+			break;
+	if (o && (fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+		t0 = o->expires - w->s->o.cache_ttl_ns;
+		size = o->size;
+		mtime = o->mtime;
+		memcpy(etag, o->etag, sizeof(etag));
+	}
+	pthread_mutex_unlock(&shared.lock);
+	if (fd < 0)
+		return NULL;
+	e = cache_add(w, key, h, gen, t0, fd, size, etag, mtime);
+	if (!e)
+		close_async(w, fd);	/* a duplicate (a FUSE flush may hang) */
+	else
+		atomic_fetch_add_explicit(&w->fc.borrowed, 1, memory_order_relaxed);
 	return e;
 }

@@ -27,6 +27,17 @@
  * the cache holds: a flight carries the generation read before its open
  * started, and a GET joins only a flight of the current generation; after
  * this server's PUT or DELETE of the key, a GET starts a new open.
+ *
+ * One table for the whole process (a mutex, taken on a miss only): a GET
+ * on another worker than the flight's joins it too, as a foreign waiter.
+ * It polls the flight's eventfd on its own ring and, once woken, looks the
+ * key up again: the flight's worker has put its entry in the shared index
+ * by then (cache_borrow gives a duplicate of its fd), or the open failed
+ * or may not be cached, and the GET opens the key itself. A miss looks in
+ * the shared index under the table's lock, so that a GET never opens a key
+ * whose open has just landed on another worker. So two workers' first GETs
+ * of a key whose read then hangs make one open, not two (the second would
+ * wait in fuse_open for the first's page and hold the process's exit).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,17 +58,24 @@ struct fwait {
 	struct flight *fl;	/* a reference */
 	struct conn *c;
 	bool done;		/* answered: the result, or it left */
+	bool foreign;		/* fl is another worker's: not in its waiters */
 };
 
-static struct flight **bucket(struct worker *w, uint64_t h)
+/* The flights of every worker, by key hash. */
+static struct {
+	pthread_mutex_t lock;
+	struct flight *bucket[OBJD_FLIGHT_BUCKETS];
+} flights = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static struct flight **bucket(uint64_t h)
 {
-	return &w->flights[h & (OBJD_FLIGHT_BUCKETS - 1)];
+	return &flights.bucket[h & (OBJD_FLIGHT_BUCKETS - 1)];
 }
 
-/* No later GET joins fl (its open goes on). */
-static void flight_unlink(struct worker *w, struct flight *fl)
+/* Under the lock: no later GET joins fl (its open goes on). */
+static void flight_unlink(struct flight *fl)
 {
-	struct flight **pp = bucket(w, fl->hash);
+	struct flight **pp = bucket(fl->hash);
 
 	if (!fl->linked)
 		return;
@@ -65,12 +83,13 @@ static void flight_unlink(struct worker *w, struct flight *fl)
 		pp = &(*pp)->hnext;
 	*pp = fl->hnext;
 	fl->linked = false;
-	atomic_fetch_sub(&w->s->st.opens_in_flight, 1);
+	atomic_fetch_sub(&fl->w->s->st.opens_in_flight, 1);
 }
 
+/* Any worker's thread. */
 static void flight_put(struct flight *fl)
 {
-	if (--fl->refs)
+	if (atomic_fetch_sub(&fl->refs, 1) != 1)
 		return;
 	if (fl->efd >= 0)
 		close(fl->efd);	/* an eventfd: never waits */
@@ -151,8 +170,10 @@ static void flight_opened(void *arg, int res, void *data, unsigned flags)
 			return;
 	}
 	if (res >= 0)
-		res = flight_entry(fl, res, &e);
-	flight_unlink(fl->w, fl);
+		res = flight_entry(fl, res, &e);	/* shared now, if cached */
+	pthread_mutex_lock(&flights.lock);
+	flight_unlink(fl);
+	pthread_mutex_unlock(&flights.lock);
 	deliver(fl, res, e);
 	if (e)
 		cache_put(fl->w, e);
@@ -169,7 +190,8 @@ static int submit_open(struct flight *fl, uint64_t resolve)
 				  flight_opened, fl);
 }
 
-/* A new flight for key (hash h), its open submitted, in the table. */
+/* Under the lock: a new flight for key (hash h), its open submitted, in
+ * the table. */
 static struct flight *flight_start(struct worker *w, const char *key, uint64_t h)
 {
 	size_t len = strlen(key);
@@ -184,7 +206,7 @@ static struct flight *flight_start(struct worker *w, const char *key, uint64_t h
 	fl->t0 = rctx_now();
 	fl->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	fl->ctx = rctx_with_cancel(w->flights_ctx);
-	fl->refs = 1;			/* the open's */
+	atomic_init(&fl->refs, 1);	/* the open's */
 	/* Not following symbolic links first: only what the cache may take. */
 	fl->via_symlink = !w->s->o.cache_cap;
 	if (fl->efd < 0 || !fl->ctx ||
@@ -192,23 +214,24 @@ static struct flight *flight_start(struct worker *w, const char *key, uint64_t h
 		flight_put(fl);
 		return NULL;
 	}
-	fl->hnext = *bucket(w, h);
-	*bucket(w, h) = fl;
+	fl->hnext = *bucket(h);
+	*bucket(h) = fl;
 	fl->linked = true;
 	atomic_fetch_add(&w->s->st.opens_in_flight, 1);
 	return fl;
 }
 
-/* The flight of key (hash h) that a GET starting now may join, or NULL. */
-static struct flight *flight_find(struct worker *w, const char *key, uint64_t h)
+/* Under the lock: the flight of key (hash h) that a GET starting now may
+ * join, or NULL. */
+static struct flight *flight_find(const char *key, uint64_t h)
 {
 	struct flight *fl;
 
-	for (fl = *bucket(w, h); fl; fl = fl->hnext)
+	for (fl = *bucket(h); fl; fl = fl->hnext)
 		if (fl->hash == h && !strcmp(fl->key, key))
 			break;
 	if (fl && fl->gen != cache_gen(h)) {
-		flight_unlink(w, fl);	/* older than a change of the key */
+		flight_unlink(fl);	/* older than a change of the key */
 		return NULL;
 	}
 	return fl;
@@ -222,11 +245,19 @@ static void fwait_cb(void *arg, int res, uint32_t flags)
 	struct conn *c = fw->c;
 
 	(void)flags;
-	if (!fw->done) {
+	if (fw->foreign && res > 0 && c->state != C_DEAD && !rctx_err(c->r->req_ctx)) {
+		/* The other worker's open ended: look the key up again. */
+		fw->done = true;
+		if (flight_join(c))
+			get_flown(c, -ENOMEM, NULL);
+	} else if (fw->foreign) {
+		fw->done = false;	/* it left */
+	} else if (!fw->done) {
 		for (pp = &fw->fl->waiters; *pp != fw; pp = &(*pp)->next)
 			;
 		*pp = fw->next;
-		fw->done = true;
+	}
+	if (!fw->done) {
 		if (!c->r->why && c->state != C_DEAD && !rctx_err(conn_ctx(c)))
 			c->r->why = "open-in-flight";	/* its deadline */
 		get_flown(c, res < 0 ? res : -ECANCELED, NULL);
@@ -244,28 +275,46 @@ static void fwait_cb(void *arg, int res, uint32_t flags)
 int flight_join(struct conn *c)
 {
 	struct worker *w = c->w;
-	struct flight *fl = flight_find(w, c->r->key, c->r->khash);
 	struct io_uring_sqe sqe = { 0 };
 	struct fwait *fw = malloc(sizeof(*fw));
+	struct flight *fl;
+	struct fentry *e;
 
 	if (!fw)
 		return -ENOMEM;
+	pthread_mutex_lock(&flights.lock);
+	e = cache_borrow(w, c->r->key, c->r->khash);
+	fl = e ? NULL : flight_find(c->r->key, c->r->khash);
 	if (fl)
 		atomic_fetch_add(&w->s->st.opens_joined, 1);
-	else if (!(fl = flight_start(w, c->r->key, c->r->khash)))
+	else if (!e)
+		fl = flight_start(w, c->r->key, c->r->khash);
+	if (fl)
+		atomic_fetch_add(&fl->refs, 1);	/* fw's, taken under the lock */
+	pthread_mutex_unlock(&flights.lock);
+	if (e) {
+		free(fw);
+		get_flown(c, 0, e);
+		return 0;
+	}
+	if (!fl)
 		goto out_free;
+	fw->fl = fl;
+	fw->c = c;
+	fw->done = false;
+	fw->foreign = fl->w != w;
 	io_uring_prep_poll_add(&sqe, fl->efd, POLLIN);
-	if (conn_submit(c, c->r->req_ctx, &sqe, fwait_cb, fw))
+	if (conn_submit(c, c->r->req_ctx, &sqe, fwait_cb, fw)) {
+		flight_put(fl);
 		goto out_free;
+	}
 	/* It waits for the disk as a request in a lane would: its client's
 	 * hang-up ends the wait (and cancels the poll). */
 	rctx_hangup_arm(c->r->req_ctx);
-	fw->fl = fl;
-	fl->refs++;
-	fw->c = c;
-	fw->done = false;
-	fw->next = fl->waiters;
-	fl->waiters = fw;
+	if (!fw->foreign) {	/* the result comes from this thread */
+		fw->next = fl->waiters;
+		fl->waiters = fw;
+	}
 	return 0;
 out_free:
 	free(fw);

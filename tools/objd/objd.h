@@ -82,6 +82,7 @@ struct objd_pipe {
 struct fentry {
 	struct fentry *hnext;		/* hash chain */
 	struct fentry *lprev, *lnext;	/* LRU, most recent first */
+	struct fentry *snext;		/* the shared index (cache.c): while linked */
 	uint64_t hash, gen;
 	int64_t expires;
 	int refs;			/* the table's + the requests' */
@@ -100,14 +101,14 @@ struct fentry {
 
 /* An open of a key in flight, that GETs of the key join (flight.c). */
 struct flight {
-	struct flight *hnext;		/* in its worker's table */
+	struct flight *hnext;		/* in the table (flight.c) */
 	struct worker *w;
 	rctx_t *ctx;			/* the open's: under the worker's flights_ctx */
 	struct fwait *waiters;
 	uint64_t hash, gen;
 	int64_t t0;
 	int efd;			/* eventfd: written once answered */
-	int refs;			/* the open's + one per waiter */
+	atomic_int refs;		/* the open's + one per waiter */
 	bool linked;			/* in the table: may be joined */
 	bool via_symlink;		/* opened following links: not cached */
 	char key[];
@@ -118,7 +119,7 @@ struct fcache {
 	struct fentry **table;
 	unsigned nbuckets, n, cap;
 	struct fentry *lru_head, *lru_tail;
-	atomic_ullong hits, misses, stale, evicted;	/* read by /debug/stats */
+	atomic_ullong hits, misses, stale, evicted, borrowed;	/* /debug/stats */
 };
 
 struct server {
@@ -173,7 +174,6 @@ struct worker {
 	struct sockaddr_storage peer;
 	socklen_t peerlen;
 	struct fcache fc;
-	struct flight *flights[OBJD_FLIGHT_BUCKETS];	/* flight.c */
 	rctx_t *flights_ctx;	/* the flights' parent, child of the server's */
 	struct objd_pipe pipes[OBJD_PIPE_POOL];	/* empty ones, for reuse */
 	unsigned npipes;
@@ -335,6 +335,7 @@ void cache_destroy(struct worker *w);
 struct fentry *cache_get(struct worker *w, const char *key, uint64_t h);
 struct fentry *cache_add(struct worker *w, const char *key, uint64_t h, uint64_t gen,
 			 int64_t t0, int fd, uint64_t size, const char *etag, int64_t mtime);
+struct fentry *cache_borrow(struct worker *w, const char *key, uint64_t h);
 struct fentry *fentry_new(const char *key, uint64_t h, int fd, uint64_t size,
 			  const char *etag, int64_t mtime);
 void cache_put(struct worker *w, struct fentry *e);

@@ -79,16 +79,17 @@ static size_t stats_json(struct server *s, char *buf, size_t cap)
 	}
 	P("},");
 	{
-		unsigned long long h = 0, m = 0, st = 0, ev = 0;
+		unsigned long long h = 0, m = 0, st = 0, ev = 0, b = 0;
 
 		for (int i = 0; i < s->o.threads; i++) {
 			h += atomic_load_explicit(&s->workers[i].fc.hits, memory_order_relaxed);
 			m += atomic_load_explicit(&s->workers[i].fc.misses, memory_order_relaxed);
 			st += atomic_load_explicit(&s->workers[i].fc.stale, memory_order_relaxed);
 			ev += atomic_load_explicit(&s->workers[i].fc.evicted, memory_order_relaxed);
+			b += atomic_load_explicit(&s->workers[i].fc.borrowed, memory_order_relaxed);
 		}
-		P("\"open_cache\":{\"hits\":%llu,\"misses\":%llu,\"stale\":%llu,\"evicted\":%llu},",
-		  h, m, st, ev);
+		P("\"open_cache\":{\"hits\":%llu,\"misses\":%llu,\"stale\":%llu,\"evicted\":%llu,"
+		  "\"borrowed\":%llu},", h, m, st, ev, b);
 	}
 	n += ring_json(buf + n, n < cap ? cap - n : 0, "rings", &sum);
 	P(",\"runtime\":{\"timers_armed\":%llu,\"timers_fired\":%llu,\"timers_live\":%llu,"
