@@ -36,6 +36,7 @@
 #define OBJD_POOL 16			/* requests, input buffers kept per worker */
 #define OBJD_IBUFS 512			/* provided receive buffers per worker */
 #define OBJD_IBUF_SIZE 256		/* ... each (a head's first bytes) */
+#define OBJD_DISCARD (16 * 1024)	/* a worker's buffer for bytes it drops */
 #define OBJD_IDLE_SLICES 16		/* idle contexts per --header-timeout */
 #define OBJD_IDLE_MAX (2 * OBJD_IDLE_SLICES)	/* alive at once, at most */
 #define OBJD_FLIGHT_BUCKETS 64		/* opens in flight, by key (flight.c) */
@@ -189,6 +190,9 @@ struct worker {
 	struct request *free_reqs;
 	unsigned nfree_reqs, nfree_ins;
 	char *free_ins[OBJD_POOL];
+	/* conn.c: what lingering closes read, never looked at (the kernel
+	 * may write it for several of them at once). */
+	char discard[OBJD_DISCARD];
 };
 
 struct conn;
