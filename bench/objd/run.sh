@@ -41,9 +41,9 @@ STUCKFS=$BUILD/objd-stuckfs
 QUICK=${RCTX_BENCH_QUICK:-0}
 [ "$QUICK" = "" ] && QUICK=0
 if [ "$QUICK" != 0 ]; then
-	MODE=quick; DUR=1; ROUNDS=1; ROUND_DUR=1; K10_DUR=2; EP_DUR=1; DEADLINE=1; CLIENT_MAX=1.3; SHUT_MAX=1.2; BUDGET=40
+	MODE=quick; DUR=1; ROUNDS=1; ROUNDS_1M=1; ROUND_DUR=1; K10_DUR=2; EP_DUR=1; DEADLINE=1; CLIENT_MAX=1.3; SHUT_MAX=1.2; BUDGET=40
 else
-	MODE=full; DUR=3; ROUNDS=3; ROUND_DUR=1; K10_DUR=4; EP_DUR=2; DEADLINE=2; CLIENT_MAX=4; SHUT_MAX=3; BUDGET=90
+	MODE=full; DUR=3; ROUNDS=5; ROUNDS_1M=3; ROUND_DUR=1; K10_DUR=4; EP_DUR=2; DEADLINE=2; CLIENT_MAX=4; SHUT_MAX=3; BUDGET=90
 fi
 # The episode's wrk run: 0.3 s, a window of EP_DUR s unstuck, 0.3 s, a
 # window of EP_DUR s stuck, and time to spare.
@@ -506,7 +506,6 @@ run_server() {
 		[ -n "${SPID:-}" ] && { disown "$SPID" 2>/dev/null; kill -9 "$SPID" 2>/dev/null; reap "$SPID"; }
 		return
 	fi
-	wrk_row get1m "$s" "$(U "$K/files/1m.bin")" 16 "$DUR"
 	c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -T "$T/files/4k.bin" "$(U "$K/put/probe-$s")")
 	case $c in
 	2??) wrk_row put "$s" "$(U "$K/put/obj-$s")" 16 "$DUR" -s "$T/put.lua" ;;
@@ -538,11 +537,42 @@ median() {
 		END { if (!n) exit; for (i = 1; i < n; i++) for (j = i; j > 0 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
 		      print (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
 }
-# A fresh server per column; then ROUNDS rounds of wrk, one column after the
-# other in each, so that every column sees the same load from the rest of
-# the machine; per column the median of the rounds' rates and of their p99s.
-get4k_rounds() {
-	local s r i c rps p99 err cols=()
+# interleave ROW FILE CONNS N COLUMNS...: N rounds of ROUND_DUR s of wrk
+# (CONNS connections, GETs of FILE) against the running servers of the
+# COLUMNS (gport), one column after the other in each round, each round
+# starting one column further on, so that every column sees the same load
+# from the rest of the machine; per column the median of the rounds' rates
+# and of their p99s into ROW.
+interleave() {
+	local row=$1 file=$2 conns=$3 n=$4 s r i rps p99 err
+	shift 4
+	local cols=("$@")
+	for ((r = 1; r <= n; r++)); do
+		for ((i = 0; i < ${#cols[@]}; i++)); do
+			s=${cols[(i + r - 1) % ${#cols[@]}]}
+			PORT=${gport[$s]}
+			wrk_row "${row}_$r" "$s" "$(U "$K/files/$file")" "$conns" "$ROUND_DUR"
+		done
+	done
+	for s in "${cols[@]}"; do
+		rps=(); p99=(); err=0
+		for ((r = 1; r <= n; r++)); do
+			rps+=("${RAWV[${row}_$r/rps,$s]:-}"); p99+=("${RAWV[${row}_$r/p99,$s]:-}")
+			err=$((err + ${RAWV[${row}_$r/err,$s]:-0}))
+		done
+		RAWV[$row/rps,$s]=$(median "${rps[@]}"); RAWV[$row/p99,$s]=$(median "${p99[@]}")
+		RAWV[$row/err,$s]=$err
+		R[$row/rps,$s]=${RAWV[$row/rps,$s]:-fail}
+		[ "$err" -gt 0 ] && R[$row/rps,$s]="${R[$row/rps,$s]} ($err err)"
+		R[$row/p99,$s]=$( [ -n "${RAWV[$row/p99,$s]}" ] && printf '%.2f ms' "${RAWV[$row/p99,$s]}" || echo -)
+	done
+}
+
+# A fresh server per column, warmed; then the GET 4 KiB rounds (every
+# column) and the GET 1 MiB rounds (nginx as configured, sendfile on: not
+# the open_file_cache column).
+get_rounds() {
+	local s c cols=() big=()
 	declare -A gpid gport
 	for s in $SERVERS; do
 		[ -n "${NA[$s]:-}" ] && continue
@@ -554,27 +584,16 @@ get4k_rounds() {
 		gpid[$s]=$SPID; gport[$s]=$PORT; cols+=("$s")
 		c=$(warm "$(U "$K/files/4k.bin")")
 		[ -z "$c" ] || say "objd bench: $s answered $c to GET 4 KiB"
+		if [ "$s" != nginxofc ]; then
+			big+=("$s")
+			c=$(warm "$(U "$K/files/1m.bin")")
+			[ -z "$c" ] || say "objd bench: $s answered $c to GET 1 MiB"
+		fi
 		RAWV[rss_std,$s]=$(sample "$SPID" | cut -d' ' -f3)	# idle, usual set-up
 	done
-	# each round starts one column further on
-	for ((r = 1; r <= ROUNDS; r++)); do
-		for ((i = 0; i < ${#cols[@]}; i++)); do
-			s=${cols[(i + r - 1) % ${#cols[@]}]}
-			PORT=${gport[$s]}
-			wrk_row "get4k_$r" "$s" "$(U "$K/files/4k.bin")" 64 "$ROUND_DUR"
-		done
-	done
+	interleave get4k 4k.bin 64 "$ROUNDS" "${cols[@]}"
+	interleave get1m 1m.bin 16 "$ROUNDS_1M" "${big[@]}"
 	for s in "${cols[@]}"; do
-		rps=(); p99=(); err=0
-		for ((r = 1; r <= ROUNDS; r++)); do
-			rps+=("${RAWV[get4k_$r/rps,$s]:-}"); p99+=("${RAWV[get4k_$r/p99,$s]:-}")
-			err=$((err + ${RAWV[get4k_$r/err,$s]:-0}))
-		done
-		RAWV[get4k/rps,$s]=$(median "${rps[@]}"); RAWV[get4k/p99,$s]=$(median "${p99[@]}")
-		RAWV[get4k/err,$s]=$err
-		R[get4k/rps,$s]=${RAWV[get4k/rps,$s]:-fail}
-		[ "$err" -gt 0 ] && R[get4k/rps,$s]="${R[get4k/rps,$s]} ($err err)"
-		R[get4k/p99,$s]=$( [ -n "${RAWV[get4k/p99,$s]}" ] && printf '%.2f ms' "${RAWV[get4k/p99,$s]}" || echo -)
 		stop "${gpid[$s]}" "$SHUT_MAX"; finish "${gpid[$s]}"
 	done
 }
@@ -634,8 +653,8 @@ k10() {
 }
 
 say "== service: ringctx-objd vs nginx vs Go net/http ($MODE mode, wrk -t2)"
-phase "GET 4 KiB rounds"
-get4k_rounds
+phase "GET 4 KiB and 1 MiB rounds"
+get_rounds
 for s in objd nginx go; do
 	[ -n "${NA[$s]:-}" ] && continue
 	phase "$s: rows, stuck disk"
@@ -788,7 +807,8 @@ wall=$(since "$T0")
 {
 	echo
 	echo "Service: ringctx-objd vs nginx $("$NGINX" -v 2>&1 | sed -n 's|.*nginx/||p') vs Go $(command -v go >/dev/null 2>&1 && go env GOVERSION) net/http"
-	echo "($MODE mode; wrk -t2 on loopback; GET 4 KiB: median of $ROUNDS interleaved rounds of $ROUND_DUR s; other rows $DUR s,"
+	echo "($MODE mode; wrk -t2 on loopback; GET 4 KiB: median of $ROUNDS interleaved rounds of $ROUND_DUR s, GET 1 MiB (sendfile on) of $ROUNDS_1M;"
+	echo " other rows $DUR s,"
 	echo " 10k conns $K10_DUR s (one run); 2 worker threads / processes / GOMAXPROCS each, no pinning;"
 	echo " nginx open_file_cache: sendfile $NGINX_OFC_SENDFILE, $NGINX_OFC"
 	echo " PUT: ringctx-objd and Go write a temporary file, fsync it, rename it, fsync the directory; nginx (dav) does not fsync;"
