@@ -349,8 +349,12 @@ octets() {
 	done </proc/net/netstat
 	return 1
 }
-# octet_rate A AT B BT: bytes per second between two octets readings.
-octet_rate() { awk -v a="$1" -v at="$2" -v b="$3" -v bt="$4" 'BEGIN { if (a != "" && b != "" && bt > at) printf "%.0f", (b - a) / (bt - at) }'; }
+# window_rps A AT B BT BPR: requests per second between two octets
+# readings, BPR bytes to a request ("" when a figure is missing).
+window_rps() {
+	awk -v a="$1" -v at="$2" -v b="$3" -v bt="$4" -v bpr="$5" \
+		'BEGIN { if (a != "" && b != "" && bt > at && bpr > 0) printf "%.0f", (b - a) / (bt - at) / bpr }'
+}
 
 # sampler FILE PID: a sample every 100 ms into FILE (until killed).
 sampler() {
@@ -380,7 +384,7 @@ warm() {
 # ---- the stuck-disk episode --------------------------------------------------
 # episode SERVER: with SPID/PORT up and R[get4k/...] measured.
 episode() {
-	local s=$1 line dir conn i smp cpids="" f t0 late_max="" late_min="" late_clock=""
+	local s=$1 line dir conn i smp cpids="" f t0 late_max="" late_min="" late_clock="" bpr
 	FS_UP=""
 	mkfifo "$T/fsctl-$s"
 	"$STUCKFS" <"$T/fsctl-$s" >"$RAW/stuckfs-$s.out" 2>&1 &
@@ -444,10 +448,9 @@ episode() {
 		# Both windows inside wrk's run, else no figure.
 		if [ -n "$WRK_N" ] && [ "$WRK_N" -gt 0 ] && [ -n "$o0" ] && [ -n "$o1" ] &&
 			awk -v a="$wt" -v b="$sbt" -v d="$EP_WRK" 'BEGIN { exit !(b - a < d) }'; then
-			RAWV[ep/base,$s]=$(awk -v r="$(octet_rate "$ua" "$uat" "$ub" "$ubt")" -v o="$((o1 - o0))" -v n="$WRK_N" \
-				'BEGIN { if (r != "" && o > 0) printf "%.0f", r / (o / n) }')
-			RAWV[ep/rps,$s]=$(awk -v r="$(octet_rate "$sa" "$sat" "$sb" "$sbt")" -v o="$((o1 - o0))" -v n="$WRK_N" \
-				'BEGIN { if (r != "" && o > 0) printf "%.0f", r / (o / n) }')
+			bpr=$(awk -v o="$((o1 - o0))" -v n="$WRK_N" 'BEGIN { if (o > 0) print o / n }')
+			RAWV[ep/base,$s]=$(window_rps "$ua" "$uat" "$ub" "$ubt" "$bpr")
+			RAWV[ep/rps,$s]=$(window_rps "$sa" "$sat" "$sb" "$sbt" "$bpr")
 		else
 			RAWV[ep/base,$s]=""; RAWV[ep/rps,$s]=""
 		fi

@@ -327,14 +327,14 @@ struct fentry *cache_borrow(struct worker *w, const char *key, uint64_t h)
 	struct fentry *o, *e = NULL;
 	char etag[HTTP_ETAG_MAX];
 	uint64_t gen = cache_gen(h), size = 0;
-	int64_t t0 = 0, mtime = 0;
+	int64_t t0 = 0, mtime = 0, now = rctx_now();
 	int fd = -1;
 
 	if (!w->fc.table)
 		return NULL;
 	pthread_mutex_lock(&shared.lock);
 	for (o = shared.bucket[h & (SHARE_BUCKETS - 1)]; o; o = o->snext)
-		if (o->hash == h && o->gen == gen && rctx_now() < o->expires && !strcmp(o->key, key))
+		if (o->hash == h && o->gen == gen && now < o->expires && !strcmp(o->key, key))
 			break;
 	if (o && (fd = fcntl(o->fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
 		t0 = o->expires - w->s->o.cache_ttl_ns;

@@ -57,7 +57,7 @@ struct fwait {
 	struct fwait *next;
 	struct flight *fl;	/* a reference */
 	struct conn *c;
-	bool done;		/* answered: the result, or it left */
+	bool done;		/* answered by its flight (deliver(): not foreign) */
 	bool foreign;		/* fl is another worker's: not in its waiters */
 };
 
@@ -237,8 +237,9 @@ static struct flight *flight_find(const char *key, uint64_t h)
 	return fl;
 }
 
-/* A waiter's poll ended: after the result (nothing left to do), or first,
- * at its request context's end (it leaves: 504, or its client is gone). */
+/* A waiter's poll ended: after the result (nothing left to do; a foreign
+ * waiter looks the key up again), or first, at its request context's end
+ * (it leaves: 504, or its client is gone). */
 static void fwait_cb(void *arg, int res, uint32_t flags)
 {
 	struct fwait *fw = arg, **pp;
@@ -247,17 +248,14 @@ static void fwait_cb(void *arg, int res, uint32_t flags)
 	(void)flags;
 	if (fw->foreign && res > 0 && c->state != C_DEAD && !rctx_err(c->r->req_ctx)) {
 		/* The other worker's open ended: look the key up again. */
-		fw->done = true;
 		if (flight_join(c))
 			get_flown(c, -ENOMEM, NULL);
-	} else if (fw->foreign) {
-		fw->done = false;	/* it left */
 	} else if (!fw->done) {
-		for (pp = &fw->fl->waiters; *pp != fw; pp = &(*pp)->next)
-			;
-		*pp = fw->next;
-	}
-	if (!fw->done) {
+		if (!fw->foreign) {
+			for (pp = &fw->fl->waiters; *pp != fw; pp = &(*pp)->next)
+				;
+			*pp = fw->next;
+		}
 		if (!c->r->why && c->state != C_DEAD && !rctx_err(conn_ctx(c)))
 			c->r->why = "open-in-flight";	/* its deadline */
 		get_flown(c, res < 0 ? res : -ECANCELED, NULL);
